@@ -1,0 +1,1 @@
+//! Simulated alarm receivers and device fleets.

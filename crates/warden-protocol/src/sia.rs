@@ -62,6 +62,9 @@ pub struct SiaData {
     pub panel_date: Option<Ascii<10>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub panel_time: Option<Ascii<8>>,
+    /// `L` modifier: seconds to keep the line open for listen-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_in: Option<Ascii<4>>,
     /// Free text from `^…^` annotations and `A` blocks, joined by a space.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub text: String,
@@ -113,9 +116,10 @@ pub fn parse_data(data: &[u8], require_event: bool) -> Result<SiaData, SiaError>
         events: Vec::new(),
         panel_date: None,
         panel_time: None,
+        listen_in: None,
         text: String::new(),
     };
-    let mut blocks = data.split(|&b| b == b'|').peekable();
+    let mut blocks = data.split(|&b| b == b'|');
     let mut offset = 0;
     if data.contains(&b'|') {
         let first = blocks.next().unwrap_or_default();
@@ -201,6 +205,16 @@ fn parse_block(all: &[u8], offset: usize, block: &[u8], out: &mut SiaData) -> Re
             }
             b'A'..=b'Z' => {
                 let code = [b, all.get(c.pos + 1).copied().unwrap_or(0)];
+                if code[1].is_ascii_digit() {
+                    // A one-letter modifier with a number, such as `L90` (keep the line open
+                    // for listen-in for 90 s).
+                    c.pos += 1;
+                    let value = c.take_while(|b| b.is_ascii_digit());
+                    if b == b'L' {
+                        out.listen_in = Some(c.field(value)?);
+                    }
+                    continue;
+                }
                 if !code[1].is_ascii_uppercase() {
                     c.pos += 1;
                     return Err(c.unexpected());

@@ -8,6 +8,7 @@
 pub mod codes;
 pub mod contact_id;
 pub mod dc09;
+pub mod mqtt;
 pub mod sia;
 pub mod surgard;
 
@@ -99,8 +100,8 @@ impl Splitter {
     }
 }
 
-/// Renders bytes for an error message: printable ASCII as is, anything else as `\xNN`.
-pub(crate) fn printable(bytes: &[u8]) -> String {
+/// Renders bytes for an error message or a log line: printable ASCII as is, anything else as `\xNN`.
+pub fn printable(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len());
     for &b in bytes.iter().take(64) {

@@ -170,17 +170,14 @@ impl SurGardFrame {
     }
 }
 
-/// Drops line noise some receivers and cables add around frames: leading CR/LF/NUL and
-/// trailing CR/LF. Spaces are kept, since the heartbeat's spaces are significant.
+/// Drops line noise some receivers and cables add around frames: trailing CR/LF/NUL, and
+/// anything up to the last CR/LF/NUL before the frame (a frame never contains one, so what
+/// precedes it is noise from before the receiver started the frame). Spaces are kept, since
+/// the heartbeat's spaces are significant. The caller keeps the whole chunk as raw bytes.
 fn trim(frame: &[u8]) -> &[u8] {
-    let start = frame
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n' | 0))
-        .unwrap_or(frame.len());
-    let end = frame
-        .iter()
-        .rposition(|b| !matches!(b, b'\r' | b'\n' | 0))
-        .map_or(start, |i| i + 1);
+    let noise = |b: &u8| matches!(b, b'\r' | b'\n' | 0);
+    let end = frame.iter().rposition(|b| !noise(b)).map_or(0, |i| i + 1);
+    let start = frame[..end].iter().rposition(noise).map_or(0, |i| i + 1);
     &frame[start..end]
 }
 

@@ -457,3 +457,11 @@ fn short_long_and_non_digit_messages_name_the_problem() {
     let e = cid_msg("12341811310101X8").expect_err("X");
     assert!(e.to_string().contains("position 14"), "{e}");
 }
+
+#[test]
+fn line_noise_before_a_frame_does_not_cost_the_frame() {
+    let f = sg("x\r\n1011           @    \x14").expect("heartbeat after noise");
+    assert!(matches!(f, SurGardFrame::Heartbeat { .. }));
+    let f = sg("\n5011 181234E12101001\r\n\x14").expect("frame with CR/LF around it");
+    assert_eq!(cid(&f).4, "121");
+}

@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn life_critical_sorts_before_everything_else() {
-        let mut v = vec![
+        let mut v = [
             Priority::Information,
             Priority::Technical,
             Priority::LifeCritical,

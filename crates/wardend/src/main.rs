@@ -1,1 +1,221 @@
-fn main() {}
+//! `wardend`: the Warden daemon and its installer tools.
+
+use std::io::{self, BufWriter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+mod admin;
+#[cfg(feature = "embedded-broker")]
+mod broker;
+mod config;
+mod decode;
+mod demo;
+mod embedded_pg;
+mod run;
+
+use config::Config;
+
+/// EX_USAGE: bad command line or configuration.
+const EXIT_CONFIG: u8 = 64;
+/// EX_IOERR.
+const EXIT_IO: u8 = 74;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wardend",
+    version,
+    about = "Warden community-alarm monitoring daemon"
+)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables WARDEN_* override it.
+    #[arg(long, short, global = true, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (production).
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (defaults + file + environment), secrets hidden.
+    PrintConfig,
+    /// Register or update a device (alarm unit) so its signals are accepted.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Zero-configuration demonstration: private Postgres, embedded MQTT broker, a simulated
+    /// Sur-Gard receiver on a pseudo-terminal and a simulated MQTT device fleet.
+    Demo(demo::Args),
+    /// Decode raw alarm-protocol bytes from stdin and print one JSON object per frame.
+    Decode(decode::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Add a device, or update it when the account exists.
+    Add {
+        /// Account as the unit sends it (Contact ID/SIA account, or MQTT device id).
+        #[arg(long)]
+        account: String,
+        /// contact_id, sia, mqtt or dc09.
+        #[arg(long, default_value = "contact_id")]
+        protocol: String,
+        /// Expected periodic-test interval, e.g. `24h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        test_interval: Option<std::time::Duration>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Decode(args) = &cli.command {
+        let stdin = io::stdin().lock();
+        let stdout = BufWriter::new(io::stdout().lock());
+        return match decode::run(args, stdin, stdout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wardend decode: {e:#}");
+                ExitCode::from(if e.is::<decode::UsageError>() {
+                    EXIT_CONFIG
+                } else {
+                    EXIT_IO
+                })
+            }
+        };
+    }
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprint!("wardend: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Command::PrintConfig = cli.command {
+        print!("{}", cfg.to_redacted_toml());
+        return ExitCode::SUCCESS;
+    }
+    warden_telemetry::init_tracing(matches!(cfg.log.format, config::LogFormat::Json));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wardend: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "wardend failed");
+            eprintln!("wardend: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Run => {
+            let metrics = warden_telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
+            let db = run::Database::open(&cfg)?;
+            #[cfg(feature = "embedded-broker")]
+            if cfg.broker.embedded {
+                broker::start(cfg.broker.listen)?;
+            }
+            let shutdown = shutdown_on_signal();
+            let result = run::run(cfg, db.url.clone(), metrics, shutdown, |_| {}).await;
+            db.stop();
+            result
+        }
+        Command::Migrate => {
+            let db = run::Database::open(&cfg)?;
+            let store = warden_store::Store::connect(&db.url, 2)
+                .await
+                .context("connecting to postgres")?;
+            let result = store.migrate().await.context("applying migrations");
+            db.stop();
+            result?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Add {
+                    account,
+                    protocol,
+                    test_interval,
+                    label,
+                },
+        } => {
+            let db = run::Database::open(&cfg)?;
+            let result = async {
+                let store = run::connect(&cfg, &db.url).await?;
+                let interval = test_interval
+                    .map(|d| i32::try_from(d.as_secs()).context("test interval too long"))
+                    .transpose()?;
+                let protocol =
+                    warden_store::DeviceProtocol::parse(&protocol).with_context(|| {
+                        format!("unknown protocol {protocol:?} (contact_id, sia, mqtt, dc09)")
+                    })?;
+                let id = store
+                    .upsert_device(&warden_store::NewDevice {
+                        account: account.clone(),
+                        protocol,
+                        test_interval_seconds: interval,
+                        client_ref: None,
+                        label,
+                    })
+                    .await?;
+                println!("device {id} account {account}");
+                anyhow::Ok(())
+            }
+            .await;
+            db.stop();
+            result
+        }
+        Command::Demo(args) => demo::run(args, cfg, shutdown_on_signal()).await,
+        Command::PrintConfig | Command::Decode(_) => Ok(()),
+    }
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        t.cancel();
+    });
+    token
+}

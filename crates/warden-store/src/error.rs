@@ -1,0 +1,47 @@
+//! Errors of the store layer.
+
+/// An error from a [`Store`](crate::Store) repository call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Postgres (or the connection to it) failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row held a value the schema's CHECK constraints should have made impossible.
+    #[error("unexpected value in {column}: {value:?}")]
+    Corrupt {
+        /// Table and column, e.g. `devices.protocol`.
+        column: &'static str,
+        /// The value found.
+        value: String,
+    },
+}
+
+/// Why the group-commit writer could not confirm a record as durable.
+///
+/// An `Err` means "not known to be durable", never "known not to be": after a lost
+/// connection the commit may in fact have happened. Either way the caller must not
+/// acknowledge the sender (NAK, withhold PUBACK) so that it retries; a dedupe key makes the
+/// retry harmless.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The writer has stopped (shutdown, or its task ended) and did not commit the record.
+    #[error("writer stopped before the record was committed")]
+    Closed,
+    /// The transaction holding the record failed or timed out (Postgres down, connection
+    /// lost). Transient: the writer keeps running and reconnects for the next batch.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// Postgres refused this record itself (constraint or data error, e.g. an unknown
+    /// `device_id` or a NUL character in text). Retrying the same record will fail again:
+    /// quarantine it instead.
+    #[error("postgres rejected the record ({code}): {message}")]
+    Rejected {
+        /// The SQLSTATE, e.g. `23503`.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+}

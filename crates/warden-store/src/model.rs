@@ -1,0 +1,271 @@
+//! The rows the store reads and writes, as plain Rust values.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Which kind of link a record arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// An RS-232 hardware receiver (Sur-Gard automation output).
+    Serial,
+    /// An MQTT unit, sensor or gateway.
+    Mqtt,
+    /// A SIA DC-09 transmitter over TCP/UDP.
+    Dc09,
+    /// Warden itself (link lost/restored, supervision results).
+    Internal,
+}
+
+impl Source {
+    /// The name stored in the `source` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Serial => "serial",
+            Source::Mqtt => "mqtt",
+            Source::Dc09 => "dc09",
+            Source::Internal => "internal",
+        }
+    }
+
+    /// The inverse of [`Source::as_str`].
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "serial" => Some(Source::Serial),
+            "mqtt" => Some(Source::Mqtt),
+            "dc09" => Some(Source::Dc09),
+            "internal" => Some(Source::Internal),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of a link in the `links` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// A serial port to a hardware receiver.
+    Serial,
+    /// A connection to an MQTT broker.
+    Mqtt,
+    /// A DC-09 listener or receiver.
+    Dc09,
+}
+
+impl LinkKind {
+    /// The name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Serial => "serial",
+            LinkKind::Mqtt => "mqtt",
+            LinkKind::Dc09 => "dc09",
+        }
+    }
+
+    /// The inverse of [`LinkKind::as_str`].
+    pub fn parse(s: &str) -> Option<LinkKind> {
+        match s {
+            "serial" => Some(LinkKind::Serial),
+            "mqtt" => Some(LinkKind::Mqtt),
+            "dc09" => Some(LinkKind::Dc09),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol a registered device speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceProtocol {
+    /// Contact ID (SIA DC-05), usually through a serial receiver.
+    ContactId,
+    /// SIA data blocks.
+    Sia,
+    /// Warden's MQTT JSON schema.
+    Mqtt,
+    /// SIA DC-09 over IP.
+    Dc09,
+}
+
+impl DeviceProtocol {
+    /// The name stored in the `protocol` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceProtocol::ContactId => "contact_id",
+            DeviceProtocol::Sia => "sia",
+            DeviceProtocol::Mqtt => "mqtt",
+            DeviceProtocol::Dc09 => "dc09",
+        }
+    }
+
+    /// The inverse of [`DeviceProtocol::as_str`].
+    pub fn parse(s: &str) -> Option<DeviceProtocol> {
+        match s {
+            "contact_id" => Some(DeviceProtocol::ContactId),
+            "sia" => Some(DeviceProtocol::Sia),
+            "mqtt" => Some(DeviceProtocol::Mqtt),
+            "dc09" => Some(DeviceProtocol::Dc09),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DeviceProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A decoded signal to be stored, raw bytes included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSignal {
+    /// A UUID v7 chosen by the caller (`Uuid::now_v7()`); it is the signal's identity.
+    pub id: Uuid,
+    /// The kind of link it arrived on.
+    pub source: Source,
+    /// The link it arrived on, e.g. `serial:ttyS0`.
+    pub link_id: String,
+    /// The account the unit sent, when the protocol has one.
+    pub account: Option<String>,
+    /// The registered device, when the account is known (must exist in `devices`).
+    pub device_id: Option<i64>,
+    /// What the signal is: `event`, `heartbeat`, `presence`, `link_lost`, `link_restored`...
+    pub kind: String,
+    /// The bytes exactly as received.
+    pub raw: Vec<u8>,
+    /// The decoder's view of the bytes. Postgres `jsonb` refuses `\u0000` in strings.
+    pub decoded: serde_json::Value,
+    /// When the first byte arrived. Stored with microsecond precision (truncated).
+    pub received_at: OffsetDateTime,
+    /// An idempotency key (e.g. an MQTT message id): a second signal with the same key is
+    /// not stored and is answered [`Committed::Duplicate`].
+    pub dedupe_key: Option<String>,
+}
+
+/// Input that could not become a signal, kept as evidence with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQuarantine {
+    /// A UUID v7 chosen by the caller.
+    pub id: Uuid,
+    /// The kind of link it arrived on.
+    pub source: Source,
+    /// The link it arrived on.
+    pub link_id: String,
+    /// The bytes exactly as received.
+    pub raw: Vec<u8>,
+    /// A short code from a fixed set (`bad_frame`, `bad_json`, `unknown_version`,
+    /// `oversized`, `unknown_account`, `schema`), 1 to 32 characters; usable as a metric label.
+    pub reason_code: &'static str,
+    /// The full human-readable reason. NUL characters are replaced by U+FFFD when stored
+    /// (Postgres text cannot hold them; the raw bytes keep the original).
+    pub reason: String,
+    /// When the first byte arrived.
+    pub received_at: OffsetDateTime,
+}
+
+/// One thing for the group-commit writer to make durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A decoded signal, stored in `signals`.
+    Signal(NewSignal),
+    /// Rejected input, stored in `quarantine`.
+    Quarantine(NewQuarantine),
+}
+
+impl Record {
+    /// The record's id.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Record::Signal(s) => s.id,
+            Record::Quarantine(q) => q.id,
+        }
+    }
+}
+
+/// What happened to a record, known only after its transaction committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// The signal is durable under this id.
+    Stored(Uuid),
+    /// A signal with the same dedupe key was already durable (stored earlier, or earlier in
+    /// the same batch); this one was not stored. Safe to acknowledge.
+    Duplicate {
+        /// The dedupe key that matched.
+        existing_key: String,
+    },
+    /// The quarantine record is durable under this id.
+    Quarantined(Uuid),
+}
+
+/// A registered device as the ingest cache needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Database id, referenced by `signals.device_id`.
+    pub id: i64,
+    /// The account the unit sends.
+    pub account: String,
+    /// The protocol it speaks.
+    pub protocol: DeviceProtocol,
+    /// Expected periodic-test interval, if the unit is supervised.
+    pub test_interval_seconds: Option<i32>,
+    /// Reference to the client record (outside this crate for now).
+    pub client_ref: Option<String>,
+    /// A human label, e.g. "Flat 3 pendant".
+    pub label: Option<String>,
+}
+
+/// A device to register or update, keyed by account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// The account the unit sends; unique.
+    pub account: String,
+    /// The protocol it speaks.
+    pub protocol: DeviceProtocol,
+    /// Expected periodic-test interval in seconds (must be positive), if supervised.
+    pub test_interval_seconds: Option<i32>,
+    /// Reference to the client record.
+    pub client_ref: Option<String>,
+    /// A human label.
+    pub label: Option<String>,
+}
+
+/// The last known state of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    /// Link id, e.g. `serial:ttyS0`.
+    pub id: String,
+    /// Kind of link.
+    pub kind: LinkKind,
+    /// Whether it was up at the last report.
+    pub up: bool,
+    /// The last time it was reported up.
+    pub last_heard_at: Option<OffsetDateTime>,
+    /// The last time `up` changed (or the link was first seen).
+    pub changed_at: OffsetDateTime,
+}
+
+/// A stored signal, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSignal {
+    /// The signal as it was written.
+    pub signal: NewSignal,
+    /// When the row was inserted (inside the committing transaction).
+    pub committed_at: OffsetDateTime,
+    /// When the sender was acknowledged, if that mark reached the database.
+    pub acked_at: Option<OffsetDateTime>,
+}

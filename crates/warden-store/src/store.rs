@@ -1,0 +1,314 @@
+//! The connection pool and the repository functions (everything except the writer).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::model::{
+    Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewSignal, Source, StoredSignal,
+};
+
+/// How long a caller waits for a free pool connection before getting an error. Short on
+/// purpose: a stuck database must surface as an error (and a NAK) within seconds, not hang
+/// the ingest path.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Warden's handle on Postgres: a cheap-to-clone wrapper around a [`PgPool`].
+///
+/// The group-commit writer ([`spawn_writer`](crate::spawn_writer)) keeps one connection of
+/// this pool checked out for as long as it runs, so give the pool at least two connections
+/// (or give the writer a `Store` of its own).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects to `url` with at most `max_connections` connections (at least 1) and an
+    /// acquire timeout of [`ACQUIRE_TIMEOUT`]. Fails if the first connection cannot be made.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Wraps an existing pool (e.g. the one `#[sqlx::test]` hands a test).
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    /// The underlying pool, for callers that need a raw connection (tests, benchmarks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations embedded from `crates/warden-store/migrations/`.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Round trip to the database: `Ok` means a connection was available and answered.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Registers a device, or updates the one with the same account; returns its id.
+    pub async fn upsert_device(&self, device: &NewDevice) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar!(
+            r#"
+            INSERT INTO devices (account, protocol, test_interval_seconds, client_ref, label)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (account) DO UPDATE SET
+                protocol = EXCLUDED.protocol,
+                test_interval_seconds = EXCLUDED.test_interval_seconds,
+                client_ref = EXCLUDED.client_ref,
+                label = EXCLUDED.label
+            RETURNING id
+            "#,
+            device.account,
+            device.protocol.as_str(),
+            device.test_interval_seconds,
+            device.client_ref,
+            device.label,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Registers or updates many devices in one statement (provisioning, imports, tests);
+    /// returns how many rows were inserted or updated. When an account appears more than once
+    /// in `devices`, the last occurrence wins.
+    pub async fn upsert_devices(&self, devices: &[NewDevice]) -> Result<u64, StoreError> {
+        // `ON CONFLICT DO UPDATE` refuses to touch one row twice in a statement, so keep only
+        // the last occurrence of each account.
+        let mut last = std::collections::HashMap::with_capacity(devices.len());
+        for (i, d) in devices.iter().enumerate() {
+            last.insert(d.account.as_str(), i);
+        }
+        let mut accounts = Vec::with_capacity(last.len());
+        let mut protocols = Vec::with_capacity(last.len());
+        let mut intervals = Vec::with_capacity(last.len());
+        let mut client_refs = Vec::with_capacity(last.len());
+        let mut labels = Vec::with_capacity(last.len());
+        for (i, d) in devices.iter().enumerate() {
+            if last.get(d.account.as_str()) != Some(&i) {
+                continue;
+            }
+            accounts.push(d.account.as_str());
+            protocols.push(d.protocol.as_str());
+            intervals.push(d.test_interval_seconds);
+            client_refs.push(d.client_ref.as_deref());
+            labels.push(d.label.as_deref());
+        }
+        let done = sqlx::query!(
+            r#"
+            INSERT INTO devices (account, protocol, test_interval_seconds, client_ref, label)
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[])
+            ON CONFLICT (account) DO UPDATE SET
+                protocol = EXCLUDED.protocol,
+                test_interval_seconds = EXCLUDED.test_interval_seconds,
+                client_ref = EXCLUDED.client_ref,
+                label = EXCLUDED.label
+            "#,
+            &accounts as &[&str],
+            &protocols as &[&str],
+            &intervals as &[Option<i32>],
+            &client_refs as &[Option<&str>],
+            &labels as &[Option<&str>],
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every registered device, ordered by id (the ingest cache loads this at start).
+    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let rows = sqlx::query!(
+            r#"
+            SELECT id, account, protocol, test_interval_seconds, client_ref, label
+            FROM devices
+            ORDER BY id
+            "#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Device {
+                    id: r.id,
+                    account: r.account,
+                    protocol: parse_protocol(&r.protocol)?,
+                    test_interval_seconds: r.test_interval_seconds,
+                    client_ref: r.client_ref,
+                    label: r.label,
+                })
+            })
+            .collect()
+    }
+
+    /// The device registered under `account`, if any.
+    pub async fn device_by_account(&self, account: &str) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query!(
+            r#"
+            SELECT id, account, protocol, test_interval_seconds, client_ref, label
+            FROM devices
+            WHERE account = $1
+            "#,
+            account
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Device {
+                id: r.id,
+                account: r.account,
+                protocol: parse_protocol(&r.protocol)?,
+                test_interval_seconds: r.test_interval_seconds,
+                client_ref: r.client_ref,
+                label: r.label,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records that `link_id` is up or down as of `at`. Reporting a link up also moves its
+    /// `last_heard_at` to `at`. Returns `true` when the state changed (or the link is new),
+    /// so the caller can log and count the transition once.
+    pub async fn set_link_state(
+        &self,
+        link_id: &str,
+        kind: LinkKind,
+        up: bool,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // The CTE reads the row as it was before this statement (same snapshot).
+        let previous = sqlx::query_scalar!(
+            r#"
+            WITH before AS (SELECT up FROM links WHERE id = $1)
+            INSERT INTO links AS l (id, kind, up, last_heard_at, changed_at)
+            VALUES ($1, $2, $3, CASE WHEN $3::boolean THEN $4::timestamptz END, $4)
+            ON CONFLICT (id) DO UPDATE SET
+                kind = EXCLUDED.kind,
+                up = EXCLUDED.up,
+                last_heard_at = COALESCE(EXCLUDED.last_heard_at, l.last_heard_at),
+                changed_at = CASE WHEN l.up IS DISTINCT FROM EXCLUDED.up
+                                  THEN EXCLUDED.changed_at ELSE l.changed_at END
+            RETURNING (SELECT up FROM before) AS "previous?"
+            "#,
+            link_id,
+            kind.as_str(),
+            up,
+            at,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(previous != Some(up))
+    }
+
+    /// The last known state of every link, ordered by id.
+    pub async fn link_states(&self) -> Result<Vec<LinkState>, StoreError> {
+        let rows = sqlx::query!(
+            r#"SELECT id, kind, up, last_heard_at, changed_at FROM links ORDER BY id"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LinkState {
+                    kind: LinkKind::parse(&r.kind).ok_or(StoreError::Corrupt {
+                        column: "links.kind",
+                        value: r.kind.clone(),
+                    })?,
+                    id: r.id,
+                    up: r.up,
+                    last_heard_at: r.last_heard_at,
+                    changed_at: r.changed_at,
+                })
+            })
+            .collect()
+    }
+
+    /// How many signals are stored.
+    pub async fn signal_count(&self) -> Result<i64, StoreError> {
+        let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM signals"#)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// How many quarantine records are stored.
+    pub async fn quarantine_count(&self) -> Result<i64, StoreError> {
+        let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM quarantine"#)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// One stored signal by id, with its commit and acknowledgement times.
+    pub async fn signal(&self, id: Uuid) -> Result<Option<StoredSignal>, StoreError> {
+        let row = sqlx::query!(
+            r#"
+            SELECT id, source, link_id, account, device_id, kind, raw, decoded, received_at,
+                   dedupe_key, committed_at, acked_at
+            FROM signals
+            WHERE id = $1
+            "#,
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredSignal {
+                signal: NewSignal {
+                    id: r.id,
+                    source: Source::parse(&r.source).ok_or(StoreError::Corrupt {
+                        column: "signals.source",
+                        value: r.source.clone(),
+                    })?,
+                    link_id: r.link_id,
+                    account: r.account,
+                    device_id: r.device_id,
+                    kind: r.kind,
+                    raw: r.raw,
+                    decoded: r.decoded,
+                    received_at: r.received_at,
+                    dedupe_key: r.dedupe_key,
+                },
+                committed_at: r.committed_at,
+                acked_at: r.acked_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// When the quarantine record `id` was acknowledged: `None` if there is no such record,
+    /// `Some(None)` if it is stored but not (yet) marked acknowledged.
+    pub async fn quarantine_acked_at(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<Option<OffsetDateTime>>, StoreError> {
+        let row = sqlx::query_scalar!(r#"SELECT acked_at FROM quarantine WHERE id = $1"#, id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row)
+    }
+}
+
+fn parse_protocol(s: &str) -> Result<DeviceProtocol, StoreError> {
+    DeviceProtocol::parse(s).ok_or_else(|| StoreError::Corrupt {
+        column: "devices.protocol",
+        value: s.to_owned(),
+    })
+}

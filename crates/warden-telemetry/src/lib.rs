@@ -1,0 +1,171 @@
+//! Metric names, their descriptions, the Prometheus recorder and tracing setup.
+//!
+//! Every metric Warden emits is named here once, so `ops/` alert rules and dashboards can be
+//! checked against this list, and label sets stay bounded (labels are link names, sources
+//! and reason codes from fixed enums, never payload data).
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Signals read off a link, decodable or not. Labels: `source`.
+pub const SIGNALS_RECEIVED: &str = "warden_signals_received_total";
+/// Signals acknowledged to their sender after commit. Labels: `source`.
+pub const SIGNALS_ACKED: &str = "warden_signals_acked_total";
+/// Inputs rejected (and quarantined). Labels: `source`, `reason`.
+pub const SIGNALS_REJECTED: &str = "warden_signals_rejected_total";
+/// Redelivered MQTT messages recognised by their message id. Labels: `source`.
+pub const SIGNALS_DUPLICATE: &str = "warden_signals_duplicate_total";
+/// Arrival of the first byte of a signal to its ACK/PUBACK being sent. Labels: `source`.
+pub const ACK_LATENCY: &str = "warden_ack_latency_seconds";
+/// Time of one group-commit transaction.
+pub const DB_COMMIT: &str = "warden_db_commit_seconds";
+/// Records per group-commit transaction.
+pub const DB_BATCH_SIZE: &str = "warden_db_batch_records";
+/// Failed group-commit transactions.
+pub const DB_COMMIT_ERRORS: &str = "warden_db_commit_errors_total";
+/// Records waiting for the writer.
+pub const WRITER_QUEUE: &str = "warden_writer_queue_records";
+/// 1 when a link (serial port, MQTT connection, receiver heartbeat) is up. Labels: `link`.
+pub const LINK_UP: &str = "warden_link_up";
+/// Link state changes. Labels: `link`, `state`.
+pub const LINK_TRANSITIONS: &str = "warden_link_transitions_total";
+/// Serial port (re)open failures. Labels: `link`.
+pub const SERIAL_OPEN_ERRORS: &str = "warden_serial_open_errors_total";
+/// NAKs sent to a receiver. Labels: `link`.
+pub const NAKS_SENT: &str = "warden_naks_sent_total";
+/// MQTT device online/offline changes seen. Labels: `state`.
+pub const DEVICE_PRESENCE: &str = "warden_device_presence_total";
+
+/// Buckets for latencies that must stay in the low milliseconds (ACK, commit).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 4.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0,
+];
+
+/// Registers descriptions for every metric, so `/metrics` documents itself.
+pub fn describe() {
+    describe_counter!(
+        SIGNALS_RECEIVED,
+        "Signals read off a link, decodable or not"
+    );
+    describe_counter!(
+        SIGNALS_ACKED,
+        "Signals acknowledged to their sender after they were durable"
+    );
+    describe_counter!(
+        SIGNALS_REJECTED,
+        "Inputs rejected and quarantined, by reason"
+    );
+    describe_counter!(
+        SIGNALS_DUPLICATE,
+        "Redelivered messages recognised by message id and not stored twice"
+    );
+    describe_histogram!(
+        ACK_LATENCY,
+        Unit::Seconds,
+        "Signal arrival to ACK/PUBACK sent"
+    );
+    describe_histogram!(
+        DB_COMMIT,
+        Unit::Seconds,
+        "Duration of one group-commit transaction"
+    );
+    describe_histogram!(
+        DB_BATCH_SIZE,
+        Unit::Count,
+        "Records written per group-commit transaction"
+    );
+    describe_counter!(DB_COMMIT_ERRORS, "Group-commit transactions that failed");
+    describe_gauge!(
+        WRITER_QUEUE,
+        Unit::Count,
+        "Records waiting for the group-commit writer"
+    );
+    describe_gauge!(LINK_UP, "1 when the link is up, 0 when it is down");
+    describe_counter!(LINK_TRANSITIONS, "Link state changes");
+    describe_counter!(SERIAL_OPEN_ERRORS, "Serial port open or reopen failures");
+    describe_counter!(NAKS_SENT, "NAKs sent to a receiver for undecodable frames");
+    describe_counter!(
+        DEVICE_PRESENCE,
+        "MQTT device online/offline (last will) messages"
+    );
+}
+
+/// Installs the global Prometheus recorder and returns the handle that renders `/metrics`.
+/// Only the binary calls this; libraries only emit.
+pub fn install_prometheus() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DB_BATCH_SIZE.into()), BATCH_BUCKETS))
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+/// Sets up structured logs: JSON when `json` is true, human-readable otherwise; the filter
+/// comes from `RUST_LOG`, defaulting to `info`.
+pub fn init_tracing(json: bool) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests) is harmless; ignore the "already set" error.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `warden_*` name used in `ops/` (minus histogram suffixes) is one this crate
+    /// defines, so alerts and dashboards cannot silently watch a metric that does not exist.
+    #[test]
+    fn ops_rules_and_dashboards_use_only_defined_metrics() {
+        let defined = [
+            super::SIGNALS_RECEIVED,
+            super::SIGNALS_ACKED,
+            super::SIGNALS_REJECTED,
+            super::SIGNALS_DUPLICATE,
+            super::ACK_LATENCY,
+            super::DB_COMMIT,
+            super::DB_BATCH_SIZE,
+            super::DB_COMMIT_ERRORS,
+            super::WRITER_QUEUE,
+            super::LINK_UP,
+            super::LINK_TRANSITIONS,
+            super::SERIAL_OPEN_ERRORS,
+            super::NAKS_SENT,
+            super::DEVICE_PRESENCE,
+        ];
+        let files = [
+            include_str!("../../../ops/prometheus/warden-alerts.yml"),
+            include_str!("../../../ops/grafana/warden-ingest.json"),
+        ];
+        let mut used = 0;
+        for text in files {
+            for (i, _) in text.match_indices("warden_") {
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .fold(name.clone(), |n, s| {
+                        n.strip_suffix(s).map_or(n.clone(), str::to_owned)
+                    });
+                assert!(
+                    defined.contains(&base.as_str()),
+                    "ops/ uses undefined metric {name}"
+                );
+                used += 1;
+            }
+        }
+        assert!(used > 10, "expected the ops files to reference the metrics");
+    }
+}

@@ -1,0 +1,79 @@
+//! The admin listener: `/healthz` (the process is up), `/readyz` (the database answers and
+//! every configured link is up) and `/metrics` (Prometheus text format).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use warden_store::Store;
+
+#[derive(Clone)]
+struct AppState {
+    store: Store,
+    metrics: PrometheusHandle,
+    links: Vec<String>,
+}
+
+/// Binds the admin listener; returns the bound address and the serving future.
+pub async fn bind(
+    listen: SocketAddr,
+    store: Store,
+    metrics: PrometheusHandle,
+    links: Vec<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let state = AppState {
+        store,
+        metrics,
+        links,
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let serve = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    Ok((addr, async move { serve.await }))
+}
+
+async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    if let Err(e) = s.store.ping().await {
+        problems.push(format!("database: {e}"));
+    }
+    match s.store.link_states().await {
+        Ok(states) => {
+            for link in &s.links {
+                match states.iter().find(|l| &l.id == link) {
+                    Some(l) if l.up => {}
+                    Some(_) => problems.push(format!("link {link}: down")),
+                    None => problems.push(format!("link {link}: not seen yet")),
+                }
+            }
+        }
+        Err(e) => problems.push(format!("links: {e}")),
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", problems.join("\n")),
+        )
+    }
+}

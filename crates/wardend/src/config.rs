@@ -1,0 +1,270 @@
+//! Typed configuration: embedded defaults, then an optional TOML file, then `WARDEN_*`
+//! environment variables (`WARDEN_DATABASE__URL`, `WARDEN_MQTT__HOST`, …). Unknown keys are
+//! errors; every error is reported at once; secrets never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use warden_ingest::mqtt::MqttConfig;
+use warden_ingest::serial::SerialConfig;
+
+/// A value that must never appear in logs or `print-config` output.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Warden keeps its state: the embedded Postgres cluster when no database URL is
+    /// given.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub writer: WriterSection,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    /// MQTT ingest; absent means no MQTT ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
+    pub broker: BrokerConfig,
+    /// Serial receivers, one `[[serial]]` table each.
+    #[serde(default)]
+    pub serial: Vec<SerialConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db`. Absent: Warden runs a private cluster in
+    /// `data_dir/postgres` from the system's PostgreSQL binaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    /// Apply pending migrations at start-up.
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriterSection {
+    /// Most records in one transaction.
+    pub max_batch: usize,
+    /// How long the writer gathers records after the first before committing.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Records queued for the writer before senders wait (alarms wait, never drop).
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Run the embedded MQTT broker (rumqttd). It keeps nothing on disk: production uses an
+    /// external broker such as Mosquitto or a cluster.
+    pub embedded: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("warden-data"),
+            database: DatabaseConfig {
+                url: None,
+                max_connections: 16,
+                auto_migrate: true,
+            },
+            writer: WriterSection {
+                max_batch: 1000,
+                max_wait: Duration::from_millis(2),
+                queue_capacity: 20_000,
+            },
+            admin: AdminConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            },
+            log: LogConfig {
+                format: LogFormat::Text,
+            },
+            mqtt: None,
+            broker: BrokerConfig {
+                embedded: false,
+                listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            },
+            serial: Vec::new(),
+        }
+    }
+}
+
+/// Every problem found in a configuration, reported together.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigErrors(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]));
+            }
+            // `file_exact`: `Toml::file` would silently search parent folders.
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("WARDEN_").split("__"));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigErrors(e.into_iter().map(|e| e.to_string()).collect()))?;
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.database.max_connections == 0 {
+            errors.push("database.max_connections: must be positive".into());
+        }
+        if let Some(url) = &self.database.url
+            && !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
+        {
+            errors.push("database.url: must start with postgres:// or postgresql://".into());
+        }
+        if self.writer.max_batch == 0 || self.writer.max_batch > 10_000 {
+            errors.push(format!(
+                "writer.max_batch: {} is not in 1..=10000",
+                self.writer.max_batch
+            ));
+        }
+        if self.writer.queue_capacity < self.writer.max_batch {
+            errors.push("writer.queue_capacity: must be at least writer.max_batch".into());
+        }
+        if self.writer.max_wait > Duration::from_millis(100) {
+            errors.push("writer.max_wait: more than 100ms would delay every ACK".into());
+        }
+        if let Some(m) = &self.mqtt {
+            errors.extend(m.validate());
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.serial {
+            errors.extend(s.validate());
+            if !names.insert(&s.name) {
+                errors.push(format!("serial name {:?} is used twice", s.name));
+            }
+        }
+        if self.broker.embedded && !cfg!(feature = "embedded-broker") {
+            errors.push(
+                "broker.embedded: this wardend was built without the embedded-broker feature"
+                    .into(),
+            );
+        }
+        errors
+    }
+
+    /// The configuration as TOML with secrets replaced.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if let Some(url) = &shown.database.url {
+            shown.database.url = Some(Secret(redact_url(url.expose())));
+        }
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# could not render config: {e}\n"))
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[redacted]".into();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://warden:s3cret@db:5432/warden"),
+            "postgres://warden:[redacted]@db:5432/warden"
+        );
+        assert_eq!(
+            redact_url("postgres://warden@db/warden"),
+            "postgres://warden@db/warden"
+        );
+        assert!(!format!("{:?}", Secret("x".into())).contains('x'));
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        assert!(Config::default().validate().is_empty());
+    }
+}

@@ -1,0 +1,152 @@
+//! `wardend run`: wiring of store, writer, ingest adapters and the admin listener, and an
+//! orderly shutdown: stop the sources, let the writer drain and commit, then exit.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use warden_ingest::{DeviceCache, Ingest};
+use warden_store::{Store, WriterConfig};
+
+use crate::config::Config;
+use crate::embedded_pg::EmbeddedPostgres;
+
+/// Where a running daemon can be reached, for `demo` to print and tests to use.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub admin: SocketAddr,
+    pub database_url: String,
+}
+
+/// The database the configuration names, or a private cluster started for it.
+pub struct Database {
+    pub url: String,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    pub fn open(cfg: &Config) -> anyhow::Result<Self> {
+        if let Some(url) = &cfg.database.url {
+            Ok(Self {
+                url: url.expose().to_owned(),
+                embedded: None,
+            })
+        } else {
+            let pg = EmbeddedPostgres::start(&cfg.data_dir)?;
+            Ok(Self {
+                url: pg.url(),
+                embedded: Some(pg),
+            })
+        }
+    }
+
+    pub fn stop(&self) {
+        if let Some(pg) = &self.embedded
+            && let Err(e) = pg.stop()
+        {
+            tracing::error!(error = %e, "could not stop the private postgres");
+        }
+    }
+}
+
+pub async fn connect(cfg: &Config, url: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(url, cfg.database.max_connections)
+        .await
+        .context("connecting to postgres")?;
+    if cfg.database.auto_migrate {
+        store.migrate().await.context("applying migrations")?;
+    }
+    Ok(store)
+}
+
+/// Runs the daemon until `shutdown` fires. `on_ready` is called once everything listens.
+pub async fn run(
+    cfg: Config,
+    database_url: String,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(Endpoints),
+) -> anyhow::Result<()> {
+    let store = connect(&cfg, &database_url).await?;
+    let devices = DeviceCache::load(store.clone())
+        .await
+        .context("loading devices")?;
+    tracing::info!(devices = devices.len(), "device cache loaded");
+
+    let writer_stop = CancellationToken::new();
+    let (writer, writer_task) = warden_store::spawn_writer(
+        store.clone(),
+        WriterConfig {
+            max_batch: cfg.writer.max_batch,
+            max_wait: cfg.writer.max_wait,
+            queue_capacity: cfg.writer.queue_capacity,
+            ..WriterConfig::default()
+        },
+        writer_stop.clone(),
+    );
+    let ingest = Ingest {
+        writer,
+        devices,
+        store: store.clone(),
+    };
+
+    let sources = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    let mut links = Vec::new();
+    for s in cfg.serial.clone() {
+        links.push(s.link_id());
+        let span = tracing::info_span!("serial", link = %s.link_id());
+        tasks
+            .spawn(warden_ingest::serial::run(s, ingest.clone(), sources.clone()).instrument(span));
+    }
+    if let Some(m) = cfg.mqtt.clone() {
+        links.push(m.link_id());
+        let span = tracing::info_span!("mqtt", link = %m.link_id());
+        tasks.spawn(warden_ingest::mqtt::run(m, ingest.clone(), sources.clone()).instrument(span));
+    }
+
+    let admin_stop = CancellationToken::new();
+    let (admin_addr, admin) = crate::admin::bind(
+        cfg.admin.listen,
+        store.clone(),
+        metrics,
+        links,
+        admin_stop.clone(),
+    )
+    .await?;
+    let admin_task = tokio::spawn(admin.instrument(tracing::info_span!("admin")));
+    tracing::info!(admin = %admin_addr, "wardend ready");
+    on_ready(Endpoints {
+        admin: admin_addr,
+        database_url: database_url.clone(),
+    });
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: stopping sources");
+    // Sources stop first; each answers what it already has before returning.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!(
+            "sources did not stop within 10s; aborting them (unacknowledged input will be resent)"
+        );
+        tasks.abort_all();
+    }
+    drop(ingest);
+    writer_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(10), writer_task).await {
+        Ok(Ok(report)) => tracing::info!(?report, "writer drained"),
+        Ok(Err(e)) => tracing::error!(error = %e, "writer task failed"),
+        Err(_) => tracing::error!("writer did not drain within 10s"),
+    }
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    tracing::info!(clean = drained, "wardend stopped");
+    Ok(())
+}

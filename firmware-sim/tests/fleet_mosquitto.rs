@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Mosquitto, Subscriber};
+use common::{Mosquitto, Proxy, Subscriber};
 use tokio_util::sync::CancellationToken;
 use warden_protocol::mqtt::{self, AlarmKind, Body, Presence};
 use warden_sim::fleet::{Disconnect, Fleet, FleetConfig, FleetReport};
@@ -266,4 +266,56 @@ async fn bad_payloads_are_published_as_given_and_marked_invalid() {
             .iter()
             .any(|(t, _)| t == "warden/v2/devices/sim-00001/up")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_in_flight_when_the_connection_breaks_are_published_again_after_reconnecting() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warden_sim=info")
+        .try_init();
+    let Some(broker) = Mosquitto::start().await else {
+        return;
+    };
+    let sub = Subscriber::start(broker.port, FILTER).await;
+    let proxy = Proxy::start(broker.port).await;
+    let fleet = Fleet::new(FleetConfig {
+        devices: 3,
+        connections: 1,
+        heartbeat_interval: Duration::from_millis(50),
+        reconnect_delay: Duration::from_millis(100),
+        ..config(proxy.port)
+    })
+    .unwrap();
+    let handle = fleet.handle();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(fleet.run(stop.clone().cancelled_owned()));
+    handle.wait_connected().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // PUBACKs stop arriving: publishes pile up in flight, then in rumqttc's channel.
+    proxy.hold_replies(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stuck = handle.unacked();
+    assert!(stuck > 0, "messages should be waiting for their PUBACK");
+    proxy.cut();
+    proxy.hold_replies(false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    let report = task.await.unwrap();
+
+    assert!(report.republished > 0, "{report:?}");
+    assert_eq!(report.unacked, 0, "{report:?}");
+    let ids = report.pubacked_ids();
+    let received = sub
+        .wait_until(Duration::from_secs(10), |m| {
+            let seen: HashSet<(String, String)> = parse_all(m)
+                .into_iter()
+                .filter_map(|u| Some((u.device_id, u.msg_id?)))
+                .collect();
+            ids.iter().all(|id| seen.contains(id))
+        })
+        .await;
+    // The broker saw some messages twice (before and after the break): same msg_id, which
+    // is what lets Warden drop the duplicate.
+    assert!(received.len() > ids.len());
 }

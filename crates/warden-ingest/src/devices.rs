@@ -38,6 +38,15 @@ impl DeviceCache {
         })
     }
 
+    /// A cache that starts empty and asks the database on every miss (for tests and for a
+    /// start-up while the database is still coming up).
+    pub fn empty(store: Store) -> Self {
+        Self {
+            store,
+            inner: Arc::new(RwLock::new(Inner::default())),
+        }
+    }
+
     /// The device id for an account, or `None` when no device is registered for it.
     /// Database errors count as "not known yet": the caller quarantines the signal, which
     /// keeps it durably rather than losing it.

@@ -112,7 +112,17 @@ impl SurGardFrame {
             b'1' => parse_heartbeat(frame),
             b'5' | b'Q' => parse_contact_id(frame),
             b'S' | b'0' => parse_sia(frame),
-            other => Err(SurGardError::UnsupportedProtocol(char::from(other))),
+            // A frame that looks like automation output (a protocol character, then the
+            // receiver number) but uses a protocol not decoded here; anything else is noise.
+            other
+                if other.is_ascii_alphanumeric()
+                    && frame
+                        .get(1..3)
+                        .is_some_and(|r| r.iter().all(u8::is_ascii_digit)) =>
+            {
+                Err(SurGardError::UnsupportedProtocol(char::from(other)))
+            }
+            _ => Err(SurGardError::Header(printable(frame))),
         }
     }
 
@@ -410,7 +420,7 @@ mod tests {
         assert!(matches!(
             first,
             Step::Invalid {
-                error: SurGardError::UnsupportedProtocol('g'),
+                error: SurGardError::Header(_),
                 consumed: 8
             }
         ));

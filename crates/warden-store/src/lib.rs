@@ -9,9 +9,11 @@
 //! Architecture Invariant: a record's outcome is reported only after the transaction holding
 //! it has committed. [`WriterHandle::write`] resolves `Ok` strictly after `COMMIT` returned,
 //! so an adapter that ACKs (serial ACK, MQTT PUBACK, DC-09 ACK) on `Ok` never acknowledges a
-//! signal that a crash could lose. If a transaction fails, every record in it gets `Err`;
-//! nothing is half-reported. An `Err` means "not known to be durable": the caller NAKs or
-//! withholds its PUBACK and the sender retries.
+//! signal that a crash could lose. If a transaction fails, no record in it is answered `Ok`
+//! on its account: with Postgres unreachable every record of the batch gets `Err`; after a
+//! data error each record is retried in a transaction of its own and answered after that one.
+//! An `Err` means "not known to be durable": the caller NAKs or withholds its PUBACK and the
+//! sender retries.
 //!
 //! Architecture Invariant: the writer's queue is bounded, [`WriterConfig::queue_capacity`]
 //! records (default 20 000). When it is full, `write` waits for room: alarms are never
@@ -22,9 +24,15 @@
 //! Architecture Invariant: `signals` and `quarantine` are append-only evidence. A trigger
 //! rejects `DELETE`, `TRUNCATE` and every `UPDATE` except setting `acked_at` once from NULL.
 //!
-//! Each record is written exactly once or answered as a [`Committed::Duplicate`] of an
-//! earlier one with the same dedupe key; one bad record in a batch is refused on its own
-//! ([`WriteError::Rejected`]) without failing the others.
+//! A signal with a dedupe key is stored at most once: a redelivery, in a later batch or the
+//! same one, is answered [`Committed::Duplicate`]. One record Postgres refuses (an unknown
+//! device, a NUL character) is answered [`WriteError::Rejected`] on its own; the rest of its
+//! batch is retried record by record and commits.
+//!
+//! Operational notes: the writer keeps one pool connection for itself (size pools for it);
+//! a transaction that fails or exceeds [`WriterConfig::commit_timeout`] drops that
+//! connection and the next batch reconnects. `acked_at` marks still queued at a crash are
+//! lost: such a row reads "not known to be acknowledged", which errs on the safe side.
 
 mod copy;
 mod error;

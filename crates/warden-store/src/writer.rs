@@ -2,9 +2,9 @@
 //! to each caller only after that transaction committed.
 //!
 //! ```text
-//! write() ──(Record, oneshot)──▶ bounded queue ──▶ writer task ──▶ BEGIN; INSERT … UNNEST; COMMIT
+//! write() ──(Record, oneshot)──▶ bounded queue ──▶ writer task ──▶ BEGIN; INSERT…; COMMIT
 //!    ▲                                                  │
-//!    └──────────────── Ok(Committed) / Err ◀────────────┘  (after COMMIT returned)
+//!    └────────────── Ok(Committed) / Err ◀──────────────┘  (after COMMIT returned)
 //! ```
 //!
 //! While one batch commits, the next one accumulates in the queue, so under load each
@@ -102,8 +102,9 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Queues `record` and resolves once the transaction holding it has committed, with what
-    /// happened to it, or with an error if that transaction failed (then every record of the
-    /// batch gets the error). Waits for room when the queue is full.
+    /// happened to it, or with an error if it could not be committed (when Postgres is
+    /// unreachable, every record of the batch gets the error). Waits for room when the queue
+    /// is full.
     ///
     /// Only an `Ok` allows the caller to acknowledge the sender. Cancel safety: dropping the
     /// future after the record was queued does not withdraw it; it may still be stored, and
@@ -363,10 +364,18 @@ impl Writer {
                 if records > 1 && e.data_error().is_some() {
                     // One bad record must not hold a whole batch of alarms hostage: retry
                     // each alone so only the offender is refused.
-                    warn!(records, error = %e, "batch refused by postgres, retrying records one by one");
+                    warn!(
+                        records,
+                        error = %e,
+                        "batch refused by postgres, retrying records one by one"
+                    );
                     self.commit_one_by_one(batch).await;
                 } else {
-                    error!(records, error = %e, "batch commit failed, answering every record with an error");
+                    error!(
+                        records,
+                        error = %e,
+                        "batch commit failed, answering every record with an error"
+                    );
                     let err = e.to_write_error();
                     for request in batch.drain(..) {
                         self.reply(request, Err(err.clone()));
@@ -403,7 +412,12 @@ impl Writer {
                     self.drop_connection();
                     let err = e.to_write_error();
                     if let WriteError::Rejected { code, message } = &err {
-                        warn!(id = %request.record.id(), code = %code, error = %message, "record refused by postgres");
+                        warn!(
+                            id = %request.record.id(),
+                            code = %code,
+                            error = %message,
+                            "record refused by postgres"
+                        );
                     } else {
                         error!(error = %e, "commit failed while isolating a refused record");
                         unreachable = Some(err.clone());
@@ -446,20 +460,10 @@ impl Writer {
                 Some(conn) => conn,
                 None => slot.insert(pool.acquire().await?),
             };
-            let t0 = std::time::Instant::now();
             let mut tx = conn.begin().await?;
-            let t1 = std::time::Instant::now();
             let outcomes = insert_records(&mut tx, batch).await?;
-            let t2 = std::time::Instant::now();
             apply_acks(&mut tx, acks).await?;
             tx.commit().await?;
-            eprintln!(
-                "n={} begin={:?} insert={:?} commit={:?}",
-                batch.len(),
-                t1 - t0,
-                t2 - t1,
-                t2.elapsed()
-            );
             Ok(outcomes)
         };
         tokio::time::timeout(limit, work)

@@ -32,9 +32,14 @@ fn storm_rows(n: usize, round: usize) -> Vec<NewSignal> {
             account: Some(format!("{:06}", i % 100_000)),
             device_id: None,
             kind: "event".to_owned(),
-            raw: format!(r#"{{"v":1,"id":"{round}-{i}","acct":"{:06}","code":301}}"#, i % 100_000)
-                .into_bytes(),
-            decoded: json!({"v": 1, "code": 301, "qualifier": "new", "zone": 0, "text": "mains fail"}),
+            raw: format!(
+                r#"{{"v":1,"id":"{round}-{i}","acct":"{:06}","code":301}}"#,
+                i % 100_000
+            )
+            .into_bytes(),
+            decoded: json!({
+                "v": 1, "code": 301, "qualifier": "new", "zone": 0, "text": "mains fail"
+            }),
             received_at: common::now_us(),
             dedupe_key: Some(format!("bench:{round}:{i}")),
         })

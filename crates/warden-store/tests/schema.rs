@@ -265,7 +265,10 @@ async fn a_signal_reads_back_exactly_as_written_with_microsecond_received_at(poo
     let shutdown = CancellationToken::new();
     let (writer, task) = spawn_writer(store.clone(), WriterConfig::default(), shutdown.clone());
     let mut s = signal(Some("m-1"));
-    s.received_at = s.received_at.replace_microsecond(123_456).expect("valid");
+    // A second ago (so it precedes the commit), with a known sub-second part.
+    s.received_at = (s.received_at - time::Duration::seconds(1))
+        .replace_microsecond(123_456)
+        .expect("valid");
     writer
         .write(Record::Signal(s.clone()))
         .await

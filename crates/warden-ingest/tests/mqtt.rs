@@ -1,0 +1,392 @@
+//! MQTT ingest against a real Mosquitto broker and real Postgres (a database per test).
+//! A rumqttc client plays the device; each PUBACK it receives is checked against the
+//! database at that moment.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use warden_ingest::mqtt::{MqttConfig, run};
+use warden_ingest::{DeviceCache, Ingest};
+use warden_store::{DeviceProtocol, NewDevice, Store, WriterConfig, spawn_writer};
+use warden_tests::Mosquitto;
+
+struct Daemon {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_ingest(pool: &PgPool, port: u16) -> Daemon {
+    let store = Store::from_pool(pool.clone());
+    let devices = DeviceCache::load(store.clone()).await.expect("cache");
+    let stop = CancellationToken::new();
+    let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.child_token());
+    let ingest = Ingest {
+        writer,
+        devices,
+        store,
+    };
+    let cfg = MqttConfig {
+        port,
+        client_id: "warden-test".into(),
+        ..MqttConfig::default()
+    };
+    let task = tokio::spawn(run(cfg, ingest, stop.clone()));
+    Daemon { stop, task }
+}
+
+impl Daemon {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn register(pool: &PgPool, accounts: &[&str]) {
+    let store = Store::from_pool(pool.clone());
+    for a in accounts {
+        store
+            .upsert_device(&NewDevice {
+                account: (*a).into(),
+                protocol: DeviceProtocol::Mqtt,
+                test_interval_seconds: None,
+                client_ref: None,
+                label: None,
+            })
+            .await
+            .expect("device");
+    }
+}
+
+fn device(port: u16, id: &str) -> (AsyncClient, EventLoop) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    AsyncClient::new(o, 100)
+}
+
+/// Polls the device's event loop until `n` PUBACKs arrived, running `on_ack` on each.
+async fn await_pubacks(ev: &mut EventLoop, n: usize, mut on_ack: impl AsyncFnMut(u16)) {
+    let mut got = 0;
+    while got < n {
+        let event = tokio::time::timeout(Duration::from_secs(10), ev.poll())
+            .await
+            .expect("PUBACK within 10 s")
+            .expect("device connection");
+        if let Event::Incoming(Packet::PubAck(ack)) = event {
+            on_ack(ack.pkid).await;
+            got += 1;
+        }
+    }
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// Waits until the ingest client has subscribed (its link is recorded up).
+async fn wait_link_up(pool: &PgPool) {
+    for _ in 0..200 {
+        let up: Option<bool> = sqlx::query_scalar("SELECT up FROM links WHERE id LIKE 'mqtt:%'")
+            .fetch_optional(pool)
+            .await
+            .expect("links");
+        if up == Some(true) {
+            // The SUBSCRIBE follows the CONNACK; give it a moment to be processed.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("mqtt link never came up");
+}
+
+/// Polls until `sql` counts `want` rows (or 10 s pass) and returns the last count.
+async fn wait_count(pool: &PgPool, sql: &'static str, want: i64) -> i64 {
+    let mut n = 0;
+    for _ in 0..200 {
+        n = count(pool, sql).await;
+        if n >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn device_alarms_are_stored_with_their_dedupe_key(pool: PgPool) {
+    let broker = Mosquitto::start("");
+    register(&pool, &["unit-1"]).await;
+    let daemon = start_ingest(&pool, broker.port).await;
+    wait_link_up(&pool).await;
+    let (client, mut ev) = device(broker.port, "unit-1");
+    for i in 0..20 {
+        let payload = format!(r#"{{"v":1,"msg_id":"m{i}","alarm":{{"kind":"pendant"}}}}"#);
+        client
+            .publish(
+                "warden/v1/devices/unit-1/up",
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .expect("publish");
+    }
+    await_pubacks(&mut ev, 20, async |_| {}).await;
+    let n = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:m%'",
+        20,
+    )
+    .await;
+    assert_eq!(n, 20);
+    daemon.stop().await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_message_that_could_not_be_committed_is_not_pubacked_and_is_redelivered(pool: PgPool) {
+    let broker = Mosquitto::start("");
+    register(&pool, &["unit-1"]).await;
+    // Establish Warden's persistent session, then stop it.
+    let daemon = start_ingest(&pool, broker.port).await;
+    wait_link_up(&pool).await;
+    daemon.stop().await;
+
+    // Warden comes back with a database it cannot reach: it receives the message but can
+    // never commit it, so it must not PUBACK it.
+    let dead = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(200))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .expect("lazy pool");
+    let dead_store = Store::from_pool(dead);
+    let stop = CancellationToken::new();
+    let (writer, _) = spawn_writer(
+        dead_store.clone(),
+        WriterConfig {
+            commit_timeout: Duration::from_millis(500),
+            ..WriterConfig::default()
+        },
+        stop.child_token(),
+    );
+    let ingest = Ingest {
+        writer,
+        devices: DeviceCache::empty(dead_store.clone()),
+        store: dead_store,
+    };
+    let cfg = MqttConfig {
+        port: broker.port,
+        client_id: "warden-test".into(),
+        ..MqttConfig::default()
+    };
+    let task = tokio::spawn(run(cfg, ingest, stop.clone()));
+    let (client, mut ev) = device(broker.port, "unit-1");
+    client
+        .publish(
+            "warden/v1/devices/unit-1/up",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"v":1,"msg_id":"life","alarm":{"kind":"pendant"}}"#,
+        )
+        .await
+        .expect("publish");
+    await_pubacks(&mut ev, 1, async |_| {}).await;
+    // Let the crippled Warden receive it and fail to commit a few times.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let _ = task.await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:life'"
+        )
+        .await,
+        0
+    );
+
+    // A healthy Warden resumes the same session: the broker redelivers the un-PUBACKed
+    // message, which is how "no PUBACK before commit" protects the alarm.
+    let daemon = start_ingest(&pool, broker.port).await;
+    let n = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:life'",
+        1,
+    )
+    .await;
+    assert_eq!(n, 1, "the alarm was redelivered and stored");
+    daemon.stop().await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_redelivered_message_is_stored_once(pool: PgPool) {
+    let broker = Mosquitto::start("");
+    register(&pool, &["unit-1"]).await;
+    let daemon = start_ingest(&pool, broker.port).await;
+    wait_link_up(&pool).await;
+    let (client, mut ev) = device(broker.port, "unit-1");
+    for i in 0..3 {
+        client
+            .publish(
+                "warden/v1/devices/unit-1/up",
+                QoS::AtLeastOnce,
+                false,
+                r#"{"v":1,"msg_id":"same","alarm":{"kind":"fall"}}"#,
+            )
+            .await
+            .expect("publish");
+        let tail = format!(r#"{{"v":1,"msg_id":"after{i}","heartbeat":{{}}}}"#);
+        client
+            .publish("warden/v1/devices/unit-1/up", QoS::AtLeastOnce, false, tail)
+            .await
+            .expect("publish");
+    }
+    await_pubacks(&mut ev, 6, async |_| {}).await;
+    // Once the later messages are in, the copies before them have been handled too.
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:after%'",
+        3,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:same'"
+        )
+        .await,
+        1
+    );
+    daemon.stop().await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn bad_messages_are_quarantined_and_pubacked_and_good_neighbours_arrive(pool: PgPool) {
+    let broker = Mosquitto::start("");
+    register(&pool, &["unit-1"]).await;
+    let daemon = start_ingest(&pool, broker.port).await;
+    wait_link_up(&pool).await;
+    let (client, mut ev) = device(broker.port, "unit-1");
+    let oversized = format!(
+        r#"{{"v":1,"msg_id":"big","alarm":{{"kind":"pendant","zone":"{}"}}}}"#,
+        "x".repeat(8000)
+    );
+    let messages: Vec<(&str, String)> = vec![
+        (
+            "warden/v1/devices/unit-1/up",
+            r#"{"v":1,"msg_id":"ok1","alarm":{"kind":"smoke"}}"#.into(),
+        ),
+        ("warden/v1/devices/unit-1/up", "{not json".into()),
+        (
+            "warden/v1/devices/unit-1/up",
+            r#"{"v":7,"msg_id":"v7","alarm":{"kind":"smoke"}}"#.into(),
+        ),
+        ("warden/v1/devices/unit-1/up", oversized),
+        (
+            "warden/v1/devices/stranger/up",
+            r#"{"v":1,"msg_id":"s1","alarm":{"kind":"co"}}"#.into(),
+        ),
+        (
+            "warden/v1/devices/unit-1/up",
+            r#"{"v":1,"msg_id":"cid","contact_id":{"message":"1234181131010150"}}"#.into(),
+        ),
+        (
+            "warden/v1/devices/unit-1/up",
+            r#"{"v":1,"msg_id":"ok2","alarm":{"kind":"pendant"}}"#.into(),
+        ),
+    ];
+    for (topic, payload) in &messages {
+        client
+            .publish(*topic, QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .expect("publish");
+    }
+    await_pubacks(&mut ev, messages.len(), async |_| {}).await;
+    let events = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE source = 'mqtt' AND kind = 'event'",
+        2,
+    )
+    .await;
+    assert_eq!(events, 2);
+    wait_count(&pool, "SELECT count(*) FROM quarantine", 5).await;
+    for (code, n) in [
+        ("bad_json", 1),
+        ("unknown_version", 1),
+        ("oversized", 1),
+        ("unknown_account", 1),
+        ("bad_contact_id", 1),
+    ] {
+        let got: i64 = sqlx::query_scalar("SELECT count(*) FROM quarantine WHERE reason_code = $1")
+            .bind(code)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(got, n, "quarantine rows for {code}");
+    }
+    // Quarantined evidence keeps the topic with the payload.
+    let raw: Vec<u8> =
+        sqlx::query_scalar("SELECT raw FROM quarantine WHERE reason_code = 'bad_json'")
+            .fetch_one(&pool)
+            .await
+            .expect("raw");
+    assert_eq!(raw, b"warden/v1/devices/unit-1/up\n{not json");
+    daemon.stop().await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn messages_sent_while_warden_is_away_arrive_when_it_returns(pool: PgPool) {
+    let broker = Mosquitto::start("");
+    register(&pool, &["unit-1"]).await;
+    // First run: establish the persistent session and subscription, then stop.
+    let daemon = start_ingest(&pool, broker.port).await;
+    wait_link_up(&pool).await;
+    daemon.stop().await;
+    sqlx::query("UPDATE links SET up = false")
+        .execute(&pool)
+        .await
+        .expect("reset link state");
+
+    let (client, mut ev) = device(broker.port, "unit-1");
+    for i in 0..10 {
+        let payload = format!(r#"{{"v":1,"msg_id":"away{i}","alarm":{{"kind":"pendant"}}}}"#);
+        client
+            .publish(
+                "warden/v1/devices/unit-1/up",
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .expect("publish");
+    }
+    // The broker PUBACKs the device at once; it holds the messages for Warden's session.
+    await_pubacks(&mut ev, 10, async |_| {}).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM signals WHERE kind = 'event'").await,
+        0
+    );
+
+    let daemon = start_ingest(&pool, broker.port).await;
+    let mut stored = 0;
+    for _ in 0..200 {
+        stored = count(
+            &pool,
+            "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:away%'",
+        )
+        .await;
+        if stored == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stored, 10,
+        "every message queued for the session is delivered"
+    );
+    daemon.stop().await;
+}

@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it. Usage: ./tests/run.sh
-# Installs nothing the protocol tests need beyond Rust; later stages (Postgres, Mosquitto,
-# socat) are installed here with apt-get when absent.
+# The whole test suite, as CI runs it:   ./tests/run.sh
+# Installs what it needs when missing (PostgreSQL, Mosquitto, socat via apt-get), starts a
+# throwaway PostgreSQL cluster for the per-test databases, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== system packages"
+./tests/deps.sh
+
+echo "== postgres for the tests"
+DATABASE_URL=$(./tests/pg.sh start)
+export DATABASE_URL
+# Queries are checked at compile time against the committed .sqlx/ data, never a live
+# database: a query missing from .sqlx/ fails the build (regenerate with
+# `cargo sqlx prepare --workspace -- --tests`).
+export SQLX_OFFLINE=true
+
 echo "== architecture invariant: pure crates pull in no runtime, database or web stack"
 for crate in warden-types warden-protocol; do
-    if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|sqlx|axum|rumqttc|tokio-serial|hyper) ' ; then
+    if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|sqlx|axum|rumqttc|rumqttd|tokio-serial|hyper) '; then
         echo "error: $crate depends on an I/O crate (listed above)" >&2
         exit 1
     fi
 done
 
-echo "== unit, vector, property and end-to-end tests (benches run once each as tests)"
+echo "== unit, vector, property, integration and end-to-end tests (benches run once as tests)"
 # Property tests run 256 cases each by default; PROPTEST_CASES raises it for a longer soak.
 cargo test --workspace --all-targets
 
@@ -23,7 +34,7 @@ cargo check --manifest-path crates/warden-protocol/fuzz/Cargo.toml --bins
 echo "== short bounded fuzz run (when cargo-fuzz is installed)"
 if cargo fuzz --version >/dev/null 2>&1; then
     for target in surgard contact_id dc09 sia; do
-        (cd crates/warden-protocol && cargo fuzz run -s none "$target" -- -max_total_time=15 -rss_limit_mb=1024)
+        (cd crates/warden-protocol && cargo fuzz run -s none "$target" -- -max_total_time=10 -rss_limit_mb=1024)
     done
 else
     echo "cargo-fuzz not installed; skipped (install: cargo install cargo-fuzz --locked)"

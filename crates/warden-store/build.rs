@@ -1,4 +1,4 @@
-// Rebuild when a migration changes: `sqlx::migrate!()` embeds the files at compile time.
+//! Rebuilds the crate when a migration changes: `sqlx::migrate!()` embeds them at compile time.
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
 }

@@ -173,10 +173,10 @@ impl Ingest {
         metrics::gauge!(m::LINK_UP, "link" => link_id.to_owned()).set(if up { 1.0 } else { 0.0 });
         metrics::counter!(m::LINK_TRANSITIONS, "link" => link_id.to_owned(), "state" => if up { "up" } else { "down" })
             .increment(1);
-        if up {
-            tracing::info!(link = link_id, detail, "link up");
-        } else {
-            tracing::warn!(link = link_id, detail, "link lost");
+        match (up, evidence) {
+            (true, _) => tracing::info!(link = link_id, detail, "link up"),
+            (false, true) => tracing::warn!(link = link_id, detail, "link lost"),
+            (false, false) => tracing::info!(link = link_id, detail, "link down"),
         }
         let kind_of_link = LinkKind::parse(link_id.split(':').next().unwrap_or_default())
             .unwrap_or(LinkKind::Serial);

@@ -1,12 +1,260 @@
-//! `wardend demo` (filled in once the simulator lands).
+//! `wardend demo`: everything on one machine with no configuration.
+//!
+//! A private Postgres in the data directory, the embedded MQTT broker, a simulated Sur-Gard
+//! receiver on a pseudo-terminal pair made by `socat` (wardend opens one end by path, as it
+//! would a real port; the simulator drives the other), and a simulated MQTT device fleet.
+//! The simulated units are registered as devices so their signals are accepted. Ctrl-C
+//! stops the simulators, then the daemon (which drains its writer), then socat and Postgres.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
+use warden_ingest::mqtt::MqttConfig;
+use warden_ingest::serial::{Parity, SerialConfig};
+use warden_protocol::mqtt::AlarmKind;
+use warden_sim::fleet::{Fleet, FleetConfig};
+use warden_sim::surgard::{ReceiverConfig, SerialSettings, SurGardReceiver, open_serial};
+use warden_store::{DeviceProtocol, NewDevice};
+use warden_types::Qualifier;
 
 use crate::config::Config;
+use crate::run::{self, Database};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Simulated MQTT alarm units.
+    #[arg(long, default_value_t = 50)]
+    devices: usize,
+    /// MQTT alarms per second across the fleet.
+    #[arg(long, default_value_t = 0.5)]
+    alarm_rate: f64,
+    /// Contact ID events per second from the simulated receiver.
+    #[arg(long, default_value_t = 0.2)]
+    receiver_rate: f64,
+    /// Override the data directory (default: the configuration's `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
 
-pub async fn run(_args: Args, _cfg: Config, _shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::bail!("demo is not built yet")
+/// Accounts the simulated receiver reports for.
+const RECEIVER_ACCOUNTS: [&str; 5] = ["1001", "1002", "1003", "1004", "1005"];
+
+/// A `socat` pseudo-terminal pair, killed on drop.
+struct PtyPair {
+    child: Child,
+    warden: PathBuf,
+    sim: PathBuf,
+}
+
+impl PtyPair {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let warden = dir.join("demo-receiver-warden");
+        let sim = dir.join("demo-receiver-sim");
+        for p in [&warden, &sim] {
+            let _ = std::fs::remove_file(p);
+        }
+        let child = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", warden.display()))
+            .arg(format!("pty,raw,echo=0,link={}", sim.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting socat for the simulated receiver's serial line (apt-get install -y socat)")?;
+        let pair = Self { child, warden, sim };
+        for _ in 0..100 {
+            if pair.warden.exists() && pair.sim.exists() {
+                return Ok(pair);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("socat did not create the pseudo-terminals")
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn run(args: Args, mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Some(dir) = args.data_dir.clone() {
+        cfg.data_dir = dir;
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let metrics = warden_telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
+    let db = Database::open(&cfg)?;
+    let result = demo(&args, cfg, &db, metrics, shutdown).await;
+    db.stop();
+    result
+}
+
+async fn demo(
+    args: &Args,
+    mut cfg: Config,
+    db: &Database,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let broker_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    #[cfg(feature = "embedded-broker")]
+    crate::broker::start(broker_addr)?;
+    #[cfg(not(feature = "embedded-broker"))]
+    bail!("this wardend was built without the embedded-broker feature, which the demo needs");
+
+    let pty = PtyPair::start(&cfg.data_dir.canonicalize()?)?;
+    let store = run::connect(&cfg, &db.url).await?;
+    let mut devices: Vec<NewDevice> = (1..=args.devices)
+        .map(|n| NewDevice {
+            account: format!("sim-{n:05}"),
+            protocol: DeviceProtocol::Mqtt,
+            test_interval_seconds: Some(86_400),
+            client_ref: None,
+            label: Some(format!("Simulated MQTT unit {n}")),
+        })
+        .collect();
+    devices.extend(RECEIVER_ACCOUNTS.iter().map(|a| NewDevice {
+        account: (*a).to_owned(),
+        protocol: DeviceProtocol::ContactId,
+        test_interval_seconds: Some(86_400),
+        client_ref: None,
+        label: Some(format!("Simulated dispersed alarm {a}")),
+    }));
+    store
+        .upsert_devices(&devices)
+        .await
+        .context("registering the simulated devices")?;
+
+    cfg.mqtt = Some(MqttConfig {
+        port: broker_addr.port(),
+        client_id: "warden-demo".into(),
+        ..MqttConfig::default()
+    });
+    cfg.serial = vec![SerialConfig {
+        name: "demo-receiver".into(),
+        path: pty.warden.to_string_lossy().into_owned(),
+        baud: 9600,
+        data_bits: 8,
+        parity: Parity::None,
+        stop_bits: 1,
+        profile: "surgard".into(),
+        heartbeat_window: Duration::from_secs(75),
+    }];
+
+    let daemon_stop = CancellationToken::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let database_url = db.url.clone();
+    let daemon = tokio::spawn(run::run(
+        cfg,
+        database_url.clone(),
+        metrics,
+        daemon_stop.clone(),
+        move |e| {
+            let _ = ready_tx.send(e);
+        },
+    ));
+    let endpoints = ready_rx
+        .await
+        .context("the daemon stopped before it was ready")?;
+
+    let sims = CancellationToken::new();
+    let port = open_serial(&pty.sim.to_string_lossy(), &SerialSettings::default())?;
+    let receiver = SurGardReceiver::new(port, ReceiverConfig::default())?;
+    let rx = receiver.handle();
+    let rx_task = tokio::spawn({
+        let s = sims.clone();
+        async move { receiver.run(s.cancelled_owned()).await }
+    });
+    let fleet = Fleet::new(FleetConfig {
+        port: broker_addr.port(),
+        devices: args.devices,
+        alarm_rate_per_s: args.alarm_rate,
+        heartbeat_interval: Duration::from_secs(60),
+        ..FleetConfig::default()
+    })?;
+    let fleet_task = tokio::spawn({
+        let s = sims.clone();
+        async move { fleet.run(s.cancelled_owned()).await }
+    });
+    let events = tokio::spawn({
+        let s = sims.clone();
+        let rate = args.receiver_rate;
+        async move {
+            if rate <= 0.0 {
+                return;
+            }
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let kinds = [
+                AlarmKind::Pendant,
+                AlarmKind::Test,
+                AlarmKind::MainsFail,
+                AlarmKind::Smoke,
+            ];
+            let mut n = 0usize;
+            loop {
+                tokio::select! {
+                    () = s.cancelled() => return,
+                    () = tokio::time::sleep(period) => {}
+                }
+                let account = RECEIVER_ACCOUNTS[n % RECEIVER_ACCOUNTS.len()];
+                let code = warden_sim::contact_id_code(kinds[n % kinds.len()]);
+                if let Err(e) = rx.send_event(account, Qualifier::New, code, 1, 1).await {
+                    tracing::warn!(error = %e, "simulated receiver could not queue an event");
+                }
+                n += 1;
+            }
+        }
+    });
+
+    println!();
+    println!("Warden demo running. Ctrl-C stops everything.");
+    println!("  health:     http://{}/healthz", endpoints.admin);
+    println!("  readiness:  http://{}/readyz", endpoints.admin);
+    println!("  metrics:    http://{}/metrics", endpoints.admin);
+    println!(
+        "  database:   {}   (psql {} -c 'select kind, count(*) from signals group by 1')",
+        database_url, database_url
+    );
+    println!("  mqtt:       {broker_addr}   (topic warden/v1/devices/<id>/up)");
+    println!(
+        "  receiver:   {} (wardend) <-> {} (simulator)",
+        pty.warden.display(),
+        pty.sim.display()
+    );
+    println!(
+        "  simulating: {} MQTT units at {}/s alarms, 1 Sur-Gard receiver at {}/s events",
+        args.devices, args.alarm_rate, args.receiver_rate
+    );
+    println!();
+
+    shutdown.cancelled().await;
+    println!("stopping simulators…");
+    sims.cancel();
+    let _ = events.await;
+    if let Ok(report) = fleet_task.await {
+        println!(
+            "fleet: {} published, {} PUBACKed",
+            report.published, report.pubacked
+        );
+    }
+    if let Ok(Ok(report)) = rx_task.await {
+        println!("receiver: {:?}", report.summary());
+    }
+    println!("stopping wardend…");
+    daemon_stop.cancel();
+    daemon.await.context("daemon task")??;
+    drop(pty);
+    println!("stopped cleanly");
+    Ok(())
 }

@@ -130,10 +130,6 @@ impl EmbeddedPostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Stops the cluster (fast shutdown: open transactions roll back, committed data stays).
     pub fn stop(&self) -> anyhow::Result<()> {
         self.run(

@@ -18,7 +18,6 @@ use crate::embedded_pg::EmbeddedPostgres;
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub admin: SocketAddr,
-    pub database_url: String,
 }
 
 /// The database the configuration names, or a private cluster started for it.
@@ -119,10 +118,7 @@ pub async fn run(
     .await?;
     let admin_task = tokio::spawn(admin.instrument(tracing::info_span!("admin")));
     tracing::info!(admin = %admin_addr, "wardend ready");
-    on_ready(Endpoints {
-        admin: admin_addr,
-        database_url: database_url.clone(),
-    });
+    on_ready(Endpoints { admin: admin_addr });
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: stopping sources");

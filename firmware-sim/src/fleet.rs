@@ -203,12 +203,19 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
-    /// First write → PUBACK.
+    /// First write → PUBACK. The write time is when rumqttc's event loop reported it, which
+    /// under CPU pressure can lag the real write, so this is a lower bound.
     pub fn latency(&self) -> Option<Duration> {
         Some(
             self.pubacked_at?
                 .saturating_duration_since(self.published_at?),
         )
+    }
+
+    /// Creation → PUBACK: client-side queueing included, an upper bound on what the broker
+    /// and Warden added.
+    pub fn queued_latency(&self) -> Option<Duration> {
+        Some(self.pubacked_at?.saturating_duration_since(self.queued_at))
     }
 }
 
@@ -235,6 +242,8 @@ pub struct FleetReport {
     pub by_kind: BTreeMap<&'static str, KindCount>,
     /// First write → PUBACK.
     pub latencies: LatencySummary,
+    /// Creation → PUBACK, client-side queueing included.
+    pub queued_latencies: LatencySummary,
     #[serde(skip)]
     pub messages: Vec<MessageRecord>,
 }
@@ -278,6 +287,10 @@ impl FleetReport {
         }
         let published = messages.len() as u64;
         let samples: Vec<Duration> = messages.iter().filter_map(MessageRecord::latency).collect();
+        let queued: Vec<Duration> = messages
+            .iter()
+            .filter_map(MessageRecord::queued_latency)
+            .collect();
         Self {
             devices,
             connections,
@@ -288,6 +301,7 @@ impl FleetReport {
             invalid,
             by_kind,
             latencies: LatencySummary::from_samples(&samples),
+            queued_latencies: LatencySummary::from_samples(&queued),
             messages,
         }
     }

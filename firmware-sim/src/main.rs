@@ -3,6 +3,9 @@
 //! Prints a JSON report on stdout when it stops. Exit status: 0 when every message was
 //! acknowledged (ACK on the serial line, PUBACK over MQTT), 1 when some were not or the run
 //! failed, 64 for a bad command line or scenario file. Logs go to stderr (`RUST_LOG`).
+//!
+//! Ctrl-C (or SIGTERM) stops cleanly: no new traffic, outstanding acknowledgements are awaited
+//! up to the drain timeout, then the report is printed. A second Ctrl-C exits at once (130).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -295,6 +298,11 @@ async fn watch_signals(shutdown: CancellationToken) {
     }
     info!("signal received, stopping");
     shutdown.cancel();
+    // A second Ctrl-C means "now": skip the drain and the report.
+    if tokio::signal::ctrl_c().await.is_ok() {
+        warn!("second signal, exiting without waiting");
+        std::process::exit(130);
+    }
 }
 
 fn to_json(value: &impl Serialize) -> serde_json::Value {
@@ -339,18 +347,8 @@ async fn surgard(args: SurgardArgs, shutdown: CancellationToken) -> Result<Outco
     info!(port = %args.port, baud = settings.baud, "sur-gard receiver running");
     let end = args.duration.map(|d| Instant::now() + Duration::from(d));
     let generated = generate(&args, &handle, end, &shutdown).await;
-    if generated.is_ok() && args.count.is_some() && !shutdown.is_cancelled() {
-        let drain = tokio::time::timeout(args.drain_timeout.into(), handle.flushed());
-        tokio::select! {
-            // Cancel-safe: both branches only wait.
-            () = shutdown.cancelled() => {}
-            r = drain => if r.is_err() {
-                warn!(unacked = handle.stats().unacked_buffered, "drain timeout");
-            },
-        }
-    } else if generated.is_ok() && args.count.is_none() {
-        // Events stopped at the end of --duration (or never started): keep answering
-        // heartbeats until the end or Ctrl-C.
+    if generated.is_ok() && args.count.is_none() {
+        // Without --count, keep answering heartbeats until --duration ends or Ctrl-C.
         let until = async {
             match end {
                 Some(e) => sleep_until(e).await,
@@ -362,6 +360,17 @@ async fn surgard(args: SurgardArgs, shutdown: CancellationToken) -> Result<Outco
             () = shutdown.cancelled() => {}
             () = until => {}
         }
+    }
+    // Stopping is clean: no new events, but what is buffered gets its chance to be
+    // acknowledged (a second Ctrl-C exits at once).
+    if tokio::time::timeout(args.drain_timeout.into(), handle.flushed())
+        .await
+        .is_err()
+    {
+        warn!(
+            unacked = handle.stats().unacked_buffered,
+            "drain timeout on the serial link"
+        );
     }
     stop.cancel();
     let report = task

@@ -590,10 +590,14 @@ pub async fn run(
     if let Some(task) = generator {
         let _ = task.await;
     }
+    // Draining is part of a clean stop, so it runs after a shutdown too (bounded by
+    // drain_timeout); the fleet drains its PUBACKs the same way inside `Fleet::run`.
     if let Some((handle, _)) = &running.receiver {
         info!("waiting for the computer to acknowledge the buffer");
-        let flushed = tokio::time::timeout(scenario.drain_timeout, handle.flushed());
-        if let Some(Err(_)) = unless(flushed, &mut shutdown, &mut interrupted).await {
+        if tokio::time::timeout(scenario.drain_timeout, handle.flushed())
+            .await
+            .is_err()
+        {
             warn!(
                 unacked = handle.stats().unacked_buffered,
                 "drain timeout on the serial link"

@@ -116,7 +116,7 @@ async fn a_storm_through_shared_connections_is_published_and_acknowledged_in_ful
         FleetConfig {
             devices: 500,
             connections: 4,
-            heartbeat_interval: Duration::from_secs(600),
+            heartbeat_interval: Duration::from_mins(10),
             ..config(broker.port)
         },
         Duration::from_millis(1500),

@@ -38,7 +38,7 @@ fn steady_runs_two_hundred_units_and_a_receiver_at_one_signal_a_second() {
     let s = Scenario::load(scenario_path("steady.toml")).unwrap();
     let m = s.mqtt.as_ref().unwrap();
     assert_eq!(m.devices, 200);
-    assert_eq!(m.heartbeat_interval, Duration::from_secs(60));
+    assert_eq!(m.heartbeat_interval, Duration::from_mins(1));
     assert!((m.alarm_rate_per_s - 1.0).abs() < f64::EPSILON);
     let g = s.surgard.as_ref().unwrap();
     assert!((g.events_per_s - 1.0).abs() < f64::EPSILON);

@@ -200,7 +200,7 @@ async fn a_frame_nobody_acknowledges_stays_buffered_and_is_reported_unacknowledg
         .send_event("1234", Qualifier::New, 101, 1, 1)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_mins(2)).await;
     stop.send(()).unwrap();
     let report = task.await.unwrap();
     drain.abort();

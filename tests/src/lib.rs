@@ -80,3 +80,275 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("workspace root")
+}
+
+/// The `wardend` binary to test: `$WARDEN_BIN`, else `target/<profile>/wardend` (release
+/// when built, else debug). `cargo test --workspace` builds the debug one.
+pub fn wardend_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("WARDEN_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    let profile = if std::env::var("WARDEN_PROFILE").as_deref() == Ok("release") {
+        "release"
+    } else {
+        "debug"
+    };
+    let bin = target.join(profile).join("wardend");
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo build --bin wardend` (or set WARDEN_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// The server URL for throwaway databases: `$DATABASE_URL` (set by `tests/run.sh`).
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must point at a Postgres server (tests/pg.sh start prints one)")
+}
+
+/// A fresh, empty database on the test server, dropped on drop.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    server: String,
+}
+
+impl TestDb {
+    pub fn create(prefix: &str) -> Self {
+        let server = server_url();
+        let name = format!("{prefix}_{}_{}", std::process::id(), free_port());
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+            server,
+        }
+    }
+
+    /// Runs one SQL statement and returns its unaligned, tuples-only output, trimmed.
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    /// A single integer result.
+    pub fn count(&self, sql: &str) -> i64 {
+        let out = self.query(sql);
+        out.parse()
+            .unwrap_or_else(|_| panic!("{sql}: not a number: {out:?}"))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.server.as_str(),
+                "-qtAc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Two linked pseudo-terminals made by `socat`, as a null-modem cable: `warden` for the
+/// daemon, `receiver` for the simulated receiver. Killed on drop.
+#[derive(Debug)]
+pub struct PtyPair {
+    child: Child,
+    pub warden: PathBuf,
+    pub receiver: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PtyPair {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let warden = dir.path().join("warden");
+        let receiver = dir.path().join("receiver");
+        let child = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", warden.display()))
+            .arg(format!("pty,raw,echo=0,link={}", receiver.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat is not installed: run tests/deps.sh");
+        assert!(
+            wait_until(Duration::from_secs(5), || warden.exists()
+                && receiver.exists()),
+            "socat made no ptys"
+        );
+        Self {
+            child,
+            warden,
+            receiver,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `wardend run` with a generated configuration, killed on drop.
+#[derive(Debug)]
+pub struct Wardend {
+    child: Option<Child>,
+    pub admin: std::net::SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Wardend {
+    /// Writes `config` (TOML; `admin.listen` is added) and starts `wardend run`, waiting
+    /// until `/healthz` answers.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let path = dir.path().join("wardend.toml");
+        std::fs::write(&path, format!("{config}\n[admin]\nlisten = \"{admin}\"\n"))
+            .expect("write config");
+        let log = dir.path().join("wardend.log");
+        let mut w = Self {
+            child: None,
+            admin,
+            config: path,
+            log,
+            _dir: dir,
+        };
+        w.spawn();
+        w
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("log file");
+        let child = Command::new(wardend_binary())
+            .args(["--config"])
+            .arg(&self.config)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wardend");
+        self.child = Some(child);
+        let admin = self.admin;
+        let up = wait_until(Duration::from_secs(20), || {
+            http_get(admin, "/healthz").is_some_and(|(s, _)| s == 200)
+        });
+        assert!(
+            up,
+            "wardend did not become healthy; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Restarts the process with the same configuration (after `kill9` or `terminate`).
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Runs another `wardend` subcommand with the same configuration (e.g. `device add`).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(wardend_binary())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run wardend")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one `/metrics` sample (sum over label sets matching `selector`, which
+    /// is the metric name optionally followed by `{label="value",…}` text to match).
+    pub fn metric(&self, selector: &str) -> f64 {
+        let (_, body) = http_get(self.admin, "/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(selector))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the orderly case. Returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+impl Drop for Wardend {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback: `(status, body)`, or `None` when nothing answers.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}

@@ -166,18 +166,33 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(250);
-                if !link_up {
-                    link_up = true;
-                    ingest
-                        .link_change(&link, true, "connected to broker", ever_up)
-                        .await;
-                    ever_up = true;
-                }
                 tracing::info!(link = %link, session_present = ack.session_present, "mqtt connected");
-                if !ack.session_present
-                    && let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await
-                {
+                if ack.session_present {
+                    // The broker kept our subscription: messages are flowing again.
+                    if !link_up {
+                        link_up = true;
+                        ingest
+                            .link_change(&link, true, "session resumed", ever_up)
+                            .await;
+                        ever_up = true;
+                    }
+                } else if let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await {
                     tracing::error!(link = %link, error = %e, "mqtt subscribe request failed");
+                }
+            }
+            // The link counts as up only once the subscription exists: before that the
+            // broker would drop alarms published to it.
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let granted = ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                if !granted {
+                    tracing::error!(link = %link, codes = ?ack.return_codes, "broker refused the subscription");
+                } else if !link_up {
+                    link_up = true;
+                    ingest.link_change(&link, true, "subscribed", ever_up).await;
+                    ever_up = true;
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {

@@ -77,10 +77,12 @@ impl Ingest {
             None => None,
         };
         let id = Uuid::now_v7();
+        // Kept for quarantine should the database refuse the record itself.
+        let raw = a.raw.clone();
         let rec = Record::Signal(NewSignal {
             id,
             source: a.source,
-            link_id: a.link_id,
+            link_id: a.link_id.clone(),
             account: a.account,
             device_id,
             kind: a.kind.to_owned(),
@@ -89,7 +91,25 @@ impl Ingest {
             received_at: a.received_at,
             dedupe_key: a.dedupe_key,
         });
-        match self.writer.write(rec).await? {
+        let written = match self.writer.write(rec).await {
+            // Postgres refused this one record for its data (the writer isolates it from
+            // its batch): keep it as evidence in quarantine instead of retrying forever.
+            Err(WriteError::Rejected { code, message }) => {
+                let reason = format!("database refused the signal ({code}): {message}");
+                return self
+                    .quarantine_counted(
+                        a.source,
+                        a.link_id,
+                        raw,
+                        "db_rejected",
+                        reason,
+                        a.received_at,
+                    )
+                    .await;
+            }
+            other => other?,
+        };
+        match written {
             Committed::Stored(id) => Ok(Outcome::Stored {
                 id,
                 duplicate: false,

@@ -83,7 +83,7 @@ impl Rig {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn an_alarm_is_acked_only_once_it_is_in_postgres(pool: PgPool) {
-    let mut rig = rig(pool, Duration::from_secs(60)).await;
+    let mut rig = rig(pool, Duration::from_mins(1)).await;
     let answer = rig.send(b"5011 181234E10101001\x14", 1).await;
     assert_eq!(answer, [ACK]);
     // The ACK came back, so the row must already be committed and visible elsewhere.
@@ -104,7 +104,7 @@ async fn an_alarm_is_acked_only_once_it_is_in_postgres(pool: PgPool) {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn heartbeats_are_acked_and_recorded(pool: PgPool) {
-    let mut rig = rig(pool, Duration::from_secs(60)).await;
+    let mut rig = rig(pool, Duration::from_mins(1)).await;
     assert_eq!(rig.send(b"1011           @    \x14", 1).await, [ACK]);
     assert_eq!(
         rig.count("SELECT count(*) FROM signals WHERE kind = 'heartbeat'")
@@ -116,7 +116,7 @@ async fn heartbeats_are_acked_and_recorded(pool: PgPool) {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn bad_input_is_quarantined_and_the_neighbouring_alarms_still_arrive(pool: PgPool) {
-    let mut rig = rig(pool, Duration::from_secs(60)).await;
+    let mut rig = rig(pool, Duration::from_mins(1)).await;
     // Garbage frame, good frame, bad Contact ID digits, unknown account, unsupported
     // protocol, good frame: one answer per DC4, in order.
     let input = b"\x01\x02garbage\x14\
@@ -161,7 +161,7 @@ async fn bad_input_is_quarantined_and_the_neighbouring_alarms_still_arrive(pool:
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn an_oversized_frame_is_quarantined_nak_ed_once_and_the_next_frame_decodes(pool: PgPool) {
-    let mut rig = rig(pool, Duration::from_secs(60)).await;
+    let mut rig = rig(pool, Duration::from_mins(1)).await;
     let mut input = vec![b'9'; 2000];
     input.push(0x14);
     input.extend_from_slice(b"5011 181234E10101001\x14");
@@ -182,7 +182,7 @@ async fn an_oversized_frame_is_quarantined_nak_ed_once_and_the_next_frame_decode
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_truncated_frame_followed_by_a_good_one_costs_only_itself(pool: PgPool) {
-    let mut rig = rig(pool, Duration::from_secs(60)).await;
+    let mut rig = rig(pool, Duration::from_mins(1)).await;
     // The first frame lost its tail on the line; the receiver's next frame follows.
     let answers = rig.send(b"5011 1812\x145011 181234E10101001\x14", 2).await;
     assert_eq!(answers, [NAK, ACK]);
@@ -248,7 +248,7 @@ async fn when_the_database_is_unreachable_the_receiver_gets_nak_not_ack() {
         let _ = serve(
             computer,
             "serial:test",
-            Duration::from_secs(60),
+            Duration::from_mins(1),
             &ingest,
             &s,
             &mut watch,

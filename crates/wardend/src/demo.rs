@@ -180,7 +180,7 @@ async fn demo(
         port: broker_addr.port(),
         devices: args.devices,
         alarm_rate_per_s: args.alarm_rate,
-        heartbeat_interval: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_mins(1),
         ..FleetConfig::default()
     })?;
     let fleet_task = tokio::spawn({
@@ -223,8 +223,7 @@ async fn demo(
     println!("  readiness:  http://{}/readyz", endpoints.admin);
     println!("  metrics:    http://{}/metrics", endpoints.admin);
     println!(
-        "  database:   {}   (psql {} -c 'select kind, count(*) from signals group by 1')",
-        database_url, database_url
+        "  database:   {database_url}   (psql {database_url} -c 'select kind, count(*) from signals group by 1')"
     );
     println!("  mqtt:       {broker_addr}   (topic warden/v1/devices/<id>/up)");
     println!(

@@ -68,7 +68,7 @@ impl EmbeddedPostgres {
             port: 0,
             as_postgres,
         };
-        if as_postgres && !pg.postgres_can_reach(&data_dir) {
+        if as_postgres && !Self::postgres_can_reach(&data_dir) {
             bail!(
                 "the postgres user cannot reach {}: PostgreSQL refuses to run as root, so wardend runs it as \
                  `postgres`; choose a data_dir outside /root (e.g. --data-dir /var/lib/warden)",
@@ -145,7 +145,7 @@ impl EmbeddedPostgres {
         self.dir.to_string_lossy().into_owned()
     }
 
-    fn postgres_can_reach(&self, dir: &Path) -> bool {
+    fn postgres_can_reach(dir: &Path) -> bool {
         Command::new("runuser")
             .args(["-u", "postgres", "--", "test", "-x"])
             .arg(dir)

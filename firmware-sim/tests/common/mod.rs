@@ -230,9 +230,12 @@ pub mod tempdir {
     }
 }
 
+/// Topic and payload of each message a subscriber received, in arrival order.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// An MQTT subscriber recording every message on a filter, as Warden's ingest would see it.
 pub struct Subscriber {
-    messages: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+    messages: Received,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -332,8 +335,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (cut, _) = tokio::sync::watch::channel(0u64);
-        let cut_tx = cut.clone();
-        let held = std::sync::Arc::clone(&hold);
+        let cuts = cut.clone();
+        let hold_flag = std::sync::Arc::clone(&hold);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -343,8 +346,8 @@ impl Proxy {
                 else {
                     continue;
                 };
-                let mut cut_rx = cut_tx.subscribe();
-                let held = std::sync::Arc::clone(&held);
+                let mut cut_rx = cuts.subscribe();
+                let paused = std::sync::Arc::clone(&hold_flag);
                 tokio::spawn(async move {
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
@@ -356,7 +359,7 @@ impl Proxy {
                             if n == 0 {
                                 return Ok::<(), std::io::Error>(());
                             }
-                            while held.load(Ordering::SeqCst) {
+                            while paused.load(Ordering::SeqCst) {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                             cw.write_all(&buf[..n]).await?;

@@ -47,33 +47,28 @@ impl DeviceCache {
         }
     }
 
-    /// The device id for an account, or `None` when no device is registered for it.
-    /// Database errors count as "not known yet": the caller quarantines the signal, which
-    /// keeps it durably rather than losing it.
-    pub async fn resolve(&self, account: &str) -> Option<i64> {
+    /// The device id for an account, `Ok(None)` when no device is registered for it, or
+    /// the database error when it could not be asked. An error is never remembered as
+    /// "unknown": the caller must treat it as "not durable yet" (NAK, or retry before
+    /// PUBACK), so a registered unit's alarm is never quarantined because of an outage.
+    pub async fn resolve(&self, account: &str) -> Result<Option<i64>, StoreError> {
         {
             let inner = self
                 .inner
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(id) = inner.known.get(account) {
-                return Some(*id);
+                return Ok(Some(*id));
             }
             if inner
                 .unknown
                 .get(account)
                 .is_some_and(|t| t.elapsed() < NEGATIVE_TTL)
             {
-                return None;
+                return Ok(None);
             }
         }
-        let found = match self.store.device_by_account(account).await {
-            Ok(d) => d.map(|d| d.id),
-            Err(e) => {
-                tracing::warn!(account, error = %e, "device lookup failed");
-                None
-            }
-        };
+        let found = self.store.device_by_account(account).await?.map(|d| d.id);
         let mut inner = self
             .inner
             .write()
@@ -88,7 +83,7 @@ impl DeviceCache {
             }
             inner.unknown.insert(account.to_owned(), Instant::now());
         }
-        found
+        Ok(found)
     }
 
     /// Number of devices known to the cache.

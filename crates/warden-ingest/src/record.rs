@@ -57,10 +57,9 @@ impl Ingest {
     pub(crate) async fn signal(&self, a: Arrival) -> Result<Outcome, WriteError> {
         metrics::counter!(m::SIGNALS_RECEIVED, "source" => a.source.as_str()).increment(1);
         let device_id = match &a.account {
-            Some(acct) => {
-                if let Some(id) = self.devices.resolve(acct).await {
-                    Some(id)
-                } else {
+            Some(acct) => match self.devices.resolve(acct).await {
+                Ok(Some(id)) => Some(id),
+                Ok(None) => {
                     let reason = format!("unknown account {acct:?} on link {}", a.link_id);
                     return self
                         .quarantine_counted(
@@ -73,7 +72,9 @@ impl Ingest {
                         )
                         .await;
                 }
-            }
+                // Not known to be durable: the adapter NAKs or retries before PUBACK.
+                Err(e) => return Err(WriteError::Commit(format!("device lookup failed: {e}"))),
+            },
             None => None,
         };
         let id = Uuid::now_v7();

@@ -10,14 +10,17 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
-/// A running private cluster; `stop` shuts it down (it is not stopped on drop, so a crash
-/// leaves it for the next start to reuse).
+/// A running private cluster. `stop` shuts it down only if this process started it: a
+/// command such as `wardend device add` run beside a live daemon adopts the daemon's cluster
+/// and must leave it running. It is not stopped on drop, so a crash leaves it for the next
+/// start to reuse.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    started_here: bool,
 }
 
 fn is_root() -> bool {
@@ -67,6 +70,7 @@ impl EmbeddedPostgres {
             dir,
             port: 0,
             as_postgres,
+            started_here: false,
         };
         if as_postgres && !Self::postgres_can_reach(&data_dir) {
             bail!(
@@ -100,6 +104,7 @@ impl EmbeddedPostgres {
             return Ok(pg);
         }
         pg.port = free_port()?;
+        pg.started_here = true;
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
             pg.port,
@@ -132,6 +137,10 @@ impl EmbeddedPostgres {
 
     /// Stops the cluster (fast shutdown: open transactions roll back, committed data stays).
     pub fn stop(&self) -> anyhow::Result<()> {
+        if !self.started_here {
+            tracing::info!("leaving the adopted private postgres running");
+            return Ok(());
+        }
         self.run(
             "pg_ctl",
             &["-D", &self.dir_str(), "-m", "fast", "-w", "stop"],

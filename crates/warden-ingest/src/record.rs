@@ -11,6 +11,8 @@ use warden_store::{
 };
 use warden_telemetry as m;
 
+use warden_engine::CommittedSignal;
+
 use crate::DeviceCache;
 
 /// What an adapter needs to make signals durable.
@@ -19,6 +21,9 @@ pub struct Ingest {
     pub writer: WriterHandle,
     pub devices: DeviceCache,
     pub store: warden_store::Store,
+    /// The triage engine, handed every newly committed signal; `None` runs ingest alone
+    /// (tools, tests). Signals committed while it is absent are replayed when it starts.
+    pub engine: Option<warden_engine::EngineHandle>,
 }
 
 /// A decoded signal on its way to the store.
@@ -80,6 +85,10 @@ impl Ingest {
         let id = Uuid::now_v7();
         // Kept for quarantine should the database refuse the record itself.
         let raw = a.raw.clone();
+        let for_engine = self
+            .engine
+            .as_ref()
+            .map(|_| (a.link_id.clone(), a.account.clone(), a.decoded.clone()));
         let rec = Record::Signal(NewSignal {
             id,
             source: a.source,
@@ -111,10 +120,30 @@ impl Ingest {
             other => other?,
         };
         match written {
-            Committed::Stored(id) => Ok(Outcome::Stored {
-                id,
-                duplicate: false,
-            }),
+            Committed::Stored(id) => {
+                if let (Some(engine), Some((link, account, decoded))) = (&self.engine, &for_engine)
+                {
+                    let handed = engine
+                        .submit(&CommittedSignal {
+                            id,
+                            source: a.source.as_str(),
+                            link,
+                            account: account.as_deref(),
+                            device_id,
+                            kind: a.kind,
+                            decoded,
+                            received_at: a.received_at,
+                        })
+                        .await;
+                    if !handed {
+                        tracing::warn!(%id, "triage engine stopped; the signal will be replayed on restart");
+                    }
+                }
+                Ok(Outcome::Stored {
+                    id,
+                    duplicate: false,
+                })
+            }
             Committed::Duplicate { existing_key } => {
                 tracing::info!(source = a.source.as_str(), key = %existing_key, "redelivered signal recognised");
                 metrics::counter!(m::SIGNALS_DUPLICATE, "source" => a.source.as_str()).increment(1);
@@ -211,6 +240,7 @@ impl Ingest {
         if !evidence {
             return;
         }
+        let received_at = OffsetDateTime::now_utc();
         let rec = Record::Signal(NewSignal {
             id: Uuid::now_v7(),
             source: Source::Internal,
@@ -220,11 +250,33 @@ impl Ingest {
             kind: kind.to_owned(),
             raw: Vec::new(),
             decoded: serde_json::json!({ "kind": kind, "link": link_id, "detail": detail }),
-            received_at: OffsetDateTime::now_utc(),
+            received_at,
             dedupe_key: None,
         });
-        if let Err(e) = self.writer.write(rec).await {
-            tracing::error!(link = link_id, error = %e, "could not record link state change");
+        let decoded = match &rec {
+            Record::Signal(s) => s.decoded.clone(),
+            Record::Quarantine(_) => serde_json::Value::Null,
+        };
+        match self.writer.write(rec).await {
+            Ok(Committed::Stored(id)) => {
+                if let Some(engine) = &self.engine {
+                    let c = CommittedSignal {
+                        id,
+                        source: Source::Internal.as_str(),
+                        link: link_id,
+                        account: None,
+                        device_id: None,
+                        kind,
+                        decoded: &decoded,
+                        received_at,
+                    };
+                    engine.submit(&c).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(link = link_id, error = %e, "could not record link state change");
+            }
         }
     }
 }

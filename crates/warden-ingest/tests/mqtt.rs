@@ -26,6 +26,7 @@ async fn start_ingest(pool: &PgPool, port: u16) -> Daemon {
         writer,
         devices,
         store,
+        engine: None,
     };
     let cfg = MqttConfig {
         port,
@@ -177,6 +178,7 @@ async fn a_message_that_could_not_be_committed_is_not_pubacked_and_is_redelivere
         writer,
         devices: DeviceCache::empty(dead_store.clone()),
         store: dead_store,
+        engine: None,
     };
     let cfg = MqttConfig {
         port: broker.port,

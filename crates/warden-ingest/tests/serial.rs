@@ -40,6 +40,7 @@ async fn rig(pool: PgPool, window: Duration) -> Rig {
         writer,
         devices,
         store,
+        engine: None,
     };
     let (computer, receiver) = SerialStream::pair().expect("pty pair");
     let s = stop.clone();
@@ -240,6 +241,7 @@ async fn when_the_database_is_unreachable_the_receiver_gets_nak_not_ack() {
         writer,
         devices: DeviceCache::empty(store.clone()),
         store,
+        engine: None,
     };
     let (computer, mut receiver) = SerialStream::pair().expect("pty pair");
     let s = stop.clone();

@@ -38,6 +38,7 @@ mod copy;
 mod error;
 mod model;
 mod store;
+mod triage;
 mod writer;
 
 pub use copy::raw_copy;
@@ -47,4 +48,5 @@ pub use model::{
     Record, Source, StoredSignal,
 };
 pub use store::{ACQUIRE_TIMEOUT, Store};
+pub use triage::{EventRow, IncidentRow, PendingSignal, TriageBatch};
 pub use writer::{ACK_QUEUE_CAPACITY, WriterConfig, WriterHandle, WriterReport, spawn_writer};

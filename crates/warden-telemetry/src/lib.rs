@@ -36,6 +36,15 @@ pub const NAKS_SENT: &str = "warden_naks_sent_total";
 /// MQTT device online/offline changes seen. Labels: `state`.
 pub const DEVICE_PRESENCE: &str = "warden_device_presence_total";
 
+/// Signal arrival to its incident being offered (persisted). Labels: `priority`.
+pub const SIGNAL_TO_OFFER: &str = "warden_signal_to_offer_seconds";
+/// Incidents put in front of operators. Labels: `priority`.
+pub const INCIDENTS_OFFERED: &str = "warden_incidents_offered_total";
+/// Incidents open in the triage core.
+pub const INCIDENTS_OPEN: &str = "warden_incidents_open";
+/// Time to persist one triage batch.
+pub const ENGINE_COMMIT: &str = "warden_engine_commit_seconds";
+
 /// Buckets for latencies that must stay in the low milliseconds (ACK, commit).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -142,6 +151,10 @@ mod tests {
             super::SERIAL_OPEN_ERRORS,
             super::NAKS_SENT,
             super::DEVICE_PRESENCE,
+            super::SIGNAL_TO_OFFER,
+            super::INCIDENTS_OFFERED,
+            super::INCIDENTS_OPEN,
+            super::ENGINE_COMMIT,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -86,10 +86,19 @@ pub async fn run(
         },
         writer_stop.clone(),
     );
+    let engine_stop = CancellationToken::new();
+    let (engine, engine_task) = warden_engine::spawn(
+        store.clone(),
+        warden_engine::EngineConfig::default(),
+        engine_stop.clone(),
+    )
+    .await
+    .context("rebuilding triage state")?;
     let ingest = Ingest {
         writer,
         devices,
         store: store.clone(),
+        engine: Some(engine),
     };
 
     let sources = shutdown.child_token();
@@ -140,6 +149,14 @@ pub async fn run(
         Ok(Ok(report)) => tracing::info!(?report, "writer drained"),
         Ok(Err(e)) => tracing::error!(error = %e, "writer task failed"),
         Err(_) => tracing::error!("writer did not drain within 10s"),
+    }
+    // The engine stops last; whatever was committed but not yet triaged is replayed from
+    // the database on the next start.
+    engine_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(10), engine_task).await {
+        Ok(Ok(report)) => tracing::info!(?report, "triage engine stopped"),
+        Ok(Err(e)) => tracing::error!(error = %e, "triage engine task failed"),
+        Err(_) => tracing::error!("triage engine did not stop within 10s"),
     }
     admin_stop.cancel();
     let _ = admin_task.await;

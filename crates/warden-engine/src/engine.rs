@@ -1,0 +1,451 @@
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use warden_core::{
+    Classifier, Config, DeviceInfo, Effect, Incident, IncidentState, Input, Micros, Name, Priority,
+    SignalId, SignalIn, Snapshot, Source, Timestamp, Triage, lane_of,
+};
+use warden_store::{EventRow, IncidentRow, PendingSignal, Store, TriageBatch};
+use warden_telemetry as m;
+
+use crate::what::signal_what;
+
+/// Tuning of the engine's lanes and batches.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Life-critical lane capacity. Full: ingest waits (never drops).
+    pub critical_capacity: usize,
+    /// Lane for everything else. Full: ingest waits.
+    pub bulk_capacity: usize,
+    /// Most inputs per persisted batch. Small enough that a life-critical signal arriving
+    /// behind a bulk batch waits only for that batch's commit.
+    pub max_batch: usize,
+    /// The triage core's configuration.
+    pub core: Config,
+    /// How far back to look for committed signals never triaged, on start.
+    pub replay_window: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            critical_capacity: 10_000,
+            bulk_capacity: 100_000,
+            max_batch: 256,
+            core: Config::default(),
+            replay_window: Duration::from_hours(24),
+        }
+    }
+}
+
+/// What ingest holds to hand over committed signals.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    critical: mpsc::Sender<SignalIn>,
+    bulk: mpsc::Sender<SignalIn>,
+    classifier: Arc<Classifier>,
+}
+
+impl EngineHandle {
+    /// Hands over one committed signal (the caller has already made it durable). Waits when
+    /// the lane is full: back-pressure, never a drop. `false` means the engine stopped; the
+    /// signal is still replayed from the database on the next start.
+    pub async fn submit(&self, c: &CommittedSignal<'_>) -> bool {
+        let signal = signal_in(c);
+        let lane = if lane_of(&signal.what, signal.device.as_ref(), &self.classifier)
+            == Priority::LifeCritical
+        {
+            &self.critical
+        } else {
+            &self.bulk
+        };
+        lane.send(signal).await.is_ok()
+    }
+}
+
+/// A signal as committed by ingest (or read back for replay).
+#[derive(Debug, Clone, Copy)]
+pub struct CommittedSignal<'a> {
+    pub id: Uuid,
+    pub source: &'a str,
+    pub link: &'a str,
+    pub account: Option<&'a str>,
+    pub device_id: Option<i64>,
+    pub kind: &'a str,
+    pub decoded: &'a Value,
+    pub received_at: OffsetDateTime,
+}
+
+fn signal_in(c: &CommittedSignal<'_>) -> SignalIn {
+    SignalIn {
+        id: SignalId(c.id.as_u128()),
+        source: match c.source {
+            "serial" => Source::Serial,
+            "mqtt" => Source::Mqtt,
+            "dc09" => Source::Dc09,
+            _ => Source::Internal,
+        },
+        link: Name::new(c.link),
+        account: c.account.map(Name::new),
+        device: c.device_id.map(|id| DeviceInfo {
+            id,
+            area: None,
+            test_interval: None,
+            device_type: None,
+            client: None,
+        }),
+        what: signal_what(c.kind, c.decoded),
+        received_at: ts(c.received_at),
+    }
+}
+
+fn ts(t: OffsetDateTime) -> Timestamp {
+    Timestamp::from_micros(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
+}
+
+fn wall(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_micros()) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn now() -> Timestamp {
+    ts(OffsetDateTime::now_utc())
+}
+
+/// What the engine did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineReport {
+    pub inputs: u64,
+    pub effects: u64,
+    pub batches: u64,
+    pub replayed: u64,
+}
+
+/// Rebuilds the core from Postgres, replays untriaged signals, and starts the engine task.
+pub async fn spawn(
+    store: Store,
+    cfg: EngineConfig,
+    shutdown: CancellationToken,
+) -> Result<(EngineHandle, tokio::task::JoinHandle<EngineReport>), warden_store::StoreError> {
+    let classifier = Arc::new(Classifier::new(&cfg.core));
+    let devices: Vec<(DeviceInfo, Option<Timestamp>)> = store
+        .devices()
+        .await?
+        .into_iter()
+        .map(|d| {
+            let info = DeviceInfo {
+                id: d.id,
+                area: None,
+                test_interval: d
+                    .test_interval_seconds
+                    .map(|s| Micros::from_micros(i64::from(s) * 1_000_000)),
+                device_type: None,
+                client: None,
+            };
+            (info, None)
+        })
+        .collect();
+    let incidents: Vec<Incident> = store
+        .open_incident_docs()
+        .await?
+        .into_iter()
+        .filter_map(|doc| match serde_json::from_value(doc) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable incident record; left out of the rebuild");
+                None
+            }
+        })
+        .collect();
+    let next = u64::try_from(store.max_incident_id().await?).unwrap_or(0) + 1;
+    let open = incidents.len();
+    let snapshot = Snapshot::rebuild(cfg.core.clone(), next, devices, incidents, now());
+    let core = Triage::from_snapshot(snapshot).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "triage snapshot rejected; starting from an empty core");
+        Triage::new(cfg.core.clone())
+    });
+    tracing::info!(
+        open_incidents = open,
+        next_incident = next,
+        "triage state rebuilt"
+    );
+
+    let (critical_tx, critical) = mpsc::channel(cfg.critical_capacity);
+    let (bulk_tx, bulk) = mpsc::channel(cfg.bulk_capacity);
+    let handle = EngineHandle {
+        critical: critical_tx,
+        bulk: bulk_tx,
+        classifier,
+    };
+    let mut engine = Engine {
+        core,
+        store,
+        cfg,
+        critical,
+        bulk,
+        report: EngineReport::default(),
+    };
+    let task = tokio::spawn(async move {
+        engine.replay(&shutdown).await;
+        engine.run(shutdown).await;
+        engine.report
+    });
+    Ok((handle, task))
+}
+
+struct Engine {
+    core: Triage,
+    store: Store,
+    cfg: EngineConfig,
+    critical: mpsc::Receiver<SignalIn>,
+    bulk: mpsc::Receiver<SignalIn>,
+    report: EngineReport,
+}
+
+impl Engine {
+    /// Feeds committed-but-untriaged signals back through the core, oldest first.
+    async fn replay(&mut self, shutdown: &CancellationToken) {
+        let since = OffsetDateTime::now_utc() - self.cfg.replay_window;
+        loop {
+            let pending = match self.store.untriaged_signals(since, 1000).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read untriaged signals; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if pending.is_empty() {
+                return;
+            }
+            let n = pending.len();
+            let inputs: Vec<Input> = pending
+                .iter()
+                .map(|p: &PendingSignal| {
+                    Input::Signal(signal_in(&CommittedSignal {
+                        id: p.id,
+                        source: p.source.as_str(),
+                        link: &p.link_id,
+                        account: p.account.as_deref(),
+                        device_id: p.device_id,
+                        kind: &p.kind,
+                        decoded: &p.decoded,
+                        received_at: p.received_at,
+                    }))
+                })
+                .collect();
+            self.report.replayed += n as u64;
+            tracing::info!(signals = n, "replaying signals committed but not triaged");
+            self.process(inputs, shutdown).await;
+        }
+    }
+
+    async fn run(&mut self, shutdown: CancellationToken) {
+        let mut inputs = Vec::with_capacity(self.cfg.max_batch);
+        loop {
+            let deadline = self.core.next_deadline().map(|d| {
+                let wait = d.since(now()).as_micros().max(0);
+                tokio::time::Instant::now()
+                    + Duration::from_micros(u64::try_from(wait).unwrap_or(0))
+            });
+            tokio::select! {
+                // Biased: life-critical first, then ticks, then the bulk lane.
+                biased;
+                // Cancel-safe: `recv` loses nothing when another branch wins.
+                () = shutdown.cancelled() => break,
+                Some(s) = self.critical.recv() => inputs.push(Input::Signal(s)),
+                () = sleep_until(deadline) => inputs.push(Input::Tick),
+                Some(s) = self.bulk.recv() => inputs.push(Input::Signal(s)),
+                else => break,
+            }
+            // Take whatever else is waiting without waiting: all life-critical first.
+            while inputs.len() < self.cfg.max_batch {
+                match self.critical.try_recv() {
+                    Ok(s) => inputs.push(Input::Signal(s)),
+                    Err(_) => break,
+                }
+            }
+            while inputs.len() < self.cfg.max_batch {
+                match self.bulk.try_recv() {
+                    Ok(s) => inputs.push(Input::Signal(s)),
+                    Err(_) => break,
+                }
+            }
+            let batch = std::mem::take(&mut inputs);
+            self.process(batch, &shutdown).await;
+        }
+    }
+
+    /// Runs inputs through the core and persists the result, retrying until it is durable.
+    async fn process(&mut self, inputs: Vec<Input>, shutdown: &CancellationToken) {
+        let mut effects = Vec::new();
+        let mut triaged = Vec::new();
+        for input in inputs {
+            if let Input::Signal(s) = &input {
+                triaged.push(Uuid::from_u128(s.id.0));
+            }
+            self.report.inputs += 1;
+            self.core.handle_into(input, now(), &mut effects);
+        }
+        self.report.effects += effects.len() as u64;
+        let batch = self.batch(triaged, &effects);
+        if batch.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let started = std::time::Instant::now();
+            match self.store.commit_triage(&batch).await {
+                Ok(()) => {
+                    metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
+                    break;
+                }
+                Err(e) => {
+                    // The core has moved on; its effects must become durable before anything
+                    // else is processed, so the engine holds here (ingest keeps committing
+                    // signals, which a restart would replay).
+                    tracing::error!(error = %e, retry_in = ?delay, "triage batch not persisted; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.report.batches += 1;
+        let committed = OffsetDateTime::now_utc();
+        for e in &effects {
+            match e {
+                Effect::Offer {
+                    priority,
+                    arrived_at,
+                    ..
+                } => {
+                    let waited = (committed - wall(*arrived_at)).as_seconds_f64().max(0.0);
+                    metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str())
+                        .record(waited);
+                    metrics::counter!(m::INCIDENTS_OFFERED, "priority" => priority.as_str())
+                        .increment(1);
+                }
+                Effect::Overflow { .. } | Effect::Critical { .. } => {
+                    tracing::warn!(effect = ?e, "incident unanswered past its threshold");
+                }
+                _ => {}
+            }
+        }
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::IncidentOpened { .. } | Effect::Resolved { .. }))
+        {
+            metrics::gauge!(m::INCIDENTS_OPEN).set(f64::from(
+                u32::try_from(self.core.open_incidents().len()).unwrap_or(u32::MAX),
+            ));
+        }
+    }
+
+    fn batch(&self, triaged: Vec<Uuid>, effects: &[Effect]) -> TriageBatch {
+        let mut touched = BTreeSet::new();
+        let mut events = Vec::with_capacity(effects.len());
+        let mut outbox = Vec::new();
+        let mut resolved: HashMap<u64, Value> = HashMap::new();
+        for e in effects {
+            let v = serde_json::to_value(e).unwrap_or_default();
+            let kind = v["type"].as_str().unwrap_or("effect").to_owned();
+            let incident = v["incident"].as_u64();
+            if let Some(id) = incident {
+                touched.insert(id);
+                if kind == "resolved" {
+                    resolved.insert(id, v.clone());
+                }
+            }
+            let row = EventRow {
+                incident_id: incident.and_then(|i| i64::try_from(i).ok()),
+                kind: kind.clone(),
+                effect: v,
+            };
+            if matches!(kind.as_str(), "overflow" | "critical" | "fail_to_report") {
+                outbox.push(row.clone());
+            }
+            events.push(row);
+        }
+        let incidents = touched
+            .into_iter()
+            .filter_map(|id| self.incident_row(id, resolved.get(&id)))
+            .collect();
+        TriageBatch {
+            triaged,
+            events,
+            incidents,
+            outbox,
+        }
+    }
+
+    /// The current-state row of an incident the core still holds; a resolved incident has
+    /// left the core, so its row is rebuilt from the last persisted record plus the
+    /// resolution effect.
+    fn incident_row(&self, id: u64, resolved: Option<&Value>) -> Option<IncidentRow> {
+        let inc = self.core.incident(warden_core::IncidentId(id));
+        match inc {
+            Some(i) => Some(row_of(i)),
+            None => resolved.map(|r| {
+                // The history holds the full story; the row records the closure.
+                let at = r["at"].as_i64().map_or_else(OffsetDateTime::now_utc, |us| {
+                    wall(Timestamp::from_micros(us))
+                });
+                IncidentRow {
+                    id: i64::try_from(id).unwrap_or(i64::MAX),
+                    priority: r["priority"].as_str().unwrap_or("urgent").to_owned(),
+                    kind: r["kind"].as_str().unwrap_or("unknown").to_owned(),
+                    state: "resolved".into(),
+                    device_id: None,
+                    raised_at: at,
+                    offered_at: None,
+                    claimed_at: None,
+                    answer_time_us: None,
+                    resolved_at: Some(at),
+                    signal_count: 0,
+                    doc: r.clone(),
+                }
+            }),
+        }
+    }
+}
+
+fn row_of(i: &Incident) -> IncidentRow {
+    IncidentRow {
+        id: i64::try_from(i.id.0).unwrap_or(i64::MAX),
+        priority: i.priority.as_str().to_owned(),
+        kind: i.kind.as_str().to_owned(),
+        state: match i.state {
+            IncidentState::Raised => "raised",
+            IncidentState::Offered => "offered",
+            IncidentState::Claimed => "claimed",
+            IncidentState::Resolved => "resolved",
+        }
+        .into(),
+        device_id: i.device,
+        raised_at: wall(i.raised_at),
+        offered_at: i.offered_at.map(wall),
+        claimed_at: i.claimed_at.map(wall),
+        answer_time_us: i.answer_time.map(Micros::as_micros),
+        resolved_at: i.resolved_at.map(wall),
+        signal_count: i32::try_from(i.signal_count).unwrap_or(i32::MAX),
+        doc: serde_json::to_value(i).unwrap_or_default(),
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,181 @@
+//! Persistence of triage: incident current state, the append-only effect history, the
+//! triaged-signal marks and the outbox, written together in one transaction per engine
+//! batch; and the reads the engine needs to rebuild after a restart.
+
+use serde_json::Value;
+use sqlx::Row as _;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Source, Store, StoreError};
+
+/// The current state of one incident, as the engine upserts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub priority: String,
+    pub kind: String,
+    pub state: String,
+    pub device_id: Option<i64>,
+    pub raised_at: OffsetDateTime,
+    pub offered_at: Option<OffsetDateTime>,
+    pub claimed_at: Option<OffsetDateTime>,
+    pub answer_time_us: Option<i64>,
+    pub resolved_at: Option<OffsetDateTime>,
+    pub signal_count: i32,
+    /// The core's full record, for rebuilding.
+    pub doc: Value,
+}
+
+/// One effect for the history: the incident it concerns, a short kind, the effect itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub incident_id: Option<i64>,
+    pub kind: String,
+    pub effect: Value,
+}
+
+/// Everything one engine batch changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TriageBatch {
+    pub triaged: Vec<Uuid>,
+    pub events: Vec<EventRow>,
+    pub incidents: Vec<IncidentRow>,
+    /// Escalation requests for the notifier (overflow, critical, …).
+    pub outbox: Vec<EventRow>,
+}
+
+impl TriageBatch {
+    pub fn is_empty(&self) -> bool {
+        self.triaged.is_empty()
+            && self.events.is_empty()
+            && self.incidents.is_empty()
+            && self.outbox.is_empty()
+    }
+}
+
+/// A committed signal not yet triaged, for replay after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingSignal {
+    pub id: Uuid,
+    pub source: Source,
+    pub link_id: String,
+    pub account: Option<String>,
+    pub device_id: Option<i64>,
+    pub kind: String,
+    pub decoded: Value,
+    pub received_at: OffsetDateTime,
+}
+
+impl Store {
+    /// Writes one engine batch atomically: either all of it is durable or none.
+    pub async fn commit_triage(&self, b: &TriageBatch) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if !b.triaged.is_empty() {
+            sqlx::query("INSERT INTO triaged (signal_id) SELECT * FROM UNNEST($1::uuid[]) ON CONFLICT DO NOTHING")
+                .bind(&b.triaged)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (table, rows) in [("incident_events", &b.events), ("outbox", &b.outbox)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let ids: Vec<Option<i64>> = rows.iter().map(|r| r.incident_id).collect();
+            let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+            let docs: Vec<&Value> = rows.iter().map(|r| &r.effect).collect();
+            let sql = if table == "incident_events" {
+                "INSERT INTO incident_events (incident_id, kind, effect) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::jsonb[])"
+            } else {
+                "INSERT INTO outbox (incident_id, kind, payload) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::jsonb[])"
+            };
+            sqlx::query(sql)
+                .bind(&ids)
+                .bind(&kinds)
+                .bind(&docs)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in &b.incidents {
+            sqlx::query(
+                "INSERT INTO incidents (id, priority, kind, state, device_id, raised_at, offered_at, claimed_at, \
+                 answer_time_us, resolved_at, signal_count, doc) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) \
+                 ON CONFLICT (id) DO UPDATE SET priority = EXCLUDED.priority, kind = EXCLUDED.kind, \
+                 state = EXCLUDED.state, device_id = EXCLUDED.device_id, offered_at = EXCLUDED.offered_at, \
+                 claimed_at = EXCLUDED.claimed_at, answer_time_us = EXCLUDED.answer_time_us, \
+                 resolved_at = EXCLUDED.resolved_at, signal_count = EXCLUDED.signal_count, doc = EXCLUDED.doc, \
+                 updated_at = clock_timestamp()",
+            )
+            .bind(r.id)
+            .bind(&r.priority)
+            .bind(&r.kind)
+            .bind(&r.state)
+            .bind(r.device_id)
+            .bind(r.raised_at)
+            .bind(r.offered_at)
+            .bind(r.claimed_at)
+            .bind(r.answer_time_us)
+            .bind(r.resolved_at)
+            .bind(r.signal_count)
+            .bind(&r.doc)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The core records of every incident not yet resolved.
+    pub async fn open_incident_docs(&self) -> Result<Vec<Value>, StoreError> {
+        let rows = sqlx::query("SELECT doc FROM incidents WHERE resolved_at IS NULL ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<Value, _>("doc").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The largest incident id ever assigned (0 when none).
+    pub async fn max_incident_id(&self) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM incidents")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Committed signals received after `since` that have not been triaged, oldest first.
+    pub async fn untriaged_signals(
+        &self,
+        since: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<PendingSignal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.source, s.link_id, s.account, s.device_id, s.kind, s.decoded, s.received_at \
+             FROM signals s WHERE s.received_at > $1 \
+             AND NOT EXISTS (SELECT 1 FROM triaged t WHERE t.signal_id = s.id) \
+             ORDER BY s.received_at, s.id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let source: String = r.try_get("source")?;
+                Ok(PendingSignal {
+                    id: r.try_get("id")?,
+                    source: Source::parse(&source).ok_or(StoreError::Corrupt {
+                        column: "signals.source",
+                        value: source,
+                    })?,
+                    link_id: r.try_get("link_id")?,
+                    account: r.try_get("account")?,
+                    device_id: r.try_get("device_id")?,
+                    kind: r.try_get("kind")?,
+                    decoded: r.try_get("decoded")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+}

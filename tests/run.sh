@@ -17,7 +17,7 @@ export DATABASE_URL
 export SQLX_OFFLINE=true
 
 echo "== architecture invariant: pure crates pull in no runtime, database or web stack"
-for crate in warden-types warden-protocol; do
+for crate in warden-types warden-protocol warden-core; do
     if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|sqlx|axum|rumqttc|rumqttd|tokio-serial|hyper) '; then
         echo "error: $crate depends on an I/O crate (listed above)" >&2
         exit 1

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use warden_protocol::mqtt::AlarmKind;
 use warden_sim::fleet::{Fleet, FleetConfig};
-use warden_sim::surgard::{ReceiverConfig, SerialSettings, SurGardReceiver, open_serial};
-use warden_tests::{Mosquitto, PtyPair, TestDb, Wardend, wait_until};
+use warden_tests::{Mosquitto, PtyPair, TestDb, Wardend, start_fleet, start_receiver, wait_until};
 use warden_types::Qualifier;
 
 const ACCOUNTS: [&str; 4] = ["2001", "2002", "2003", "2004"];
@@ -78,38 +77,12 @@ async fn every_acknowledged_signal_is_stored_exactly_once_across_a_crash() {
         ..FleetConfig::default()
     })
     .expect("fleet config");
-    let fh = fleet.handle();
-    register(&warden, &fh.device_ids());
+    register(&warden, &fleet.handle().device_ids());
     // Warden's MQTT link is up once its subscription exists; publish only after that (the
     // very first start has no session yet, so earlier messages would have no subscriber).
-    let mqtt_up = format!("warden_link_up{{link=\"mqtt:127.0.0.1:{}\"}}", broker.port);
-    assert!(
-        wait_until(Duration::from_secs(10), || warden.metric(&mqtt_up) > 0.5),
-        "mqtt link never came up"
-    );
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let fleet_task = tokio::spawn(fleet.run(async move {
-        let _ = stop_rx.await;
-    }));
-    fh.wait_connected().await;
-
-    let port =
-        open_serial(&pty.receiver.to_string_lossy(), &SerialSettings::default()).expect("open pty");
-    let receiver = SurGardReceiver::new(
-        port,
-        ReceiverConfig {
-            ack_timeout: Duration::from_secs(1),
-            link_retry_interval: Duration::from_secs(1),
-            ..ReceiverConfig::default()
-        },
-    )
-    .expect("receiver");
-    let rx = receiver.handle();
-    let (rx_stop_tx, rx_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let rx_task = tokio::spawn(receiver.run(async move {
-        let _ = rx_stop_rx.await;
-    }));
+    warden.wait_mqtt_up(broker.port);
+    let (fh, fleet) = start_fleet(fleet).await;
+    let (rx, receiver) = start_receiver(&pty);
 
     // Phase 1: steady traffic on both paths, plus bad input on both.
     for n in 0..60u16 {
@@ -153,13 +126,8 @@ async fn every_acknowledged_signal_is_stored_exactly_once_across_a_crash() {
     rx.flushed().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let _ = stop_tx.send(());
-    let fleet_report = fleet_task.await.expect("fleet task");
-    let _ = rx_stop_tx.send(());
-    let rx_report = rx_task
-        .await
-        .expect("receiver task")
-        .expect("receiver report");
+    let fleet_report = fleet.stop().await;
+    let rx_report = receiver.stop().await.expect("receiver report");
 
     // MQTT: every message the broker accepted reaches Warden through its persistent session.
     let expected: HashSet<String> = fleet_report

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use warden_protocol::mqtt::AlarmKind;
 use warden_sim::fleet::{Fleet, FleetConfig};
-use warden_sim::surgard::{
-    FrameKind, ReceiverConfig, SerialSettings, SurGardReceiver, open_serial,
-};
-use warden_tests::{Mosquitto, PtyPair, Wardend, wait_until};
+use warden_sim::surgard::FrameKind;
+use warden_tests::{Mosquitto, PtyPair, Wardend, start_fleet, start_receiver, wait_until};
 use warden_types::Qualifier;
 
 fn pg_bin() -> std::path::PathBuf {
@@ -82,8 +80,7 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
         ..FleetConfig::default()
     })
     .expect("fleet");
-    let fh = fleet.handle();
-    for id in fh.device_ids() {
+    for id in fleet.handle().device_ids() {
         assert!(
             warden
                 .cli(&["device", "add", "--account", &id, "--protocol", "mqtt"])
@@ -104,33 +101,9 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
             .status
             .success()
     );
-    let mqtt_up = format!("warden_link_up{{link=\"mqtt:127.0.0.1:{}\"}}", broker.port);
-    assert!(
-        wait_until(Duration::from_secs(10), || warden.metric(&mqtt_up) > 0.5),
-        "mqtt link up"
-    );
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let fleet_task = tokio::spawn(fleet.run(async move {
-        let _ = stop_rx.await;
-    }));
-    fh.wait_connected().await;
-    let serial =
-        open_serial(&pty.receiver.to_string_lossy(), &SerialSettings::default()).expect("pty");
-    let receiver = SurGardReceiver::new(
-        serial,
-        ReceiverConfig {
-            ack_timeout: Duration::from_secs(1),
-            link_retry_interval: Duration::from_secs(1),
-            ..ReceiverConfig::default()
-        },
-    )
-    .expect("receiver");
-    let rx = receiver.handle();
-    let (rx_stop_tx, rx_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let rx_task = tokio::spawn(receiver.run(async move {
-        let _ = rx_stop_rx.await;
-    }));
+    warden.wait_mqtt_up(broker.port);
+    let (fh, fleet) = start_fleet(fleet).await;
+    let (rx, receiver) = start_receiver(&pty);
 
     // Traffic for about 6 s; Postgres restarts (fast: open transactions abort) after 2 s.
     let traffic = tokio::spawn({
@@ -165,10 +138,8 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
     traffic.await.expect("traffic");
     rx.flushed().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop_tx.send(());
-    let fleet_report = fleet_task.await.expect("fleet");
-    let _ = rx_stop_tx.send(());
-    let rx_report = rx_task.await.expect("receiver task").expect("receiver");
+    let fleet_report = fleet.stop().await;
+    let rx_report = receiver.stop().await.expect("receiver");
 
     let expected = fleet_report.pubacked_ids();
     let want = i64::try_from(expected.len()).expect("count");

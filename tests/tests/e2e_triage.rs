@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use warden_protocol::mqtt::AlarmKind;
 use warden_sim::fleet::{Fleet, FleetConfig};
-use warden_tests::{Mosquitto, TestDb, Wardend, wait_until};
+use warden_tests::{Mosquitto, TestDb, Wardend, start_fleet, wait_until};
 
 /// Units in the storm. The brief's figure is 20 000 within 10 s; the simulated fleet
 /// publishes a few hundred messages a second on these machines, so the test keeps CI fast
@@ -26,11 +26,7 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
         "INSERT INTO devices (account, protocol) SELECT 'st-' || lpad(n::text, 5, '0'), 'mqtt' \
          FROM generate_series(1, {UNITS}) n"
     ));
-    let mqtt_up = format!("warden_link_up{{link=\"mqtt:127.0.0.1:{}\"}}", broker.port);
-    assert!(
-        wait_until(Duration::from_secs(10), || warden.metric(&mqtt_up) > 0.5),
-        "mqtt link up"
-    );
+    warden.wait_mqtt_up(broker.port);
 
     let fleet = Fleet::new(FleetConfig {
         port: broker.port,
@@ -42,12 +38,7 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
         ..FleetConfig::default()
     })
     .expect("fleet");
-    let fh = fleet.handle();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let fleet_task = tokio::spawn(fleet.run(async move {
-        let _ = stop_rx.await;
-    }));
-    fh.wait_connected().await;
+    let (fh, fleet) = start_fleet(fleet).await;
 
     // A power cut: every unit reports mains fail within 5 s; a pendant press 2 s in.
     fh.storm(AlarmKind::MainsFail, UNITS, Duration::from_secs(5))
@@ -96,8 +87,7 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
     warden.restart();
     println!("restart to healthy: {:?}", started.elapsed());
 
-    let _ = stop_tx.send(());
-    let report = fleet_task.await.expect("fleet");
+    let report = fleet.stop().await;
     let want = i64::try_from(report.pubacked_ids().len()).expect("count");
     // Every message reaches the signals table, and every committed signal gets triaged
     // exactly once (replay after the restart fills any gap the crash left).

@@ -7,31 +7,7 @@ use warden_types::Qualifier;
 use crate::ids::{Name, SignalId};
 use crate::time::{Micros, Timestamp};
 
-/// Which kind of link a signal arrived on (mirrors the store's `signals.source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// An RS-232 hardware receiver (Sur-Gard automation output).
-    Serial,
-    /// An MQTT unit, sensor or gateway.
-    Mqtt,
-    /// A SIA DC-09 transmitter over TCP/UDP.
-    Dc09,
-    /// Warden itself (link lost/restored).
-    Internal,
-}
-
-impl Source {
-    /// The name stored in the `source` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Serial => "serial",
-            Source::Mqtt => "mqtt",
-            Source::Dc09 => "dc09",
-            Source::Internal => "internal",
-        }
-    }
-}
+pub use warden_types::Source;
 
 /// What the core knows about a registered alarm unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

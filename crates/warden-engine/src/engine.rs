@@ -73,7 +73,7 @@ impl EngineHandle {
 #[derive(Debug, Clone, Copy)]
 pub struct CommittedSignal<'a> {
     pub id: Uuid,
-    pub source: &'a str,
+    pub source: Source,
     pub link: &'a str,
     pub account: Option<&'a str>,
     pub device_id: Option<i64>,
@@ -85,12 +85,7 @@ pub struct CommittedSignal<'a> {
 fn signal_in(c: &CommittedSignal<'_>) -> SignalIn {
     SignalIn {
         id: SignalId(c.id.as_u128()),
-        source: match c.source {
-            "serial" => Source::Serial,
-            "mqtt" => Source::Mqtt,
-            "dc09" => Source::Dc09,
-            _ => Source::Internal,
-        },
+        source: c.source,
         link: Name::new(c.link),
         account: c.account.map(Name::new),
         device: c.device_id.map(|id| DeviceInfo {
@@ -232,7 +227,7 @@ impl Engine {
                 .map(|p: &PendingSignal| {
                     Input::Signal(signal_in(&CommittedSignal {
                         id: p.id,
-                        source: p.source.as_str(),
+                        source: p.source,
                         link: &p.link_id,
                         account: p.account.as_deref(),
                         device_id: p.device_id,

@@ -126,7 +126,7 @@ impl Ingest {
                     let handed = engine
                         .submit(&CommittedSignal {
                             id,
-                            source: a.source.as_str(),
+                            source: a.source,
                             link,
                             account: account.as_deref(),
                             device_id,
@@ -262,7 +262,7 @@ impl Ingest {
                 if let Some(engine) = &self.engine {
                     let c = CommittedSignal {
                         id,
-                        source: Source::Internal.as_str(),
+                        source: Source::Internal,
                         link: link_id,
                         account: None,
                         device_id: None,

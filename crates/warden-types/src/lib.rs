@@ -46,6 +46,49 @@ impl fmt::Display for Qualifier {
     }
 }
 
+/// Which kind of link a signal arrived on (the `signals.source` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// An RS-232 hardware receiver (Sur-Gard automation output).
+    Serial,
+    /// An MQTT unit, sensor or gateway.
+    Mqtt,
+    /// A SIA DC-09 transmitter over TCP/UDP.
+    Dc09,
+    /// Warden itself (link lost/restored, supervision results).
+    Internal,
+}
+
+impl Source {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Serial => "serial",
+            Source::Mqtt => "mqtt",
+            Source::Dc09 => "dc09",
+            Source::Internal => "internal",
+        }
+    }
+
+    /// The inverse of [`Source::as_str`].
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "serial" => Some(Source::Serial),
+            "mqtt" => Some(Source::Mqtt),
+            "dc09" => Some(Source::Dc09),
+            "internal" => Some(Source::Internal),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How urgently a signal needs a person. Ordered: `LifeCritical` sorts first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

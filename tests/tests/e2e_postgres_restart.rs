@@ -3,7 +3,7 @@
 //! cluster in the middle of MQTT and serial traffic.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use warden_protocol::mqtt::AlarmKind;
@@ -33,9 +33,13 @@ fn as_postgres(args: &[&str]) -> bool {
             .args(["-u", "postgres", "--"])
             .arg(exe)
             .args(&args[1..])
+            .stdout(Stdio::null())
             .status()
     } else {
-        Command::new(exe).args(&args[1..]).status()
+        Command::new(exe)
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .status()
     };
     status.is_ok_and(|s| s.success())
 }

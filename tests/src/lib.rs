@@ -111,6 +111,19 @@ pub fn wardend_binary() -> PathBuf {
     bin
 }
 
+/// A command for the `wardend` binary with the test harness's own `WARDEN_*` variables
+/// (`WARDEN_BIN`, `WARDEN_PROFILE`, benchmark knobs) removed: the daemon reads every
+/// `WARDEN_*` variable as configuration and rightly refuses unknown keys.
+pub fn daemon_command() -> Command {
+    let mut c = Command::new(wardend_binary());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARDEN_") {
+            c.env_remove(key);
+        }
+    }
+    c
+}
+
 /// The server URL for throwaway databases: `$DATABASE_URL` (set by `tests/run.sh`).
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -254,7 +267,7 @@ impl Wardend {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).expect("log file");
-        let child = Command::new(wardend_binary())
+        let child = daemon_command()
             .args(["--config"])
             .arg(&self.config)
             .arg("run")
@@ -282,7 +295,7 @@ impl Wardend {
 
     /// Runs another `wardend` subcommand with the same configuration (e.g. `device add`).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(wardend_binary())
+        daemon_command()
             .arg("--config")
             .arg(&self.config)
             .args(args)

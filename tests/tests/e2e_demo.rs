@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use warden_tests::{free_port, http_get, wait_until, wardend_binary};
+use warden_tests::{free_port, http_get, wait_until};
 
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()
@@ -22,7 +22,7 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let log = std::fs::File::create(data.path().join("demo.log")).expect("log");
-    let mut child = Command::new(wardend_binary())
+    let mut child = warden_tests::daemon_command()
         .args([
             "demo",
             "--alarm-rate",

@@ -142,11 +142,18 @@ struct Pending {
 pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
     let link = cfg.link_id();
     let inflight = usize::from(cfg.max_inflight);
-    let (client, mut eventloop) = AsyncClient::new(cfg.options(), inflight + 64);
+    // rumqttc's request queue carries our PUBACKs to the event loop, which sends them only
+    // while it is polled; sized well above the in-flight window so `ack` rarely waits.
+    let (client, mut eventloop) = AsyncClient::new(cfg.options(), inflight * 8 + 64);
     let permits = Arc::new(Semaphore::new(inflight));
     let epoch = Arc::new(AtomicU64::new(0));
-    // Bounded by the in-flight permits: at most `inflight` entries exist at once.
-    let (ack_tx, ack_rx) = mpsc::channel::<Pending>(inflight);
+    // The PUBACK sequencer's queue is deliberately unbounded: the poll loop must never wait
+    // on the acknowledgement path, because PUBACKs only leave while the loop polls (a
+    // bounded queue here deadlocked under a 10 000-unit reconnect: the loop waited for the
+    // sequencer, the sequencer for rumqttc's request queue, and that queue for the loop).
+    // It stays small: entries leave as soon as their write commits and their PUBACK is
+    // queued, and the in-flight permits bound how many writes run at once.
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Pending>();
     let acker = tokio::spawn(
         acknowledge(client.clone(), ingest.clone(), Arc::clone(&epoch), ack_rx)
             .instrument(tracing::info_span!("mqtt_acks")),
@@ -224,7 +231,7 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
                     arrived,
                     written,
                 };
-                if ack_tx.send(pending).await.is_err() {
+                if ack_tx.send(pending).is_err() {
                     break;
                 }
             }
@@ -268,7 +275,7 @@ async fn acknowledge(
     client: AsyncClient,
     ingest: Ingest,
     epoch: Arc<AtomicU64>,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
 ) {
     while let Some(p) = rx.recv().await {
         let outcome = match p.written.await {

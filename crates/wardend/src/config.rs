@@ -167,7 +167,12 @@ impl Config {
             // `file_exact`: `Toml::file` would silently search parent folders.
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(Env::prefixed("WARDEN_").split("__"));
+        // `WARDEN_CONFIG` and `WARDEN_DC09_KEY` are command-line options, not configuration.
+        fig = fig.merge(
+            Env::prefixed("WARDEN_")
+                .split("__")
+                .ignore(&["config", "dc09_key"]),
+        );
         let cfg: Config = fig
             .extract()
             .map_err(|e| ConfigErrors(e.into_iter().map(|e| e.to_string()).collect()))?;

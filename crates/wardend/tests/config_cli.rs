@@ -88,3 +88,20 @@ fn print_config_merges_the_environment_and_hides_the_database_password() {
     );
     assert!(!text.contains("hunter2"), "the password leaked: {text}");
 }
+
+#[test]
+fn the_config_file_can_be_named_by_warden_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, "[admin]\nlisten = \"127.0.0.1:9777\"\n").expect("write");
+    let out = wardend(
+        &["print-config"],
+        &[("WARDEN_CONFIG", path.to_str().expect("utf-8 path"))],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9777"));
+}

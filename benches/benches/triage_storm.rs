@@ -1,0 +1,154 @@
+//! Issue 4 benchmark: a life-critical alarm's arrival → "offered" latency while a
+//! 20,000-signal technical storm arrives within 10 s, through the real `wardend` binary,
+//! Mosquitto and Postgres. Target: p99 ≤ 50 ms for the pendant presses.
+//!
+//! Run: `SQLX_OFFLINE=true cargo build --release --bin wardend &&
+//! DATABASE_URL=$(./tests/pg.sh start) WARDEN_PROFILE=release cargo bench -p warden-benches --bench triage_storm`.
+//! Without `--bench` (as `cargo test --all-targets` runs it) a small smoke storm runs.
+//!
+//! The storm is published by one rumqttc client (20,000 units = 20,000 topics) paced to
+//! the target window; pendant presses from other units are interleaved every 250 ms. Each
+//! press's latency is measured in Postgres: `triaged.at` (the triage transaction that
+//! offered its incident) minus `signals.received_at` (its arrival at wardend).
+
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use warden_tests::{Mosquitto, TestDb, Wardend, wait_until};
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (units, window, presses) = if full {
+        (20_000usize, Duration::from_secs(10), 40usize)
+    } else {
+        (500, Duration::from_secs(1), 4)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(units, window, presses, full));
+}
+
+async fn run(units: usize, window: Duration, presses: usize, full: bool) {
+    let db = TestDb::create("bench_storm");
+    let broker = Mosquitto::start("max_queued_messages 1000000\nmax_inflight_messages 1000");
+    let warden = Wardend::start(&format!(
+        "[database]\nurl = \"{}\"\n[mqtt]\nport = {}\nclient_id = \"warden-storm\"\n",
+        db.url, broker.port
+    ));
+    db.query(&format!(
+        "INSERT INTO devices (account, protocol) SELECT 'u' || n, 'mqtt' FROM generate_series(1, {}) n",
+        units + presses
+    ));
+    warden.wait_mqtt_up(broker.port);
+
+    let mut opts = MqttOptions::new("storm-publisher", "127.0.0.1", broker.port);
+    opts.set_inflight(1000);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = AsyncClient::new(opts, 10_000);
+    let poller = tokio::spawn(async move {
+        let mut acked = 0usize;
+        while let Ok(e) = ev.poll().await {
+            if let Event::Incoming(Packet::PubAck(_)) = e {
+                acked += 1;
+            }
+        }
+        acked
+    });
+
+    let started = Instant::now();
+    let per_press = units / presses.max(1);
+    let mut sent_presses = 0;
+    for n in 1..=units {
+        let topic = format!("warden/v1/devices/u{n}/up");
+        let payload = format!(r#"{{"v":1,"msg_id":"s{n}","alarm":{{"kind":"mains_fail"}}}}"#);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+        if n % per_press == 0 && sent_presses < presses {
+            sent_presses += 1;
+            let unit = units + sent_presses;
+            let payload =
+                format!(r#"{{"v":1,"msg_id":"p{sent_presses}","alarm":{{"kind":"pendant"}}}}"#);
+            client
+                .publish(
+                    format!("warden/v1/devices/u{unit}/up"),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .await
+                .expect("publish");
+        }
+        // Pace the storm over the window.
+        let due = window.mul_f64(
+            f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+                / f64::from(u32::try_from(units).unwrap_or(u32::MAX)),
+        );
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let published_in = started.elapsed();
+
+    let total = i64::try_from(units + sent_presses).expect("count");
+    let done = wait_until(Duration::from_mins(5), || {
+        db.count("SELECT count(*) FROM triaged t JOIN signals s ON s.id = t.signal_id WHERE s.source = 'mqtt'") >= total
+    });
+    let drained_in = started.elapsed();
+    assert!(done, "not every signal was triaged\n{}", warden.log_text());
+    let lat = db.query(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) || ' ' || percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) || ' ' || max(ms) \
+         FROM (SELECT extract(epoch FROM (t.at - s.received_at)) * 1000 AS ms FROM signals s JOIN triaged t ON t.signal_id = s.id \
+               WHERE s.decoded->'alarm'->>'kind' = 'pendant') x",
+    );
+    let tech = db.query(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) || ' ' || percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) \
+         FROM (SELECT extract(epoch FROM (t.at - s.received_at)) * 1000 AS ms FROM signals s JOIN triaged t ON t.signal_id = s.id \
+               WHERE s.decoded->'alarm'->>'kind' = 'mains_fail') x",
+    );
+    let pendants = db.count(
+        "SELECT count(*) FROM incidents WHERE kind = 'pendant' AND priority = 'life_critical'",
+    );
+    let groups = db.count("SELECT count(*) FROM incidents WHERE priority = 'technical'");
+    assert_eq!(
+        pendants,
+        i64::try_from(sent_presses).expect("count"),
+        "every press is its own life-critical incident"
+    );
+    drop(client);
+    poller.abort();
+
+    let f: Vec<f64> = lat
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let t: Vec<f64> = tech
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    println!(
+        "triage storm ({}): {units} mains_fail from {units} units published in {:.1} s, {sent_presses} pendant presses",
+        if full { "full" } else { "smoke" },
+        published_in.as_secs_f64()
+    );
+    println!(
+        "  all {total} signals stored and triaged after {:.1} s",
+        drained_in.as_secs_f64()
+    );
+    println!("  technical incidents after grouping: {groups}");
+    if let [p50, p99, max] = f[..] {
+        let verdict = if p99 <= 50.0 { "PASS" } else { "MISS" };
+        println!(
+            "  pendant arrival -> offered: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (target p99 <= 50 ms: {verdict})"
+        );
+    }
+    if let [p50, p99] = t[..] {
+        println!(
+            "  mains_fail arrival -> triaged: p50 {p50:.1} ms, p99 {p99:.1} ms (technical lane, for comparison)"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
     Classifier, Config, DeviceInfo, Effect, Incident, IncidentState, Input, Micros, Name, Priority,
@@ -186,11 +187,14 @@ pub async fn spawn(
         bulk,
         report: EngineReport::default(),
     };
-    let task = tokio::spawn(async move {
-        engine.replay(&shutdown).await;
-        engine.run(shutdown).await;
-        engine.report
-    });
+    let task = tokio::spawn(
+        async move {
+            engine.replay(&shutdown).await;
+            engine.run(shutdown).await;
+            engine.report
+        }
+        .instrument(tracing::info_span!("triage_engine")),
+    );
     Ok((handle, task))
 }
 

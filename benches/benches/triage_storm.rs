@@ -23,24 +23,37 @@ fn main() {
     } else {
         (500, Duration::from_secs(1), 4)
     };
+    // Restart phase: registered devices and open life-critical incidents held at the kill.
+    let (registered, open_target) = if full {
+        (100_000usize, 10_000usize)
+    } else {
+        (2_000, 100)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(units, window, presses, full));
+    rt.block_on(run(units, window, presses, full, registered, open_target));
 }
 
-async fn run(units: usize, window: Duration, presses: usize, full: bool) {
+async fn run(
+    units: usize,
+    window: Duration,
+    presses: usize,
+    full: bool,
+    registered: usize,
+    open_target: usize,
+) {
     let db = TestDb::create("bench_storm");
     let broker = Mosquitto::start("max_queued_messages 1000000\nmax_inflight_messages 1000");
-    let warden = Wardend::start(&format!(
+    let mut warden = Wardend::start(&format!(
         "[database]\nurl = \"{}\"\n[mqtt]\nport = {}\nclient_id = \"warden-storm\"\n",
         db.url, broker.port
     ));
     db.query(&format!(
         "INSERT INTO devices (account, protocol) SELECT 'u' || n, 'mqtt' FROM generate_series(1, {}) n",
-        units + presses
+        registered.max(units + presses + open_target)
     ));
     warden.wait_mqtt_up(broker.port);
 
@@ -119,8 +132,42 @@ async fn run(units: usize, window: Duration, presses: usize, full: bool) {
         i64::try_from(sent_presses).expect("count"),
         "every press is its own life-critical incident"
     );
+    // Restart phase: one pendant press from each of `open_target` other units leaves that
+    // many open life-critical incidents; then kill -9 and time restart → ready, and RSS.
+    let first = units + presses + 1;
+    for n in first..first + open_target {
+        let payload = format!(r#"{{"v":1,"msg_id":"r{n}","alarm":{{"kind":"pendant"}}}}"#);
+        client
+            .publish(
+                format!("warden/v1/devices/u{n}/up"),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .expect("publish");
+    }
+    let want_open = i64::try_from(open_target + sent_presses).expect("count");
+    let opened = wait_until(Duration::from_mins(5), || {
+        db.count("SELECT count(*) FROM incidents WHERE priority = 'life_critical' AND resolved_at IS NULL") >= want_open
+    });
+    assert!(
+        opened,
+        "the restart phase's incidents were not all opened\n{}",
+        warden.log_text()
+    );
     drop(client);
     poller.abort();
+    let rss_before = rss_kib(warden.pid());
+    warden.kill9();
+    let restart = Instant::now();
+    warden.restart();
+    let ready = wait_until(Duration::from_mins(1), || {
+        warden_tests::http_get(warden.admin, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    let to_ready = restart.elapsed();
+    assert!(ready, "not ready after restart\n{}", warden.log_text());
+    let rss_after = rss_kib(warden.pid());
 
     let f: Vec<f64> = lat
         .split_whitespace()
@@ -151,4 +198,36 @@ async fn run(units: usize, window: Duration, presses: usize, full: bool) {
             "  mains_fail arrival -> triaged: p50 {p50:.1} ms, p99 {p99:.1} ms (technical lane, for comparison)"
         );
     }
+    let verdict = if to_ready <= Duration::from_secs(3) {
+        "PASS"
+    } else {
+        "MISS"
+    };
+    println!(
+        "  restart (kill -9) -> ready with {registered} devices and {want_open} open incidents: {:.0} ms (target <= 3 s: {verdict})",
+        to_ready.as_secs_f64() * 1000.0
+    );
+    let verdict = if rss_after.max(rss_before) <= 300 * 1024 {
+        "PASS"
+    } else {
+        "MISS"
+    };
+    println!(
+        "  wardend RSS: {} MiB before the kill, {} MiB after the restart (target <= 300 MB: {verdict})",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+}
+
+/// Resident set size of a process in KiB (0 when it cannot be read).
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

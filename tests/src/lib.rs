@@ -317,6 +317,11 @@ impl Wardend {
             .sum()
     }
 
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: the crash case.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -56,6 +56,24 @@ fn surgard_frame() -> impl Strategy<Value = SurGardFrame> {
     ]
 }
 
+/// Feeds `data` to a decoder step by step until it needs more bytes, checking that every
+/// other answer consumes at least one byte; returns where the unconsumed rest starts.
+fn drive<F, E>(
+    data: &[u8],
+    mut step: impl FnMut(&[u8]) -> Step<F, E>,
+) -> Result<usize, TestCaseError> {
+    let mut start = 0;
+    while start < data.len() {
+        let s = step(&data[start..]);
+        if matches!(s, Step::Incomplete) {
+            break;
+        }
+        prop_assert!(s.consumed() > 0);
+        start += s.consumed();
+    }
+    Ok(start)
+}
+
 proptest! {
     #[test]
     fn contact_id_messages_round_trip(acct in cid_digits(4), mt in cid_digits(2), event in event()) {
@@ -101,26 +119,14 @@ proptest! {
     #[test]
     fn surgard_decoder_never_panics_and_always_progresses(data in prop::collection::vec(any::<u8>(), 0..2048)) {
         let mut d = SurGardDecoder::default();
-        let mut start = 0;
-        while start < data.len() {
-            let step = d.decode(&data[start..]);
-            if matches!(step, Step::Incomplete) { break; }
-            prop_assert!(step.consumed() > 0);
-            start += step.consumed();
-        }
-        let _ = d.finish(&data[start..]);
+        let rest = drive(&data, |b| d.decode(b))?;
+        let _ = d.finish(&data[rest..]);
     }
 
     #[test]
     fn contact_id_line_decoder_never_panics_and_always_progresses(data in prop::collection::vec(any::<u8>(), 0..2048)) {
         let mut d = LineDecoder::default();
-        let mut start = 0;
-        while start < data.len() {
-            let step = d.decode(&data[start..]);
-            if matches!(step, Step::Incomplete) { break; }
-            prop_assert!(step.consumed() > 0);
-            start += step.consumed();
-        }
-        let _ = d.finish(&data[start..]);
+        let rest = drive(&data, |b| d.decode(b))?;
+        let _ = d.finish(&data[rest..]);
     }
 }

@@ -89,6 +89,15 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
         .expect("count")
 }
 
+/// A fresh broker, device `unit-1` registered, and ingest running and subscribed.
+async fn running(pool: &PgPool) -> (Mosquitto, Daemon) {
+    let broker = Mosquitto::start("");
+    register(pool, &["unit-1"]).await;
+    let daemon = start_ingest(pool, broker.port).await;
+    wait_link_up(pool).await;
+    (broker, daemon)
+}
+
 /// Waits until the ingest client has subscribed (its link is recorded up).
 async fn wait_link_up(pool: &PgPool) {
     for _ in 0..200 {
@@ -121,10 +130,7 @@ async fn wait_count(pool: &PgPool, sql: &'static str, want: i64) -> i64 {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn device_alarms_are_stored_with_their_dedupe_key(pool: PgPool) {
-    let broker = Mosquitto::start("");
-    register(&pool, &["unit-1"]).await;
-    let daemon = start_ingest(&pool, broker.port).await;
-    wait_link_up(&pool).await;
+    let (broker, daemon) = running(&pool).await;
     let (client, mut ev) = device(broker.port, "unit-1");
     for i in 0..20 {
         let payload = format!(r#"{{"v":1,"msg_id":"m{i}","alarm":{{"kind":"pendant"}}}}"#);
@@ -225,10 +231,7 @@ async fn a_message_that_could_not_be_committed_is_not_pubacked_and_is_redelivere
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_redelivered_message_is_stored_once(pool: PgPool) {
-    let broker = Mosquitto::start("");
-    register(&pool, &["unit-1"]).await;
-    let daemon = start_ingest(&pool, broker.port).await;
-    wait_link_up(&pool).await;
+    let (broker, daemon) = running(&pool).await;
     let (client, mut ev) = device(broker.port, "unit-1");
     for i in 0..3 {
         client
@@ -268,10 +271,7 @@ async fn a_redelivered_message_is_stored_once(pool: PgPool) {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn bad_messages_are_quarantined_and_pubacked_and_good_neighbours_arrive(pool: PgPool) {
-    let broker = Mosquitto::start("");
-    register(&pool, &["unit-1"]).await;
-    let daemon = start_ingest(&pool, broker.port).await;
-    wait_link_up(&pool).await;
+    let (broker, daemon) = running(&pool).await;
     let (client, mut ev) = device(broker.port, "unit-1");
     let oversized = format!(
         r#"{{"v":1,"msg_id":"big","alarm":{{"kind":"pendant","zone":"{}"}}}}"#,

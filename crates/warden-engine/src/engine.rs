@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
     Classifier, Config, DeviceInfo, Effect, Incident, IncidentState, Input, Micros, Name, Priority,
-    SignalId, SignalIn, Snapshot, Source, Timestamp, Triage, lane_of,
+    SignalId, SignalIn, SlaConfig, Snapshot, Source, Timestamp, Triage, lane_of,
 };
 use warden_store::{EventRow, IncidentRow, PendingSignal, Store, TriageBatch};
 use warden_telemetry as m;
@@ -31,6 +31,12 @@ pub struct EngineConfig {
     pub core: Config,
     /// How far back to look for committed signals never triaged, on start.
     pub replay_window: Duration,
+    /// Operator commands waiting for the engine. Full: the console request waits.
+    pub command_capacity: usize,
+    /// Committed change notices kept for slow subscribers (consoles). A subscriber that
+    /// falls further behind is told it lagged and re-reads the queue; the engine never
+    /// waits for a console.
+    pub changes_capacity: usize,
 }
 
 impl Default for EngineConfig {
@@ -41,16 +47,45 @@ impl Default for EngineConfig {
             max_batch: 256,
             core: Config::default(),
             replay_window: Duration::from_hours(24),
+            command_capacity: 1_024,
+            changes_capacity: 1_024,
         }
     }
 }
 
-/// What ingest holds to hand over committed signals.
+/// What ingest and the console hold: committed signals in, operator commands in, committed
+/// changes out.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
     critical: mpsc::Sender<SignalIn>,
     bulk: mpsc::Sender<SignalIn>,
+    commands: mpsc::Sender<Command>,
+    changes: broadcast::Sender<Arc<Changes>>,
     classifier: Arc<Classifier>,
+    sla: SlaConfig,
+}
+
+/// An operator command (or a registry change) and where its effects go once durable.
+#[derive(Debug)]
+struct Command {
+    input: Input,
+    reply: oneshot::Sender<Vec<Effect>>,
+}
+
+/// The engine stopped before the command's effects became durable; nothing is known to
+/// have happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the triage engine is not running")]
+pub struct EngineStopped;
+
+/// Incidents changed by one committed engine batch, published after COMMIT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Ids of the incidents whose current-state rows changed.
+    pub incidents: Vec<i64>,
+    /// Life-critical incidents offered in this batch, with the arrival time of their first
+    /// signal (for the arrival-to-console latency measure).
+    pub offered_life_critical: Vec<(i64, OffsetDateTime)>,
 }
 
 impl EngineHandle {
@@ -67,6 +102,28 @@ impl EngineHandle {
             &self.bulk
         };
         lane.send(signal).await.is_ok()
+    }
+
+    /// Runs an operator command (claim, release, note, resolve, take over) or a registry
+    /// change through the core and returns its effects once they are durable. A refusal is
+    /// an [`Effect::Rejected`] among them.
+    pub async fn command(&self, input: Input) -> Result<Vec<Effect>, EngineStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command { input, reply })
+            .await
+            .map_err(|_| EngineStopped)?;
+        rx.await.map_err(|_| EngineStopped)
+    }
+
+    /// Committed changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
+        self.changes.subscribe()
+    }
+
+    /// The answer-time thresholds per lane, as the core applies them.
+    pub fn sla(&self) -> &SlaConfig {
+        &self.sla
     }
 }
 
@@ -131,21 +188,10 @@ pub async fn spawn(
 ) -> Result<(EngineHandle, tokio::task::JoinHandle<EngineReport>), warden_store::StoreError> {
     let classifier = Arc::new(Classifier::new(&cfg.core));
     let devices: Vec<(DeviceInfo, Option<Timestamp>)> = store
-        .devices()
+        .device_records_for_triage()
         .await?
         .into_iter()
-        .map(|d| {
-            let info = DeviceInfo {
-                id: d.id,
-                area: None,
-                test_interval: d
-                    .test_interval_seconds
-                    .map(|s| Micros::from_micros(i64::from(s) * 1_000_000)),
-                device_type: None,
-                client: None,
-            };
-            (info, None)
-        })
+        .map(|(d, client)| (device_info(&d, client), None))
         .collect();
     let incidents: Vec<Incident> = store
         .open_incident_docs()
@@ -174,10 +220,15 @@ pub async fn spawn(
 
     let (critical_tx, critical) = mpsc::channel(cfg.critical_capacity);
     let (bulk_tx, bulk) = mpsc::channel(cfg.bulk_capacity);
+    let (commands_tx, commands) = mpsc::channel(cfg.command_capacity);
+    let (changes, _) = broadcast::channel(cfg.changes_capacity.max(1));
     let handle = EngineHandle {
         critical: critical_tx,
         bulk: bulk_tx,
+        commands: commands_tx,
+        changes: changes.clone(),
         classifier,
+        sla: cfg.core.sla.clone(),
     };
     let mut engine = Engine {
         core,
@@ -185,6 +236,8 @@ pub async fn spawn(
         cfg,
         critical,
         bulk,
+        commands,
+        changes,
         report: EngineReport::default(),
     };
     let task = tokio::spawn(
@@ -204,7 +257,22 @@ struct Engine {
     cfg: EngineConfig,
     critical: mpsc::Receiver<SignalIn>,
     bulk: mpsc::Receiver<SignalIn>,
+    commands: mpsc::Receiver<Command>,
+    changes: broadcast::Sender<Arc<Changes>>,
     report: EngineReport,
+}
+
+/// The core's view of a device record.
+pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> DeviceInfo {
+    DeviceInfo {
+        id: d.id,
+        area: d.area.as_deref().map(Name::new),
+        test_interval: d
+            .test_interval_seconds
+            .map(|s| Micros::from_micros(i64::from(s) * 1_000_000)),
+        device_type: d.device_type.as_deref().map(Name::new),
+        client,
+    }
 }
 
 impl Engine {
@@ -226,10 +294,10 @@ impl Engine {
                 return;
             }
             let n = pending.len();
-            let inputs: Vec<Input> = pending
+            let inputs: Vec<(Input, Option<oneshot::Sender<Vec<Effect>>>)> = pending
                 .iter()
                 .map(|p: &PendingSignal| {
-                    Input::Signal(signal_in(&CommittedSignal {
+                    let input = Input::Signal(signal_in(&CommittedSignal {
                         id: p.id,
                         source: p.source,
                         link: &p.link_id,
@@ -238,7 +306,8 @@ impl Engine {
                         kind: &p.kind,
                         decoded: &p.decoded,
                         received_at: p.received_at,
-                    }))
+                    }));
+                    (input, None)
                 })
                 .collect();
             self.report.replayed += n as u64;
@@ -260,21 +329,29 @@ impl Engine {
                 biased;
                 // Cancel-safe: `recv` loses nothing when another branch wins.
                 () = shutdown.cancelled() => break,
-                Some(s) = self.critical.recv() => inputs.push(Input::Signal(s)),
-                () = sleep_until(deadline) => inputs.push(Input::Tick),
-                Some(s) = self.bulk.recv() => inputs.push(Input::Signal(s)),
+                Some(s) = self.critical.recv() => inputs.push((Input::Signal(s), None)),
+                Some(c) = self.commands.recv() => inputs.push((c.input, Some(c.reply))),
+                () = sleep_until(deadline) => inputs.push((Input::Tick, None)),
+                Some(s) = self.bulk.recv() => inputs.push((Input::Signal(s), None)),
                 else => break,
             }
-            // Take whatever else is waiting without waiting: all life-critical first.
+            // Take whatever else is waiting without waiting: all life-critical first, then
+            // operators' commands, then the rest.
             while inputs.len() < self.cfg.max_batch {
                 match self.critical.try_recv() {
-                    Ok(s) => inputs.push(Input::Signal(s)),
+                    Ok(s) => inputs.push((Input::Signal(s), None)),
+                    Err(_) => break,
+                }
+            }
+            while inputs.len() < self.cfg.max_batch {
+                match self.commands.try_recv() {
+                    Ok(c) => inputs.push((c.input, Some(c.reply))),
                     Err(_) => break,
                 }
             }
             while inputs.len() < self.cfg.max_batch {
                 match self.bulk.try_recv() {
-                    Ok(s) => inputs.push(Input::Signal(s)),
+                    Ok(s) => inputs.push((Input::Signal(s), None)),
                     Err(_) => break,
                 }
             }
@@ -284,19 +361,38 @@ impl Engine {
     }
 
     /// Runs inputs through the core and persists the result, retrying until it is durable.
-    async fn process(&mut self, inputs: Vec<Input>, shutdown: &CancellationToken) {
+    async fn process(
+        &mut self,
+        inputs: Vec<(Input, Option<oneshot::Sender<Vec<Effect>>>)>,
+        shutdown: &CancellationToken,
+    ) {
         let mut effects = Vec::new();
         let mut triaged = Vec::new();
-        for input in inputs {
-            if let Input::Signal(s) = &input {
+        let mut replies = Vec::new();
+        for (mut input, reply) in inputs {
+            if let Input::Signal(s) = &mut input {
                 triaged.push(Uuid::from_u128(s.id.0));
+                // A signal names its device by id only; the registry holds the rest (test
+                // interval, area, type, client), which the signal must not overwrite.
+                if let Some(d) = &mut s.device
+                    && let Some((info, _)) = self.core.device(d.id)
+                {
+                    *d = info.clone();
+                }
             }
             self.report.inputs += 1;
+            let from = effects.len();
             self.core.handle_into(input, now(), &mut effects);
+            if let Some(reply) = reply {
+                replies.push((reply, from..effects.len()));
+            }
         }
         self.report.effects += effects.len() as u64;
         let batch = self.batch(triaged, &effects);
         if batch.is_empty() {
+            for (reply, range) in replies {
+                let _ = reply.send(effects[range].to_vec());
+            }
             return;
         }
         let mut delay = Duration::from_millis(100);
@@ -322,13 +418,21 @@ impl Engine {
         }
         self.report.batches += 1;
         let committed = OffsetDateTime::now_utc();
+        let mut offered_life_critical = Vec::new();
         for e in &effects {
             match e {
                 Effect::Offer {
+                    incident,
                     priority,
                     arrived_at,
                     ..
                 } => {
+                    if *priority == Priority::LifeCritical {
+                        offered_life_critical.push((
+                            i64::try_from(incident.0).unwrap_or(i64::MAX),
+                            wall(*arrived_at),
+                        ));
+                    }
                     let waited = (committed - wall(*arrived_at)).as_seconds_f64().max(0.0);
                     metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str())
                         .record(waited);
@@ -346,8 +450,19 @@ impl Engine {
             .any(|e| matches!(e, Effect::IncidentOpened { .. } | Effect::Resolved { .. }))
         {
             metrics::gauge!(m::INCIDENTS_OPEN).set(f64::from(
-                u32::try_from(self.core.open_incidents().len()).unwrap_or(u32::MAX),
+                u32::try_from(self.core.open_incident_count()).unwrap_or(u32::MAX),
             ));
+        }
+        if !batch.incidents.is_empty() {
+            // No subscriber (no console connected) is not an error.
+            let _ = self.changes.send(Arc::new(Changes {
+                incidents: batch.incidents.iter().map(|i| i.id).collect(),
+                offered_life_critical,
+            }));
+        }
+        for (reply, range) in replies {
+            // The asker may have given up (timeout, disconnect): the effects stand anyway.
+            let _ = reply.send(effects[range].to_vec());
         }
     }
 
@@ -411,7 +526,10 @@ impl Engine {
                     claimed_at: None,
                     answer_time_us: None,
                     resolved_at: Some(at),
-                    signal_count: 0,
+                    signal_count: r["signal_count"]
+                        .as_i64()
+                        .and_then(|n| i32::try_from(n).ok())
+                        .unwrap_or(0),
                     doc: r.clone(),
                 }
             }),

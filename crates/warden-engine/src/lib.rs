@@ -12,5 +12,8 @@
 mod engine;
 mod what;
 
-pub use engine::{CommittedSignal, EngineConfig, EngineHandle, EngineReport, spawn};
+pub use engine::{
+    Changes, CommittedSignal, EngineConfig, EngineHandle, EngineReport, EngineStopped, device_info,
+    spawn,
+};
 pub use what::signal_what;

@@ -34,6 +34,7 @@
 //! connection and the next batch reconnects. `acked_at` marks still queued at a crash are
 //! lost: such a row reads "not known to be acknowledged", which errs on the safe side.
 
+mod console;
 mod copy;
 mod error;
 mod model;
@@ -41,6 +42,11 @@ mod store;
 mod triage;
 mod writer;
 
+pub use console::{
+    AuditRow, AuditWrite, ClientRecord, DeviceRecord, IncidentEvent, IncidentViewRow, NewOohJob,
+    OohCategory, OohJob, OohUpdate, Refused, Responder, SessionRow, SignalSummary, UserRow,
+    UserWrite, WriteRefused,
+};
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
 pub use model::{

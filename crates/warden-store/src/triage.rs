@@ -100,11 +100,20 @@ impl Store {
             sqlx::query(
                 "INSERT INTO incidents (id, priority, kind, state, device_id, raised_at, offered_at, claimed_at, \
                  answer_time_us, resolved_at, signal_count, doc) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) \
-                 ON CONFLICT (id) DO UPDATE SET priority = EXCLUDED.priority, kind = EXCLUDED.kind, \
-                 state = EXCLUDED.state, device_id = EXCLUDED.device_id, offered_at = EXCLUDED.offered_at, \
-                 claimed_at = EXCLUDED.claimed_at, answer_time_us = EXCLUDED.answer_time_us, \
-                 resolved_at = EXCLUDED.resolved_at, signal_count = EXCLUDED.signal_count, doc = EXCLUDED.doc, \
-                 updated_at = clock_timestamp()",
+                 ON CONFLICT (id) DO UPDATE SET \
+                 state = EXCLUDED.state, answer_time_us = EXCLUDED.answer_time_us, \
+                 resolved_at = EXCLUDED.resolved_at, updated_at = clock_timestamp(), \
+                 priority = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.priority ELSE EXCLUDED.priority END, \
+                 kind = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.kind ELSE EXCLUDED.kind END, \
+                 device_id = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.device_id ELSE EXCLUDED.device_id END, \
+                 offered_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.offered_at ELSE EXCLUDED.offered_at END, \
+                 claimed_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.claimed_at ELSE EXCLUDED.claimed_at END, \
+                 signal_count = GREATEST(incidents.signal_count, EXCLUDED.signal_count), \
+                 doc = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.doc || jsonb_build_object( \
+                     'state', 'resolved', 'holder', NULL, 'resolution', EXCLUDED.doc -> 'resolution', \
+                     'answer_time', EXCLUDED.doc -> 'answer_time', \
+                     'resolved_at', (extract(epoch FROM EXCLUDED.resolved_at) * 1000000)::bigint) \
+                 ELSE EXCLUDED.doc END"
             )
             .bind(r.id)
             .bind(&r.priority)

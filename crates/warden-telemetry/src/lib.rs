@@ -45,6 +45,21 @@ pub const INCIDENTS_OPEN: &str = "warden_incidents_open";
 /// Time to persist one triage batch.
 pub const ENGINE_COMMIT: &str = "warden_engine_commit_seconds";
 
+/// Console HTTP requests answered. Labels: `route` (the matched route pattern), `status`.
+pub const CONSOLE_REQUESTS: &str = "warden_console_requests_total";
+/// Console HTTP request handling time. Labels: `route`.
+pub const CONSOLE_REQUEST_TIME: &str = "warden_console_request_seconds";
+/// Console login attempts. Labels: `outcome` (ok, bad_credentials, locked, rate_limited, disabled).
+pub const CONSOLE_LOGINS: &str = "warden_console_logins_total";
+/// Consoles connected to the live queue push.
+pub const CONSOLE_CONNECTIONS: &str = "warden_console_connections";
+/// Signal arrival to the incident being pushed to connected consoles. Labels: `priority`.
+pub const CONSOLE_PUSH: &str = "warden_console_push_seconds";
+/// Consoles that fell behind the push and were told to re-read the queue.
+pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
+/// Out-of-hours jobs logged. Labels: `routed` (true/false).
+pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
+
 /// Buckets for latencies that must stay in the low milliseconds (ACK, commit).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -96,6 +111,33 @@ pub fn describe() {
     describe_gauge!(LINK_UP, "1 when the link is up, 0 when it is down");
     describe_counter!(LINK_TRANSITIONS, "Link state changes");
     describe_counter!(SERIAL_OPEN_ERRORS, "Serial port open or reopen failures");
+    describe_counter!(
+        CONSOLE_REQUESTS,
+        "Console HTTP requests answered, by route and status"
+    );
+    describe_histogram!(
+        CONSOLE_REQUEST_TIME,
+        Unit::Seconds,
+        "Console HTTP request handling time"
+    );
+    describe_counter!(CONSOLE_LOGINS, "Console login attempts by outcome");
+    describe_gauge!(
+        CONSOLE_CONNECTIONS,
+        "Consoles connected to the live queue push"
+    );
+    describe_histogram!(
+        CONSOLE_PUSH,
+        Unit::Seconds,
+        "Signal arrival to the incident pushed to connected consoles"
+    );
+    describe_counter!(
+        CONSOLE_PUSH_LAGGED,
+        "Consoles that fell behind the live push and re-read the queue"
+    );
+    describe_counter!(
+        OOH_JOBS,
+        "Out-of-hours jobs logged, by whether they were routed"
+    );
     describe_counter!(NAKS_SENT, "NAKs sent to a receiver for undecodable frames");
     describe_counter!(
         DEVICE_PRESENCE,
@@ -155,6 +197,13 @@ mod tests {
             super::INCIDENTS_OFFERED,
             super::INCIDENTS_OPEN,
             super::ENGINE_COMMIT,
+            super::CONSOLE_REQUESTS,
+            super::CONSOLE_REQUEST_TIME,
+            super::CONSOLE_LOGINS,
+            super::CONSOLE_CONNECTIONS,
+            super::CONSOLE_PUSH,
+            super::CONSOLE_PUSH_LAGGED,
+            super::OOH_JOBS,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -39,6 +39,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub writer: WriterSection,
     pub admin: AdminConfig,
+    pub console: ConsoleSection,
     pub log: LogConfig,
     /// MQTT ingest; absent means no MQTT ingest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +81,43 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
+/// The operator console (web UI + JSON API + live push).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Serve the console.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Send the session cookie only over HTTPS (browsers also accept it on localhost).
+    pub cookie_secure: bool,
+    /// A session ends this long after sign-in.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// A session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Failed sign-ins in a row that lock an account, and for how long.
+    pub login_max_failures: i32,
+    #[serde(with = "humantime_serde")]
+    pub login_lock: Duration,
+    /// Sign-in attempts per client address per minute.
+    pub login_attempts_per_minute: u32,
+}
+
+impl ConsoleSection {
+    pub fn to_console(&self) -> warden_console::ConsoleConfig {
+        warden_console::ConsoleConfig {
+            cookie_secure: self.cookie_secure,
+            session_ttl: self.session_ttl,
+            idle_timeout: self.idle_timeout,
+            login_max_failures: self.login_max_failures,
+            login_lock: self.login_lock,
+            login_attempts_per_minute: self.login_attempts_per_minute,
+            ..warden_console::ConsoleConfig::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -118,6 +156,19 @@ impl Default for Config {
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            },
+            console: {
+                let d = warden_console::ConsoleConfig::default();
+                ConsoleSection {
+                    enabled: true,
+                    listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                    cookie_secure: d.cookie_secure,
+                    session_ttl: d.session_ttl,
+                    idle_timeout: d.idle_timeout,
+                    login_max_failures: d.login_max_failures,
+                    login_lock: d.login_lock,
+                    login_attempts_per_minute: d.login_attempts_per_minute,
+                }
             },
             log: LogConfig {
                 format: LogFormat::Text,
@@ -206,6 +257,15 @@ impl Config {
         }
         if self.writer.max_wait > Duration::from_millis(100) {
             errors.push("writer.max_wait: more than 100ms would delay every ACK".into());
+        }
+        if self.console.login_max_failures < 1 {
+            errors.push("console.login_max_failures: must be at least 1".into());
+        }
+        if self.console.login_attempts_per_minute < 1 {
+            errors.push("console.login_attempts_per_minute: must be at least 1".into());
+        }
+        if self.console.idle_timeout > self.console.session_ttl {
+            errors.push("console.idle_timeout: must not exceed console.session_ttl".into());
         }
         if let Some(m) = &self.mqtt {
             errors.extend(m.validate());

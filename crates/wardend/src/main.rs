@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Manage console accounts (`user add` bootstraps the first admin).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Zero-configuration demonstration: private Postgres, embedded MQTT broker, a simulated
     /// Sur-Gard receiver on a pseudo-terminal and a simulated MQTT device fleet.
     Demo(demo::Args),
@@ -73,6 +78,23 @@ enum DeviceCommand {
         test_interval: Option<std::time::Duration>,
         #[arg(long)]
         label: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a console account, or reset its password and role when the username exists.
+    /// The password is read from the first line of standard input.
+    Add {
+        /// Sign-in name: a-z, 0-9, '.', '_', '-'.
+        #[arg(long)]
+        username: String,
+        /// operator, supervisor, admin or on_call.
+        #[arg(long)]
+        role: String,
+        /// The name other users see (defaults to the username).
+        #[arg(long)]
+        display_name: Option<String>,
     },
 }
 
@@ -179,6 +201,51 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     })
                     .await?;
                 println!("device {id} account {account}");
+                anyhow::Ok(())
+            }
+            .await;
+            db.stop();
+            result
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    role,
+                    display_name,
+                },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            warden_console::check_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+            if warden_console::Role::parse(&role).is_none() {
+                anyhow::bail!("unknown role {role:?} (operator, supervisor, admin, on_call)");
+            }
+            let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let db = run::Database::open(&cfg)?;
+            let result = async {
+                let store = run::connect(&cfg, &db.url).await?;
+                let write = warden_store::UserWrite {
+                    username: username.trim().to_lowercase(),
+                    display_name: display_name.unwrap_or_else(|| username.clone()),
+                    role,
+                    password_hash: Some(hash),
+                    disabled: false,
+                };
+                let audit = warden_store::AuditWrite {
+                    action: "user.cli".into(),
+                    object_type: "user".into(),
+                    ..warden_store::AuditWrite::default()
+                };
+                let user = match store.user_by_username(&write.username).await? {
+                    Some(u) => store.update_user(u.id, &write, audit).await,
+                    None => store.insert_user(&write, audit).await,
+                }
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("user {} {} ({})", user.id, user.username, user.role);
                 anyhow::Ok(())
             }
             .await;

@@ -18,6 +18,8 @@ use crate::embedded_pg::EmbeddedPostgres;
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub admin: SocketAddr,
+    /// The console's address, when enabled.
+    pub console: Option<SocketAddr>,
 }
 
 /// The database the configuration names, or a private cluster started for it.
@@ -94,6 +96,26 @@ pub async fn run(
     )
     .await
     .context("rebuilding triage state")?;
+    let console_stop = CancellationToken::new();
+    let console = if cfg.console.enabled {
+        let listener = tokio::net::TcpListener::bind(cfg.console.listen)
+            .await
+            .with_context(|| format!("binding the console to {}", cfg.console.listen))?;
+        let addr = listener.local_addr()?;
+        let c = warden_console::Console::new(
+            store.clone(),
+            engine.clone(),
+            cfg.console.to_console(),
+            console_stop.clone(),
+        );
+        let task = tokio::spawn(
+            warden_console::serve(listener, c, console_stop.clone())
+                .instrument(tracing::info_span!("console")),
+        );
+        Some((addr, task))
+    } else {
+        None
+    };
     let ingest = Ingest {
         writer,
         devices,
@@ -126,8 +148,12 @@ pub async fn run(
     )
     .await?;
     let admin_task = tokio::spawn(admin.instrument(tracing::info_span!("admin")));
-    tracing::info!(admin = %admin_addr, "wardend ready");
-    on_ready(Endpoints { admin: admin_addr });
+    let console_addr = console.as_ref().map(|(a, _)| *a);
+    tracing::info!(admin = %admin_addr, console = ?console_addr, "wardend ready");
+    on_ready(Endpoints {
+        admin: admin_addr,
+        console: console_addr,
+    });
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: stopping sources");
@@ -157,6 +183,11 @@ pub async fn run(
         Ok(Ok(report)) => tracing::info!(?report, "triage engine stopped"),
         Ok(Err(e)) => tracing::error!(error = %e, "triage engine task failed"),
         Err(_) => tracing::error!("triage engine did not stop within 10s"),
+    }
+    // Consoles go when the engine has stopped: until then they could still act.
+    console_stop.cancel();
+    if let Some((_, task)) = console {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     admin_stop.cancel();
     let _ = admin_task.await;

@@ -1,0 +1,497 @@
+//! CSV import and export of clients and devices, for centres migrating from another system.
+//! An import is checked row by row first; any error means nothing is imported and every
+//! error is reported with its row (as a spreadsheet numbers it: the header is row 1) and
+//! column. Rows are upserted by their key (`external_ref`, `account`), so a corrected file
+//! can simply be imported again.
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use warden_store::{ClientRecord, DeviceRecord, Store, StoreError};
+
+use crate::Console;
+use crate::auth::{ADMINS, Auth};
+use crate::error::ApiError;
+use crate::records::{check_client, check_device, register_devices};
+
+/// Rows accepted in one import.
+pub const MAX_ROWS: usize = 200_000;
+
+const CLIENT_COLUMNS: &[&str] = &[
+    "external_ref",
+    "name",
+    "date_of_birth",
+    "address",
+    "postcode",
+    "phone",
+    "area",
+    "language",
+    "interpreter_needed",
+    "communication_needs",
+    "preferred_contact",
+    "access_notes",
+    "medical_notes",
+    "key_safe",
+];
+const DEVICE_COLUMNS: &[&str] = &[
+    "account",
+    "protocol",
+    "label",
+    "device_type",
+    "test_interval_seconds",
+    "client_ref",
+    "area",
+];
+
+/// One problem in an import file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub row: u64,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn csv_response(name: &str, body: Vec<u8>) -> axum::response::Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn opt(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+fn csv_error(e: &csv::Error) -> ApiError {
+    ApiError::bad_request("invalid_csv", format!("the file is not valid CSV: {e}"))
+}
+
+/// `GET /api/v1/export/clients.csv`. The key-safe column is left empty: codes never leave
+/// in bulk.
+pub async fn export_clients(
+    State(c): State<Console>,
+    auth: Auth,
+) -> Result<axum::response::Response, ApiError> {
+    auth.require(ADMINS)?;
+    let rows = c.store().all_clients().await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let write = |w: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
+        w.write_record(CLIENT_COLUMNS)?;
+        for (r, _) in &rows {
+            w.write_record([
+                r.external_ref.as_str(),
+                &r.name,
+                r.date_of_birth.as_deref().unwrap_or(""),
+                &r.address,
+                &r.postcode,
+                &r.phone,
+                r.area.as_deref().unwrap_or(""),
+                &r.language,
+                if r.interpreter_needed { "yes" } else { "no" },
+                &r.communication_needs,
+                &r.preferred_contact,
+                &r.access_notes,
+                &r.medical_notes,
+                "",
+            ])?;
+        }
+        Ok(())
+    };
+    write(&mut w).map_err(|e| csv_error(&e))?;
+    let body = w
+        .into_inner()
+        .map_err(|e| ApiError::bad_request("csv", e.to_string()))?;
+    let mut a = auth.audit("export.clients", "client", None);
+    a.after = Some(json!({ "rows": rows.len() }));
+    c.store().audit(&a).await?;
+    Ok(csv_response("clients.csv", body))
+}
+
+/// `GET /api/v1/export/devices.csv`.
+pub async fn export_devices(
+    State(c): State<Console>,
+    auth: Auth,
+) -> Result<axum::response::Response, ApiError> {
+    auth.require(ADMINS)?;
+    let rows = c.store().device_records("", i64::MAX).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let write = |w: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
+        w.write_record(DEVICE_COLUMNS)?;
+        for d in &rows {
+            w.write_record([
+                d.account.as_str(),
+                &d.protocol,
+                d.label.as_deref().unwrap_or(""),
+                d.device_type.as_deref().unwrap_or(""),
+                &d.test_interval_seconds
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                d.client_ref.as_deref().unwrap_or(""),
+                d.area.as_deref().unwrap_or(""),
+            ])?;
+        }
+        Ok(())
+    };
+    write(&mut w).map_err(|e| csv_error(&e))?;
+    let body = w
+        .into_inner()
+        .map_err(|e| ApiError::bad_request("csv", e.to_string()))?;
+    let mut a = auth.audit("export.devices", "device", None);
+    a.after = Some(json!({ "rows": rows.len() }));
+    c.store().audit(&a).await?;
+    Ok(csv_response("devices.csv", body))
+}
+
+/// Reads the header and maps each known column to its index; unknown or missing required
+/// columns are errors on row 1.
+fn columns(
+    headers: &csv::StringRecord,
+    known: &[&str],
+    required: &[&str],
+    errors: &mut Vec<RowError>,
+) -> Vec<Option<usize>> {
+    for h in headers {
+        if !known.contains(&h.trim()) {
+            errors.push(RowError {
+                row: 1,
+                column: Some(h.to_owned()),
+                message: format!(
+                    "unknown column {h:?}; expected some of: {}",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    for r in required {
+        if !headers.iter().any(|h| h.trim() == *r) {
+            errors.push(RowError {
+                row: 1,
+                column: Some((*r).to_owned()),
+                message: format!("required column {r:?} is missing"),
+            });
+        }
+    }
+    known
+        .iter()
+        .map(|k| headers.iter().position(|h| h.trim() == *k))
+        .collect()
+}
+
+fn field<'a>(
+    rec: &'a csv::StringRecord,
+    idx: &[Option<usize>],
+    known: &[&str],
+    name: &str,
+) -> &'a str {
+    known
+        .iter()
+        .position(|k| *k == name)
+        .and_then(|i| idx[i])
+        .and_then(|i| rec.get(i))
+        .unwrap_or("")
+}
+
+fn yes_no(s: &str) -> Option<bool> {
+    match s.trim().to_lowercase().as_str() {
+        "" | "no" | "n" | "false" | "0" => Some(false),
+        "yes" | "y" | "true" | "1" => Some(true),
+        _ => None,
+    }
+}
+
+fn row_of(pos: Option<&csv::Position>, fallback: u64) -> u64 {
+    pos.map_or(fallback, csv::Position::line)
+}
+
+/// Parses a clients file into records, collecting every error.
+pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<RowError>) {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let idx = match rdr.headers() {
+        Ok(h) => columns(h, CLIENT_COLUMNS, &["external_ref", "name"], &mut errors),
+        Err(e) => {
+            errors.push(RowError {
+                row: 1,
+                column: None,
+                message: e.to_string(),
+            });
+            return (out, errors);
+        }
+    };
+    let mut seen = HashSet::new();
+    for (n, rec) in rdr.records().enumerate() {
+        let fallback = n as u64 + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let row = e.position().map_or(fallback, csv::Position::line);
+                errors.push(RowError {
+                    row,
+                    column: None,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let row = row_of(rec.position(), fallback);
+        if out.len() + errors.len() >= MAX_ROWS {
+            errors.push(RowError {
+                row,
+                column: None,
+                message: format!("more than {MAX_ROWS} rows; split the file"),
+            });
+            break;
+        }
+        let f = |name: &str| field(&rec, &idx, CLIENT_COLUMNS, name).trim().to_owned();
+        let Some(interpreter_needed) = yes_no(&f("interpreter_needed")) else {
+            errors.push(RowError {
+                row,
+                column: Some("interpreter_needed".into()),
+                message: "use yes or no".into(),
+            });
+            continue;
+        };
+        let preferred = f("preferred_contact");
+        let language = f("language");
+        let r = ClientRecord {
+            id: 0,
+            external_ref: f("external_ref"),
+            name: f("name"),
+            date_of_birth: opt(&f("date_of_birth")),
+            address: f("address"),
+            postcode: f("postcode"),
+            phone: f("phone"),
+            area: opt(&f("area")),
+            language: if language.is_empty() {
+                "English".into()
+            } else {
+                language
+            },
+            interpreter_needed,
+            communication_needs: f("communication_needs"),
+            preferred_contact: if preferred.is_empty() {
+                "phone".into()
+            } else {
+                preferred
+            },
+            access_notes: f("access_notes"),
+            medical_notes: f("medical_notes"),
+            key_safe_set: false,
+        };
+        if let Err(e) = check_client(&r) {
+            errors.push(RowError {
+                row,
+                column: column_named(&e.message, CLIENT_COLUMNS),
+                message: e.message,
+            });
+            continue;
+        }
+        if !seen.insert(r.external_ref.clone()) {
+            errors.push(RowError {
+                row,
+                column: Some("external_ref".into()),
+                message: format!(
+                    "external_ref {:?} appears twice in the file",
+                    r.external_ref
+                ),
+            });
+            continue;
+        }
+        out.push((r, opt(&f("key_safe"))));
+    }
+    (out, errors)
+}
+
+/// Parses a devices file into records, collecting every error.
+pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let idx = match rdr.headers() {
+        Ok(h) => columns(h, DEVICE_COLUMNS, &["account", "protocol"], &mut errors),
+        Err(e) => {
+            errors.push(RowError {
+                row: 1,
+                column: None,
+                message: e.to_string(),
+            });
+            return (out, errors);
+        }
+    };
+    let mut seen = HashSet::new();
+    for (n, rec) in rdr.records().enumerate() {
+        let fallback = n as u64 + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let row = e.position().map_or(fallback, csv::Position::line);
+                errors.push(RowError {
+                    row,
+                    column: None,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let row = row_of(rec.position(), fallback);
+        if out.len() + errors.len() >= MAX_ROWS {
+            errors.push(RowError {
+                row,
+                column: None,
+                message: format!("more than {MAX_ROWS} rows; split the file"),
+            });
+            break;
+        }
+        let f = |name: &str| field(&rec, &idx, DEVICE_COLUMNS, name).trim().to_owned();
+        let interval = f("test_interval_seconds");
+        let test_interval_seconds = if interval.is_empty() {
+            None
+        } else if let Ok(s) = interval.parse::<i32>() {
+            Some(s)
+        } else {
+            errors.push(RowError {
+                row,
+                column: Some("test_interval_seconds".into()),
+                message: format!("{interval:?} is not a whole number of seconds"),
+            });
+            continue;
+        };
+        let d = DeviceRecord {
+            id: 0,
+            account: f("account"),
+            protocol: f("protocol"),
+            label: opt(&f("label")),
+            device_type: opt(&f("device_type")),
+            test_interval_seconds,
+            client_ref: opt(&f("client_ref")),
+            area: opt(&f("area")),
+        };
+        if let Err(e) = check_device(&d) {
+            errors.push(RowError {
+                row,
+                column: column_named(&e.message, DEVICE_COLUMNS),
+                message: e.message,
+            });
+            continue;
+        }
+        if !seen.insert(d.account.clone()) {
+            errors.push(RowError {
+                row,
+                column: Some("account".into()),
+                message: format!("account {:?} appears twice in the file", d.account),
+            });
+            continue;
+        }
+        out.push((row, d));
+    }
+    (out, errors)
+}
+
+/// The column a validation message is about (messages start with the field name).
+fn column_named(message: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .find(|k| message.starts_with(**k))
+        .map(|k| (*k).to_owned())
+}
+
+async fn known_client_refs(store: &Store) -> Result<HashSet<String>, StoreError> {
+    Ok(store
+        .all_clients()
+        .await?
+        .into_iter()
+        .map(|(c, _)| c.external_ref)
+        .collect())
+}
+
+fn report(
+    imported: u64,
+    updated: u64,
+    errors: &[RowError],
+    dry_run: bool,
+) -> Json<serde_json::Value> {
+    Json(json!({ "imported": imported, "updated": updated, "errors": errors, "dry_run": dry_run }))
+}
+
+/// `POST /api/v1/import/clients.csv[?dry_run=true]`.
+pub async fn import_clients(
+    State(c): State<Console>,
+    auth: Auth,
+    Query(q): Query<ImportQuery>,
+    body: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(ADMINS)?;
+    let (rows, errors) = parse_clients(&body);
+    if !errors.is_empty() {
+        return Ok(report(0, 0, &errors, q.dry_run));
+    }
+    let audit = auth.audit("import.clients", "client", None);
+    let (ins, upd) = c.store().import_clients(&rows, &audit, !q.dry_run).await?;
+    if !q.dry_run {
+        let refs: HashSet<&str> = rows.iter().map(|(r, _)| r.external_ref.as_str()).collect();
+        register_devices(&c, |d| {
+            d.client_ref.as_deref().is_some_and(|r| refs.contains(r))
+        })
+        .await;
+    }
+    Ok(report(ins, upd, &[], q.dry_run))
+}
+
+/// `POST /api/v1/import/devices.csv[?dry_run=true]`.
+pub async fn import_devices(
+    State(c): State<Console>,
+    auth: Auth,
+    Query(q): Query<ImportQuery>,
+    body: String,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(ADMINS)?;
+    let (rows, mut errors) = parse_devices(&body);
+    let refs = known_client_refs(c.store()).await?;
+    for (row, d) in &rows {
+        if let Some(r) = &d.client_ref
+            && !refs.contains(r)
+        {
+            errors.push(RowError {
+                row: *row,
+                column: Some("client_ref".into()),
+                message: format!("no client with external_ref {r:?}; import clients first"),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.row);
+        return Ok(report(0, 0, &errors, q.dry_run));
+    }
+    let audit = auth.audit("import.devices", "device", None);
+    let rows: Vec<DeviceRecord> = rows.into_iter().map(|(_, d)| d).collect();
+    let (ins, upd) = c.store().import_devices(&rows, &audit, !q.dry_run).await?;
+    if !q.dry_run {
+        let accounts: HashSet<&str> = rows.iter().map(|d| d.account.as_str()).collect();
+        register_devices(&c, |d| accounts.contains(d.account.as_str())).await;
+    }
+    Ok(report(ins, upd, &[], q.dry_run))
+}

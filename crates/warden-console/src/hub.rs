@@ -1,0 +1,151 @@
+//! Live queue push: one task turns the engine's committed changes into incident views (one
+//! query per engine batch, however many consoles are connected) and fans the JSON out to
+//! every WebSocket. A console that falls behind is told to re-read the queue; neither the
+//! engine nor the other consoles ever wait for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use warden_engine::{Changes, EngineHandle};
+use warden_store::Store;
+use warden_telemetry as m;
+
+use crate::Console;
+use crate::auth::{Auth, HANDLERS};
+use crate::error::ApiError;
+use crate::view::IncidentView;
+
+/// Push messages kept for a slow console before it is told to resync.
+pub const PUSH_CAPACITY: usize = 256;
+
+fn now_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// Runs until `shutdown`: engine changes in, JSON messages out on `push`.
+pub async fn run(
+    store: Store,
+    engine: EngineHandle,
+    push: broadcast::Sender<Arc<str>>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = engine.subscribe();
+    loop {
+        let batch: Arc<Changes> = tokio::select! {
+            // Cancel-safe: a broadcast `recv` loses nothing when shutdown wins.
+            () = shutdown.cancelled() => return,
+            r = changes.recv() => match r {
+                Ok(c) => c,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "console hub fell behind the engine; consoles resync");
+                    let _ = push.send(Arc::from(r#"{"type":"resync"}"#));
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if push.receiver_count() == 0 {
+            continue;
+        }
+        let rows = loop {
+            match store.incident_views(Some(&batch.incidents)).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::error!(error = %e, "console hub cannot read incidents; consoles resync");
+                    let _ = push.send(Arc::from(r#"{"type":"resync"}"#));
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        };
+        let views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
+        let msg = serde_json::json!({
+            "type": "incidents",
+            "server_time_ms": now_ms(),
+            "incidents": views,
+        });
+        let text: Arc<str> = Arc::from(msg.to_string());
+        let _ = push.send(text);
+        let sent = OffsetDateTime::now_utc();
+        for (_, arrived) in &batch.offered_life_critical {
+            metrics::histogram!(m::CONSOLE_PUSH, "priority" => "life_critical")
+                .record((sent - *arrived).as_seconds_f64().max(0.0));
+        }
+    }
+}
+
+/// `GET /api/v1/ws`: the live queue for operators and supervisors.
+pub async fn ws(
+    State(c): State<Console>,
+    auth: Auth,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    auth.require(HANDLERS)?;
+    // A page from another site must not open a socket with this user's cookie.
+    if let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if origin_host != host {
+            return Err(ApiError::forbidden("cross-origin WebSocket refused"));
+        }
+    }
+    let rx = c.push().subscribe();
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, rx, c, auth)))
+}
+
+async fn serve(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<Arc<str>>,
+    c: Console,
+    auth: Auth,
+) {
+    let shutdown = c.shutdown();
+    metrics::gauge!(m::CONSOLE_CONNECTIONS).increment(1.0);
+    let hello = serde_json::json!({ "type": "hello", "server_time_ms": now_ms() }).to_string();
+    let mut ping = tokio::time::interval(Duration::from_secs(20));
+    let mut ok = socket.send(Message::Text(hello.into())).await.is_ok();
+    while ok {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = rx.recv() => {
+                let text: Arc<str> = match r {
+                    Ok(t) => t,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        metrics::counter!(m::CONSOLE_PUSH_LAGGED).increment(1);
+                        Arc::from(r#"{"type":"resync"}"#)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                ok = socket.send(Message::Text(text.as_ref().into())).await.is_ok();
+            }
+            _ = ping.tick() => {
+                // A session that ended (sign-out, disabled account, expiry) ends the push too.
+                match c.store().session(auth.token_hash(), c.cfg().idle_timeout).await {
+                    Ok(None) => break,
+                    Ok(Some(_)) | Err(_) => {}
+                }
+                ok = socket.send(Message::Ping(Vec::new().into())).await.is_ok();
+            }
+            m = socket.recv() => match m {
+                // The console sends nothing but pongs and close frames.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    metrics::gauge!(m::CONSOLE_CONNECTIONS).decrement(1.0);
+}

@@ -1,0 +1,277 @@
+//! Warden's operator console: the JSON API (documented as OpenAPI at `/api/openapi.json`),
+//! the live queue push over a WebSocket, and the web UI, all served by the daemon itself.
+//!
+//! Architecture Invariant: this is the only crate that knows HTTP for the console. It holds
+//! no incident state: reads come from Postgres (the engine's committed rows), commands go
+//! to the triage engine (the one owner of incident state) and are answered after their
+//! effects are durable, and the push relays the engine's committed changes.
+//!
+//! Every request that is not a login carries a session (401 otherwise); every handler
+//! checks the role (403); state-changing requests need the session's CSRF token (403).
+
+mod assets;
+pub mod auth;
+mod csvio;
+pub mod error;
+mod hub;
+mod incidents;
+mod ooh;
+mod records;
+mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use warden_engine::EngineHandle;
+use warden_store::Store;
+use warden_telemetry as m;
+
+pub use auth::{Role, check_password, hash_password};
+pub use csvio::{RowError, parse_clients, parse_devices};
+pub use ooh::{CategoryContact, Contact, OnCallRouter};
+pub use view::IncidentView;
+
+/// The OpenAPI document served at `/api/openapi.json`.
+pub const OPENAPI: &str = assets::OPENAPI_DOC;
+
+/// Console settings.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Mark the session cookie `Secure` (browsers then send it only over HTTPS, or to
+    /// localhost). Turn off only behind a TLS-terminating proxy on a trusted network.
+    pub cookie_secure: bool,
+    /// A session ends this long after sign-in, whatever happens.
+    pub session_ttl: Duration,
+    /// A session ends after this long without a request.
+    pub idle_timeout: Duration,
+    /// Largest JSON body accepted.
+    pub max_body_bytes: usize,
+    /// Largest CSV import accepted.
+    pub max_import_bytes: usize,
+    /// Longest a request may take before it is answered 408.
+    pub request_timeout: Duration,
+    /// Failed sign-ins in a row that lock an account.
+    pub login_max_failures: i32,
+    /// How long a locked account stays locked.
+    pub login_lock: Duration,
+    /// Sign-in attempts allowed per client address per minute.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            cookie_secure: true,
+            session_ttl: Duration::from_hours(12),
+            idle_timeout: Duration::from_hours(2),
+            max_body_bytes: 64 * 1024,
+            max_import_bytes: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            login_max_failures: 5,
+            login_lock: Duration::from_mins(15),
+            login_attempts_per_minute: 20,
+        }
+    }
+}
+
+/// The console's shared state (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    engine: EngineHandle,
+    cfg: ConsoleConfig,
+    push: broadcast::Sender<Arc<str>>,
+    limiter: auth::LoginLimiter,
+    router: Box<dyn OnCallRouter>,
+    shutdown: CancellationToken,
+}
+
+impl Console {
+    /// Builds the console and starts the live-push task (ends with `shutdown`).
+    pub fn new(
+        store: Store,
+        engine: EngineHandle,
+        cfg: ConsoleConfig,
+        shutdown: CancellationToken,
+    ) -> Console {
+        let (push, _) = broadcast::channel(hub::PUSH_CAPACITY);
+        tokio::spawn(tracing::Instrument::instrument(
+            hub::run(
+                store.clone(),
+                engine.clone(),
+                push.clone(),
+                shutdown.clone(),
+            ),
+            tracing::info_span!("console_push"),
+        ));
+        Console {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                cfg,
+                push,
+                limiter: auth::LoginLimiter::default(),
+                router: Box::new(CategoryContact),
+                shutdown,
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub(crate) fn engine(&self) -> &EngineHandle {
+        &self.inner.engine
+    }
+    pub(crate) fn cfg(&self) -> &ConsoleConfig {
+        &self.inner.cfg
+    }
+    pub(crate) fn push(&self) -> &broadcast::Sender<Arc<str>> {
+        &self.inner.push
+    }
+    pub(crate) fn limiter(&self) -> &auth::LoginLimiter {
+        &self.inner.limiter
+    }
+    pub(crate) fn router(&self) -> &dyn OnCallRouter {
+        self.inner.router.as_ref()
+    }
+    pub(crate) fn shutdown(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+}
+
+/// Every route of the console.
+pub fn router(c: Console) -> Router {
+    let cfg = c.cfg().clone();
+    let imports = Router::new()
+        .route("/api/v1/import/clients.csv", post(csvio::import_clients))
+        .route("/api/v1/import/devices.csv", post(csvio::import_devices))
+        .layer(DefaultBodyLimit::max(cfg.max_import_bytes));
+    let api = Router::new()
+        .route("/api/v1/login", post(auth::login))
+        .route("/api/v1/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/queue", get(incidents::queue))
+        .route("/api/v1/outcomes", get(incidents::outcomes))
+        .route("/api/v1/ws", get(hub::ws))
+        .route(
+            "/api/v1/incidents/bulk-resolve",
+            post(incidents::bulk_resolve),
+        )
+        .route("/api/v1/incidents/{id}", get(incidents::detail))
+        .route("/api/v1/incidents/{id}/claim", post(incidents::claim))
+        .route("/api/v1/incidents/{id}/release", post(incidents::release))
+        .route("/api/v1/incidents/{id}/takeover", post(incidents::takeover))
+        .route("/api/v1/incidents/{id}/note", post(incidents::note))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route(
+            "/api/v1/clients",
+            get(records::clients).post(records::create_client),
+        )
+        .route(
+            "/api/v1/clients/{id}",
+            get(records::client).put(records::update_client),
+        )
+        .route(
+            "/api/v1/clients/{id}/key-safe/reveal",
+            post(records::reveal_key_safe),
+        )
+        .route(
+            "/api/v1/devices",
+            get(records::devices).post(records::create_device),
+        )
+        .route("/api/v1/devices/{id}", put(records::update_device))
+        .route(
+            "/api/v1/users",
+            get(records::users).post(records::create_user),
+        )
+        .route("/api/v1/users/{id}", put(records::update_user))
+        .route("/api/v1/audit", get(records::audit))
+        .route("/api/v1/ooh/categories", get(ooh::categories))
+        .route("/api/v1/ooh/categories/{code}", put(ooh::save_category))
+        .route("/api/v1/ooh/jobs", get(ooh::jobs).post(ooh::create_job))
+        .route("/api/v1/ooh/jobs/{reference}", get(ooh::job))
+        .route("/api/v1/ooh/jobs/{reference}/status", post(ooh::set_status))
+        .route("/api/v1/export/clients.csv", get(csvio::export_clients))
+        .route("/api/v1/export/devices.csv", get(csvio::export_devices))
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .merge(imports)
+        .fallback(|| async { error::ApiError::not_found("this API path") });
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{file}", get(assets::file))
+        .route("/api/openapi.json", get(assets::openapi))
+        .merge(api)
+        .layer(middleware::from_fn(track))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(c)
+}
+
+/// Counts and times every request by its route pattern (bounded labels) and logs errors.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    metrics::counter!(m::CONSOLE_REQUESTS, "route" => route.clone(), "status" => status.as_str().to_owned())
+        .increment(1);
+    metrics::histogram!(m::CONSOLE_REQUEST_TIME, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    if status.is_server_error() {
+        tracing::warn!(%method, route, status = status.as_u16(), "console request failed");
+    }
+    resp
+}
+
+/// Serves the console on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    console: Console,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

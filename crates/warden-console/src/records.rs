@@ -1,0 +1,429 @@
+//! Client records, devices, users and the audit trail. Every view of a client record and
+//! every change is written to the audit trail with who, when, before and after.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warden_core::Input;
+use warden_store::{ClientRecord, DeviceRecord, Responder, UserWrite};
+
+use crate::Console;
+use crate::auth::{
+    ADMINS, AUDITORS, Auth, RECORD_EDITORS, RECORD_READERS, Role, UserOut, check_password,
+    hash_password,
+};
+use crate::error::{ApiError, ApiJson};
+
+#[derive(Debug, Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+fn limit(l: Option<i64>) -> i64 {
+    l.unwrap_or(100).clamp(1, 1000)
+}
+
+/// `GET /api/v1/clients?q=`.
+pub async fn clients(
+    State(c): State<Console>,
+    auth: Auth,
+    Query(s): Query<Search>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(RECORD_READERS)?;
+    let list = c.store().client_search(&s.q, limit(s.limit)).await?;
+    let out: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            json!({ "id": r.id, "external_ref": r.external_ref, "name": r.name,
+                    "address": r.address, "postcode": r.postcode, "area": r.area })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+async fn client_doc(c: &Console, id: i64) -> Result<Value, ApiError> {
+    let Some(rec) = c.store().client(id).await? else {
+        return Err(ApiError::not_found(format!("client {id}")));
+    };
+    let responders = c.store().responders(id).await?;
+    let devices = c.store().client_devices(&rec.external_ref).await?;
+    let signals = c
+        .store()
+        .recent_signals(Some(&rec.external_ref), None, 20)
+        .await?;
+    let mut v = serde_json::to_value(&rec).unwrap_or_default();
+    v["responders"] = serde_json::to_value(responders).unwrap_or_default();
+    v["devices"] = serde_json::to_value(devices).unwrap_or_default();
+    v["recent_signals"] = serde_json::to_value(signals).unwrap_or_default();
+    Ok(v)
+}
+
+/// `GET /api/v1/clients/{id}`: health data, so each view is audited.
+pub async fn client(
+    State(c): State<Console>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(RECORD_READERS)?;
+    let doc = client_doc(&c, id).await?;
+    c.store()
+        .audit(&auth.audit("client.view", "client", Some(id.to_string())))
+        .await?;
+    Ok(Json(doc))
+}
+
+/// `POST /api/v1/clients/{id}/key-safe/reveal`.
+pub async fn reveal_key_safe(
+    State(c): State<Console>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(RECORD_READERS)?;
+    let audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
+    match c.store().reveal_key_safe(id, audit).await? {
+        None => Err(ApiError::not_found(format!("client {id}"))),
+        Some(code) => Ok(Json(json!({ "key_safe": code }))),
+    }
+}
+
+/// A client record as written by the API: the record, its responders in call order and an
+/// optional new key-safe code (write-only).
+#[derive(Debug, Deserialize)]
+pub struct ClientBody {
+    #[serde(flatten)]
+    record: ClientRecord,
+    #[serde(default)]
+    responders: Vec<Responder>,
+    #[serde(default)]
+    key_safe: Option<String>,
+}
+
+pub fn check_client(r: &ClientRecord) -> Result<(), ApiError> {
+    if r.external_ref.trim().is_empty() || r.external_ref.len() > 64 {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "external_ref must be 1-64 characters",
+        ));
+    }
+    if r.name.trim().is_empty() || r.name.len() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "name must be 1-200 characters",
+        ));
+    }
+    if !["phone", "sms", "email", "text_relay", "letter", "visit"]
+        .contains(&r.preferred_contact.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "preferred_contact must be one of phone, sms, email, text_relay, letter, visit",
+        ));
+    }
+    if let Some(d) = r.date_of_birth.as_deref().filter(|d| !d.is_empty()) {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(d, &fmt).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_value",
+                format!("date_of_birth {d:?} is not YYYY-MM-DD"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn save_client(
+    c: &Console,
+    auth: &Auth,
+    id: Option<i64>,
+    body: ClientBody,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(RECORD_EDITORS)?;
+    check_client(&body.record)?;
+    if body.responders.iter().any(|r| r.name.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "every responder needs a name",
+        ));
+    }
+    let action = if id.is_some() {
+        "client.update"
+    } else {
+        "client.create"
+    };
+    let saved = c
+        .store()
+        .save_client(
+            id,
+            &body.record,
+            body.key_safe.as_deref(),
+            &body.responders,
+            auth.audit(action, "client", None),
+        )
+        .await?;
+    // Area and client may have changed for the client's devices: tell triage.
+    register_devices(c, |d| {
+        d.client_ref.as_deref() == Some(saved.external_ref.as_str())
+    })
+    .await;
+    Ok(Json(client_doc(c, saved.id).await?))
+}
+
+/// `POST /api/v1/clients`.
+pub async fn create_client(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiJson(body): ApiJson<ClientBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        save_client(&c, &auth, None, body).await?,
+    ))
+}
+
+/// `PUT /api/v1/clients/{id}`.
+pub async fn update_client(
+    State(c): State<Console>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<ClientBody>,
+) -> Result<Json<Value>, ApiError> {
+    save_client(&c, &auth, Some(id), body).await
+}
+
+// ---- devices ------------------------------------------------------------------------
+
+/// `GET /api/v1/devices?q=`.
+pub async fn devices(
+    State(c): State<Console>,
+    auth: Auth,
+    Query(s): Query<Search>,
+) -> Result<Json<Vec<DeviceRecord>>, ApiError> {
+    auth.require(&[Role::Admin, Role::Supervisor])?;
+    Ok(Json(c.store().device_records(&s.q, limit(s.limit)).await?))
+}
+
+pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
+    if d.account.trim().is_empty() || d.account.len() > 64 {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "account must be 1-64 characters",
+        ));
+    }
+    if !["contact_id", "sia", "mqtt", "dc09"].contains(&d.protocol.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "protocol must be one of contact_id, sia, mqtt, dc09",
+        ));
+    }
+    if d.test_interval_seconds.is_some_and(|s| s <= 0) {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "test_interval_seconds must be positive",
+        ));
+    }
+    Ok(())
+}
+
+/// Re-registers the devices `pick` selects with the triage core after their records
+/// changed, so supervision intervals, areas and client links apply at once. A failure only
+/// delays that until the next restart, so it is logged, not returned.
+pub async fn register_devices(c: &Console, pick: impl Fn(&DeviceRecord) -> bool) {
+    let all = match c.store().device_records_for_triage().await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot re-read devices for triage");
+            return;
+        }
+    };
+    for (d, client) in all.iter().filter(|(d, _)| pick(d)) {
+        let info = warden_engine::device_info(d, *client);
+        if c.engine()
+            .command(Input::RegisterDevice(info))
+            .await
+            .is_err()
+        {
+            tracing::warn!("triage engine stopped; device changes apply at the next start");
+            return;
+        }
+    }
+}
+
+/// `POST /api/v1/devices`.
+pub async fn create_device(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiJson(d): ApiJson<DeviceRecord>,
+) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
+    auth.require(ADMINS)?;
+    check_device(&d)?;
+    let saved = c
+        .store()
+        .save_device(None, &d, auth.audit("device.create", "device", None))
+        .await?;
+    register_devices(&c, |d| d.id == saved.id).await;
+    Ok((StatusCode::CREATED, Json(saved)))
+}
+
+/// `PUT /api/v1/devices/{id}`.
+pub async fn update_device(
+    State(c): State<Console>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    ApiJson(d): ApiJson<DeviceRecord>,
+) -> Result<Json<DeviceRecord>, ApiError> {
+    auth.require(ADMINS)?;
+    check_device(&d)?;
+    let saved = c
+        .store()
+        .save_device(Some(id), &d, auth.audit("device.update", "device", None))
+        .await?;
+    register_devices(&c, |d| d.id == saved.id).await;
+    Ok(Json(saved))
+}
+
+// ---- users --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct UserBody {
+    username: String,
+    display_name: String,
+    role: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
+    let username = b.username.trim().to_lowercase();
+    if username.is_empty()
+        || username.len() > 64
+        || !username
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "username must be 1-64 characters of a-z, 0-9, '.', '_' or '-'",
+        ));
+    }
+    if Role::parse(&b.role).is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "role must be one of operator, supervisor, admin, on_call",
+        ));
+    }
+    if b.display_name.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "display_name is required",
+        ));
+    }
+    let password_hash = match b.password.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            check_password(&p)?;
+            Some(
+                tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .map_err(|e| ApiError::bad_request("hash_failed", e.to_string()))?
+                    .map_err(|e| ApiError::bad_request("hash_failed", e))?,
+            )
+        }
+        None => None,
+    };
+    Ok(UserWrite {
+        username,
+        display_name: b.display_name.trim().to_owned(),
+        role: b.role,
+        password_hash,
+        disabled: b.disabled,
+    })
+}
+
+/// `GET /api/v1/users`.
+pub async fn users(State(c): State<Console>, auth: Auth) -> Result<Json<Vec<UserOut>>, ApiError> {
+    auth.require(ADMINS)?;
+    Ok(Json(
+        c.store().users().await?.iter().map(UserOut::from).collect(),
+    ))
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_user(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiJson(b): ApiJson<UserBody>,
+) -> Result<(StatusCode, Json<UserOut>), ApiError> {
+    auth.require(ADMINS)?;
+    let w = user_write(b).await?;
+    let u = c
+        .store()
+        .insert_user(&w, auth.audit("user.create", "user", None))
+        .await?;
+    Ok((StatusCode::CREATED, Json(UserOut::from(&u))))
+}
+
+/// `PUT /api/v1/users/{id}`.
+pub async fn update_user(
+    State(c): State<Console>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    ApiJson(b): ApiJson<UserBody>,
+) -> Result<Json<UserOut>, ApiError> {
+    auth.require(ADMINS)?;
+    let w = user_write(b).await?;
+    if id == auth.user.id && (w.disabled || w.role != "admin") {
+        return Err(ApiError::bad_request(
+            "self_lockout",
+            "you cannot disable your own account or remove your own admin role",
+        ));
+    }
+    let u = c
+        .store()
+        .update_user(id, &w, auth.audit("user.update", "user", None))
+        .await?;
+    Ok(Json(UserOut::from(&u)))
+}
+
+// ---- audit --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    object_type: Option<String>,
+    object_id: Option<String>,
+    user_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit`.
+pub async fn audit(
+    State(c): State<Console>,
+    auth: Auth,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(AUDITORS)?;
+    let rows = c
+        .store()
+        .audit_list(
+            q.object_type.as_deref().filter(|s| !s.is_empty()),
+            q.object_id.as_deref().filter(|s| !s.is_empty()),
+            q.user_id,
+            limit(q.limit),
+        )
+        .await?;
+    let out: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let user = r.user_id.map(|id| json!({ "id": id, "name": r.user_name }));
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["user"] = user.unwrap_or(Value::Null);
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}

@@ -1,0 +1,131 @@
+//! What consoles see of an incident: the current-state row joined with its holder, device
+//! and client, shaped for the queue.
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use warden_store::IncidentViewRow;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IncidentView {
+    pub id: i64,
+    pub priority: String,
+    pub kind: String,
+    pub state: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub arrived_at: OffsetDateTime,
+    pub arrived_at_ms: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub claimed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+    pub holder: Option<Holder>,
+    pub signal_count: i32,
+    pub group_count: Option<usize>,
+    pub area: Option<String>,
+    pub summary: Option<String>,
+    pub device: Option<DeviceRef>,
+    pub client: Option<ClientRef>,
+    pub sla: Sla,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Holder {
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceRef {
+    pub id: i64,
+    pub account: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClientRef {
+    pub id: i64,
+    pub name: String,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct Sla {
+    pub warned: bool,
+    pub overflowed: bool,
+    pub critical: bool,
+}
+
+fn micros_to_wall(us: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+}
+
+impl From<IncidentViewRow> for IncidentView {
+    fn from(r: IncidentViewRow) -> Self {
+        let doc = &r.doc;
+        let arrived_at = doc["arrived_at"]
+            .as_i64()
+            .and_then(micros_to_wall)
+            .unwrap_or(r.raised_at);
+        let holder = doc["holder"]["id"].as_i64().map(|id| Holder {
+            id,
+            name: r
+                .holder_name
+                .clone()
+                .unwrap_or_else(|| format!("user {id}")),
+        });
+        let flag = |k: &str| doc["sla"][k].as_bool().unwrap_or(false);
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        IncidentView {
+            id: r.id,
+            arrived_at_ms: i64::try_from(arrived_at.unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(i64::MAX),
+            arrived_at,
+            priority: r.priority,
+            kind: r.kind,
+            state: r.state,
+            claimed_at: r.claimed_at,
+            resolved_at: r.resolved_at,
+            holder,
+            signal_count: r.signal_count,
+            group_count: doc["group"]["members"].as_array().map(Vec::len),
+            area: text(&doc["area"]).or_else(|| text(&doc["subject"]["area"])),
+            summary: text(&doc["summary"]),
+            device: r.device_id.map(|id| DeviceRef {
+                id,
+                account: r.device_account,
+                label: r.device_label,
+            }),
+            client: match (r.client_id, r.client_name) {
+                (Some(id), Some(name)) => Some(ClientRef {
+                    id,
+                    name,
+                    address: r.client_address,
+                }),
+                _ => None,
+            },
+            sla: Sla {
+                warned: flag("warned"),
+                overflowed: flag("overflowed"),
+                critical: flag("critical"),
+            },
+            outcome: text(&doc["resolution"]["outcome"]),
+        }
+    }
+}
+
+/// Queue order: life-critical first, then urgent, technical, information; oldest first.
+pub fn sort_queue(v: &mut [IncidentView]) {
+    fn rank(p: &str) -> u8 {
+        match p {
+            "life_critical" => 0,
+            "urgent" => 1,
+            "technical" => 2,
+            _ => 3,
+        }
+    }
+    v.sort_by(|a, b| {
+        (rank(&a.priority), a.arrived_at_ms, a.id).cmp(&(rank(&b.priority), b.arrived_at_ms, b.id))
+    });
+}

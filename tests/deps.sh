@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo need, when they are missing:
-# PostgreSQL server binaries, Mosquitto (broker + clients) and socat. Debian/Ubuntu only.
+# PostgreSQL server binaries, Mosquitto (broker + clients), socat, Chromium + ChromeDriver and
+# Node.js (console browser tests), then the browser tests' npm packages. Debian/Ubuntu only.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# playwright-core drives the system chromium; `npm ci` installs exactly the locked version.
+browser="$(cd "$(dirname "$0")" && pwd)/browser"
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+    (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

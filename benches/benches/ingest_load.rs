@@ -283,7 +283,11 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let path = dir.path().join("wardend.toml");
-        std::fs::write(&path, format!("{config}\n[admin]\nlisten = \"{admin}\"\n"))
+        let console = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        std::fs::write(
+            &path,
+            format!("{config}\n[admin]\nlisten = \"{admin}\"\n[console]\nlisten = \"{console}\"\n"),
+        )
             .expect("write wardend.toml");
         let log = dir.path().join("wardend.log");
         let stderr = std::fs::File::create(&log).expect("wardend log file");

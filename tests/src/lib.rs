@@ -239,24 +239,31 @@ impl Drop for PtyPair {
 pub struct Wardend {
     child: Option<Child>,
     pub admin: std::net::SocketAddr,
+    /// The operator console (web UI + API), on a free port of its own.
+    pub console: std::net::SocketAddr,
     config: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Wardend {
-    /// Writes `config` (TOML; `admin.listen` is added) and starts `wardend run`, waiting
-    /// until `/healthz` answers.
+    /// Writes `config` (TOML; `admin.listen` and `console.listen` are added) and starts
+    /// `wardend run`, waiting until `/healthz` answers.
     pub fn start(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let console = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let path = dir.path().join("wardend.toml");
-        std::fs::write(&path, format!("{config}\n[admin]\nlisten = \"{admin}\"\n"))
-            .expect("write config");
+        std::fs::write(
+            &path,
+            format!("{config}\n[admin]\nlisten = \"{admin}\"\n[console]\nlisten = \"{console}\"\n"),
+        )
+        .expect("write config");
         let log = dir.path().join("wardend.log");
         let mut w = Self {
             child: None,
             admin,
+            console,
             config: path,
             log,
             _dir: dir,
@@ -291,6 +298,28 @@ impl Wardend {
     /// Restarts the process with the same configuration (after `kill9` or `terminate`).
     pub fn restart(&mut self) {
         self.spawn();
+    }
+
+    /// Runs another `wardend` subcommand with the same configuration, feeding `input` to
+    /// its standard input (e.g. `user add`, which reads the password there).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = daemon_command()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wardend");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wardend output")
     }
 
     /// Runs another `wardend` subcommand with the same configuration (e.g. `device add`).

@@ -35,6 +35,10 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         ])
         .arg(data.path())
         .env("WARDEN_ADMIN__LISTEN", admin.to_string())
+        .env(
+            "WARDEN_CONSOLE__LISTEN",
+            std::net::SocketAddr::from(([127, 0, 0, 1], free_port())).to_string(),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -360,7 +360,7 @@ pub async fn login(
             .await?;
         let mut a = audit("login.failed");
         a.after = Some(
-            serde_json::json!({ "failed_logins": failures, "locked_until": locked.map(|t| t.unix_timestamp()) }),
+            serde_json::json!({ "failed_logins": failures, "locked_until": locked.map(OffsetDateTime::unix_timestamp) }),
         );
         c.store().audit(&a).await?;
         login_failed("bad_credentials");

@@ -133,9 +133,8 @@ async fn serve(
             }
             _ = ping.tick() => {
                 // A session that ended (sign-out, disabled account, expiry) ends the push too.
-                match c.store().session(auth.token_hash(), c.cfg().idle_timeout).await {
-                    Ok(None) => break,
-                    Ok(Some(_)) | Err(_) => {}
+                if let Ok(None) = c.store().session(auth.token_hash(), c.cfg().idle_timeout).await {
+                    break;
                 }
                 ok = socket.send(Message::Ping(Vec::new().into())).await.is_ok();
             }

@@ -59,7 +59,7 @@ async fn client_doc(c: &Console, id: i64) -> Result<Value, ApiError> {
     let mut v = serde_json::to_value(&rec).unwrap_or_default();
     v["responders"] = serde_json::to_value(responders).unwrap_or_default();
     v["devices"] = serde_json::to_value(devices).unwrap_or_default();
-    v["recent_signals"] = serde_json::to_value(signals).unwrap_or_default();
+    v["recent_signals"] = crate::view::signals_json(&signals);
     Ok(v)
 }
 

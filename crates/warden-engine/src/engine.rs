@@ -228,7 +228,7 @@ pub async fn spawn(
         commands: commands_tx,
         changes: changes.clone(),
         classifier,
-        sla: cfg.core.sla.clone(),
+        sla: cfg.core.sla,
     };
     let mut engine = Engine {
         core,

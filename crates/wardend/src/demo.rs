@@ -128,13 +128,39 @@ async fn demo(
         account: (*a).to_owned(),
         protocol: DeviceProtocol::ContactId,
         test_interval_seconds: Some(86_400),
-        client_ref: None,
+        client_ref: Some(format!("DEMO-{a}")),
         label: Some(format!("Simulated dispersed alarm {a}")),
     }));
+    seed_clients(&store).await?;
     store
         .upsert_devices(&devices)
         .await
         .context("registering the simulated devices")?;
+    let password = demo_password()?;
+    for (name, role, display) in [
+        ("operator", "operator", "Demo Operator"),
+        ("supervisor", "supervisor", "Demo Supervisor"),
+        ("admin", "admin", "Demo Admin"),
+    ] {
+        let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
+        let write = warden_store::UserWrite {
+            username: name.into(),
+            display_name: display.into(),
+            role: role.into(),
+            password_hash: Some(hash),
+            disabled: false,
+        };
+        let audit = warden_store::AuditWrite {
+            action: "user.demo".into(),
+            object_type: "user".into(),
+            ..warden_store::AuditWrite::default()
+        };
+        match store.user_by_username(name).await? {
+            Some(u) => store.update_user(u.id, &write, audit).await,
+            None => store.insert_user(&write, audit).await,
+        }
+        .map_err(|e| anyhow::anyhow!("demo user {name}: {e}"))?;
+    }
 
     cfg.mqtt = Some(MqttConfig {
         port: broker_addr.port(),
@@ -222,6 +248,12 @@ async fn demo(
     println!("  health:     http://{}/healthz", endpoints.admin);
     println!("  readiness:  http://{}/readyz", endpoints.admin);
     println!("  metrics:    http://{}/metrics", endpoints.admin);
+    if let Some(console) = endpoints.console {
+        println!(
+            "  console:    http://localhost:{}/   (operator / supervisor / admin, password {password})",
+            console.port()
+        );
+    }
     println!(
         "  database:   {database_url}   (psql {database_url} -c 'select kind, count(*) from signals group by 1')"
     );
@@ -255,5 +287,61 @@ async fn demo(
     daemon.await.context("daemon task")??;
     drop(pty);
     println!("stopped cleanly");
+    Ok(())
+}
+
+/// A fresh password for the demo accounts, printed with the console address.
+fn demo_password() -> anyhow::Result<String> {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .context("reading /dev/urandom")?;
+    Ok(format!("demo-{:016x}", u64::from_le_bytes(b)))
+}
+
+/// Made-up clients for the receiver's accounts, so the console shows a client record.
+async fn seed_clients(store: &warden_store::Store) -> anyhow::Result<()> {
+    const PEOPLE: [(&str, &str, &str, &str); 5] = [
+        ("Mrs Ada Jones", "12 High Street, Oldtown", "Type 2 diabetes; walking frame", "Hard of hearing: speak slowly"),
+        ("Mr Bill Patel", "3 Mill Lane, Oldtown", "Heart failure; on warfarin", "Gujarati speaker: interpreter"),
+        ("Ms Carol Smith", "Flat 4, Elm Court", "Epilepsy", "Deaf: use text relay"),
+        ("Mr Dan O'Neill", "27 Station Road", "COPD, home oxygen: no naked flames", ""),
+        ("Mrs Eve Brown", "9 Church Walk", "Dementia: may not remember pressing", "Large print letters"),
+    ];
+    for (a, (name, address, medical, needs)) in RECEIVER_ACCOUNTS.iter().zip(PEOPLE) {
+        let external_ref = format!("DEMO-{a}");
+        let existing = store.client_search(&external_ref, 1).await?;
+        let record = warden_store::ClientRecord {
+            external_ref,
+            name: name.into(),
+            address: address.into(),
+            postcode: "OT1 2AB".into(),
+            phone: "01632 960000".into(),
+            area: Some("oldtown".into()),
+            language: "English".into(),
+            communication_needs: needs.into(),
+            preferred_contact: if needs.contains("text relay") { "text_relay" } else { "phone" }.into(),
+            access_notes: "Key safe by the back door".into(),
+            medical_notes: medical.into(),
+            ..warden_store::ClientRecord::default()
+        };
+        let responders = [warden_store::Responder {
+            position: 1,
+            name: "Family keyholder".into(),
+            relationship: "daughter".into(),
+            phone: "07700 900000".into(),
+            is_keyholder: true,
+            notes: String::new(),
+        }];
+        let audit = warden_store::AuditWrite {
+            action: "client.demo".into(),
+            object_type: "client".into(),
+            ..warden_store::AuditWrite::default()
+        };
+        store
+            .save_client(existing.first().map(|c| c.id), &record, Some("1234"), &responders, audit)
+            .await
+            .map_err(|e| anyhow::anyhow!("demo client: {e}"))?;
+    }
     Ok(())
 }

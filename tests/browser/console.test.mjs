@@ -1,0 +1,155 @@
+// Console end to end in a real browser (Debian's chromium via playwright-core).
+//
+// Started by tests/tests/e2e_console.rs, which runs the real wardend (Postgres, Mosquitto),
+// creates the users, a client and its pendant, and passes everything in the environment:
+//   CONSOLE_URL, OP_A_USER, OP_B_USER, SUP_USER, PASSWORD, CLIENT_NAME, KEY_SAFE,
+//   MQTT_PORT, MQTT_TOPIC, MQTT_PAYLOAD, ARTIFACTS (screenshot folder), CHROMIUM (path).
+// Exits 0 when every step passed; prints one JSON line per measured figure.
+
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import assert from "node:assert/strict";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`missing environment variable ${k}`);
+  return v;
+};
+const URL = env("CONSOLE_URL");
+const ART = env("ARTIFACTS");
+mkdirSync(ART, { recursive: true });
+const T = 15_000;
+const id = (t) => `[data-testid="${t}"]`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+
+let step = 0;
+async function shot(page, name) {
+  step += 1;
+  await page.screenshot({ path: `${ART}/${String(step).padStart(2, "0")}-${name}.png`, fullPage: true });
+}
+
+async function signIn(user, name) {
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => { console.error(`[${name}] page error: ${e.message}`); process.exitCode = 1; });
+  await page.goto(URL);
+  // Keyboard only: the sign-in form must be usable without a mouse.
+  await page.locator(id("login-username")).focus();
+  await page.keyboard.type(user);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(env("PASSWORD"));
+  await page.keyboard.press("Enter");
+  await page.locator(id("queue")).waitFor({ state: "visible", timeout: T });
+  await page.locator(`${id("conn-status")}`).filter({ hasText: /live/i }).waitFor({ timeout: T });
+  return page;
+}
+
+try {
+  // A wrong password is refused with a message, not a blank screen.
+  {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(URL);
+    await page.fill(id("login-username"), env("OP_A_USER"));
+    await page.fill(id("login-password"), "definitely wrong");
+    await page.click(id("login-submit"));
+    await page.locator(id("login-error")).filter({ hasText: /wrong|password/i }).waitFor({ timeout: T });
+    await shot(page, "login-refused");
+    await ctx.close();
+  }
+
+  const a = await signIn(env("OP_A_USER"), "A");
+  const b = await signIn(env("OP_B_USER"), "B");
+  await shot(a, "queue-empty");
+
+  // A pendant press arrives over MQTT (mosquitto_pub, QoS 1) and must appear on both
+  // connected consoles without a reload.
+  const rowA = a.locator(`${id("incident-row")}[data-priority="life_critical"]`);
+  const rowB = b.locator(`${id("incident-row")}[data-priority="life_critical"]`);
+  const sent = Date.now();
+  execFileSync("mosquitto_pub", [
+    "-h", "127.0.0.1", "-p", env("MQTT_PORT"), "-q", "1",
+    "-t", env("MQTT_TOPIC"), "-m", env("MQTT_PAYLOAD"),
+  ]);
+  await rowA.first().waitFor({ state: "visible", timeout: T });
+  const visibleMs = Date.now() - sent;
+  await rowB.first().waitFor({ state: "visible", timeout: T });
+  console.log(JSON.stringify({ figure: "publish_to_visible_ms", value: visibleMs }));
+  assert.match(await rowA.first().innerText(), new RegExp(env("CLIENT_NAME")));
+  await shot(a, "pendant-in-queue");
+
+  // Operator A works the alarm from the keyboard: select, open, claim.
+  await a.locator("body").click({ position: { x: 5, y: 5 } });
+  await a.keyboard.press("j");
+  await a.keyboard.press("Enter");
+  await a.locator(id("incident-panel")).waitFor({ state: "visible", timeout: T });
+  await a.keyboard.press("c");
+  await a.locator(id("incident-holder")).filter({ hasText: /Ann/ }).waitFor({ timeout: T });
+  await a.locator(id("incident-state")).filter({ hasText: /claimed/i }).waitFor({ timeout: T });
+
+  // The client record: name, medical notes, and the key-safe code only on request.
+  await a.locator(id("client-record")).waitFor({ state: "visible", timeout: T });
+  assert.match(await a.locator(id("client-name")).innerText(), new RegExp(env("CLIENT_NAME")));
+  assert.ok((await a.locator(id("client-medical-notes")).innerText()).length > 0, "medical notes shown");
+  assert.ok(!(await a.locator(id("client-record")).innerText()).includes(env("KEY_SAFE")),
+    "the key-safe code must stay hidden until revealed");
+  await a.click(id("client-key-safe-reveal"));
+  await a.locator(id("client-key-safe-value")).filter({ hasText: env("KEY_SAFE") }).waitFor({ timeout: T });
+  await shot(a, "claimed-with-client-record");
+
+  // Operator B cannot take the same alarm.
+  await rowB.first().click();
+  await b.locator(id("incident-panel")).waitFor({ state: "visible", timeout: T });
+  await b.click(id("incident-claim"));
+  await b.locator(id("message")).filter({ hasText: /already claimed by Ann/i }).waitFor({ timeout: T });
+  await shot(b, "second-operator-refused");
+
+  // A adds a note and resolves with an outcome; it leaves both queues.
+  await a.fill(id("incident-note-text"), "Spoke to client, accidental press, all well.");
+  await a.click(id("incident-note-submit"));
+  await a.selectOption(id("incident-outcome"), "false_alarm");
+  await a.click(id("incident-resolve"));
+  await rowA.first().waitFor({ state: "detached", timeout: T });
+  await rowB.first().waitFor({ state: "detached", timeout: T });
+  await shot(a, "resolved");
+
+  // The out-of-hours desk: a burst pipe gets a reference the caller can quote.
+  await a.click(id("nav-ooh"));
+  await a.selectOption(id("ooh-category"), "emergency_repair");
+  await a.fill(id("ooh-caller-name"), "Mr Test Caller");
+  await a.fill(id("ooh-caller-phone"), "01632 960123");
+  await a.fill(id("ooh-address"), "Flat 2, 5 Mill Lane");
+  await a.fill(id("ooh-description"), "Burst pipe under the kitchen sink, water through the ceiling below.");
+  await a.selectOption(id("ooh-urgency"), "emergency");
+  await a.click(id("ooh-submit"));
+  const ref = a.locator(id("ooh-reference"));
+  await ref.filter({ hasText: /OOH-\d{4}-\d{6}/ }).waitFor({ timeout: T });
+  const reference = (await ref.innerText()).match(/OOH-\d{4}-\d{6}/)[0];
+  console.log(JSON.stringify({ figure: "ooh_reference", value: reference }));
+  await shot(a, "ooh-reference");
+  await a.fill(id("ooh-search"), "Mill Lane");
+  await a.click(id("ooh-search-submit"));
+  await a.locator(id("ooh-results")).filter({ hasText: reference }).waitFor({ timeout: T });
+  await shot(a, "ooh-search");
+  console.log(JSON.stringify({ result: "pass" }));
+} catch (e) {
+  console.error(`browser test failed: ${e.stack || e}`);
+  for (const [i, ctx] of browser.contexts().entries()) {
+    for (const p of ctx.pages()) {
+      await p.screenshot({ path: `${ART}/failure-${i}.png`, fullPage: true }).catch(() => {});
+    }
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

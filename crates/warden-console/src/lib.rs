@@ -275,3 +275,46 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every API route in `router()` is documented in the OpenAPI document with the same
+    /// method, and the document names no route that does not exist.
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_served() {
+        let doc: serde_json::Value =
+            serde_json::from_str(super::OPENAPI).expect("openapi.json is valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        // The route table with all whitespace removed, however rustfmt wrapped it.
+        let source: String = include_str!("lib.rs")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let mut served = std::collections::BTreeSet::new();
+        for (i, _) in source.match_indices(".route(\"/api/") {
+            let rest = &source[i + 8..];
+            let path = &rest[..rest.find('"').expect("closing quote")];
+            let end = [".route(", ".layer(", ".merge(", ".fallback("]
+                .iter()
+                .filter_map(|m| rest.find(m))
+                .min()
+                .expect("end of route");
+            let call = &rest[..end];
+            for method in ["get", "post", "put", "delete"] {
+                if call.contains(&format!("{method}(")) {
+                    served.insert((path.to_owned(), method.to_owned()));
+                }
+            }
+        }
+        assert!(served.len() > 30, "found only {} routes", served.len());
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, ops) in paths {
+            for method in ops.as_object().expect("operations").keys() {
+                if ["get", "post", "put", "delete"].contains(&method.as_str()) {
+                    documented.insert((path.clone(), method.clone()));
+                }
+            }
+        }
+        assert_eq!(served, documented);
+    }
+}

@@ -187,11 +187,16 @@ pub async fn spawn(
     shutdown: CancellationToken,
 ) -> Result<(EngineHandle, tokio::task::JoinHandle<EngineReport>), warden_store::StoreError> {
     let classifier = Arc::new(Classifier::new(&cfg.core));
+    let heard: HashMap<i64, OffsetDateTime> =
+        store.supervised_last_heard().await?.into_iter().collect();
     let devices: Vec<(DeviceInfo, Option<Timestamp>)> = store
         .device_records_for_triage()
         .await?
         .into_iter()
-        .map(|(d, client)| (device_info(&d, client), None))
+        .map(|(d, client)| {
+            let last = heard.get(&d.id).map(|t| ts(*t));
+            (device_info(&d, client), last)
+        })
         .collect();
     let incidents: Vec<Incident> = store
         .open_incident_docs()

@@ -852,6 +852,23 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// When each supervised device (one with a test interval) was last heard, from the
+    /// signals it sent: what the triage core needs after a restart to keep its
+    /// fail-to-report deadlines. One index probe per supervised device.
+    pub async fn supervised_last_heard(&self) -> Result<Vec<(i64, OffsetDateTime)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, h.at FROM devices d \
+             CROSS JOIN LATERAL (SELECT max(s.received_at) AS at FROM signals s WHERE s.device_id = d.id) h \
+             WHERE d.test_interval_seconds IS NOT NULL AND h.at IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// Creates (`id == None`) or updates a device; audited.
     pub async fn save_device(
         &self,

@@ -28,11 +28,12 @@
   const ROLE_SCREENS = {
     operator: ["queue", "ooh"],
     supervisor: ["queue", "ooh", "clients", "audit"],
-    admin: ["clients", "admin", "audit"],
+    admin: ["admin", "clients", "audit"], // the first one is where the user lands
     on_call: ["ooh"],
   };
   const STATE_LABEL = { raised: "Raised", offered: "Offered", claimed: "Claimed", resolved: "Resolved" };
   const KIND_LABEL = { co: "Carbon monoxide", door_exit: "Door exit", fail_to_check_in: "Failed to check in" };
+  const PROTOCOL_LABEL = { contact_id: "Contact ID", sia: "SIA", mqtt: "MQTT", dc09: "SIA DC-09" };
   const CONTACT_LABEL = { phone: "Phone", sms: "SMS", email: "Email", text_relay: "Text relay", letter: "Letter", visit: "Visit" };
   const JOB_STATUS_LABEL = {
     routed: "Routed", unrouted: "Unrouted", acknowledged: "Acknowledged", in_progress: "In progress", closed: "Closed",
@@ -41,6 +42,7 @@
   const QUEUE_POLL_MS = 30000; // belt and braces next to the WebSocket
   const MAX_DEVICE_ROWS = 300;
   const MAX_CLIENT_ROWS = 300;
+  const RESOLVED_KEEP_MS = 10 * 60 * 1000;
 
   const state = {
     user: null,
@@ -55,6 +57,9 @@
     clockOffset: 0, // server_time_ms - Date.now(), so ages follow the server clock
     queueLoaded: false,
     seen: new Set(), // incident ids already announced
+    // "resolved" is terminal in the core. Remembering which ids we saw resolved stops a late,
+    // older answer (e.g. a note's reply overtaken by the resolve) from bringing a row back.
+    resolved: new Map(), // id -> Date.now() when seen resolved
     selectedId: null, // queue row with the keyboard selection
     bulk: new Set(), // ids ticked for bulk resolve
     // Incident panel
@@ -182,6 +187,14 @@
   function fmtAge(seconds) {
     const s = Math.max(0, Math.floor(seconds));
     return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  }
+
+  /** 86400 -> "24 h (86400 s)"; empty -> "Not supervised". */
+  function fmtInterval(s) {
+    if (!s) return "Not supervised";
+    if (s % 3600 === 0) return `${s / 3600} h (${s} s)`;
+    if (s % 60 === 0) return `${s / 60} min (${s} s)`;
+    return `${s} s`;
   }
 
   function nameOf(x) {
@@ -312,6 +325,7 @@
   // ---------------------------------------------------------------- status messages
 
   let messageTimer = null;
+  let messageShowTimer = null;
 
   /**
    * Put a message in the polite live region. The region is emptied first and filled on the next
@@ -320,9 +334,10 @@
   function say(text, kind = "info") {
     const m = $("message");
     clearTimeout(messageTimer);
+    clearTimeout(messageShowTimer);
     m.textContent = "";
     m.dataset.kind = kind;
-    setTimeout(() => {
+    messageShowTimer = setTimeout(() => {
       m.textContent = text;
     }, 30);
     messageTimer = setTimeout(() => {
@@ -375,6 +390,8 @@
     $("session-bar").hidden = true;
     for (const s of document.querySelectorAll(".screen")) s.hidden = true;
     $("screen-login").hidden = false;
+    $("login-form").reset(); // a shared desk: do not leave the last user's name behind
+    $("user-info").textContent = "";
     const e = $("login-error");
     e.textContent = errorText || "";
     e.hidden = !errorText;
@@ -421,6 +438,9 @@
   }
 
   function startSession(res) {
+    clearTimeout(messageTimer);
+    clearTimeout(messageShowTimer);
+    $("message").textContent = "";
     state.user = res.user;
     state.csrf = res.csrf_token;
     $("screen-login").hidden = true;
@@ -428,6 +448,7 @@
     $("session-bar").hidden = false;
     $("user-info").textContent = `${state.user.display_name || state.user.username} (${ROLE_LABEL[state.user.role] || human(state.user.role)})`;
     applyRoles();
+    setMuted(false); // every session starts with the alarm sound on, whoever muted it before
     const screens = ROLE_SCREENS[state.user.role] || [];
     if (canQueue()) {
       loadOutcomes();
@@ -466,12 +487,25 @@
     state.csrf = null;
     state.incidents.clear();
     state.seen.clear();
+    state.resolved.clear();
     state.bulk.clear();
     state.queueLoaded = false;
     state.selectedId = null;
     closePanel(false);
     renderQueue();
     updateAlarmIndicators();
+    resetScreens();
+  }
+
+  /** Nothing of one user's work may show in the next user's session on a shared desk. */
+  function resetScreens() {
+    for (const f of document.querySelectorAll("main form")) if (f.id !== "login-form") f.reset();
+    for (const id of ["ooh-results", "clients-results", "client-view-record", "users-table", "devices-table", "categories-table", "import-result", "audit-table", "cf-responders"]) clear($(id));
+    for (const id of ["ooh-result", "ooh-job", "client-view", "client-form"]) $(id).hidden = true;
+    $("ooh-form").hidden = false;
+    Object.assign(state, { currentJob: null, currentClient: null, editingClientId: null, responders: [], users: [], devices: [], editingUserId: null, editingDeviceId: null });
+    resetUserForm();
+    resetDeviceForm();
   }
 
   const role = () => (state.user ? state.user.role : null);
@@ -534,7 +568,11 @@
         if (q.thresholds) state.thresholds = q.thresholds;
         state.counts = Object.assign({ life_critical: 0, urgent: 0, technical: 0, information: 0 }, q.counts || {});
         const fresh = new Map();
-        for (const inc of q.incidents || []) fresh.set(String(inc.id), inc);
+        for (const inc of q.incidents || []) {
+          const key = String(inc.id);
+          if (!isResolvedLocally(key)) fresh.set(key, inc);
+          else if (state.counts[inc.priority] > 0) state.counts[inc.priority]--; // snapshot predates the resolve
+        }
         state.incidents = fresh;
         for (const id of state.bulk) if (!fresh.has(id)) state.bulk.delete(id);
         announceNew([...fresh.values()], !state.queueLoaded);
@@ -548,6 +586,9 @@
         syncOpenIncident();
       } catch (err) {
         if (err.status !== 401) say(`Could not load the queue: ${err.message}`, "error");
+        // The server is unreachable but the socket may not have noticed yet (a dead network
+        // can keep a socket "open" for minutes): show "reconnecting" now, not later.
+        if (err.status === 0) wsForceReconnect();
       } finally {
         queueLoading = null;
       }
@@ -561,6 +602,14 @@
 
   const serverNow = () => Date.now() + state.clockOffset;
 
+  function isResolvedLocally(key) {
+    const t = state.resolved.get(key);
+    if (t === undefined) return false;
+    if (Date.now() - t <= RESOLVED_KEEP_MS) return true;
+    state.resolved.delete(key);
+    return false;
+  }
+
   /**
    * Merge changed incidents (from the WebSocket or a command response). "resolved" removes a row.
    * Lane counts are the server's numbers from /queue, adjusted by the rows that enter or leave.
@@ -569,6 +618,8 @@
     const added = [];
     for (const inc of list) {
       const key = String(inc.id);
+      if (inc.state === "resolved") state.resolved.set(key, Date.now());
+      else if (isResolvedLocally(key)) continue; // stale news about a finished incident
       const old = state.incidents.get(key);
       if (old && state.counts[old.priority] > 0) state.counts[old.priority]--;
       if (inc.state === "resolved") {
@@ -599,7 +650,18 @@
 
   function orderedIds() {
     const by = lanes();
-    return Object.keys(by).flatMap((p) => by[p].map((i) => String(i.id)));
+    return PRIORITIES.flatMap((p) => by[p].map((i) => String(i.id)));
+  }
+
+  let lastOrder = []; // row order at the previous render, to move the selection off a vanished row
+
+  /** When the selected row disappears (resolved elsewhere), select its neighbour instead. */
+  function keepSelection(ids) {
+    if (!state.selectedId || ids.includes(state.selectedId)) return;
+    const at = lastOrder.indexOf(state.selectedId);
+    const after = lastOrder.slice(at + 1).find((id) => ids.includes(id));
+    const before = lastOrder.slice(0, Math.max(at, 0)).reverse().find((id) => ids.includes(id));
+    state.selectedId = at < 0 ? null : after || before || null;
   }
 
   const isUnclaimed = (inc) => inc.state === "raised" || inc.state === "offered";
@@ -653,7 +715,8 @@
 
     for (const tb of tableEl.querySelectorAll("tbody")) tb.remove();
     const ids = orderedIds();
-    if (state.selectedId && !ids.includes(state.selectedId)) state.selectedId = null;
+    keepSelection(ids);
+    lastOrder = ids;
     const by = lanes();
     const cols = isSupervisor() ? 7 : 6;
     for (const p of PRIORITIES) {
@@ -689,8 +752,9 @@
       class: "incident-row" + (inc.priority === "life_critical" ? " is-life-critical" : "") + (isUnclaimed(inc) ? " is-unclaimed" : ""),
       testid: "incident-row",
       dataset: { incidentId: id, priority: inc.priority, state: inc.state },
-      tabindex: "-1",
-      "aria-label": `${PRIORITY_LABEL[inc.priority] || human(inc.priority)}: ${incidentWords(inc)}. ${stateLabel(inc.state)}.`,
+      tabindex: "-1", // roving: ensureTabStop() gives one row tabindex 0
+      // No aria-label: the row's own cells (age, state, holder) are its accessible name and
+      // stay current, where a label would freeze them at render time.
       onclick: (ev) => {
         if (ev.target.closest("input, a, button")) return;
         selectRow(id, false);
@@ -936,12 +1000,15 @@
     $("sound-hint").hidden = !(waiting && blocked && !sound.muted);
   }
 
-  function toggleMute() {
-    sound.muted = !sound.muted;
-    const b = $("mute-toggle");
-    b.setAttribute("aria-pressed", String(sound.muted));
-    say(sound.muted ? "Alarm sound muted. Life-critical alarms will be silent until you unmute." : "Alarm sound on.");
+  function setMuted(muted) {
+    sound.muted = muted;
+    $("mute-toggle").setAttribute("aria-pressed", String(muted));
     updateSoundHint();
+  }
+
+  function toggleMute() {
+    setMuted(!sound.muted);
+    say(sound.muted ? "Alarm sound muted. Life-critical alarms will be silent until you unmute." : "Alarm sound on.");
   }
 
   // ---------------------------------------------------------------- WebSocket
@@ -1034,6 +1101,18 @@
     }, delay);
   }
 
+  function wsForceReconnect() {
+    if (!ws.sock) return;
+    const s = ws.sock;
+    ws.sock = null; // its late events are ignored: they no longer match ws.sock
+    try {
+      s.close();
+    } catch (_) {
+      /* already closing */
+    }
+    if (ws.wanted) wsScheduleReconnect();
+  }
+
   function wsRetryNow() {
     if (ws.wanted && !ws.sock) {
       ws.attempt = Math.max(ws.attempt, 1);
@@ -1090,7 +1169,7 @@
     try {
       const d = await api("GET", `/incidents/${enc(key)}`);
       if (!sameId(state.openId, key)) return;
-      state.openIncident = d.incident;
+      if (d.incident.state === "resolved" || !isResolvedLocally(key)) state.openIncident = d.incident;
       renderPanelIncident();
       renderEvents(d.events || []);
       renderSignals($("inc-signals"), d.signals || [], "incident-signal");
@@ -1128,11 +1207,12 @@
     badges.append(" ", h("span", { class: "tag mono", text: `#${inc.id}` }));
 
     const st = $("inc-state");
-    st.textContent = stateLabel(inc.state) + (mine ? " by you" : "");
+    st.textContent = stateLabel(inc.state);
     st.dataset.state = inc.state;
     st.className = `state state-${inc.state}`;
     const holder = $("inc-holder");
-    holder.textContent = inc.holder ? nameOf(inc.holder) + (mine ? " (you)" : "") : "Nobody";
+    holder.textContent = inc.holder ? nameOf(inc.holder) : "Nobody";
+    $("inc-holder-you").hidden = !mine;
     holder.dataset.holderId = inc.holder ? String(inc.holder.id) : "";
     $("inc-arrived").textContent = fmtTime(inc.arrived_at);
     $("inc-claimed").textContent = fmtTime(inc.claimed_at);
@@ -1204,6 +1284,7 @@
       applyIncidents([res.incident]);
       say(done[action], "success");
     });
+    renderPanelIncident(); // busy() re-enabled the button; the new state decides
   }
 
   async function onResolve(ev) {
@@ -1229,6 +1310,7 @@
       }
       say(`Resolved as “${outcomeLabel(outcome)}”. Press Escape to close the panel.`, "success");
     });
+    renderPanelIncident();
   }
 
   async function onNote(ev) {
@@ -1329,8 +1411,8 @@
       { label: "Account", cell: (d) => d.account },
       { label: "Label", cell: (d) => d.label || "—" },
       { label: "Type", cell: (d) => d.device_type || "—" },
-      { label: "Protocol", cell: (d) => human(d.protocol) },
-      { label: "Test interval", cell: (d) => (d.test_interval_seconds ? `${d.test_interval_seconds} s` : "Not supervised") },
+      { label: "Protocol", cell: (d) => PROTOCOL_LABEL[d.protocol] || human(d.protocol) },
+      { label: "Test interval", cell: (d) => fmtInterval(d.test_interval_seconds) },
     ], devices, { caption: "Devices", testid: "client-devices" }));
 
     rec.append(h("h4", { text: "Recent signals" }));
@@ -1425,6 +1507,8 @@
       routed.dataset.routed = "false";
       routed.textContent = "Warning: not routed. Nobody is on call for this category. Phone the duty manager and record what you did in a status update.";
     }
+    // The form steps aside so the reference is the first thing on the card.
+    $("ooh-form").hidden = true;
     box.hidden = false;
     box.focus();
     say(`Call logged. Give the caller this reference: ${job.reference}`, "success");
@@ -1456,7 +1540,7 @@
       box.append(h("p", { class: "hint", text: q ? `${jobs.length} job${jobs.length === 1 ? "" : "s"} matching “${q}”.` : "Most recent jobs." }));
       if (jobs.length === 0) return;
       box.append(table([
-        { label: "Reference", cell: (j) => h("button", { type: "button", class: "link", text: j.reference, onclick: () => openJob(j.reference) }) },
+        { label: "Reference", cell: (j) => h("button", { type: "button", class: "link ref", text: j.reference, onclick: () => openJob(j.reference) }) },
         { label: "Logged", cell: (j) => fmtTime(j.created_at) },
         { label: "Category", cell: (j) => categoryName(j.category) },
         { label: "Urgency", cell: (j) => h("span", { class: `tag urg-${j.urgency}`, text: human(j.urgency) }) },
@@ -1598,6 +1682,7 @@
   function renderResponderEditor(focusIndex, focusWhat) {
     const ol = clear($("cf-responders"));
     const list = state.responders;
+    let focusTarget = null;
     list.forEach((r, i) => {
       const idp = `resp-${i}`;
       const input = (name, label, type = "text") => {
@@ -1627,12 +1712,10 @@
           h("div", { class: "grid-3" }, input("name", "Name"), input("relationship", "Relationship"), input("phone", "Phone", "tel"), input("notes", "Notes"), input("is_keyholder", "Keyholder", "checkbox")),
           h("div", { class: "toolbar" }, up, down, remove))));
       if (i === focusIndex) {
-        requestAnimationFrame(() => {
-          const target = focusWhat === "up" ? (up.disabled ? down : up) : focusWhat === "down" ? (down.disabled ? up : down) : $(`${idp}-name`);
-          if (target) target.focus();
-        });
+        focusTarget = focusWhat === "up" ? (up.disabled ? down : up) : focusWhat === "down" ? (down.disabled ? up : down) : $(`${idp}-name`);
       }
     });
+    if (focusTarget) focusTarget.focus(); // keep the keyboard user on the item they moved
     if (list.length === 0) ol.append(h("li", { class: "empty", text: "No responders. Add at least one if the client has someone to call." }));
   }
 
@@ -1790,10 +1873,10 @@
     box.append(h("p", { class: "hint", text: shown.length >= MAX_DEVICE_ROWS ? `Showing the first ${shown.length} devices: search to narrow down.` : `${shown.length} device${shown.length === 1 ? "" : "s"}.` }));
     box.append(table([
       { label: "Account", cell: (d) => d.account },
-      { label: "Protocol", cell: (d) => human(d.protocol) },
+      { label: "Protocol", cell: (d) => PROTOCOL_LABEL[d.protocol] || human(d.protocol) },
       { label: "Label", cell: (d) => d.label || "—" },
       { label: "Type", cell: (d) => d.device_type || "—" },
-      { label: "Test interval", cell: (d) => (d.test_interval_seconds ? `${d.test_interval_seconds} s` : "—") },
+      { label: "Test interval", cell: (d) => fmtInterval(d.test_interval_seconds) },
       { label: "Client ref", cell: (d) => d.client_ref || "—" },
       { label: "Area", cell: (d) => d.area || "—" },
       { label: "Actions", cell: (d) => h("button", { type: "button", testid: "device-edit", text: "Edit", "aria-label": `Edit device ${d.account}`, onclick: () => editDevice(d) }) },
@@ -1990,7 +2073,11 @@
       k: () => moveSelection(-1),
       ArrowUp: () => moveSelection(-1),
       Enter: () => (onControl ? false : openSelected()),
-      c: () => withOpenIncident(() => $("inc-claim").click()),
+      c: () => withOpenIncident(() => {
+        const b = $("inc-claim");
+        if (b.disabled) say(state.openIncident && state.openIncident.state === "resolved" ? "This incident is resolved." : "You already hold this incident.");
+        else b.click();
+      }),
       r: () => withOpenIncident(() => $("inc-outcome").focus()),
       n: () => withOpenIncident(() => $("inc-note").focus()),
       Escape: () => (state.openId ? closePanel(true) : false),
@@ -2057,6 +2144,7 @@
     $("ooh-copy").addEventListener("click", copyReference);
     $("ooh-another").addEventListener("click", () => {
       $("ooh-result").hidden = true;
+      $("ooh-form").hidden = false;
       $("ooh-category").focus();
     });
     $("ooh-search-form").addEventListener("submit", searchJobs);
@@ -2102,9 +2190,15 @@
         loadQueue();
       }
     });
+    // The sticky header's height changes as it wraps; CSS uses it for offsets.
+    const header = document.querySelector(".topbar");
+    const measure = () => document.documentElement.style.setProperty("--header-h", `${header.offsetHeight}px`);
+    if (window.ResizeObserver) new ResizeObserver(measure).observe(header);
+    measure();
     setInterval(tick, 1000);
+    // Also on other screens: the "life-critical waiting" button and the sound depend on it.
     setInterval(() => {
-      if (state.user && canQueue() && state.screen === "queue") loadQueue();
+      if (state.user && canQueue()) loadQueue();
     }, QUEUE_POLL_MS);
   }
 

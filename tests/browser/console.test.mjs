@@ -54,6 +54,33 @@ async function signIn(user, name) {
   return page;
 }
 
+// Every visible control has an accessible name, and keyboard focus is visible.
+async function checkAccessible(page, where) {
+  const unlabelled = await page.evaluate(() => {
+    const bad = [];
+    for (const el of document.querySelectorAll("input, select, textarea, button, a[href]")) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0 || el.type === "hidden") continue;
+      const named = (el.labels && el.labels.length > 0) || el.getAttribute("aria-label") ||
+        el.getAttribute("aria-labelledby") || el.getAttribute("title") ||
+        (el.tagName !== "INPUT" && el.textContent.trim().length > 0);
+      if (!named) bad.push(el.outerHTML.slice(0, 120));
+    }
+    return bad;
+  });
+  assert.deepEqual(unlabelled, [], `${where}: controls without an accessible name`);
+  await page.keyboard.press("Tab");
+  const focus = await page.evaluate(() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return null;
+    const s = getComputedStyle(el);
+    return { outline: s.outlineStyle, width: s.outlineWidth, shadow: s.boxShadow };
+  });
+  assert.ok(focus, `${where}: Tab moved focus nowhere`);
+  assert.ok((focus.outline !== "none" && focus.width !== "0px") || focus.shadow !== "none",
+    `${where}: focused control shows no focus indicator (${JSON.stringify(focus)})`);
+}
+
 try {
   // A wrong password is refused with a message, not a blank screen.
   {
@@ -71,6 +98,7 @@ try {
   const a = await signIn(env("OP_A_USER"), "A");
   const b = await signIn(env("OP_B_USER"), "B");
   await shot(a, "queue-empty");
+  await checkAccessible(a, "queue");
 
   // A pendant press arrives over MQTT (mosquitto_pub, QoS 1) and must appear on both
   // connected consoles without a reload.
@@ -125,6 +153,7 @@ try {
 
   // The out-of-hours desk: a burst pipe gets a reference the caller can quote.
   await a.click(id("nav-ooh"));
+  await checkAccessible(a, "out-of-hours desk");
   await a.selectOption(id("ooh-category"), "emergency_repair");
   await a.fill(id("ooh-caller-name"), "Mr Test Caller");
   await a.fill(id("ooh-caller-phone"), "01632 960123");

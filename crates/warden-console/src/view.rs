@@ -144,14 +144,21 @@ pub fn signal_summary(kind: &str, decoded: &Value) -> String {
         SignalWhat::Sia { code, restore } => {
             let code = String::from_utf8_lossy(&code).into_owned();
             let text = codes::sia_description(&code).unwrap_or("unknown code");
-            format!("SIA {code} {text}{}", if restore { " (restore)" } else { "" })
+            format!(
+                "SIA {code} {text}{}",
+                if restore { " (restore)" } else { "" }
+            )
         }
         SignalWhat::Mqtt { kind, restore } => {
             let name = serde_json::to_value(kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("{kind:?}"));
-            format!("{}{}", name.replace('_', " "), if restore { " (restore)" } else { "" })
+            format!(
+                "{}{}",
+                name.replace('_', " "),
+                if restore { " (restore)" } else { "" }
+            )
         }
         SignalWhat::Heartbeat => "heartbeat".into(),
         SignalWhat::Presence { online } => (if online { "online" } else { "offline" }).into(),

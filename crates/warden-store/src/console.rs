@@ -329,6 +329,12 @@ fn client_of(r: &sqlx::postgres::PgRow) -> Result<ClientRecord, sqlx::Error> {
     })
 }
 
+/// A device row as audit JSON (the same fields as [`DeviceRecord`]), for statements that
+/// build it in SQL.
+const DEVICE_JSON: &str = "'id', d.id, 'account', d.account, 'protocol', d.protocol, \
+     'label', d.label, 'device_type', d.device_type, \
+     'test_interval_seconds', d.test_interval_seconds, 'client_ref', d.client_ref, 'area', d.area";
+
 const DEVICE_COLUMNS: &str =
     "id, account, protocol, label, device_type, test_interval_seconds, client_ref, area";
 
@@ -773,47 +779,97 @@ impl Store {
         Ok(saved.0)
     }
 
-    /// Upserts many clients by `external_ref` in one transaction (CSV import); returns
-    /// (inserted, updated). One audit line per row.
+    /// Upserts many clients by `external_ref` in one statement (CSV import), with one audit
+    /// line per row (before and after, never the key-safe code) in the same transaction;
+    /// returns (inserted, updated). `commit == false` rolls back (a dry run that still meets
+    /// every database check). Responders are kept; an empty key-safe keeps the code on file.
     pub async fn import_clients(
         &self,
         rows: &[(ClientRecord, Option<String>)],
         audit: &AuditWrite,
         commit: bool,
     ) -> Result<(u64, u64), WriteRefused> {
+        let col =
+            |f: fn(&ClientRecord) -> String| rows.iter().map(|(c, _)| f(c)).collect::<Vec<_>>();
+        let refs = col(|c| c.external_ref.clone());
+        let names = col(|c| c.name.clone());
+        let dobs: Vec<Option<String>> = rows.iter().map(|(c, _)| c.date_of_birth.clone()).collect();
+        let addresses = col(|c| c.address.clone());
+        let postcodes = col(|c| c.postcode.clone());
+        let phones = col(|c| c.phone.clone());
+        let areas: Vec<Option<String>> = rows.iter().map(|(c, _)| c.area.clone()).collect();
+        let languages = col(|c| c.language.clone());
+        let interpreters: Vec<bool> = rows.iter().map(|(c, _)| c.interpreter_needed).collect();
+        let needs = col(|c| c.communication_needs.clone());
+        let preferred = col(|c| c.preferred_contact.clone());
+        let access = col(|c| c.access_notes.clone());
+        let medical = col(|c| c.medical_notes.clone());
+        let key_safes: Vec<Option<String>> = rows.iter().map(|(_, k)| k.clone()).collect();
         let mut tx = self.pool().begin().await?;
-        let (mut inserted, mut updated) = (0, 0);
-        for (c, key_safe) in rows {
-            let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM clients WHERE external_ref = $1")
-                    .bind(&c.external_ref)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let keep = responders_tx(&mut tx, existing).await?;
-            let (saved, before) =
-                save_client_tx(&mut tx, existing, c, key_safe.as_deref(), &keep).await?;
-            if existing.is_some() {
-                updated += 1;
-            } else {
-                inserted += 1;
-            }
-            insert_audit(
-                &mut tx,
-                &AuditWrite {
-                    object_id: Some(saved.0.id.to_string()),
-                    before,
-                    after: Some(client_json(&saved.0, &saved.1)),
-                    ..audit.clone()
-                },
-            )
-            .await?;
-        }
+        let row = sqlx::query(
+            "WITH input AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::bool[], $10::text[], $11::text[], \
+                     $12::text[], $13::text[], $14::text[]) \
+                 AS t(external_ref, name, dob, address, postcode, phone, area, language, \
+                     interpreter_needed, communication_needs, preferred_contact, access_notes, \
+                     medical_notes, key_safe)), \
+             old AS ( \
+                 SELECT c.external_ref, to_jsonb(c) - 'key_safe' - 'created_at' - 'updated_at' \
+                     || jsonb_build_object('key_safe_set', c.key_safe IS NOT NULL) AS doc \
+                 FROM clients c JOIN input i USING (external_ref)), \
+             up AS ( \
+                 INSERT INTO clients AS c (external_ref, name, date_of_birth, address, postcode, phone, \
+                     area, language, interpreter_needed, communication_needs, preferred_contact, \
+                     access_notes, medical_notes, key_safe) \
+                 SELECT external_ref, name, dob::date, address, postcode, phone, area, language, \
+                     interpreter_needed, communication_needs, preferred_contact, access_notes, \
+                     medical_notes, NULLIF(key_safe, '') FROM input \
+                 ON CONFLICT (external_ref) DO UPDATE SET name = EXCLUDED.name, \
+                     date_of_birth = EXCLUDED.date_of_birth, address = EXCLUDED.address, \
+                     postcode = EXCLUDED.postcode, phone = EXCLUDED.phone, area = EXCLUDED.area, \
+                     language = EXCLUDED.language, interpreter_needed = EXCLUDED.interpreter_needed, \
+                     communication_needs = EXCLUDED.communication_needs, \
+                     preferred_contact = EXCLUDED.preferred_contact, \
+                     access_notes = EXCLUDED.access_notes, medical_notes = EXCLUDED.medical_notes, \
+                     key_safe = COALESCE(EXCLUDED.key_safe, c.key_safe), updated_at = now() \
+                 RETURNING c.id, c.external_ref, (xmax = 0) AS inserted, \
+                     to_jsonb(c) - 'key_safe' - 'created_at' - 'updated_at' \
+                     || jsonb_build_object('key_safe_set', c.key_safe IS NOT NULL) AS doc), \
+             logged AS ( \
+                 INSERT INTO audit (user_id, action, object_type, object_id, before, after, request_id, ip) \
+                 SELECT $15, $16, $17, up.id::text, old.doc, up.doc, $18, $19 \
+                 FROM up LEFT JOIN old USING (external_ref)) \
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+        )
+        .bind(&refs)
+        .bind(&names)
+        .bind(&dobs)
+        .bind(&addresses)
+        .bind(&postcodes)
+        .bind(&phones)
+        .bind(&areas)
+        .bind(&languages)
+        .bind(&interpreters)
+        .bind(&needs)
+        .bind(&preferred)
+        .bind(&access)
+        .bind(&medical)
+        .bind(&key_safes)
+        .bind(audit.user_id)
+        .bind(&audit.action)
+        .bind(&audit.object_type)
+        .bind(&audit.request_id)
+        .bind(&audit.ip)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (inserted, updated): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         if commit {
             tx.commit().await?;
         } else {
             tx.rollback().await?;
         }
-        Ok((inserted, updated))
+        Ok((inserted.unsigned_abs(), updated.unsigned_abs()))
     }
 
     // ---- devices (administration) ---------------------------------------------------
@@ -889,44 +945,67 @@ impl Store {
         Ok(saved)
     }
 
-    /// Upserts many devices by account in one transaction (CSV import).
+    /// Upserts many devices by account in one statement (CSV import), one audit line per
+    /// row in the same transaction; returns (inserted, updated).
     pub async fn import_devices(
         &self,
         rows: &[DeviceRecord],
         audit: &AuditWrite,
         commit: bool,
     ) -> Result<(u64, u64), WriteRefused> {
+        let accounts: Vec<&str> = rows.iter().map(|d| d.account.as_str()).collect();
+        let protocols: Vec<&str> = rows.iter().map(|d| d.protocol.as_str()).collect();
+        let labels: Vec<Option<&str>> = rows.iter().map(|d| d.label.as_deref()).collect();
+        let types: Vec<Option<&str>> = rows.iter().map(|d| d.device_type.as_deref()).collect();
+        let intervals: Vec<Option<i32>> = rows.iter().map(|d| d.test_interval_seconds).collect();
+        let refs: Vec<Option<&str>> = rows.iter().map(|d| d.client_ref.as_deref()).collect();
+        let areas: Vec<Option<&str>> = rows.iter().map(|d| d.area.as_deref()).collect();
         let mut tx = self.pool().begin().await?;
-        let (mut inserted, mut updated) = (0, 0);
-        for d in rows {
-            let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM devices WHERE account = $1")
-                    .bind(&d.account)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (saved, before) = save_device_tx(&mut tx, existing, d).await?;
-            if existing.is_some() {
-                updated += 1;
-            } else {
-                inserted += 1;
-            }
-            insert_audit(
-                &mut tx,
-                &AuditWrite {
-                    object_id: Some(saved.id.to_string()),
-                    before,
-                    after: Some(serde_json::to_value(&saved).unwrap_or_default()),
-                    ..audit.clone()
-                },
-            )
-            .await?;
-        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH input AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], \
+                     $6::text[], $7::text[]) \
+                 AS t(account, protocol, label, device_type, test_interval_seconds, client_ref, area)), \
+             old AS ( \
+                 SELECT d.account, jsonb_build_object({DEVICE_JSON}) AS doc \
+                 FROM devices d JOIN input i USING (account)), \
+             up AS ( \
+                 INSERT INTO devices AS d (account, protocol, label, device_type, \
+                     test_interval_seconds, client_ref, area) \
+                 SELECT account, protocol, label, device_type, test_interval_seconds, client_ref, area \
+                 FROM input \
+                 ON CONFLICT (account) DO UPDATE SET protocol = EXCLUDED.protocol, \
+                     label = EXCLUDED.label, device_type = EXCLUDED.device_type, \
+                     test_interval_seconds = EXCLUDED.test_interval_seconds, \
+                     client_ref = EXCLUDED.client_ref, area = EXCLUDED.area \
+                 RETURNING d.id, d.account, (xmax = 0) AS inserted, jsonb_build_object({DEVICE_JSON}) AS doc), \
+             logged AS ( \
+                 INSERT INTO audit (user_id, action, object_type, object_id, before, after, request_id, ip) \
+                 SELECT $8, $9, $10, up.id::text, old.doc, up.doc, $11, $12 \
+                 FROM up LEFT JOIN old USING (account)) \
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        )))
+        .bind(&accounts)
+        .bind(&protocols)
+        .bind(&labels)
+        .bind(&types)
+        .bind(&intervals)
+        .bind(&refs)
+        .bind(&areas)
+        .bind(audit.user_id)
+        .bind(&audit.action)
+        .bind(&audit.object_type)
+        .bind(&audit.request_id)
+        .bind(&audit.ip)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (inserted, updated): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         if commit {
             tx.commit().await?;
         } else {
             tx.rollback().await?;
         }
-        Ok((inserted, updated))
+        Ok((inserted.unsigned_abs(), updated.unsigned_abs()))
     }
 
     // ---- queue view -----------------------------------------------------------------

@@ -288,7 +288,7 @@ impl Daemon {
             &path,
             format!("{config}\n[admin]\nlisten = \"{admin}\"\n[console]\nlisten = \"{console}\"\n"),
         )
-            .expect("write wardend.toml");
+        .expect("write wardend.toml");
         let log = dir.path().join("wardend.log");
         let stderr = std::fs::File::create(&log).expect("wardend log file");
         let mut command = Self::command(binary, &path);

@@ -92,7 +92,12 @@ async fn run(
     for n in idle_first..idle_first + IDLE_PRESSES {
         let payload = format!(r#"{{"v":1,"msg_id":"i{n}","alarm":{{"kind":"pendant"}}}}"#);
         client
-            .publish(format!("warden/v1/devices/u{n}/up"), QoS::AtLeastOnce, false, payload)
+            .publish(
+                format!("warden/v1/devices/u{n}/up"),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
             .await
             .expect("publish");
         tokio::time::sleep(IDLE_GAP).await;
@@ -224,9 +229,16 @@ async fn run(
             "  pendant arrival -> offered: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (target p99 <= 50 ms: {verdict})"
         );
     }
-    for (phase, v, n) in [("at idle", &idle_seen, IDLE_PRESSES), ("during the storm", &storm_seen, sent_presses)] {
+    for (phase, v, n) in [
+        ("at idle", &idle_seen, IDLE_PRESSES),
+        ("during the storm", &storm_seen, sent_presses),
+    ] {
         let (p50, p99, max) = percentiles(v);
-        let verdict = if v.len() == n && p99 <= 50.0 { "PASS" } else { "MISS" };
+        let verdict = if v.len() == n && p99 <= 50.0 {
+            "PASS"
+        } else {
+            "MISS"
+        };
         println!(
             "  pendant arrival -> visible on a console (WebSocket) {phase}: {}/{n} seen, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (target p99 <= 50 ms: {verdict})",
             v.len()
@@ -276,35 +288,41 @@ async fn watch_console(warden: &Wardend) -> Arc<Mutex<HashMap<i64, f64>>> {
         &["user", "add", "--username", "bench", "--role", "operator"],
         &format!("{PASSWORD}\n"),
     );
-    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "user add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cookie = login(warden.console, "bench", PASSWORD);
     let mut req = format!("ws://{}/api/v1/ws", warden.console)
         .into_client_request()
         .expect("ws request");
     req.headers_mut()
         .insert("cookie", cookie.parse().expect("cookie header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("console websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("console websocket");
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let out = seen.clone();
     tokio::spawn(async move {
         while let Some(Ok(msg)) = ws.next().await {
             let now_us = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
             let Ok(text) = msg.to_text() else { continue };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
             for i in v["incidents"].as_array().into_iter().flatten() {
                 if i["priority"] != "life_critical" {
                     continue;
                 }
-                let (Some(id), Some(arrived)) = (i["id"].as_i64(), i["arrived_at_ms"].as_i64()) else {
+                let (Some(id), Some(arrived)) = (i["id"].as_i64(), i["arrived_at_ms"].as_i64())
+                else {
                     continue;
                 };
-                out.lock()
-                    .expect("lock")
-                    .entry(id)
-                    .or_insert_with(|| {
-                        let us = now_us - i128::from(arrived) * 1000;
-                        f64::from(i32::try_from(us).unwrap_or(i32::MAX)) / 1000.0
-                    });
+                out.lock().expect("lock").entry(id).or_insert_with(|| {
+                    let us = now_us - i128::from(arrived) * 1000;
+                    f64::from(i32::try_from(us).unwrap_or(i32::MAX)) / 1000.0
+                });
             }
         }
     });

@@ -14,7 +14,16 @@ const KEY_SAFE: &str = "4821";
 
 fn add_user(w: &Wardend, username: &str, role: &str, name: &str) {
     let out = w.cli_with_stdin(
-        &["user", "add", "--username", username, "--role", role, "--display-name", name],
+        &[
+            "user",
+            "add",
+            "--username",
+            username,
+            "--role",
+            role,
+            "--display-name",
+            name,
+        ],
         &format!("{PASSWORD}\n"),
     );
     assert!(
@@ -58,7 +67,10 @@ fn operators_handle_a_pendant_press_and_an_out_of_hours_call_in_a_real_browser()
     let out = Command::new("node")
         .arg(browser_dir.join("console.test.mjs"))
         .current_dir(&browser_dir)
-        .env("CONSOLE_URL", format!("http://localhost:{}", warden.console.port()))
+        .env(
+            "CONSOLE_URL",
+            format!("http://localhost:{}", warden.console.port()),
+        )
         .env("OP_A_USER", "ann")
         .env("OP_B_USER", "bob")
         .env("PASSWORD", PASSWORD)
@@ -106,5 +118,9 @@ fn operators_handle_a_pendant_press_and_an_out_of_hours_call_in_a_real_browser()
         1
     );
     let shots = std::fs::read_dir(&artifacts).map_or(0, Iterator::count);
-    assert!(shots >= 7, "expected the screenshots in {}", artifacts.display());
+    assert!(
+        shots >= 7,
+        "expected the screenshots in {}",
+        artifacts.display()
+    );
 }

@@ -336,7 +336,10 @@ pub async fn login(
         return Err(ApiError::new(
             StatusCode::LOCKED,
             "account_locked",
-            "this account is locked after repeated failed sign-ins; ask a supervisor or wait 15 minutes",
+            format!(
+                "this account is locked after repeated failed sign-ins; ask an administrator or wait {} minutes",
+                cfg.login_lock.as_secs().div_ceil(60)
+            ),
         ));
     }
     let hash = user.password_hash.clone();

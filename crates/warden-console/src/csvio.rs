@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use axum::Json;
+use axum::extract::rejection::StringRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -74,6 +75,23 @@ fn csv_response(name: &str, body: Vec<u8>) -> axum::response::Response {
         body,
     )
         .into_response()
+}
+
+/// The uploaded file as text, or the API's own error: 413 when too large, 400 otherwise.
+fn csv_body(body: Result<String, StringRejection>) -> Result<String, ApiError> {
+    body.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            crate::error::too_large()
+        } else {
+            ApiError::bad_request(
+                "invalid_csv",
+                format!(
+                    "the file could not be read as UTF-8 text: {}",
+                    r.body_text()
+                ),
+            )
+        }
+    })
 }
 
 fn opt(s: &str) -> Option<String> {
@@ -218,10 +236,6 @@ fn yes_no(s: &str) -> Option<bool> {
     }
 }
 
-fn row_of(pos: Option<&csv::Position>, fallback: u64) -> u64 {
-    pos.map_or(fallback, csv::Position::line)
-}
-
 /// Parses a clients file into records, collecting every error.
 pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<RowError>) {
     let mut errors = Vec::new();
@@ -255,7 +269,9 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
                 continue;
             }
         };
-        let row = row_of(rec.position(), fallback);
+        // Rows as a spreadsheet numbers them (header = 1), which a quoted cell with line
+        // breaks does not change; the reader's line numbers would.
+        let row = fallback;
         if out.len() + errors.len() >= MAX_ROWS {
             errors.push(RowError {
                 row,
@@ -357,7 +373,9 @@ pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
                 continue;
             }
         };
-        let row = row_of(rec.position(), fallback);
+        // Rows as a spreadsheet numbers them (header = 1), which a quoted cell with line
+        // breaks does not change; the reader's line numbers would.
+        let row = fallback;
         if out.len() + errors.len() >= MAX_ROWS {
             errors.push(RowError {
                 row,
@@ -442,9 +460,10 @@ pub async fn import_clients(
     State(c): State<Console>,
     auth: Auth,
     Query(q): Query<ImportQuery>,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(ADMINS)?;
+    let body = csv_body(body)?;
     let (rows, errors) = parse_clients(&body);
     if !errors.is_empty() {
         return Ok(report(0, 0, &errors, q.dry_run));
@@ -466,9 +485,10 @@ pub async fn import_devices(
     State(c): State<Console>,
     auth: Auth,
     Query(q): Query<ImportQuery>,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(ADMINS)?;
+    let body = csv_body(body)?;
     let (rows, mut errors) = parse_devices(&body);
     let refs = known_client_refs(c.store()).await?;
     for (row, d) in &rows {

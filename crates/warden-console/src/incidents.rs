@@ -96,6 +96,7 @@ pub async fn detail(
         Some(d) => c.store().recent_signals(None, Some(d.id), 20).await?,
         None => Vec::new(),
     };
+    let signals = crate::view::signals_json(&signals);
     Ok(Json(
         json!({ "incident": incident, "events": events, "signals": signals }),
     ))
@@ -316,13 +317,20 @@ pub async fn bulk_resolve(
             "select between 1 and 10000 incidents",
         ));
     }
+    // Every id is checked before anything is resolved: a bad one refuses the whole request.
+    let ids = body
+        .incidents
+        .iter()
+        .map(|&id| incident_id(id).map(|iid| (id, iid)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ApiError::bad_request("bad_selection", "incident ids are positive numbers"))?;
     let outcome = outcome(&body.outcome)?;
     let actor = actor(&auth)?;
     let mut resolved = Vec::new();
     let mut rejected = Vec::new();
-    for id in body.incidents {
+    for (id, incident) in ids {
         let input = Input::Resolve {
-            incident: incident_id(id)?,
+            incident,
             actor,
             outcome: outcome.clone(),
         };

@@ -97,8 +97,9 @@ pub async fn reveal_key_safe(
 pub struct ClientBody {
     #[serde(flatten)]
     record: ClientRecord,
+    /// Absent: keep the responders on file (an update) or none (a new record).
     #[serde(default)]
-    responders: Vec<Responder>,
+    responders: Option<Vec<Responder>>,
     #[serde(default)]
     key_safe: Option<String>,
 }
@@ -144,7 +145,12 @@ async fn save_client(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(RECORD_EDITORS)?;
     check_client(&body.record)?;
-    if body.responders.iter().any(|r| r.name.trim().is_empty()) {
+    if body
+        .responders
+        .iter()
+        .flatten()
+        .any(|r| r.name.trim().is_empty())
+    {
         return Err(ApiError::bad_request(
             "invalid_value",
             "every responder needs a name",
@@ -161,7 +167,7 @@ async fn save_client(
             id,
             &body.record,
             body.key_safe.as_deref(),
-            &body.responders,
+            body.responders.as_deref(),
             auth.audit(action, "client", None),
         )
         .await?;

@@ -495,9 +495,14 @@ impl Store {
     ) -> Result<(i32, Option<OffsetDateTime>), StoreError> {
         let lock_secs = f64::from(u32::try_from(lock_for.as_secs()).unwrap_or(u32::MAX));
         let row = sqlx::query(
-            "UPDATE users SET failed_logins = failed_logins + 1, \
-             locked_until = CASE WHEN failed_logins + 1 >= $2 \
-                 THEN now() + make_interval(secs => $3) ELSE locked_until END \
+            // A lock that has run out starts the count again, so one typo after it does
+            // not lock the account at once.
+            "UPDATE users SET \
+             failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END, \
+             locked_until = CASE \
+                 WHEN (CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END) >= $2 \
+                     THEN now() + make_interval(secs => $3) \
+                 WHEN locked_until <= now() THEN NULL ELSE locked_until END \
              WHERE id = $1 RETURNING failed_logins, locked_until",
         )
         .bind(id)
@@ -757,13 +762,14 @@ impl Store {
     }
 
     /// Creates (`id == None`) or replaces a client record and its responders. `key_safe`:
-    /// `None` keeps the code, `Some("")` clears it. Audited with before and after.
+    /// `None` keeps the code, `Some("")` clears it. `responders`: `None` keeps those on file.
+    /// Audited with before and after.
     pub async fn save_client(
         &self,
         id: Option<i64>,
         c: &ClientRecord,
         key_safe: Option<&str>,
-        responders: &[Responder],
+        responders: Option<&[Responder]>,
         audit: AuditWrite,
     ) -> Result<ClientRecord, WriteRefused> {
         let mut tx = self.pool().begin().await?;
@@ -1412,7 +1418,7 @@ async fn save_client_tx(
     id: Option<i64>,
     c: &ClientRecord,
     key_safe: Option<&str>,
-    responders: &[Responder],
+    responders: Option<&[Responder]>,
 ) -> Result<Saved, WriteRefused> {
     let before = match id {
         Some(id) => {
@@ -1467,6 +1473,10 @@ async fn save_client_tx(
         .fetch_one(&mut **tx)
         .await?;
     let saved = client_of(&row)?;
+    let Some(responders) = responders else {
+        let kept = responders_tx(tx, Some(saved.id)).await?;
+        return Ok(((saved, kept), before));
+    };
     sqlx::query("DELETE FROM responders WHERE client_id = $1")
         .bind(saved.id)
         .execute(&mut **tx)

@@ -302,11 +302,36 @@ fn demo_password() -> anyhow::Result<String> {
 /// Made-up clients for the receiver's accounts, so the console shows a client record.
 async fn seed_clients(store: &warden_store::Store) -> anyhow::Result<()> {
     const PEOPLE: [(&str, &str, &str, &str); 5] = [
-        ("Mrs Ada Jones", "12 High Street, Oldtown", "Type 2 diabetes; walking frame", "Hard of hearing: speak slowly"),
-        ("Mr Bill Patel", "3 Mill Lane, Oldtown", "Heart failure; on warfarin", "Gujarati speaker: interpreter"),
-        ("Ms Carol Smith", "Flat 4, Elm Court", "Epilepsy", "Deaf: use text relay"),
-        ("Mr Dan O'Neill", "27 Station Road", "COPD, home oxygen: no naked flames", ""),
-        ("Mrs Eve Brown", "9 Church Walk", "Dementia: may not remember pressing", "Large print letters"),
+        (
+            "Mrs Ada Jones",
+            "12 High Street, Oldtown",
+            "Type 2 diabetes; walking frame",
+            "Hard of hearing: speak slowly",
+        ),
+        (
+            "Mr Bill Patel",
+            "3 Mill Lane, Oldtown",
+            "Heart failure; on warfarin",
+            "Gujarati speaker: interpreter",
+        ),
+        (
+            "Ms Carol Smith",
+            "Flat 4, Elm Court",
+            "Epilepsy",
+            "Deaf: use text relay",
+        ),
+        (
+            "Mr Dan O'Neill",
+            "27 Station Road",
+            "COPD, home oxygen: no naked flames",
+            "",
+        ),
+        (
+            "Mrs Eve Brown",
+            "9 Church Walk",
+            "Dementia: may not remember pressing",
+            "Large print letters",
+        ),
     ];
     for (a, (name, address, medical, needs)) in RECEIVER_ACCOUNTS.iter().zip(PEOPLE) {
         let external_ref = format!("DEMO-{a}");
@@ -320,7 +345,12 @@ async fn seed_clients(store: &warden_store::Store) -> anyhow::Result<()> {
             area: Some("oldtown".into()),
             language: "English".into(),
             communication_needs: needs.into(),
-            preferred_contact: if needs.contains("text relay") { "text_relay" } else { "phone" }.into(),
+            preferred_contact: if needs.contains("text relay") {
+                "text_relay"
+            } else {
+                "phone"
+            }
+            .into(),
             access_notes: "Key safe by the back door".into(),
             medical_notes: medical.into(),
             ..warden_store::ClientRecord::default()
@@ -339,7 +369,13 @@ async fn seed_clients(store: &warden_store::Store) -> anyhow::Result<()> {
             ..warden_store::AuditWrite::default()
         };
         store
-            .save_client(existing.first().map(|c| c.id), &record, Some("1234"), &responders, audit)
+            .save_client(
+                existing.first().map(|c| c.id),
+                &record,
+                Some("1234"),
+                Some(&responders),
+                audit,
+            )
             .await
             .map_err(|e| anyhow::anyhow!("demo client: {e}"))?;
     }

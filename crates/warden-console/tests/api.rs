@@ -1,0 +1,2516 @@
+//! The operator console's HTTP API, end to end in-process: every route's session, role and
+//! CSRF checks, the JSON error shape and body limits, sign-in, the incident commands through
+//! the real triage engine, client records and their key-safe codes, the out-of-hours desk,
+//! CSV import and export, and bulk resolve. One fresh database per test.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use warden_store::{AuditWrite, ClientRecord, NewOohJob};
+
+use common::{App, PASSWORD, Session, is_ooh_reference, test_config};
+use warden_console::ConsoleConfig;
+
+// ---- the route table ------------------------------------------------------------------
+
+/// Who may call a route, as the contract and `auth.rs` say.
+const ANYONE: &[&str] = &["operator", "supervisor", "admin", "on_call"];
+const HANDLERS: &[&str] = &["operator", "supervisor"];
+const SUPERVISORS: &[&str] = &["supervisor"];
+const ADMINS: &[&str] = &["admin"];
+const RECORD_READERS: &[&str] = &["operator", "supervisor", "admin"];
+const EDITORS: &[&str] = &["supervisor", "admin"];
+const ROLES: &[&str] = &["operator", "supervisor", "admin", "on_call"];
+
+#[derive(Debug, Clone)]
+enum Payload {
+    Empty,
+    Json(Value),
+    Csv(&'static str),
+}
+
+/// One route of `router()` with a request that the role `probe` may make.
+#[derive(Debug, Clone)]
+struct Route {
+    method: Method,
+    /// The pattern as `router()` declares it.
+    pattern: &'static str,
+    /// The same with real ids.
+    path: String,
+    payload: Payload,
+    /// The roles allowed to call it.
+    roles: &'static [&'static str],
+    /// An allowed role, and what it gets.
+    probe: &'static str,
+    expect: StatusCode,
+}
+
+impl Route {
+    fn changes_state(&self) -> bool {
+        self.method != Method::GET
+    }
+}
+
+fn route(
+    method: Method,
+    pattern: &'static str,
+    path: impl Into<String>,
+    payload: Payload,
+    roles: &'static [&'static str],
+    probe: &'static str,
+    expect: StatusCode,
+) -> Route {
+    Route {
+        method,
+        pattern,
+        path: path.into(),
+        payload,
+        roles,
+        probe,
+        expect,
+    }
+}
+
+/// Real rows for the table's ids.
+#[derive(Debug)]
+struct Fixture {
+    incident: i64,
+    client: i64,
+    device: i64,
+    user: i64,
+    job: String,
+}
+
+async fn fixture(app: &App, operator: &Session) -> Fixture {
+    let incident = app.incident(operator, "5001", Some("C-100")).await;
+    let client = app
+        .store
+        .save_client(
+            None,
+            &ClientRecord {
+                external_ref: "C-100".into(),
+                name: "Agnes Fixture".into(),
+                language: "English".into(),
+                preferred_contact: "phone".into(),
+                ..ClientRecord::default()
+            },
+            Some("2468"),
+            Some(&[]),
+            AuditWrite {
+                action: "client.create".into(),
+                object_type: "client".into(),
+                ..AuditWrite::default()
+            },
+        )
+        .await
+        .expect("save a client");
+    let job = app
+        .store
+        .create_ooh_job(
+            OffsetDateTime::now_utc().year(),
+            &NewOohJob {
+                category: "other".into(),
+                caller_name: "Fred Fixture".into(),
+                caller_phone: String::new(),
+                address: String::new(),
+                description: "A fixture job".into(),
+                urgency: "routine".into(),
+            },
+            None,
+            app.users.operator.id,
+            AuditWrite {
+                action: "ooh.job.create".into(),
+                object_type: "ooh_job".into(),
+                ..AuditWrite::default()
+            },
+        )
+        .await
+        .expect("log a job");
+    Fixture {
+        incident: incident["id"].as_i64().expect("incident id"),
+        client: client.id,
+        device: app.device_record("5001").await.id,
+        user: app.users.operator_b.id,
+        job,
+    }
+}
+
+/// Every route of `router()` under /api/v1 except login (and the WebSocket, which a
+/// oneshot request cannot upgrade: see the socket test). Ordered so the admitted probes,
+/// run in this order, each find what they need (claim before release, logout last).
+#[rustfmt::skip]
+fn routes(f: &Fixture) -> Vec<Route> {
+    use Method as M;
+    use Payload::{Csv, Empty, Json};
+    use StatusCode as S;
+    let (inc, client, dev, user, job) = (f.incident, f.client, f.device, f.user, &f.job);
+    vec![
+        route(M::GET, "/api/v1/me", "/api/v1/me", Empty, ANYONE, "on_call", S::OK),
+        route(M::GET, "/api/v1/queue", "/api/v1/queue", Empty, HANDLERS, "operator", S::OK),
+        route(M::GET, "/api/v1/outcomes", "/api/v1/outcomes", Empty, HANDLERS, "supervisor", S::OK),
+        route(M::GET, "/api/v1/incidents/{id}", format!("/api/v1/incidents/{inc}"), Empty, RECORD_READERS, "admin", S::OK),
+        route(M::POST, "/api/v1/incidents/{id}/claim", format!("/api/v1/incidents/{inc}/claim"), Empty, HANDLERS, "operator", S::OK),
+        route(M::POST, "/api/v1/incidents/{id}/note", format!("/api/v1/incidents/{inc}/note"), Json(json!({ "text": "Rang the client: accidental press" })), HANDLERS, "operator", S::OK),
+        route(M::POST, "/api/v1/incidents/{id}/release", format!("/api/v1/incidents/{inc}/release"), Empty, HANDLERS, "operator", S::OK),
+        route(M::POST, "/api/v1/incidents/{id}/takeover", format!("/api/v1/incidents/{inc}/takeover"), Empty, SUPERVISORS, "supervisor", S::OK),
+        route(M::POST, "/api/v1/incidents/{id}/resolve", format!("/api/v1/incidents/{inc}/resolve"), Json(json!({ "outcome": "false_alarm" })), HANDLERS, "supervisor", S::OK),
+        route(M::POST, "/api/v1/incidents/bulk-resolve", "/api/v1/incidents/bulk-resolve", Json(json!({ "incidents": [inc], "outcome": "false_alarm" })), SUPERVISORS, "supervisor", S::OK),
+        route(M::GET, "/api/v1/clients", "/api/v1/clients?q=agnes", Empty, RECORD_READERS, "operator", S::OK),
+        route(M::POST, "/api/v1/clients", "/api/v1/clients", Json(json!({ "external_ref": "C-200", "name": "Bertie New", "preferred_contact": "sms" })), EDITORS, "admin", S::CREATED),
+        route(M::GET, "/api/v1/clients/{id}", format!("/api/v1/clients/{client}"), Empty, RECORD_READERS, "operator", S::OK),
+        route(M::PUT, "/api/v1/clients/{id}", format!("/api/v1/clients/{client}"), Json(json!({ "external_ref": "C-100", "name": "Agnes Fixture", "phone": "0113 496 0000" })), EDITORS, "supervisor", S::OK),
+        route(M::POST, "/api/v1/clients/{id}/key-safe/reveal", format!("/api/v1/clients/{client}/key-safe/reveal"), Empty, RECORD_READERS, "operator", S::OK),
+        route(M::GET, "/api/v1/devices", "/api/v1/devices", Empty, EDITORS, "supervisor", S::OK),
+        route(M::POST, "/api/v1/devices", "/api/v1/devices", Json(json!({ "account": "5002", "protocol": "contact_id" })), ADMINS, "admin", S::CREATED),
+        route(M::PUT, "/api/v1/devices/{id}", format!("/api/v1/devices/{dev}"), Json(json!({ "account": "5001", "protocol": "contact_id", "label": "Bedroom pendant", "client_ref": "C-100" })), ADMINS, "admin", S::OK),
+        route(M::GET, "/api/v1/users", "/api/v1/users", Empty, ADMINS, "admin", S::OK),
+        route(M::POST, "/api/v1/users", "/api/v1/users", Json(json!({ "username": "newop", "display_name": "New Operator", "role": "operator", "password": "a long enough password" })), ADMINS, "admin", S::CREATED),
+        route(M::PUT, "/api/v1/users/{id}", format!("/api/v1/users/{user}"), Json(json!({ "username": "bob", "display_name": "Bob Renamed", "role": "operator" })), ADMINS, "admin", S::OK),
+        route(M::GET, "/api/v1/audit", "/api/v1/audit?object_type=client", Empty, EDITORS, "supervisor", S::OK),
+        route(M::GET, "/api/v1/ooh/categories", "/api/v1/ooh/categories", Empty, ANYONE, "on_call", S::OK),
+        route(M::PUT, "/api/v1/ooh/categories/{code}", "/api/v1/ooh/categories/other", Json(json!({ "name": "Other", "oncall_name": "Duty manager", "oncall_phone": "0113 496 0001" })), ADMINS, "admin", S::OK),
+        route(M::GET, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Empty, ANYONE, "on_call", S::OK),
+        route(M::POST, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Json(json!({ "category": "other", "caller_name": "Gina Caller", "description": "Boiler out", "urgency": "urgent" })), HANDLERS, "operator", S::CREATED),
+        route(M::GET, "/api/v1/ooh/jobs/{reference}", format!("/api/v1/ooh/jobs/{job}"), Empty, ANYONE, "on_call", S::OK),
+        route(M::POST, "/api/v1/ooh/jobs/{reference}/status", format!("/api/v1/ooh/jobs/{job}/status"), Json(json!({ "status": "acknowledged", "note": "seen" })), ANYONE, "on_call", S::OK),
+        route(M::GET, "/api/v1/export/clients.csv", "/api/v1/export/clients.csv", Empty, ADMINS, "admin", S::OK),
+        route(M::GET, "/api/v1/export/devices.csv", "/api/v1/export/devices.csv", Empty, ADMINS, "admin", S::OK),
+        route(M::POST, "/api/v1/import/clients.csv", "/api/v1/import/clients.csv", Csv("external_ref,name\nC-300,Cyril Import\n"), ADMINS, "admin", S::OK),
+        route(M::POST, "/api/v1/import/devices.csv", "/api/v1/import/devices.csv", Csv("account,protocol\n5003,contact_id\n"), ADMINS, "admin", S::OK),
+        route(M::POST, "/api/v1/logout", "/api/v1/logout", Empty, ANYONE, "on_call", S::NO_CONTENT),
+    ]
+}
+
+/// A request for `r` (payload included, so the body is never why it is refused).
+fn request<'a>(app: &'a App, r: &Route) -> common::Call<'a> {
+    let call = app.call(r.method.clone(), &r.path);
+    match &r.payload {
+        Payload::Empty => call,
+        Payload::Json(v) => call.json(v),
+        Payload::Csv(text) => call.raw(Some("text/csv"), *text),
+    }
+}
+
+async fn sessions(app: &App) -> Vec<(&'static str, Session)> {
+    let mut out = Vec::new();
+    for role in ROLES {
+        out.push((*role, app.login_as(role).await));
+    }
+    out
+}
+
+fn session_of<'a>(all: &'a [(&'static str, Session)], role: &str) -> &'a Session {
+    &all.iter().find(|(r, _)| *r == role).expect("a session").1
+}
+
+/// The incident of the fixture, as its detail shows it.
+async fn incident_state(app: &App, s: &Session, id: i64) -> Value {
+    app.get(s, &format!("/api/v1/incidents/{id}"))
+        .await
+        .expect(StatusCode::OK)
+        .json()["incident"]
+        .clone()
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_route_table_covers_every_route_of_the_openapi_document(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let f = fixture(&app, &operator).await;
+    let mut ours: BTreeSet<(String, String)> = routes(&f)
+        .iter()
+        .map(|r| (r.method.as_str().to_lowercase(), r.pattern.to_owned()))
+        .collect();
+    for (m, p) in [
+        ("post", "/api/v1/login"),
+        ("get", "/api/v1/ws"),
+        ("get", "/api/openapi.json"),
+    ] {
+        ours.insert((m.to_owned(), p.to_owned()));
+    }
+    let doc: Value = serde_json::from_str(warden_console::OPENAPI).expect("OpenAPI is JSON");
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for m in ops.as_object().expect("operations").keys() {
+            if m != "parameters" {
+                documented.insert((m.clone(), path.clone()));
+            }
+        }
+    }
+    assert_eq!(ours, documented, "routes tested vs routes documented");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn every_endpoint_without_a_session_answers_401(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let f = fixture(&app, &operator).await;
+    let mut table = routes(&f);
+    table.push(route(
+        Method::GET,
+        "/api/v1/ws",
+        "/api/v1/ws",
+        Payload::Empty,
+        HANDLERS,
+        "operator",
+        StatusCode::OK,
+    ));
+    for r in &table {
+        let v = request(&app, r)
+            .send()
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "not_signed_in");
+        assert!(v.get("message").is_some(), "{} {}", r.method, r.path);
+        // A cookie the server never issued is no session either.
+        let reply = request(&app, r)
+            .cookie("warden_session=00112233445566778899aabbccddeeff")
+            .csrf(&operator.csrf)
+            .send()
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{} {} with a forged cookie: {}",
+            r.method,
+            r.path,
+            reply.text()
+        );
+        assert_eq!(reply.json()["error"], "session_expired");
+        assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    }
+    // Nothing happened to the incident on the way.
+    let inc = incident_state(&app, &operator, f.incident).await;
+    assert_eq!(inc["state"], "offered");
+    assert_eq!(inc["holder"], Value::Null);
+
+    // What needs no session.
+    let doc = app
+        .call(Method::GET, "/api/openapi.json")
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    assert!(doc.json()["paths"].is_object());
+    let index = app
+        .call(Method::GET, "/")
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        index.headers[header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    app.call(Method::GET, "/assets/app.js")
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    app.call(Method::GET, "/api/v1/no-such-thing")
+        .send()
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    // Login itself needs none: a good password signs in without one.
+    app.try_login("alice", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn every_route_refuses_the_roles_outside_its_set_with_403_and_admits_one_inside_it(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let all = sessions(&app).await;
+    let f = fixture(&app, session_of(&all, "operator")).await;
+    let table = routes(&f);
+    for r in &table {
+        let refused: Vec<&str> = ROLES
+            .iter()
+            .copied()
+            .filter(|role| !r.roles.contains(role))
+            .collect();
+        for role in refused {
+            let reply = request(&app, r)
+                .session(session_of(&all, role))
+                .send()
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::FORBIDDEN,
+                "{role} on {} {}: {}",
+                r.method,
+                r.path,
+                reply.text()
+            );
+            let v = reply.json();
+            assert_eq!(v["error"], "forbidden", "{role} on {}", r.path);
+            // Refused for the role, not for anything else (the CSRF token is right).
+            assert!(
+                v["message"].as_str().unwrap_or_default().contains("role"),
+                "{role} on {}: {v}",
+                r.path
+            );
+        }
+    }
+    // The refusals changed nothing.
+    let admin = session_of(&all, "admin");
+    let inc = incident_state(&app, admin, f.incident).await;
+    assert_eq!(inc["state"], "offered", "{inc}");
+    assert_eq!(inc["holder"], Value::Null);
+    let users = app
+        .get(admin, "/api/v1/users")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(users.as_array().expect("users").len(), 5, "{users}");
+    let clients = app
+        .get(admin, "/api/v1/clients")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(clients.as_array().expect("clients").len(), 1, "{clients}");
+    let devices = app
+        .get(admin, "/api/v1/devices")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(devices.as_array().expect("devices").len(), 1, "{devices}");
+
+    // One allowed role gets the real answer (in table order: claim before release...).
+    for r in &table {
+        assert!(r.roles.contains(&r.probe), "probe of {} is allowed", r.path);
+        let reply = request(&app, r)
+            .session(session_of(&all, r.probe))
+            .send()
+            .await;
+        assert_eq!(
+            reply.status,
+            r.expect,
+            "{} on {} {}: {}",
+            r.probe,
+            r.method,
+            r.path,
+            reply.text()
+        );
+    }
+    let inc = incident_state(&app, admin, f.incident).await;
+    assert_eq!(inc["state"], "resolved", "{inc}");
+    assert_eq!(inc["outcome"], "false_alarm");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_state_changing_request_without_the_sessions_csrf_token_answers_403(pool: PgPool) {
+    let app = App::start(pool).await;
+    let all = sessions(&app).await;
+    let f = fixture(&app, session_of(&all, "operator")).await;
+    for r in routes(&f).iter().filter(|r| r.changes_state()) {
+        let s = session_of(&all, r.probe);
+        // Another live session's token is as wrong as a made-up one.
+        let other = all
+            .iter()
+            .find(|(role, _)| *role != r.probe)
+            .expect("another session");
+        for token in [None, Some("not-the-token"), Some(other.1.csrf.as_str())] {
+            let mut call = request(&app, r).cookie(&s.cookie);
+            if let Some(t) = token {
+                call = call.csrf(t);
+            }
+            let v = call
+                .send()
+                .await
+                .expect_error(StatusCode::FORBIDDEN, "forbidden");
+            assert!(
+                v["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("X-CSRF-Token"),
+                "{} {} with token {token:?}: {v}",
+                r.method,
+                r.path
+            );
+        }
+    }
+    // Nothing was done, and the sessions still work (GET needs no token).
+    let operator = session_of(&all, "operator");
+    let inc = incident_state(&app, operator, f.incident).await;
+    assert_eq!(inc["state"], "offered");
+    let me = app
+        .call(Method::GET, "/api/v1/me")
+        .cookie(&operator.cookie)
+        .send()
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(me["user"]["username"], "alice");
+    assert_eq!(me["csrf_token"], operator.csrf.as_str());
+    let admin = session_of(&all, "admin");
+    let users = app
+        .get(admin, "/api/v1/users")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(users.as_array().expect("users").len(), 5);
+}
+
+// ---- the live queue socket (over a real socket: a oneshot request cannot upgrade) -------
+
+/// Opens `GET /api/v1/ws` on a loopback server; returns the status and the stream.
+async fn ws_open(addr: SocketAddr, cookie: &str, origin: Option<&str>) -> (u16, TcpStream) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "GET /api/v1/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n"
+    );
+    if let Some(o) = origin {
+        writeln!(req, "Origin: {o}\r").expect("write");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {head}"));
+    (status, s)
+}
+
+/// The next text frame from the server (pings skipped).
+async fn ws_text(s: &mut TcpStream) -> Value {
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).await.expect("frame header");
+        let opcode = h[0] & 0x0f;
+        let mut len = u64::from(h[1] & 0x7f);
+        if len == 126 {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).await.expect("length");
+            len = u64::from(u16::from_be_bytes(b));
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).await.expect("length");
+            len = u64::from_be_bytes(b);
+        }
+        let mut payload = vec![0u8; usize::try_from(len).expect("a small frame")];
+        s.read_exact(&mut payload).await.expect("payload");
+        if opcode == 1 {
+            return serde_json::from_slice(&payload).expect("a JSON message");
+        }
+    }
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_live_queue_socket_admits_handlers_refuses_other_roles_and_pushes_a_new_press(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let on_call = app.login_as("on_call").await;
+    let admin = app.login_as("admin").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(warden_console::serve(
+        listener,
+        app.console.clone(),
+        app.stop.clone(),
+    ));
+
+    for s in [&on_call, &admin] {
+        let (status, _) = ws_open(addr, &s.cookie, None).await;
+        assert_eq!(status, 403, "{}", s.user["role"]);
+    }
+    let (status, _) = ws_open(addr, "warden_session=nope", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = ws_open(addr, &operator.cookie, Some("https://evil.example")).await;
+    assert_eq!(status, 403, "a cross-origin socket is refused");
+
+    let (status, mut ws) = ws_open(addr, &operator.cookie, Some(&format!("http://{addr}"))).await;
+    assert_eq!(status, 101);
+    let hello = tokio::time::timeout(Duration::from_secs(5), ws_text(&mut ws))
+        .await
+        .expect("hello within 5 s");
+    assert_eq!(hello["type"], "hello");
+    assert!(hello["server_time_ms"].as_i64().expect("server time") > 0);
+
+    let device = app.device("6001", None).await;
+    app.press(device, "6001").await;
+    let pushed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let m = ws_text(&mut ws).await;
+            if m["type"] == "incidents"
+                && let Some(i) = m["incidents"]
+                    .as_array()
+                    .and_then(|v| v.iter().find(|i| i["device"]["id"] == device))
+            {
+                break i.clone();
+            }
+        }
+    })
+    .await
+    .expect("the press pushed within 5 s");
+    assert_eq!(pushed["priority"], "life_critical");
+    assert_eq!(pushed["state"], "offered");
+}
+
+// ---- JSON errors and body limits ---------------------------------------------------------
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn malformed_json_answers_400_with_an_error_code_and_a_message(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let incident = app.incident(&operator, "5001", None).await;
+    let id = incident["id"].as_i64().expect("id");
+    for (path, body) in [
+        (format!("/api/v1/incidents/{id}/note"), r#"{"text":"#),
+        ("/api/v1/ooh/jobs".to_owned(), r#"{"category": "other", "#),
+        (
+            "/api/v1/incidents/bulk-resolve".to_owned(),
+            "not json at all",
+        ),
+    ] {
+        let v = app
+            .call(Method::POST, &path)
+            .session(&operator)
+            .raw(Some("application/json"), body)
+            .send()
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_json");
+        assert_eq!(
+            v.as_object().expect("an object").len(),
+            2,
+            "only error and message: {v}"
+        );
+    }
+    let inc = incident_state(&app, &operator, id).await;
+    assert_eq!(inc["state"], "offered");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn json_with_wrong_field_types_or_missing_fields_answers_400(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let incident = app.incident(&operator, "5001", None).await;
+    let id = incident["id"].as_i64().expect("id");
+    let cases = [
+        (format!("/api/v1/incidents/{id}/note"), json!({ "text": 5 })),
+        (
+            format!("/api/v1/incidents/{id}/resolve"),
+            json!({ "outcome": ["false_alarm"] }),
+        ),
+        (format!("/api/v1/incidents/{id}/resolve"), json!({})),
+        (
+            "/api/v1/ooh/jobs".to_owned(),
+            json!({ "category": "other", "caller_name": "Gina", "description": "x", "urgency": 3 }),
+        ),
+        (
+            "/api/v1/ooh/jobs".to_owned(),
+            json!({ "category": "other", "description": "no caller", "urgency": "routine" }),
+        ),
+    ];
+    for (path, body) in cases {
+        let v = app
+            .post(&operator, &path, &body)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_json");
+        assert!(
+            !v["message"].as_str().unwrap_or_default().is_empty(),
+            "{path}: {v}"
+        );
+    }
+    // Well-formed but unknown values are refused by the handlers, also with 400.
+    app.post(
+        &operator,
+        &format!("/api/v1/incidents/{id}/resolve"),
+        &json!({ "outcome": "nope" }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "unknown_outcome");
+    let jobs = app
+        .get(&operator, "/api/v1/ooh/jobs")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(jobs, json!([]), "no job was logged");
+    let inc = incident_state(&app, &operator, id).await;
+    assert_eq!(inc["state"], "offered");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_json_body_without_a_json_content_type_answers_415(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let body = json!({ "category": "other", "caller_name": "Gina", "description": "Leak", "urgency": "urgent" })
+        .to_string();
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        app.call(Method::POST, "/api/v1/ooh/jobs")
+            .session(&operator)
+            .raw(ct, body.clone())
+            .send()
+            .await
+            .expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    }
+    // The same body as JSON is accepted.
+    app.call(Method::POST, "/api/v1/ooh/jobs")
+        .session(&operator)
+        .raw(Some("application/json"), body)
+        .send()
+        .await
+        .expect(StatusCode::CREATED);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_json_body_over_max_body_bytes_answers_413(pool: PgPool) {
+    let cfg = test_config();
+    let limit = cfg.max_body_bytes;
+    let app = App::with_config(pool, cfg).await;
+    let operator = app.login_as("operator").await;
+    let big = json!({ "category": "other", "caller_name": "Gina", "urgency": "urgent",
+                      "description": "x".repeat(limit + 1) });
+    app.post(&operator, "/api/v1/ooh/jobs", &big)
+        .await
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    // Just under the limit is read (and then refused for its content, not its size).
+    let under = json!({ "category": "other", "caller_name": "Gina", "urgency": "urgent",
+                        "description": "x".repeat(limit - 200) });
+    app.post(&operator, "/api/v1/ooh/jobs", &under)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    let jobs = app
+        .get(&operator, "/api/v1/ooh/jobs")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(jobs, json!([]));
+}
+
+/// A clients file of `rows` generated rows.
+fn clients_csv(rows: usize) -> String {
+    let mut s = String::from("external_ref,name,address,postcode\n");
+    for n in 0..rows {
+        writeln!(s, "G-{n:05},Generated Client {n},{n} Long Road,LS1 {n}AA").expect("write");
+    }
+    s
+}
+
+/// Imports limited to 4096 bytes, JSON bodies to 1024 (so a CSV between the two shows
+/// that each route group has its own limit).
+fn import_config() -> ConsoleConfig {
+    ConsoleConfig {
+        max_body_bytes: 1024,
+        max_import_bytes: 4096,
+        ..test_config()
+    }
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_csv_import_over_max_import_bytes_answers_413(pool: PgPool) {
+    let app = App::with_config(pool, import_config()).await;
+    let admin = app.login_as("admin").await;
+    let big = clients_csv(200);
+    assert!(big.len() > 4096);
+    let reply = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &big)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text()
+    );
+    let devices = format!("account,protocol\n{}", "9,contact_id\n".repeat(400));
+    assert!(devices.len() > 4096);
+    let reply = app
+        .post_csv(&admin, "/api/v1/import/devices.csv", &devices)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        client_refs(&app, &admin).await.is_empty(),
+        "nothing imported"
+    );
+    // Over the JSON limit but under the import limit: imported.
+    let medium = clients_csv(60);
+    assert!(
+        medium.len() > 1024 && medium.len() < 4096,
+        "{}",
+        medium.len()
+    );
+    let r = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &medium)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(r["imported"], 60, "{r}");
+    assert_eq!(client_refs(&app, &admin).await.len(), 60);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_csv_import_over_max_import_bytes_answers_the_json_error_shape(pool: PgPool) {
+    let app = App::with_config(pool, import_config()).await;
+    let admin = app.login_as("admin").await;
+    app.post_csv(&admin, "/api/v1/import/clients.csv", &clients_csv(200))
+        .await
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    app.call(Method::POST, "/api/v1/import/clients.csv")
+        .session(&admin)
+        .raw(
+            Some("text/csv"),
+            b"external_ref,name\nC-1,\xff\xfe\n".to_vec(),
+        )
+        .send()
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_csv");
+}
+
+// ---- signing in and out ------------------------------------------------------------------
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn signing_in_sets_an_http_only_same_site_strict_cookie_and_returns_the_csrf_token(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let reply = app
+        .try_login("  Alice ", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+    let s = common::session_of(&reply);
+    let attrs: Vec<String> = s
+        .set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_lowercase())
+        .collect();
+    for want in ["httponly", "samesite=strict", "secure", "path=/"] {
+        assert!(
+            attrs.iter().any(|a| a == want),
+            "{want} in {}",
+            s.set_cookie
+        );
+    }
+    assert!(
+        attrs.iter().any(|a| a == "max-age=43200"),
+        "12 h: {}",
+        s.set_cookie
+    );
+    let token = s.cookie.trim_start_matches("warden_session=");
+    assert_eq!(token.len(), 64, "a 256-bit token");
+    assert_eq!(s.csrf.len(), 64, "a 256-bit CSRF token");
+    assert_ne!(token, s.csrf);
+    assert_eq!(
+        s.user,
+        json!({ "id": app.users.operator.id, "username": "alice",
+                "display_name": "Alice Operator", "role": "operator", "disabled": false })
+    );
+    let me = app
+        .get(&s, "/api/v1/me")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(me["csrf_token"], s.csrf.as_str());
+    assert_eq!(me["user"], s.user);
+
+    // A second sign-in is a different session with its own tokens.
+    let again = app.login(&app.users.operator).await;
+    assert_ne!(again.cookie, s.cookie);
+    assert_ne!(again.csrf, s.csrf);
+
+    let supervisor = app.login_as("supervisor").await;
+    let audit = app
+        .get(&supervisor, "/api/v1/audit?object_type=session")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let logins = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["action"] == "login" && a["user"]["id"] == app.users.operator.id)
+        .count();
+    assert_eq!(logins, 2, "{audit}");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_wrong_password_or_an_unknown_user_answers_401(pool: PgPool) {
+    let app = App::start(pool).await;
+    let wrong = app
+        .try_login("alice", "not the password")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    let unknown = app
+        .try_login("nobody", PASSWORD)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    assert_eq!(wrong, unknown, "the answer does not tell which was wrong");
+    let r = app.try_login("alice", "not the password").await;
+    assert!(
+        r.headers.get(header::SET_COOKIE).is_none(),
+        "no cookie on failure"
+    );
+    // The right password still works (two failures are under the limit).
+    app.login(&app.users.operator).await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn after_a_lock_runs_out_one_typo_does_not_lock_the_account_again(pool: PgPool) {
+    let mut cfg = test_config();
+    cfg.login_max_failures = 2;
+    cfg.login_lock = Duration::from_secs(1);
+    let app = App::with_config(pool, cfg).await;
+    for _ in 0..2 {
+        app.try_login("alice", "wrong password!")
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    app.try_login("alice", PASSWORD)
+        .await
+        .expect_error(StatusCode::LOCKED, "account_locked");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.try_login("alice", "wrong password!")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    app.login(&app.users.operator).await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn after_login_max_failures_the_account_answers_423_even_with_the_right_password(
+    pool: PgPool,
+) {
+    let mut cfg = test_config();
+    cfg.login_max_failures = 3;
+    cfg.login_lock = Duration::from_secs(2);
+    let app = App::with_config(pool, cfg).await;
+    for _ in 0..3 {
+        app.try_login("alice", "wrong password!")
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    app.try_login("alice", PASSWORD)
+        .await
+        .expect_error(StatusCode::LOCKED, "account_locked");
+    app.try_login("alice", "wrong password!")
+        .await
+        .expect_error(StatusCode::LOCKED, "account_locked");
+    // Only that account: another one signs in.
+    app.login(&app.users.operator_b).await;
+    let supervisor = app.login_as("supervisor").await;
+    let audit = app
+        .get(&supervisor, "/api/v1/audit?object_type=session")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let failed: Vec<&Value> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["action"] == "login.failed" && a["user"]["id"] == app.users.operator.id)
+        .collect();
+    assert_eq!(failed.len(), 3, "{audit}");
+    assert!(
+        failed.iter().any(|a| a["after"]["locked_until"].is_i64()),
+        "{audit}"
+    );
+    // The lock ends after login_lock; a good sign-in then clears the failure count.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.login(&app.users.operator).await;
+    app.try_login("alice", "wrong password!")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    app.login(&app.users.operator).await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn more_sign_ins_per_minute_from_one_address_than_allowed_answer_429(pool: PgPool) {
+    let mut cfg = test_config();
+    cfg.login_attempts_per_minute = 3;
+    let app = App::with_config(pool, cfg).await;
+    app.try_login("alice", "wrong password!")
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    app.try_login("nobody", PASSWORD)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    app.try_login("alice", PASSWORD)
+        .await
+        .expect(StatusCode::OK);
+    app.try_login("alice", PASSWORD)
+        .await
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.try_login("bob", PASSWORD)
+        .await
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Per address: another computer still signs in.
+    let other = SocketAddr::from(([198, 51, 100, 7], 40_000));
+    app.call(Method::POST, "/api/v1/login")
+        .json(&json!({ "username": "bob", "password": PASSWORD }))
+        .from(other)
+        .send()
+        .await
+        .expect(StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn signing_out_ends_the_session(pool: PgPool) {
+    let app = App::start(pool).await;
+    let s = app.login_as("operator").await;
+    let other = app.login_as("operator").await;
+    let reply = app
+        .command(&s, "/api/v1/logout")
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let gone = reply
+        .headers
+        .get(header::SET_COOKIE)
+        .expect("the cookie is cleared")
+        .to_str()
+        .expect("ascii")
+        .to_lowercase();
+    assert!(gone.starts_with("warden_session=;"), "{gone}");
+    assert!(gone.contains("max-age=0"), "{gone}");
+    app.get(&s, "/api/v1/me")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    app.get(&s, "/api/v1/queue")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    app.command(&s, "/api/v1/logout")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    // Only that session: the user's other one lives on.
+    app.get(&other, "/api/v1/me").await.expect(StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn disabling_an_account_ends_its_sessions_and_refuses_its_sign_in(pool: PgPool) {
+    let app = App::start(pool).await;
+    let bob = app.login(&app.users.operator_b).await;
+    let admin = app.login_as("admin").await;
+    let u = app
+        .put(
+            &admin,
+            &format!("/api/v1/users/{}", app.users.operator_b.id),
+            &json!({ "username": "bob", "display_name": "Bob Operator", "role": "operator", "disabled": true }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(u["disabled"], true);
+    app.get(&bob, "/api/v1/queue")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    app.try_login("bob", PASSWORD)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    // An admin may not lock themself out.
+    app.put(
+        &admin,
+        &format!("/api/v1/users/{}", app.users.admin.id),
+        &json!({ "username": "adam", "display_name": "Adam Admin", "role": "admin", "disabled": true }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "self_lockout");
+}
+
+/// `GET /api/v1/me` with the times it was sent and answered.
+async fn timed_me(
+    app: &App,
+    s: &Session,
+) -> (tokio::time::Instant, StatusCode, tokio::time::Instant) {
+    let sent = tokio::time::Instant::now();
+    let status = app.get(s, "/api/v1/me").await.status;
+    (sent, status, tokio::time::Instant::now())
+}
+
+// The two session-expiry tests assert only what the measured send and answer times
+// guarantee, so a slow machine cannot make them fail (only test less).
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_session_ends_after_its_idle_timeout_while_use_keeps_it_alive(pool: PgPool) {
+    let idle = Duration::from_secs(2);
+    let cfg = ConsoleConfig {
+        idle_timeout: idle,
+        ..test_config()
+    };
+    let app = App::with_config(pool, cfg).await;
+    let quiet = app.login_as("operator").await;
+    let quiet_signed_in = tokio::time::Instant::now();
+    let busy = app.login_as("supervisor").await;
+    let signed_in = tokio::time::Instant::now();
+    let mut last_answer = signed_in;
+    let mut kept_alive_past_idle = false;
+    while signed_in.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (sent, status, answered) = timed_me(&app, &busy).await;
+        if answered.duration_since(last_answer) < Duration::from_millis(1800) {
+            assert_eq!(status, StatusCode::OK, "used within the idle timeout");
+            kept_alive_past_idle |= sent.duration_since(signed_in) > idle;
+        }
+        if status != StatusCode::OK {
+            break; // the machine stalled longer than the idle timeout
+        }
+        last_answer = answered;
+    }
+    assert!(
+        quiet_signed_in.elapsed() > idle + Duration::from_millis(200),
+        "the quiet session has been idle long enough"
+    );
+    app.get(&quiet, "/api/v1/me")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    // Now the busy one rests for longer than the timeout.
+    tokio::time::sleep(idle + Duration::from_millis(500)).await;
+    app.get(&busy, "/api/v1/me")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    assert!(
+        kept_alive_past_idle,
+        "requests every 300 ms kept the session alive past 2 s"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_session_ends_at_the_end_of_its_lifetime_however_busy(pool: PgPool) {
+    let ttl = Duration::from_secs(3);
+    let cfg = ConsoleConfig {
+        session_ttl: ttl,
+        ..test_config()
+    };
+    let app = App::with_config(pool, cfg).await;
+    let before = tokio::time::Instant::now();
+    let s = app.login_as("supervisor").await;
+    let after = tokio::time::Instant::now();
+    assert!(
+        s.set_cookie.to_lowercase().contains("max-age=3"),
+        "{}",
+        s.set_cookie
+    );
+    let margin = Duration::from_millis(150);
+    let (mut alive, mut ended) = (0, false);
+    while after.elapsed() < ttl + Duration::from_secs(1) {
+        let (sent, status, answered) = timed_me(&app, &s).await;
+        if answered.duration_since(before) + margin < ttl {
+            assert_eq!(status, StatusCode::OK, "before the end of its lifetime");
+            alive += 1;
+        } else if sent.duration_since(after) > ttl + margin {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "after the end of its lifetime"
+            );
+            ended = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(alive > 0 && ended, "alive {alive} times, ended {ended}");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn user_administration_refuses_weak_passwords_bad_values_and_duplicates(pool: PgPool) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    let user = |username: &str, role: &str, password: Option<&str>| {
+        let mut v = json!({ "username": username, "display_name": "Carol Ng", "role": role });
+        if let Some(p) = password {
+            v["password"] = json!(p);
+        }
+        v
+    };
+    app.post(
+        &admin,
+        "/api/v1/users",
+        &user("carol", "operator", Some("short")),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "weak_password");
+    app.post(
+        &admin,
+        "/api/v1/users",
+        &user("carol", "boss", Some("long enough password")),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    app.post(
+        &admin,
+        "/api/v1/users",
+        &user("carol ng!", "operator", Some("long enough password")),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    app.post(&admin, "/api/v1/users", &user("carol", "operator", None))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    app.post(
+        &admin,
+        "/api/v1/users",
+        &user("Alice", "operator", Some("long enough password")),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "already_exists");
+    let carol = app
+        .post(
+            &admin,
+            "/api/v1/users",
+            &user(" Carol ", "operator", Some("long enough password")),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(carol["username"], "carol");
+    assert_eq!(carol["role"], "operator");
+    assert!(carol.get("password").is_none() && carol.get("password_hash").is_none());
+    let id = carol["id"].as_i64().expect("id");
+    let s = app
+        .try_login("carol", "long enough password")
+        .await
+        .expect(StatusCode::OK);
+    let s = common::session_of(&s);
+    // A new password ends her sessions.
+    app.put(
+        &admin,
+        &format!("/api/v1/users/{id}"),
+        &user("carol", "operator", Some("another long password")),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.get(&s, "/api/v1/me")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "session_expired");
+    app.try_login("carol", "long enough password")
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    app.try_login("carol", "another long password")
+        .await
+        .expect(StatusCode::OK);
+    let listed = app
+        .get(&admin, "/api/v1/users")
+        .await
+        .expect(StatusCode::OK);
+    let audit = app
+        .get(&admin, "/api/v1/audit?object_type=user")
+        .await
+        .expect(StatusCode::OK);
+    for text in [listed.text(), audit.text()] {
+        assert!(!text.contains("$argon2"), "no password hash leaves: {text}");
+    }
+    let audit = audit.json();
+    let changed = audit_lines(&audit, "user.update", &id.to_string());
+    assert_eq!(changed.len(), 1, "{audit}");
+    assert_eq!(changed[0]["after"]["password_changed"], true);
+    assert_eq!(changed[0]["user"]["id"], app.users.admin.id);
+}
+
+// ---- queue and incidents -----------------------------------------------------------------
+
+fn audit_lines<'a>(audit: &'a Value, action: &str, object_id: &str) -> Vec<&'a Value> {
+    audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["action"] == action && a["object_id"] == object_id)
+        .collect()
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_pendant_press_is_claimed_contested_taken_over_noted_resolved_and_audited(pool: PgPool) {
+    let app = App::start(pool).await;
+    let alice = app.login(&app.users.operator).await;
+    let bob = app.login(&app.users.operator_b).await;
+    let sue = app.login_as("supervisor").await;
+
+    let device = app.device("5001", None).await;
+    let signal = app.press(device, "5001").await;
+    let queued = app.wait_in_queue(&alice, device).await;
+    let id = queued["id"].as_i64().expect("id");
+    assert_eq!(queued["priority"], "life_critical", "{queued}");
+    assert_eq!(queued["kind"], "pendant");
+    assert_eq!(queued["state"], "offered");
+    assert_eq!(queued["holder"], Value::Null);
+    assert_eq!(queued["device"]["account"], "5001");
+    assert_eq!(queued["signal_count"], 1);
+    assert!(queued["arrived_at_ms"].as_i64().expect("ms") > 0);
+    let q = app
+        .get(&alice, "/api/v1/queue")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        q["counts"],
+        json!({ "life_critical": 1, "urgent": 0, "technical": 0, "information": 0 })
+    );
+    assert!(q["thresholds"]["warn_s"].as_i64().is_some(), "{q}");
+    assert_eq!(q["incidents"].as_array().expect("incidents").len(), 1);
+
+    let claim = format!("/api/v1/incidents/{id}/claim");
+    let claimed = app
+        .command(&alice, &claim)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(claimed["incident"]["state"], "claimed");
+    assert_eq!(
+        claimed["incident"]["holder"],
+        json!({ "id": app.users.operator.id, "name": "Alice Operator" })
+    );
+    assert!(claimed["incident"]["claimed_at"].is_string());
+
+    let v = app
+        .command(&bob, &claim)
+        .await
+        .expect_error(StatusCode::CONFLICT, "claimed_by_other");
+    assert!(
+        v["message"]
+            .as_str()
+            .expect("message")
+            .contains("Alice Operator"),
+        "{v}"
+    );
+    app.command(&alice, &claim)
+        .await
+        .expect_error(StatusCode::CONFLICT, "already_holder");
+    let v = app
+        .post(
+            &bob,
+            &format!("/api/v1/incidents/{id}/resolve"),
+            &json!({ "outcome": "false_alarm" }),
+        )
+        .await
+        .expect_error(StatusCode::CONFLICT, "not_holder");
+    assert!(
+        v["message"]
+            .as_str()
+            .expect("message")
+            .contains("Alice Operator"),
+        "{v}"
+    );
+    app.command(&bob, &format!("/api/v1/incidents/{id}/release"))
+        .await
+        .expect_error(StatusCode::CONFLICT, "not_holder");
+
+    let taken = app
+        .command(&sue, &format!("/api/v1/incidents/{id}/takeover"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        taken["incident"]["holder"],
+        json!({ "id": app.users.supervisor.id, "name": "Sue Supervisor" })
+    );
+    app.command(&alice, &format!("/api/v1/incidents/{id}/release"))
+        .await
+        .expect_error(StatusCode::CONFLICT, "not_holder");
+
+    let note = format!("/api/v1/incidents/{id}/note");
+    app.post(&sue, &note, &json!({ "text": "  " }))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "empty_note");
+    let noted = app
+        .post(
+            &sue,
+            &note,
+            &json!({ "text": "Spoke to the client: pressed by accident" }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(noted["incident"]["state"], "claimed");
+
+    let resolve = format!("/api/v1/incidents/{id}/resolve");
+    app.post(&sue, &resolve, &json!({ "outcome": "went_fishing" }))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "unknown_outcome");
+    let resolved = app
+        .post(&sue, &resolve, &json!({ "outcome": "false_alarm" }))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(resolved["incident"]["state"], "resolved");
+    assert_eq!(resolved["incident"]["outcome"], "false_alarm");
+    assert!(resolved["incident"]["resolved_at"].is_string());
+    app.post(&sue, &resolve, &json!({ "outcome": "false_alarm" }))
+        .await
+        .expect_error(StatusCode::CONFLICT, "already_resolved");
+
+    let q = app
+        .get(&alice, "/api/v1/queue")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        q["incidents"],
+        json!([]),
+        "resolved incidents leave the queue"
+    );
+    assert_eq!(q["counts"]["life_critical"], 0);
+
+    let detail = app
+        .get(&alice, &format!("/api/v1/incidents/{id}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(detail["incident"]["id"], id);
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("{k} in {kinds:?}"))
+    };
+    assert!(pos("incident_opened") < pos("offer"), "{kinds:?}");
+    assert!(pos("offer") < pos("claimed"), "{kinds:?}");
+    assert!(pos("claimed") < pos("resolved"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "claimed").count(),
+        2,
+        "claim and takeover: {kinds:?}"
+    );
+    let seqs: Vec<i64> = detail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "events in order: {seqs:?}"
+    );
+    let signals = detail["signals"].as_array().expect("signals");
+    assert_eq!(signals.len(), 1, "{detail}");
+    assert_eq!(signals[0]["id"], signal.to_string());
+    assert_eq!(signals[0]["kind"], "event");
+    assert_eq!(signals[0]["source"], "serial");
+    assert_eq!(signals[0]["decoded"]["event_code"], "101");
+
+    let audit = app
+        .get(&sue, "/api/v1/audit?object_type=incident")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let oid = id.to_string();
+    let claims = audit_lines(&audit, "incident.claim", &oid);
+    assert_eq!(
+        claims.len(),
+        1,
+        "refused claims are not audited as claims: {audit}"
+    );
+    assert_eq!(claims[0]["user"]["id"], app.users.operator.id);
+    assert_eq!(claims[0]["user"]["name"], "Alice Operator");
+    let takeovers = audit_lines(&audit, "incident.takeover", &oid);
+    assert_eq!(takeovers.len(), 1);
+    assert_eq!(takeovers[0]["user"]["id"], app.users.supervisor.id);
+    assert_eq!(audit_lines(&audit, "incident.note", &oid).len(), 1);
+    let resolves = audit_lines(&audit, "incident.resolve", &oid);
+    assert_eq!(resolves.len(), 1, "{audit}");
+    assert_eq!(resolves[0]["user"]["id"], app.users.supervisor.id);
+    assert_eq!(resolves[0]["object_type"], "incident");
+    assert!(resolves[0]["at"].is_string());
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_supervisor_bulk_resolves_two_incidents_and_an_operator_may_not(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let sue = app.login_as("supervisor").await;
+    let a = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let b = app.incident(&operator, "5002", None).await["id"]
+        .as_i64()
+        .expect("id");
+    assert_ne!(a, b);
+    // One of them held by an operator: a supervisor resolves it all the same.
+    app.command(&operator, &format!("/api/v1/incidents/{a}/claim"))
+        .await
+        .expect(StatusCode::OK);
+    let body = json!({ "incidents": [a, b], "outcome": "storm_cleared" });
+    app.post(&operator, "/api/v1/incidents/bulk-resolve", &body)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let q = app
+        .get(&operator, "/api/v1/queue")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(q["incidents"].as_array().expect("incidents").len(), 2);
+
+    let r = app
+        .post(&sue, "/api/v1/incidents/bulk-resolve", &body)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(r, json!({ "resolved": [a, b], "rejected": [] }));
+    for id in [a, b] {
+        let inc = incident_state(&app, &sue, id).await;
+        assert_eq!(inc["state"], "resolved");
+        assert_eq!(inc["outcome"], "storm_cleared");
+    }
+    let q = app
+        .get(&operator, "/api/v1/queue")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(q["incidents"], json!([]));
+
+    // Again: both are rejected, one by one, as already resolved.
+    let r = app
+        .post(&sue, "/api/v1/incidents/bulk-resolve", &body)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(r["resolved"], json!([]));
+    let rejected = r["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 2, "{r}");
+    assert!(
+        rejected.iter().all(|x| x["error"] == "already_resolved"),
+        "{r}"
+    );
+    app.post(
+        &sue,
+        "/api/v1/incidents/bulk-resolve",
+        &json!({ "incidents": [], "outcome": "false_alarm" }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "bad_selection");
+    app.post(
+        &sue,
+        "/api/v1/incidents/bulk-resolve",
+        &json!({ "incidents": [a], "outcome": "nope" }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "unknown_outcome");
+    let audit = app
+        .get(&sue, "/api/v1/audit?object_type=incident")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    for id in [a, b] {
+        let lines = audit_lines(&audit, "incident.bulk_resolve", &id.to_string());
+        assert_eq!(lines.len(), 1, "{audit}");
+        assert_eq!(lines[0]["user"]["id"], app.users.supervisor.id);
+    }
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_bulk_resolve_with_an_invalid_id_is_refused_whole_and_resolves_nothing(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let sue = app.login_as("supervisor").await;
+    let a = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let reply = app
+        .post(
+            &sue,
+            "/api/v1/incidents/bulk-resolve",
+            &json!({ "incidents": [a, -1], "outcome": "false_alarm" }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "bad_selection");
+    // Nothing was resolved behind the error.
+    let a_state = incident_state(&app, &sue, a).await["state"].clone();
+    assert_ne!(
+        a_state,
+        json!("resolved"),
+        "incident {a} was resolved by a refused request"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_queue_lists_life_critical_incidents_first_then_the_oldest_first(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let battery = app.device("5003", None).await;
+    app.contact_id(battery, "5003", "384").await;
+    let low = app.wait_in_queue(&operator, battery).await;
+    assert_eq!(low["priority"], "technical", "{low}");
+    assert_eq!(low["kind"], "low_battery");
+    let first = app.incident(&operator, "5001", None).await;
+    let second = app.incident(&operator, "5002", None).await;
+    let q = app
+        .get(&operator, "/api/v1/queue")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let order: Vec<&Value> = q["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .map(|i| &i["id"])
+        .collect();
+    assert_eq!(order, [&first["id"], &second["id"], &low["id"]], "{q}");
+    assert_eq!(
+        q["counts"],
+        json!({ "life_critical": 2, "urgent": 0, "technical": 1, "information": 0 })
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_incident_detail_gives_each_signal_a_readable_summary(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let id = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let detail = app
+        .get(&operator, &format!("/api/v1/incidents/{id}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let summary = detail["signals"][0]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("Contact ID 101") && summary.ends_with("(new)"),
+        "{detail}"
+    );
+}
+
+// ---- client records ----------------------------------------------------------------------
+
+const KEY_SAFE: &str = "K7#4471";
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_client_record_hides_its_key_safe_code_until_revealed_and_audits_each_view_and_reveal(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let sue = app.login_as("supervisor").await;
+    let admin = app.login_as("admin").await;
+
+    let created = app
+        .post(
+            &sue,
+            "/api/v1/clients",
+            &json!({
+                "external_ref": "C-100", "name": "Agnes Moorcroft", "date_of_birth": "1936-04-02",
+                "address": "12 Larch Way, Leeds", "postcode": "LS6 2AB", "phone": "0113 496 0102",
+                "area": "north", "preferred_contact": "phone", "access_notes": "Key safe by the back door",
+                "medical_notes": "Type 2 diabetes", "key_safe": KEY_SAFE,
+                "responders": [
+                    { "name": "Dana Moorcroft", "relationship": "daughter", "phone": "07700 900001", "is_keyholder": true },
+                    { "name": "Mr Patel", "relationship": "neighbour", "phone": "07700 900002" }
+                ]
+            }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert!(!created.text().contains(KEY_SAFE), "{}", created.text());
+    let created = created.json();
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(created["key_safe_set"], true);
+    assert!(created.get("key_safe").is_none(), "{created}");
+    assert_eq!(created["responders"][0]["position"], 1);
+    assert_eq!(created["responders"][1]["position"], 2);
+    assert_eq!(created["responders"][1]["name"], "Mr Patel");
+
+    app.post(
+        &admin,
+        "/api/v1/devices",
+        &json!({ "account": "5001", "protocol": "contact_id", "label": "Pendant",
+                 "device_type": "pendant", "test_interval_seconds": 86400, "client_ref": "C-100" }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let device = app.device_record("5001").await.id;
+    let signal = app.press(device, "5001").await;
+    let incident = app.wait_in_queue(&operator, device).await;
+    assert_eq!(
+        incident["client"],
+        json!({ "id": id, "name": "Agnes Moorcroft", "address": "12 Larch Way, Leeds, LS6 2AB" }),
+        "the queue shows whose pendant it is"
+    );
+
+    let view = app
+        .get(&operator, &format!("/api/v1/clients/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(!view.text().contains(KEY_SAFE), "{}", view.text());
+    let view = view.json();
+    assert!(view.get("key_safe").is_none(), "{view}");
+    assert_eq!(view["key_safe_set"], true);
+    assert_eq!(view["external_ref"], "C-100");
+    assert_eq!(view["date_of_birth"], "1936-04-02");
+    assert_eq!(view["medical_notes"], "Type 2 diabetes");
+    assert_eq!(view["responders"].as_array().expect("responders").len(), 2);
+    assert_eq!(view["responders"][0]["is_keyholder"], true);
+    let devices = view["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1, "{view}");
+    assert_eq!(devices[0]["account"], "5001");
+    let recent = view["recent_signals"].as_array().expect("recent signals");
+    assert_eq!(recent.len(), 1, "{view}");
+    assert_eq!(recent[0]["id"], signal.to_string());
+    let summary = recent[0]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("Contact ID 101") && summary.ends_with("(new)"),
+        "a readable summary: {view}"
+    );
+    let list = app
+        .get(&operator, "/api/v1/clients?q=larch")
+        .await
+        .expect(StatusCode::OK);
+    assert!(!list.text().contains(KEY_SAFE));
+    assert_eq!(list.json()[0]["id"], id);
+
+    let revealed = app
+        .command(&operator, &format!("/api/v1/clients/{id}/key-safe/reveal"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(revealed, json!({ "key_safe": KEY_SAFE }));
+
+    // Editing without key_safe keeps the code.
+    let updated = app
+        .put(
+            &sue,
+            &format!("/api/v1/clients/{id}"),
+            &json!({ "external_ref": "C-100", "name": "Agnes Moorcroft", "address": "12 Larch Way, Leeds",
+                     "phone": "0113 496 0999", "preferred_contact": "visit" }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(updated["key_safe_set"], true);
+    assert_eq!(updated["phone"], "0113 496 0999");
+    assert_eq!(
+        updated["responders"].as_array().map(Vec::len),
+        Some(2),
+        "a body without `responders` keeps those on file: {updated}"
+    );
+    let again = app
+        .command(&operator, &format!("/api/v1/clients/{id}/key-safe/reveal"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(again["key_safe"], KEY_SAFE);
+    app.command(&operator, "/api/v1/clients/999999/key-safe/reveal")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    let audit = app
+        .get(
+            &sue,
+            &format!("/api/v1/audit?object_type=client&object_id={id}"),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        !audit.text().contains(KEY_SAFE),
+        "the code never enters the audit trail"
+    );
+    let audit = audit.json();
+    let oid = id.to_string();
+    let views = audit_lines(&audit, "client.view", &oid);
+    assert_eq!(views.len(), 1, "{audit}");
+    assert_eq!(views[0]["user"]["id"], app.users.operator.id);
+    let reveals = audit_lines(&audit, "client.key_safe.reveal", &oid);
+    assert_eq!(reveals.len(), 2, "every reveal: {audit}");
+    assert!(
+        reveals
+            .iter()
+            .all(|a| a["user"]["id"] == app.users.operator.id)
+    );
+    let create = audit_lines(&audit, "client.create", &oid);
+    assert_eq!(create.len(), 1);
+    assert_eq!(create[0]["user"]["id"], app.users.supervisor.id);
+    assert_eq!(create[0]["before"], Value::Null);
+    assert_eq!(create[0]["after"]["key_safe_set"], true);
+    assert_eq!(
+        create[0]["after"]["responders"]
+            .as_array()
+            .expect("responders")
+            .len(),
+        2
+    );
+    let update = audit_lines(&audit, "client.update", &oid);
+    assert_eq!(update.len(), 1);
+    assert_eq!(update[0]["before"]["phone"], "0113 496 0102");
+    assert_eq!(update[0]["after"]["phone"], "0113 496 0999");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_client_record_with_bad_values_is_refused_with_400(pool: PgPool) {
+    let app = App::start(pool).await;
+    let sue = app.login_as("supervisor").await;
+    for body in [
+        json!({ "external_ref": "C-1", "name": "A", "preferred_contact": "pigeon" }),
+        json!({ "external_ref": "", "name": "A" }),
+        json!({ "external_ref": "C-1", "name": "  " }),
+        json!({ "external_ref": "C-1", "name": "A", "date_of_birth": "02/04/1936" }),
+        json!({ "external_ref": "C-1", "name": "A", "responders": [{ "name": "" }] }),
+    ] {
+        app.post(&sue, "/api/v1/clients", &body)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    }
+    let ok = json!({ "external_ref": "C-1", "name": "A" });
+    let created = app
+        .post(&sue, "/api/v1/clients", &ok)
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(created["preferred_contact"], "phone");
+    assert_eq!(created["language"], "English");
+    assert_eq!(created["key_safe_set"], false);
+    app.post(&sue, "/api/v1/clients", &ok)
+        .await
+        .expect_error(StatusCode::CONFLICT, "already_exists");
+    app.get(&sue, "/api/v1/clients/424242")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+// ---- out-of-hours desk -------------------------------------------------------------------
+
+fn job(category: &str, caller: &str, address: &str) -> Value {
+    json!({ "category": category, "caller_name": caller, "caller_phone": "07700 900123",
+            "address": address, "description": "Water coming through the ceiling", "urgency": "emergency" })
+}
+
+fn reference_number(r: &Value) -> u32 {
+    let s = r["reference"].as_str().expect("reference");
+    assert!(is_ooh_reference(s), "{s} is OOH-YYYY-NNNNNN");
+    assert!(
+        s.starts_with(&format!("OOH-{}-", OffsetDateTime::now_utc().year())),
+        "this year's: {s}"
+    );
+    s[9..].parse().expect("a number")
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_ooh_job_is_unrouted_without_an_on_call_contact_and_routed_once_one_is_set(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let admin = app.login_as("admin").await;
+
+    let first = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("emergency_repair", "Priya Shah", "4 Willow Court, Leeds"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(first["status"], "unrouted", "{first}");
+    assert_eq!(first["routed_to"], Value::Null);
+    assert_eq!(
+        first["created_by"],
+        json!({ "id": app.users.operator.id, "name": "Alice Operator" })
+    );
+    assert_eq!(first["category"], "emergency_repair");
+    assert_eq!(first["urgency"], "emergency");
+    assert_eq!(first["updates"].as_array().expect("updates").len(), 1);
+    assert_eq!(first["updates"][0]["status"], "unrouted");
+    let n1 = reference_number(&first);
+
+    let cat = app
+        .put(
+            &admin,
+            "/api/v1/ooh/categories/emergency_repair",
+            &json!({ "name": "Emergency repair", "oncall_name": "Rota Repairs Ltd", "oncall_phone": "0113 496 0555" }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(cat["code"], "emergency_repair");
+    let cats = app
+        .get(&operator, "/api/v1/ooh/categories")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let listed = cats
+        .as_array()
+        .expect("categories")
+        .iter()
+        .find(|c| c["code"] == "emergency_repair")
+        .expect("the category");
+    assert_eq!(listed["oncall_name"], "Rota Repairs Ltd");
+    assert_eq!(listed["oncall_phone"], "0113 496 0555");
+
+    let second = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("emergency_repair", "Tom Hale", "9 Birch Row, Leeds"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(second["status"], "routed", "{second}");
+    assert_eq!(
+        second["routed_to"],
+        json!({ "name": "Rota Repairs Ltd", "phone": "0113 496 0555" })
+    );
+    assert_eq!(
+        reference_number(&second),
+        n1 + 1,
+        "references count up by one"
+    );
+    // Another category still has nobody.
+    let third = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("homelessness", "Ann Lee", ""),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(third["status"], "unrouted");
+    assert_eq!(reference_number(&third), n1 + 2);
+
+    app.post(&operator, "/api/v1/ooh/jobs", &job("plumbing", "X", ""))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "unknown_category");
+    let mut bad = job("other", "X", "");
+    bad["urgency"] = json!("whenever");
+    app.post(&operator, "/api/v1/ooh/jobs", &bad)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    app.put(
+        &admin,
+        "/api/v1/ooh/categories/Bad-Code",
+        &json!({ "name": "Bad" }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    let audit = app
+        .get(&admin, "/api/v1/audit?object_type=ooh_job")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let first_ref = first["reference"].as_str().expect("reference");
+    let created = audit_lines(&audit, "ooh.job.create", first_ref);
+    assert_eq!(created.len(), 1, "{audit}");
+    assert_eq!(created[0]["user"]["id"], app.users.operator.id);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn ooh_jobs_are_found_by_reference_address_and_caller_newest_first(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let a = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("other", "Priya Shah", "4 Willow Court, Leeds"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let b = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("other", "Tom Hale", "9 Birch Row, Leeds"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let (ra, rb) = (
+        a["reference"].as_str().expect("a").to_owned(),
+        b["reference"].as_str().expect("b").to_owned(),
+    );
+    let refs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["reference"].as_str().expect("reference").to_owned())
+            .collect()
+    };
+    let search = |q: &str| {
+        let path = format!("/api/v1/ooh/jobs?q={q}");
+        let (app, operator) = (&app, &operator);
+        async move { app.get(operator, &path).await }
+    };
+    assert_eq!(
+        refs(&search("").await.expect(StatusCode::OK).json()),
+        [rb.as_str(), ra.as_str()]
+    );
+    assert_eq!(
+        refs(&search(&ra).await.expect(StatusCode::OK).json()),
+        [ra.as_str()]
+    );
+    assert_eq!(
+        refs(&search("willow").await.expect(StatusCode::OK).json()),
+        [ra.as_str()]
+    );
+    assert_eq!(
+        refs(&search("Birch%20Row").await.expect(StatusCode::OK).json()),
+        [rb.as_str()]
+    );
+    assert_eq!(
+        refs(&search("priya").await.expect(StatusCode::OK).json()),
+        [ra.as_str()]
+    );
+    assert_eq!(
+        refs(&search("Hale").await.expect(StatusCode::OK).json()),
+        [rb.as_str()]
+    );
+    assert_eq!(
+        refs(&search("Leeds").await.expect(StatusCode::OK).json()),
+        [rb.as_str(), ra.as_str()]
+    );
+    assert_eq!(
+        search("nowhere").await.expect(StatusCode::OK).json(),
+        json!([])
+    );
+    // LIKE wildcards in the search text are literal.
+    assert_eq!(search("%25").await.expect(StatusCode::OK).json(), json!([]));
+    let one = app
+        .get(&operator, &format!("/api/v1/ooh/jobs/{ra}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(one["caller_name"], "Priya Shah");
+    app.get(&operator, "/api/v1/ooh/jobs/OOH-1999-000001")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let on_call = app.login_as("on_call").await;
+    let j = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("lone_worker", "Sam Field", "Depot 3"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let r = j["reference"].as_str().expect("reference");
+
+    app.post(
+        &on_call,
+        "/api/v1/ooh/jobs",
+        &job("lone_worker", "Sam Field", "Depot 3"),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let listed = app
+        .get(&on_call, "/api/v1/ooh/jobs")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        listed.as_array().expect("jobs").len(),
+        1,
+        "the refused job was not logged"
+    );
+
+    let status = format!("/api/v1/ooh/jobs/{r}/status");
+    let acked = app
+        .post(
+            &on_call,
+            &status,
+            &json!({ "status": "acknowledged", "note": "  Calling Sam now  " }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(acked["status"], "acknowledged");
+    let updates = acked["updates"].as_array().expect("updates");
+    assert_eq!(updates.len(), 2, "{acked}");
+    assert_eq!(updates[1]["status"], "acknowledged");
+    assert_eq!(updates[1]["note"], "Calling Sam now");
+    assert_eq!(updates[1]["by"], "Olly On-Call");
+
+    app.post(
+        &on_call,
+        &status,
+        &json!({ "status": "closed", "note": "Sam safe" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let shown = app
+        .get(&operator, &format!("/api/v1/ooh/jobs/{r}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(shown["status"], "closed");
+    let statuses: Vec<&str> = shown["updates"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .map(|u| u["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["unrouted", "acknowledged", "closed"]);
+
+    for bad in ["routed", "unrouted", "done"] {
+        app.post(&on_call, &status, &json!({ "status": bad, "note": "" }))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    }
+    app.post(
+        &on_call,
+        "/api/v1/ooh/jobs/OOH-1999-000001/status",
+        &json!({ "status": "closed" }),
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "not_found");
+    let supervisor = app.login_as("supervisor").await;
+    let audit = app
+        .get(
+            &supervisor,
+            &format!("/api/v1/audit?object_type=ooh_job&object_id={r}"),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let changes = audit_lines(&audit, "ooh.job.status", r);
+    assert_eq!(changes.len(), 2, "{audit}");
+    assert!(
+        changes
+            .iter()
+            .all(|a| a["user"]["id"] == app.users.on_call.id)
+    );
+}
+
+// ---- CSV import and export ---------------------------------------------------------------
+
+const CLIENTS_HEADER: &str =
+    "external_ref,name,address,postcode,phone,area,preferred_contact,interpreter_needed,key_safe";
+
+fn clients_file(rows: &[&str]) -> String {
+    let mut s = format!("{CLIENTS_HEADER}\n");
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s
+}
+
+const ROW_A: &str = "C-001,Ada Moss,1 Larch Way,LS6 1AA,0113 000 0001,north,phone,no,K7#4471";
+const ROW_B: &str = "C-002,Bert Lyle,2 Larch Way,LS6 1AB,0113 000 0002,north,sms,yes,";
+const ROW_C: &str = "C-003,Cora Vance,3 Larch Way,LS6 1AC,0113 000 0003,south,letter,no,";
+const ROW_BAD_CONTACT: &str = "C-004,Dora Pigeon,4 Larch Way,LS6 1AD,,south,pigeon,no,";
+const ROW_DUPLICATE: &str = "C-001,Ada Again,5 Larch Way,LS6 1AE,,south,phone,no,";
+
+fn errors_of(report: &Value) -> Vec<(u64, String)> {
+    report["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            assert!(!e["message"].as_str().unwrap_or_default().is_empty(), "{e}");
+            (
+                e["row"].as_u64().expect("row"),
+                e["column"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn client_refs(app: &App, s: &Session) -> Vec<String> {
+    let list = app
+        .get(s, "/api/v1/clients")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let mut refs: Vec<String> = list
+        .as_array()
+        .expect("clients")
+        .iter()
+        .map(|c| c["external_ref"].as_str().expect("ref").to_owned())
+        .collect();
+    refs.sort();
+    refs
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_clients_import_with_bad_rows_imports_nothing_and_names_each_row_and_column(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    // Rows as a spreadsheet numbers them: header 1, then 2..=6.
+    let file = clients_file(&[ROW_A, ROW_B, ROW_BAD_CONTACT, ROW_C, ROW_DUPLICATE]);
+    let report = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &file)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(report["imported"], 0, "{report}");
+    assert_eq!(report["updated"], 0);
+    assert_eq!(
+        errors_of(&report),
+        [
+            (4, "preferred_contact".to_owned()),
+            (6, "external_ref".to_owned())
+        ],
+        "{report}"
+    );
+    assert!(
+        client_refs(&app, &admin).await.is_empty(),
+        "nothing imported"
+    );
+
+    // Header problems are row 1.
+    let report = app
+        .post_csv(
+            &admin,
+            "/api/v1/import/clients.csv",
+            "external_ref,nickname\nC-9,Zed\n",
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let errors = errors_of(&report);
+    assert!(errors.contains(&(1, "nickname".to_owned())), "{report}");
+    assert!(errors.contains(&(1, "name".to_owned())), "{report}");
+    // A bad yes/no.
+    let report = app
+        .post_csv(
+            &admin,
+            "/api/v1/import/clients.csv",
+            &clients_file(&["C-010,Ed,,,,,phone,perhaps,"]),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(errors_of(&report), [(2, "interpreter_needed".to_owned())]);
+    assert!(client_refs(&app, &admin).await.is_empty());
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_corrected_clients_import_inserts_then_updates_and_a_dry_run_changes_nothing(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    let operator = app.login_as("operator").await;
+    let good = clients_file(&[ROW_A, ROW_B, ROW_C]);
+
+    let dry = app
+        .post_csv(&admin, "/api/v1/import/clients.csv?dry_run=true", &good)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        dry["imported"], 3,
+        "a dry run reports what it would do: {dry}"
+    );
+    assert_eq!(dry["dry_run"], true);
+    assert!(
+        client_refs(&app, &admin).await.is_empty(),
+        "a dry run imports nothing"
+    );
+
+    let first = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &good)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (first["imported"].as_u64(), first["updated"].as_u64()),
+        (Some(3), Some(0)),
+        "{first}"
+    );
+    assert_eq!(first["errors"], json!([]));
+    assert_eq!(client_refs(&app, &admin).await, ["C-001", "C-002", "C-003"]);
+
+    let second = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &good)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (second["imported"].as_u64(), second["updated"].as_u64()),
+        (Some(0), Some(3)),
+        "{second}"
+    );
+    assert_eq!(client_refs(&app, &admin).await, ["C-001", "C-002", "C-003"]);
+
+    let more = clients_file(&[
+        ROW_A,
+        ROW_B,
+        ROW_C,
+        "C-009,Nina New,9 Larch Way,LS6 1AF,,north,email,no,",
+    ]);
+    let dry = app
+        .post_csv(&admin, "/api/v1/import/clients.csv?dry_run=true", &more)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (dry["imported"].as_u64(), dry["updated"].as_u64()),
+        (Some(1), Some(3)),
+        "{dry}"
+    );
+    assert_eq!(client_refs(&app, &admin).await, ["C-001", "C-002", "C-003"]);
+
+    // The imported fields, and the key-safe code that came in with row A.
+    let list = app
+        .get(&admin, "/api/v1/clients?q=C-002")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let b = app
+        .get(&operator, &format!("/api/v1/clients/{}", list[0]["id"]))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(b["name"], "Bert Lyle");
+    assert_eq!(b["preferred_contact"], "sms");
+    assert_eq!(b["interpreter_needed"], true);
+    assert_eq!(b["language"], "English");
+    assert_eq!(b["key_safe_set"], false);
+    let list = app
+        .get(&admin, "/api/v1/clients?q=C-001")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let a_id = list[0]["id"].as_i64().expect("id");
+    let code = app
+        .command(
+            &operator,
+            &format!("/api/v1/clients/{a_id}/key-safe/reveal"),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(code["key_safe"], "K7#4471");
+
+    let audit = app
+        .get(&admin, "/api/v1/audit?object_type=client&limit=1000")
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        !audit.text().contains("K7#4471"),
+        "the code never enters the audit trail"
+    );
+    let imports = audit
+        .json()
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["action"] == "import.clients")
+        .count();
+    assert_eq!(
+        imports, 6,
+        "one line per row of the two real imports, none for dry runs"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_clients_export_has_a_header_and_every_row_but_never_a_key_safe_code(pool: PgPool) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    app.post_csv(
+        &admin,
+        "/api/v1/import/clients.csv",
+        &clients_file(&[ROW_C, ROW_A, ROW_B]),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let reply = app
+        .get(&admin, "/api/v1/export/clients.csv")
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/csv"),
+        "{:?}",
+        reply.headers
+    );
+    assert!(
+        reply.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .expect("ascii")
+            .contains("clients.csv")
+    );
+    let text = reply.text();
+    assert!(!text.contains("K7#4471"), "{text}");
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let headers: Vec<String> = rdr
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "external_ref",
+            "name",
+            "date_of_birth",
+            "address",
+            "postcode",
+            "phone",
+            "area",
+            "language",
+            "interpreter_needed",
+            "communication_needs",
+            "preferred_contact",
+            "access_notes",
+            "medical_notes",
+            "key_safe"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.expect("a row")).collect();
+    assert_eq!(rows.len(), 3);
+    let refs: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(refs, ["C-001", "C-002", "C-003"]);
+    assert_eq!(&rows[0][1], "Ada Moss");
+    assert_eq!(&rows[1][8], "yes");
+    assert_eq!(&rows[2][10], "letter");
+    assert!(
+        rows.iter().all(|r| r[13].is_empty()),
+        "no key-safe codes leave in bulk"
+    );
+
+    // The export round-trips: importing it again only updates.
+    let again = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &text)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (again["imported"].as_u64(), again["updated"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
+    let list = app
+        .get(&admin, "/api/v1/clients?q=C-001")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let a = app
+        .get(&admin, &format!("/api/v1/clients/{}", list[0]["id"]))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        a["key_safe_set"], true,
+        "an empty key_safe cell keeps the code"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_devices_import_with_an_unknown_client_ref_imports_nothing(pool: PgPool) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    app.post_csv(
+        &admin,
+        "/api/v1/import/clients.csv",
+        &clients_file(&[ROW_A]),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let file = "account,protocol,label,device_type,test_interval_seconds,client_ref\n\
+                7001,contact_id,Pendant,pendant,86400,C-001\n\
+                7002,contact_id,Pull cord,pull_cord,,C-404\n\
+                7003,carrier_pigeon,Odd,,,\n\
+                7004,mqtt,Hub,,soon,\n";
+    let report = app
+        .post_csv(&admin, "/api/v1/import/devices.csv", file)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(report["imported"], 0, "{report}");
+    assert_eq!(
+        errors_of(&report),
+        [
+            (3, "client_ref".to_owned()),
+            (4, "protocol".to_owned()),
+            (5, "test_interval_seconds".to_owned())
+        ],
+        "{report}"
+    );
+    let devices = app
+        .get(&admin, "/api/v1/devices")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(devices, json!([]));
+
+    let fixed = "account,protocol,label,client_ref\n7001,contact_id,Pendant,C-001\n7002,contact_id,Pull cord,\n";
+    let report = app
+        .post_csv(&admin, "/api/v1/import/devices.csv", fixed)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (report["imported"].as_u64(), report["updated"].as_u64()),
+        (Some(2), Some(0)),
+        "{report}"
+    );
+    let export = app
+        .get(&admin, "/api/v1/export/devices.csv")
+        .await
+        .expect(StatusCode::OK)
+        .text();
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(
+        lines[0],
+        "account,protocol,label,device_type,test_interval_seconds,client_ref,area"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "7001,contact_id,Pendant,,,C-001,",
+            "7002,contact_id,Pull cord,,,,"
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn csv_import_errors_count_rows_like_a_spreadsheet_when_a_cell_spans_lines(pool: PgPool) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    let file = clients_file(&[
+        "C-001,Ada Moss,\"1 Larch Way\nHeadingley\nLeeds\",LS6 1AA,,north,phone,no,",
+        ROW_BAD_CONTACT,
+    ]);
+    let report = app
+        .post_csv(&admin, "/api/v1/import/clients.csv", &file)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        errors_of(&report),
+        [(3, "preferred_contact".to_owned())],
+        "{report}"
+    );
+}

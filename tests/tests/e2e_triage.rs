@@ -121,6 +121,28 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
         1,
         "the pendant is one incident"
     );
+    // Every unit that reported mains fail is in the open mains-fail incidents' records after
+    // the crash: group memberships held back for a batched write and lost with the process
+    // were replayed from the stored signals.
+    let reported = db.count(
+        "SELECT count(DISTINCT device_id) FROM signals WHERE decoded->'alarm'->>'kind' = 'mains_fail'",
+    );
+    let accounted = || {
+        db.count(
+            "SELECT count(DISTINCT d) FROM ( \
+               SELECT jsonb_array_elements_text(doc #> '{group,members}')::bigint AS d FROM incidents \
+               WHERE resolved_at IS NULL AND kind = 'mains_fail' AND doc #> '{group,members}' IS NOT NULL \
+               UNION ALL SELECT device_id FROM incidents WHERE resolved_at IS NULL AND kind = 'mains_fail' \
+               AND doc #> '{group,members}' IS NULL) x",
+        )
+    };
+    assert!(reported > 0, "the storm reached the daemon");
+    let all_units = wait_until(Duration::from_secs(10), || accounted() == reported);
+    assert!(
+        all_units,
+        "{} of the {reported} units that reported mains fail are in the open mains-fail incidents",
+        accounted()
+    );
     let open_after = db.count("SELECT count(*) FROM incidents WHERE resolved_at IS NULL");
     assert!(
         open_after >= open_before,

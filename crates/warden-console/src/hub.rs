@@ -3,6 +3,7 @@
 //! every WebSocket. A console that falls behind is told to re-read the queue; neither the
 //! engine nor the other consoles ever wait for it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,14 @@ fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
+const RESYNC: &str = r#"{"type":"resync"}"#;
+
 /// Runs until `shutdown`: engine changes in, JSON messages out on `push`.
+///
+/// Whatever has piled up while the last message was being built is merged into one, so the
+/// task never works through a backlog of storm batches one by one, and the life-critical
+/// incidents among it are read and pushed first, on their own: a pendant press waits for at
+/// most the query in flight, never behind a storm's updates.
 pub async fn run(
     store: Store,
     engine: EngineHandle,
@@ -38,49 +46,87 @@ pub async fn run(
 ) {
     let mut changes = engine.subscribe();
     loop {
-        let batch: Arc<Changes> = tokio::select! {
+        let first: Arc<Changes> = tokio::select! {
             // Cancel-safe: a broadcast `recv` loses nothing when shutdown wins.
             () = shutdown.cancelled() => return,
             r = changes.recv() => match r {
                 Ok(c) => c,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "console hub fell behind the engine; consoles resync");
-                    let _ = push.send(Arc::from(r#"{"type":"resync"}"#));
+                    let _ = push.send(Arc::from(RESYNC));
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
+        let mut ids: BTreeSet<i64> = first.incidents.iter().copied().collect();
+        let mut urgent: Vec<(i64, OffsetDateTime)> = first.offered_life_critical.clone();
+        loop {
+            match changes.try_recv() {
+                Ok(c) => {
+                    ids.extend(c.incidents.iter().copied());
+                    urgent.extend(c.offered_life_critical.iter().copied());
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    let _ = push.send(Arc::from(RESYNC));
+                }
+                Err(_) => break,
+            }
+        }
         if push.receiver_count() == 0 {
             continue;
         }
-        let rows = loop {
-            match store.incident_views(Some(&batch.incidents)).await {
-                Ok(r) => break r,
-                Err(e) => {
-                    tracing::error!(error = %e, "console hub cannot read incidents; consoles resync");
-                    let _ = push.send(Arc::from(r#"{"type":"resync"}"#));
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
+        if !urgent.is_empty() {
+            let first: Vec<i64> = urgent.iter().map(|(id, _)| *id).collect();
+            if !send_views(&store, &push, &first, &shutdown).await {
+                return;
             }
-        };
-        let views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
-        let msg = serde_json::json!({
-            "type": "incidents",
-            "server_time_ms": now_ms(),
-            "incidents": views,
-        });
-        let text: Arc<str> = Arc::from(msg.to_string());
-        let _ = push.send(text);
-        let sent = OffsetDateTime::now_utc();
-        for (_, arrived) in &batch.offered_life_critical {
-            metrics::histogram!(m::CONSOLE_PUSH, "priority" => "life_critical")
-                .record((sent - *arrived).as_seconds_f64().max(0.0));
+            let sent = OffsetDateTime::now_utc();
+            for (_, arrived) in &urgent {
+                metrics::histogram!(m::CONSOLE_PUSH, "priority" => "life_critical")
+                    .record((sent - *arrived).as_seconds_f64().max(0.0));
+            }
+            for id in &first {
+                ids.remove(id);
+            }
+        }
+        if !ids.is_empty() {
+            let rest: Vec<i64> = ids.into_iter().collect();
+            if !send_views(&store, &push, &rest, &shutdown).await {
+                return;
+            }
         }
     }
+}
+
+/// Reads the views of `ids` and pushes them as one message; `false` on shutdown.
+async fn send_views(
+    store: &Store,
+    push: &broadcast::Sender<Arc<str>>,
+    ids: &[i64],
+    shutdown: &CancellationToken,
+) -> bool {
+    let rows = loop {
+        match store.incident_views(Some(ids)).await {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::error!(error = %e, "console hub cannot read incidents; consoles resync");
+                let _ = push.send(Arc::from(RESYNC));
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    };
+    let views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
+    let msg = serde_json::json!({
+        "type": "incidents",
+        "server_time_ms": now_ms(),
+        "incidents": views,
+    });
+    let _ = push.send(Arc::from(msg.to_string()));
+    true
 }
 
 /// `GET /api/v1/ws`: the live queue for operators and supervisors.
@@ -125,7 +171,7 @@ async fn serve(
                     Ok(t) => t,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         metrics::counter!(m::CONSOLE_PUSH_LAGGED).increment(1);
-                        Arc::from(r#"{"type":"resync"}"#)
+                        Arc::from(RESYNC)
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };

@@ -89,7 +89,9 @@ impl From<IncidentViewRow> for IncidentView {
             resolved_at: r.resolved_at,
             holder,
             signal_count: r.signal_count,
-            group_count: doc["group"]["members"].as_array().map(Vec::len),
+            group_count: doc["group_count"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok()),
             area: text(&doc["area"]).or_else(|| text(&doc["subject"]["area"])),
             summary: text(&doc["summary"]),
             device: r.device_id.map(|id| DeviceRef {

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Classifier, Config, DeviceInfo, Effect, Incident, IncidentState, Input, Micros, Name, Priority,
-    SignalId, SignalIn, SlaConfig, Snapshot, Source, Timestamp, Triage, lane_of,
+    Change, Classifier, Config, DeviceInfo, Effect, Incident, IncidentState, Input, Micros, Name,
+    Priority, SignalId, SignalIn, SlaConfig, Snapshot, Source, Timestamp, Triage, lane_of,
 };
 use warden_store::{EventRow, IncidentRow, PendingSignal, Store, TriageBatch};
 use warden_telemetry as m;
@@ -244,6 +244,8 @@ pub async fn spawn(
         commands,
         changes,
         report: EngineReport::default(),
+        held: Held::default(),
+        background: None,
     };
     let task = tokio::spawn(
         async move {
@@ -265,6 +267,27 @@ struct Engine {
     commands: mpsc::Receiver<Command>,
     changes: broadcast::Sender<Arc<Changes>>,
     report: EngineReport,
+    held: Held,
+    background: Option<Background>,
+}
+
+/// How long a storm group's membership changes may wait before they are written.
+const GROUP_FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Storm-group membership changes not yet written. A storm group's record lists every
+/// member unit; rewriting it for every batch of a 20,000-unit storm made each commit large
+/// and slow, and a pendant press waited behind those commits. Signals whose only effect is
+/// joining (or leaving) an open group are held here, their "triaged" marks included, and
+/// written with one copy of each group's record at most every [`GROUP_FLUSH_EVERY`], or at
+/// once when anything else touches the group, a command is answered, or the engine stops.
+/// A crash loses only held work: the marks were never written, so those signals are
+/// replayed into the rebuilt groups on the next start.
+#[derive(Debug, Default)]
+struct Held {
+    marks: Vec<Uuid>,
+    effects: Vec<Effect>,
+    groups: BTreeSet<u64>,
+    since: Option<tokio::time::Instant>,
 }
 
 /// The core's view of a device record.
@@ -317,18 +340,24 @@ impl Engine {
                 .collect();
             self.report.replayed += n as u64;
             tracing::info!(signals = n, "replaying signals committed but not triaged");
-            self.process(inputs, shutdown).await;
+            self.process(inputs, false, false, shutdown).await;
+            self.await_background().await;
         }
     }
 
     async fn run(&mut self, shutdown: CancellationToken) {
         let mut inputs = Vec::with_capacity(self.cfg.max_batch);
         loop {
-            let deadline = self.core.next_deadline().map(|d| {
+            let core_deadline = self.core.next_deadline().map(|d| {
                 let wait = d.since(now()).as_micros().max(0);
                 tokio::time::Instant::now()
                     + Duration::from_micros(u64::try_from(wait).unwrap_or(0))
             });
+            let flush_deadline = self.held.since.map(|t| t + GROUP_FLUSH_EVERY);
+            let deadline = match (core_deadline, flush_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 // Biased: life-critical first, then ticks, then the bulk lane.
                 biased;
@@ -354,29 +383,54 @@ impl Engine {
                     Err(_) => break,
                 }
             }
-            while inputs.len() < self.cfg.max_batch {
+            // A batch holding a life-critical signal or a command commits without bulk
+            // inputs: a storm's batches carry large group-incident records, and the pendant
+            // must not wait for one of those to commit on top of the one already in flight.
+            let urgent =
+                inputs.iter().any(|(_, reply)| reply.is_some()) || self.critical_in(&inputs);
+            while !urgent && inputs.len() < self.cfg.max_batch {
                 match self.bulk.try_recv() {
                     Ok(s) => inputs.push((Input::Signal(s), None)),
                     Err(_) => break,
                 }
             }
             let batch = std::mem::take(&mut inputs);
-            self.process(batch, &shutdown).await;
+            self.process(batch, false, urgent, &shutdown).await;
         }
+        // Write held group changes before stopping: one attempt (shutdown is already under
+        // way); if it fails, their signals are replayed on the next start.
+        if !self.held.marks.is_empty() {
+            self.process(Vec::new(), true, true, &shutdown).await;
+        }
+        self.await_background().await;
+    }
+
+    /// Whether any input is a signal from the life-critical lane.
+    fn critical_in(&self, inputs: &[(Input, Option<oneshot::Sender<Vec<Effect>>>)]) -> bool {
+        inputs.iter().any(|(i, _)| {
+            matches!(i, Input::Signal(s) if lane_of(&s.what, s.device.as_ref(), self.core.classifier()) == Priority::LifeCritical)
+        })
     }
 
     /// Runs inputs through the core and persists the result, retrying until it is durable.
     async fn process(
         &mut self,
         inputs: Vec<(Input, Option<oneshot::Sender<Vec<Effect>>>)>,
+        flush: bool,
+        urgent: bool,
         shutdown: &CancellationToken,
     ) {
         let mut effects = Vec::new();
         let mut triaged = Vec::new();
         let mut replies = Vec::new();
+        // Effects of signals held back (see `Held`), by index range into `effects`.
+        let mut held_ranges = Vec::new();
         for (mut input, reply) in inputs {
+            let signal = match &input {
+                Input::Signal(s) => Some(Uuid::from_u128(s.id.0)),
+                _ => None,
+            };
             if let Input::Signal(s) = &mut input {
-                triaged.push(Uuid::from_u128(s.id.0));
                 // A signal names its device by id only; the registry holds the rest (test
                 // interval, area, type, client), which the signal must not overwrite.
                 if let Some(d) = &mut s.device
@@ -390,94 +444,167 @@ impl Engine {
             self.core.handle_into(input, now(), &mut effects);
             if let Some(reply) = reply {
                 replies.push((reply, from..effects.len()));
+            } else if let Some(id) = signal {
+                match self.group_only(&effects[from..]) {
+                    Some(groups) => {
+                        self.held.marks.push(id);
+                        self.held.groups.extend(groups);
+                        self.held
+                            .since
+                            .get_or_insert_with(tokio::time::Instant::now);
+                        held_ranges.push(from..effects.len());
+                    }
+                    None => triaged.push(id),
+                }
             }
         }
         self.report.effects += effects.len() as u64;
-        let batch = self.batch(triaged, &effects);
+        let mut own: Vec<&Effect> = Vec::with_capacity(effects.len());
+        let mut held_iter = held_ranges.iter().peekable();
+        for (i, e) in effects.iter().enumerate() {
+            while held_iter.peek().is_some_and(|r| r.end <= i) {
+                held_iter.next();
+            }
+            if held_iter.peek().is_some_and(|r| r.contains(&i)) {
+                self.held.effects.push(e.clone());
+            } else {
+                own.push(e);
+            }
+        }
+        let touches_held = own
+            .iter()
+            .any(|e| effect_incident(e).is_some_and(|id| self.held.groups.contains(&id)));
+        let due = self
+            .held
+            .since
+            .is_some_and(|t| t.elapsed() >= GROUP_FLUSH_EVERY);
+        let flush =
+            !self.held.marks.is_empty() && (flush || due || touches_held || !replies.is_empty());
+        let held = if flush {
+            std::mem::take(&mut self.held)
+        } else {
+            Held::default()
+        };
+        triaged.extend(held.marks.iter().copied());
+        own.extend(held.effects.iter());
+        let mut batch = self.batch(triaged, &own, &held.groups);
+        batch.must_flush = !replies.is_empty();
         if batch.is_empty() {
             for (reply, range) in replies {
                 let _ = reply.send(effects[range].to_vec());
             }
             return;
         }
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let started = std::time::Instant::now();
-            match self.store.commit_triage(&batch).await {
-                Ok(()) => {
-                    metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
-                    break;
-                }
-                Err(e) => {
-                    // The core has moved on; its effects must become durable before anything
-                    // else is processed, so the engine holds here (ingest keeps committing
-                    // signals, which a restart would replay).
-                    tracing::error!(error = %e, retry_in = ?delay, "triage batch not persisted; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let published = self.published(&effects, &batch);
+        let ids: BTreeSet<i64> = batch.incidents.iter().map(|i| i.id).collect();
         self.report.batches += 1;
-        let committed = OffsetDateTime::now_utc();
-        let mut offered_life_critical = Vec::new();
-        for e in &effects {
-            match e {
-                Effect::Offer {
-                    incident,
-                    priority,
-                    arrived_at,
-                    ..
-                } => {
-                    if *priority == Priority::LifeCritical {
-                        offered_life_critical.push((
-                            i64::try_from(incident.0).unwrap_or(i64::MAX),
-                            wall(*arrived_at),
-                        ));
-                    }
-                    let waited = (committed - wall(*arrived_at)).as_seconds_f64().max(0.0);
-                    metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str())
-                        .record(waited);
-                    metrics::counter!(m::INCIDENTS_OFFERED, "priority" => priority.as_str())
-                        .increment(1);
-                }
-                Effect::Overflow { .. } | Effect::Critical { .. } => {
-                    tracing::warn!(effect = ?e, "incident unanswered past its threshold");
-                }
-                _ => {}
+        if urgent {
+            // Inline, at once: it waits for a background commit only when both write the
+            // same incident (the rows must land in order).
+            if self
+                .background
+                .as_ref()
+                .is_some_and(|bg| !bg.incidents.is_disjoint(&ids))
+            {
+                self.await_background().await;
             }
-        }
-        if effects
-            .iter()
-            .any(|e| matches!(e, Effect::IncidentOpened { .. } | Effect::Resolved { .. }))
-        {
-            metrics::gauge!(m::INCIDENTS_OPEN).set(f64::from(
-                u32::try_from(self.core.open_incident_count()).unwrap_or(u32::MAX),
-            ));
-        }
-        if !batch.incidents.is_empty() {
-            // No subscriber (no console connected) is not an error.
-            let _ = self.changes.send(Arc::new(Changes {
-                incidents: batch.incidents.iter().map(|i| i.id).collect(),
-                offered_life_critical,
-            }));
-        }
-        for (reply, range) in replies {
-            // The asker may have given up (timeout, disconnect): the effects stand anyway.
-            let _ = reply.send(effects[range].to_vec());
+            if !commit(&self.store, &batch, shutdown).await {
+                return;
+            }
+            published.publish(&self.changes);
+            for (reply, range) in replies {
+                // The asker may have given up (timeout, disconnect): the effects stand anyway.
+                let _ = reply.send(effects[range].to_vec());
+            }
+        } else {
+            // Bulk batches commit in the background, one at a time and in order, so that a
+            // life-critical signal arriving meanwhile is committed beside it instead of
+            // after it. The core has already moved on; its effects are published once
+            // durable.
+            self.await_background().await;
+            let store = self.store.clone();
+            let changes = self.changes.clone();
+            let shutdown = shutdown.clone();
+            let task = tokio::spawn(async move {
+                if commit(&store, &batch, &shutdown).await {
+                    published.publish(&changes);
+                }
+            });
+            self.background = Some(Background {
+                incidents: ids,
+                task,
+            });
         }
     }
 
-    fn batch(&self, triaged: Vec<Uuid>, effects: &[Effect]) -> TriageBatch {
-        let mut touched = BTreeSet::new();
+    /// Waits for the bulk batch committing in the background, if any.
+    async fn await_background(&mut self) {
+        if let Some(bg) = self.background.take()
+            && let Err(e) = bg.task.await
+        {
+            tracing::error!(error = %e, "background triage commit task failed");
+        }
+    }
+
+    /// What to announce once a batch is durable.
+    fn published(&self, effects: &[Effect], batch: &TriageBatch) -> Published {
+        let open_changed = effects
+            .iter()
+            .any(|e| matches!(e, Effect::IncidentOpened { .. } | Effect::Resolved { .. }));
+        Published {
+            offers: effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Offer {
+                        incident,
+                        priority,
+                        arrived_at,
+                        ..
+                    } => Some((incident.0, *priority, *arrived_at)),
+                    _ => None,
+                })
+                .collect(),
+            late: effects
+                .iter()
+                .filter(|e| matches!(e, Effect::Overflow { .. } | Effect::Critical { .. }))
+                .cloned()
+                .collect(),
+            open: open_changed.then(|| self.core.open_incident_count()),
+            incidents: batch.incidents.iter().map(|i| i.id).collect(),
+        }
+    }
+
+    /// The storm groups a signal's effects only added it to (or restored it in), or `None`
+    /// when it did anything else: those are the effects that may be held back.
+    fn group_only(&self, effects: &[Effect]) -> Option<BTreeSet<u64>> {
+        let mut groups = BTreeSet::new();
+        for e in effects {
+            match e {
+                Effect::IncidentUpdated {
+                    incident,
+                    change: Change::GroupMember { .. } | Change::GroupMemberRestored { .. },
+                    ..
+                } if self
+                    .core
+                    .incident(*incident)
+                    .is_some_and(|i| i.is_open() && i.group.is_some()) =>
+                {
+                    groups.insert(incident.0);
+                }
+                Effect::Audit(_) => {}
+                _ => return None,
+            }
+        }
+        (!groups.is_empty()).then_some(groups)
+    }
+
+    fn batch(&self, triaged: Vec<Uuid>, effects: &[&Effect], extra: &BTreeSet<u64>) -> TriageBatch {
+        let mut touched: BTreeSet<u64> = extra.clone();
         let mut events = Vec::with_capacity(effects.len());
         let mut outbox = Vec::new();
         let mut resolved: HashMap<u64, Value> = HashMap::new();
         for e in effects {
-            let v = serde_json::to_value(e).unwrap_or_default();
+            let v = serde_json::to_value(*e).unwrap_or_default();
             let kind = v["type"].as_str().unwrap_or("effect").to_owned();
             let incident = v["incident"].as_u64();
             if let Some(id) = incident {
@@ -505,6 +632,7 @@ impl Engine {
             events,
             incidents,
             outbox,
+            must_flush: true,
         }
     }
 
@@ -539,6 +667,96 @@ impl Engine {
                 }
             }),
         }
+    }
+}
+
+/// A bulk batch committing in the background and the incidents it writes.
+#[derive(Debug)]
+struct Background {
+    incidents: BTreeSet<i64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a batch announces once it is durable: metrics, logs and the change feed.
+#[derive(Debug)]
+struct Published {
+    offers: Vec<(u64, Priority, Timestamp)>,
+    late: Vec<Effect>,
+    open: Option<usize>,
+    incidents: Vec<i64>,
+}
+
+impl Published {
+    fn publish(self, changes: &broadcast::Sender<Arc<Changes>>) {
+        let committed = OffsetDateTime::now_utc();
+        let mut offered_life_critical = Vec::new();
+        for (incident, priority, arrived_at) in self.offers {
+            if priority == Priority::LifeCritical {
+                offered_life_critical.push((
+                    i64::try_from(incident).unwrap_or(i64::MAX),
+                    wall(arrived_at),
+                ));
+            }
+            let waited = (committed - wall(arrived_at)).as_seconds_f64().max(0.0);
+            metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str()).record(waited);
+            metrics::counter!(m::INCIDENTS_OFFERED, "priority" => priority.as_str()).increment(1);
+        }
+        for e in &self.late {
+            tracing::warn!(effect = ?e, "incident unanswered past its threshold");
+        }
+        if let Some(open) = self.open {
+            metrics::gauge!(m::INCIDENTS_OPEN)
+                .set(f64::from(u32::try_from(open).unwrap_or(u32::MAX)));
+        }
+        if !self.incidents.is_empty() {
+            // No subscriber (no console connected) is not an error.
+            let _ = changes.send(Arc::new(Changes {
+                incidents: self.incidents,
+                offered_life_critical,
+            }));
+        }
+    }
+}
+
+/// Commits one batch, retrying until it is durable; `false` if shutdown came first.
+async fn commit(store: &Store, batch: &TriageBatch, shutdown: &CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        match store.commit_triage(batch).await {
+            Ok(()) => {
+                metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
+                return true;
+            }
+            Err(e) => {
+                // The core has moved on; its effects must become durable before anything that
+                // depends on them, so the engine holds here (ingest keeps committing signals,
+                // which a restart would replay).
+                tracing::error!(error = %e, retry_in = ?delay, "triage batch not persisted; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The incident an effect concerns, if any.
+fn effect_incident(e: &Effect) -> Option<u64> {
+    match e {
+        Effect::IncidentOpened { incident, .. }
+        | Effect::IncidentUpdated { incident, .. }
+        | Effect::Offer { incident, .. }
+        | Effect::Claimed { incident, .. }
+        | Effect::Released { incident, .. }
+        | Effect::Resolved { incident, .. }
+        | Effect::SlaWarning { incident, .. }
+        | Effect::Overflow { incident, .. }
+        | Effect::Critical { incident, .. } => Some(incident.0),
+        Effect::Rejected { incident, .. } => incident.map(|i| i.0),
+        _ => serde_json::to_value(e).ok()?["incident"].as_u64(),
     }
 }
 

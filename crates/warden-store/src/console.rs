@@ -214,6 +214,9 @@ pub struct IncidentViewRow {
     pub claimed_at: Option<OffsetDateTime>,
     pub resolved_at: Option<OffsetDateTime>,
     pub signal_count: i32,
+    /// The fields of the core's record the queue shows (never the whole record: a storm
+    /// group's lists its thousands of member units): `arrived_at`, `holder`, `sla`, `area`,
+    /// `subject`, `summary`, `resolution`, `group_count`.
     pub doc: Value,
     pub holder_name: Option<String>,
     pub device_id: Option<i64>,
@@ -1023,7 +1026,12 @@ impl Store {
     ) -> Result<Vec<IncidentViewRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.id, i.priority, i.kind, i.state, i.raised_at, i.claimed_at, i.resolved_at, \
-                    i.signal_count, i.doc, u.display_name, d.id, d.account, d.label, \
+                    i.signal_count, \
+                    jsonb_build_object('arrived_at', i.doc -> 'arrived_at', 'holder', i.doc -> 'holder', \
+                        'sla', i.doc -> 'sla', 'area', i.doc -> 'area', 'subject', i.doc -> 'subject', \
+                        'summary', i.doc -> 'summary', 'resolution', i.doc -> 'resolution', \
+                        'group_count', jsonb_array_length(i.doc #> '{group,members}')), \
+                    u.display_name, d.id, d.account, d.label, \
                     c.id, c.name, NULLIF(concat_ws(', ', NULLIF(c.address, ''), NULLIF(c.postcode, '')), '') \
              FROM incidents i \
              LEFT JOIN users u ON u.id = (i.doc #>> '{holder,id}')::bigint \

@@ -43,6 +43,12 @@ pub struct TriageBatch {
     pub incidents: Vec<IncidentRow>,
     /// Escalation requests for the notifier (overflow, critical, …).
     pub outbox: Vec<EventRow>,
+    /// Whether COMMIT must wait for the WAL flush. A batch of signals and ticks only may
+    /// skip it (`synchronous_commit = off`): if a crash loses it, its "triaged" marks are
+    /// lost with it and the signals (committed durably by ingest) are replayed on the next
+    /// start. A batch that answers someone (an operator's command) must be durable. WAL is
+    /// flushed in order, so a durable commit also makes every earlier one durable.
+    pub must_flush: bool,
 }
 
 impl TriageBatch {
@@ -71,6 +77,11 @@ impl Store {
     /// Writes one engine batch atomically: either all of it is durable or none.
     pub async fn commit_triage(&self, b: &TriageBatch) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
+        if !b.must_flush {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
         if !b.triaged.is_empty() {
             sqlx::query("INSERT INTO triaged (signal_id) SELECT * FROM UNNEST($1::uuid[]) ON CONFLICT DO NOTHING")
                 .bind(&b.triaged)

@@ -24,7 +24,7 @@
     information: "Information",
   };
   const ROLE_LABEL = { operator: "Operator", supervisor: "Supervisor", admin: "Administrator", on_call: "On call" };
-  // Screens each role may use (mirrors the role list in API-CONTRACT.md).
+  // Screens each role may use (mirrors the roles in /api/openapi.json).
   const ROLE_SCREENS = {
     operator: ["queue", "ooh"],
     supervisor: ["queue", "ooh", "clients", "audit"],

@@ -40,6 +40,11 @@ pub struct Config {
     pub writer: WriterSection,
     pub admin: AdminConfig,
     pub console: ConsoleSection,
+    /// Triage rules: answer-time thresholds per lane, supervision margin and grace, storm
+    /// and runaway limits, and the managers' overrides of priority and cancel policy per
+    /// code, device type or client. Durations in microseconds.
+    #[serde(default)]
+    pub triage: warden_core::Config,
     pub log: LogConfig,
     /// MQTT ingest; absent means no MQTT ingest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +175,7 @@ impl Default for Config {
                     login_attempts_per_minute: d.login_attempts_per_minute,
                 }
             },
+            triage: warden_core::Config::default(),
             log: LogConfig {
                 format: LogFormat::Text,
             },
@@ -258,6 +264,9 @@ impl Config {
         if self.writer.max_wait > Duration::from_millis(100) {
             errors.push("writer.max_wait: more than 100ms would delay every ACK".into());
         }
+        if let Err(e) = self.triage.validate() {
+            errors.push(format!("triage: {e}"));
+        }
         if self.console.login_max_failures < 1 {
             errors.push("console.login_max_failures: must be at least 1".into());
         }
@@ -331,5 +340,37 @@ mod tests {
     #[test]
     fn the_embedded_defaults_are_valid() {
         assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn triage_rules_come_from_the_file_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "[triage.sla.life_critical]\nwarn = 30000000\noverflow = 50000000\ncritical = 120000000\n\
+             [triage.storm]\nwindow = 60000000\ndevices = 50\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("valid");
+        let lc = cfg
+            .triage
+            .sla
+            .life_critical
+            .expect("life-critical thresholds");
+        assert_eq!(lc.overflow.as_micros(), 50_000_000);
+        assert_eq!(cfg.triage.storm.devices, 50);
+
+        std::fs::write(
+            &path,
+            "[triage.supervision]\nmargin_percent = 10\ngrace = -1\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("negative grace");
+        assert!(
+            errors.0.iter().any(|e| e.starts_with("triage:")),
+            "{:?}",
+            errors.0
+        );
     }
 }

@@ -91,7 +91,10 @@ pub async fn run(
     let engine_stop = CancellationToken::new();
     let (engine, engine_task) = warden_engine::spawn(
         store.clone(),
-        warden_engine::EngineConfig::default(),
+        warden_engine::EngineConfig {
+            core: cfg.triage.clone(),
+            ..warden_engine::EngineConfig::default()
+        },
         engine_stop.clone(),
     )
     .await

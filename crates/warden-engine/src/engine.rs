@@ -340,7 +340,9 @@ impl Engine {
                 .collect();
             self.report.replayed += n as u64;
             tracing::info!(signals = n, "replaying signals committed but not triaged");
-            self.process(inputs, false, false, shutdown).await;
+            // Flushed at once: a held signal is still "untriaged" in the database, and the
+            // next page of this replay must not read it again.
+            self.process(inputs, true, false, shutdown).await;
             self.await_background().await;
         }
     }

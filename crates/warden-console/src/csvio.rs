@@ -236,15 +236,24 @@ fn yes_no(s: &str) -> Option<bool> {
     }
 }
 
-/// Parses a clients file into records, collecting every error.
-pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<RowError>) {
+/// Reads one import file: checks the header against `known` and `required`, turns each
+/// record into a value with `value(row, field)` (or the error naming its row and column),
+/// and refuses a second row with the same `key`. Rows are numbered as a spreadsheet numbers
+/// them (header = 1), which a quoted cell with line breaks does not change.
+fn parse_rows<T>(
+    text: &str,
+    known: &[&str],
+    required: &[&str],
+    key: &str,
+    mut value: impl FnMut(u64, &dyn Fn(&str) -> String) -> Result<T, RowError>,
+) -> (Vec<(u64, T)>, Vec<RowError>) {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .from_reader(text.as_bytes());
     let idx = match rdr.headers() {
-        Ok(h) => columns(h, CLIENT_COLUMNS, &["external_ref", "name"], &mut errors),
+        Ok(h) => columns(h, known, required, &mut errors),
         Err(e) => {
             errors.push(RowError {
                 row: 1,
@@ -256,11 +265,10 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
     };
     let mut seen = HashSet::new();
     for (n, rec) in rdr.records().enumerate() {
-        let fallback = n as u64 + 2;
+        let row = n as u64 + 2;
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let row = e.position().map_or(fallback, csv::Position::line);
                 errors.push(RowError {
                     row,
                     column: None,
@@ -269,9 +277,6 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
                 continue;
             }
         };
-        // Rows as a spreadsheet numbers them (header = 1), which a quoted cell with line
-        // breaks does not change; the reader's line numbers would.
-        let row = fallback;
         if out.len() + errors.len() >= MAX_ROWS {
             errors.push(RowError {
                 row,
@@ -280,153 +285,109 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
             });
             break;
         }
-        let f = |name: &str| field(&rec, &idx, CLIENT_COLUMNS, name).trim().to_owned();
-        let Some(interpreter_needed) = yes_no(&f("interpreter_needed")) else {
+        let f = |name: &str| field(&rec, &idx, known, name).trim().to_owned();
+        let v = match value(row, &f) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let k = f(key);
+        if !seen.insert(k.clone()) {
             errors.push(RowError {
                 row,
-                column: Some("interpreter_needed".into()),
-                message: "use yes or no".into(),
-            });
-            continue;
-        };
-        let preferred = f("preferred_contact");
-        let language = f("language");
-        let r = ClientRecord {
-            id: 0,
-            external_ref: f("external_ref"),
-            name: f("name"),
-            date_of_birth: opt(&f("date_of_birth")),
-            address: f("address"),
-            postcode: f("postcode"),
-            phone: f("phone"),
-            area: opt(&f("area")),
-            language: if language.is_empty() {
-                "English".into()
-            } else {
-                language
-            },
-            interpreter_needed,
-            communication_needs: f("communication_needs"),
-            preferred_contact: if preferred.is_empty() {
-                "phone".into()
-            } else {
-                preferred
-            },
-            access_notes: f("access_notes"),
-            medical_notes: f("medical_notes"),
-            key_safe_set: false,
-        };
-        if let Err(e) = check_client(&r) {
-            errors.push(RowError {
-                row,
-                column: column_named(&e.message, CLIENT_COLUMNS),
-                message: e.message,
+                column: Some(key.to_owned()),
+                message: format!("{key} {k:?} appears twice in the file"),
             });
             continue;
         }
-        if !seen.insert(r.external_ref.clone()) {
-            errors.push(RowError {
-                row,
-                column: Some("external_ref".into()),
-                message: format!(
-                    "external_ref {:?} appears twice in the file",
-                    r.external_ref
-                ),
-            });
-            continue;
-        }
-        out.push((r, opt(&f("key_safe"))));
+        out.push((row, v));
     }
     (out, errors)
 }
 
-/// Parses a devices file into records, collecting every error.
-pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
-    let mut errors = Vec::new();
-    let mut out = Vec::new();
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let idx = match rdr.headers() {
-        Ok(h) => columns(h, DEVICE_COLUMNS, &["account", "protocol"], &mut errors),
-        Err(e) => {
-            errors.push(RowError {
-                row: 1,
-                column: None,
-                message: e.to_string(),
-            });
-            return (out, errors);
-        }
-    };
-    let mut seen = HashSet::new();
-    for (n, rec) in rdr.records().enumerate() {
-        let fallback = n as u64 + 2;
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let row = e.position().map_or(fallback, csv::Position::line);
-                errors.push(RowError {
-                    row,
-                    column: None,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        // Rows as a spreadsheet numbers them (header = 1), which a quoted cell with line
-        // breaks does not change; the reader's line numbers would.
-        let row = fallback;
-        if out.len() + errors.len() >= MAX_ROWS {
-            errors.push(RowError {
-                row,
-                column: None,
-                message: format!("more than {MAX_ROWS} rows; split the file"),
-            });
-            break;
-        }
-        let f = |name: &str| field(&rec, &idx, DEVICE_COLUMNS, name).trim().to_owned();
-        let interval = f("test_interval_seconds");
-        let test_interval_seconds = if interval.is_empty() {
-            None
-        } else if let Ok(s) = interval.parse::<i32>() {
-            Some(s)
-        } else {
-            errors.push(RowError {
-                row,
-                column: Some("test_interval_seconds".into()),
-                message: format!("{interval:?} is not a whole number of seconds"),
-            });
-            continue;
-        };
-        let d = DeviceRecord {
-            id: 0,
-            account: f("account"),
-            protocol: f("protocol"),
-            label: opt(&f("label")),
-            device_type: opt(&f("device_type")),
-            test_interval_seconds,
-            client_ref: opt(&f("client_ref")),
-            area: opt(&f("area")),
-        };
-        if let Err(e) = check_device(&d) {
-            errors.push(RowError {
-                row,
-                column: column_named(&e.message, DEVICE_COLUMNS),
-                message: e.message,
-            });
-            continue;
-        }
-        if !seen.insert(d.account.clone()) {
-            errors.push(RowError {
-                row,
-                column: Some("account".into()),
-                message: format!("account {:?} appears twice in the file", d.account),
-            });
-            continue;
-        }
-        out.push((row, d));
+/// A record refused by the shared field checks, as a row error on the field it names.
+fn refused(row: u64, known: &[&str], e: ApiError) -> RowError {
+    RowError {
+        row,
+        column: column_named(&e.message, known),
+        message: e.message,
     }
-    (out, errors)
+}
+
+/// Parses a clients file into records (with their key-safe codes), collecting every error.
+pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<RowError>) {
+    let (rows, errors) = parse_rows(
+        text,
+        CLIENT_COLUMNS,
+        &["external_ref", "name"],
+        "external_ref",
+        |row, f| {
+            let Some(interpreter_needed) = yes_no(&f("interpreter_needed")) else {
+                return Err(RowError {
+                    row,
+                    column: Some("interpreter_needed".into()),
+                    message: "use yes or no".into(),
+                });
+            };
+            let or = |v: String, default: &str| if v.is_empty() { default.to_owned() } else { v };
+            let r = ClientRecord {
+                id: 0,
+                external_ref: f("external_ref"),
+                name: f("name"),
+                date_of_birth: opt(&f("date_of_birth")),
+                address: f("address"),
+                postcode: f("postcode"),
+                phone: f("phone"),
+                area: opt(&f("area")),
+                language: or(f("language"), "English"),
+                interpreter_needed,
+                communication_needs: f("communication_needs"),
+                preferred_contact: or(f("preferred_contact"), "phone"),
+                access_notes: f("access_notes"),
+                medical_notes: f("medical_notes"),
+                key_safe_set: false,
+            };
+            check_client(&r).map_err(|e| refused(row, CLIENT_COLUMNS, e))?;
+            Ok((r, opt(&f("key_safe"))))
+        },
+    );
+    (rows.into_iter().map(|(_, v)| v).collect(), errors)
+}
+
+/// Parses a devices file into records with their row numbers, collecting every error.
+pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
+    parse_rows(
+        text,
+        DEVICE_COLUMNS,
+        &["account", "protocol"],
+        "account",
+        |row, f| {
+            let interval = f("test_interval_seconds");
+            let test_interval_seconds = if interval.is_empty() {
+                None
+            } else {
+                Some(interval.parse::<i32>().map_err(|_| RowError {
+                    row,
+                    column: Some("test_interval_seconds".into()),
+                    message: format!("{interval:?} is not a whole number of seconds"),
+                })?)
+            };
+            let d = DeviceRecord {
+                id: 0,
+                account: f("account"),
+                protocol: f("protocol"),
+                label: opt(&f("label")),
+                device_type: opt(&f("device_type")),
+                test_interval_seconds,
+                client_ref: opt(&f("client_ref")),
+                area: opt(&f("area")),
+            };
+            check_device(&d).map_err(|e| refused(row, DEVICE_COLUMNS, e))?;
+            Ok(d)
+        },
+    )
 }
 
 /// The column a validation message is about (messages start with the field name).

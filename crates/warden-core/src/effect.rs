@@ -175,6 +175,29 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The incident this effect concerns, if any.
+    pub fn incident(&self) -> Option<IncidentId> {
+        match self {
+            Effect::IncidentOpened { incident, .. }
+            | Effect::IncidentUpdated { incident, .. }
+            | Effect::Offer { incident, .. }
+            | Effect::Claimed { incident, .. }
+            | Effect::Released { incident, .. }
+            | Effect::Resolved { incident, .. }
+            | Effect::SlaWarning { incident, .. }
+            | Effect::Overflow { incident, .. }
+            | Effect::Critical { incident, .. }
+            | Effect::StormGrouped { incident, .. }
+            | Effect::RunawayDetected { incident, .. } => Some(*incident),
+            Effect::FailToReport { incident, .. }
+            | Effect::Duplicate { incident, .. }
+            | Effect::Rejected { incident, .. } => *incident,
+            Effect::Audit(entry) => entry.incident,
+        }
+    }
+}
+
 /// What changed on an incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]

@@ -473,9 +473,10 @@ impl Engine {
                 own.push(e);
             }
         }
-        let touches_held = own
-            .iter()
-            .any(|e| effect_incident(e).is_some_and(|id| self.held.groups.contains(&id)));
+        let touches_held = own.iter().any(|e| {
+            e.incident()
+                .is_some_and(|id| self.held.groups.contains(&id.0))
+        });
         let due = self
             .held
             .since
@@ -608,7 +609,7 @@ impl Engine {
         for e in effects {
             let v = serde_json::to_value(*e).unwrap_or_default();
             let kind = v["type"].as_str().unwrap_or("effect").to_owned();
-            let incident = v["incident"].as_u64();
+            let incident = e.incident().map(|i| i.0);
             if let Some(id) = incident {
                 touched.insert(id);
                 if kind == "resolved" {
@@ -742,23 +743,6 @@ async fn commit(store: &Store, batch: &TriageBatch, shutdown: &CancellationToken
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-/// The incident an effect concerns, if any.
-fn effect_incident(e: &Effect) -> Option<u64> {
-    match e {
-        Effect::IncidentOpened { incident, .. }
-        | Effect::IncidentUpdated { incident, .. }
-        | Effect::Offer { incident, .. }
-        | Effect::Claimed { incident, .. }
-        | Effect::Released { incident, .. }
-        | Effect::Resolved { incident, .. }
-        | Effect::SlaWarning { incident, .. }
-        | Effect::Overflow { incident, .. }
-        | Effect::Critical { incident, .. } => Some(incident.0),
-        Effect::Rejected { incident, .. } => incident.map(|i| i.0),
-        _ => serde_json::to_value(e).ok()?["incident"].as_u64(),
     }
 }
 

@@ -677,26 +677,7 @@ impl Store {
     }
 
     pub async fn responders(&self, client_id: i64) -> Result<Vec<Responder>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, name, relationship, phone, is_keyholder, notes \
-             FROM responders WHERE client_id = $1 ORDER BY position",
-        )
-        .bind(client_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Responder {
-                    position: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    relationship: r.try_get(2)?,
-                    phone: r.try_get(3)?,
-                    is_keyholder: r.try_get(4)?,
-                    notes: r.try_get(5)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        Ok(responders_of(self.pool(), client_id).await?)
     }
 
     pub async fn client_devices(
@@ -872,13 +853,7 @@ impl Store {
         .bind(&audit.ip)
         .fetch_one(&mut *tx)
         .await?;
-        let (inserted, updated): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        if commit {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok((inserted.unsigned_abs(), updated.unsigned_abs()))
+        Ok(finish_import(tx, &row, commit).await?)
     }
 
     // ---- devices (administration) ---------------------------------------------------
@@ -1008,13 +983,7 @@ impl Store {
         .bind(&audit.ip)
         .fetch_one(&mut *tx)
         .await?;
-        let (inserted, updated): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        if commit {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok((inserted.unsigned_abs(), updated.unsigned_abs()))
+        Ok(finish_import(tx, &row, commit).await?)
     }
 
     // ---- queue view -----------------------------------------------------------------
@@ -1391,19 +1360,33 @@ async fn insert_audit(
     Ok(())
 }
 
-async fn responders_tx(
-    tx: &mut Transaction<'_, Postgres>,
-    client_id: Option<i64>,
+/// Ends an import's transaction (committed, or rolled back for a dry run) and returns the
+/// (inserted, updated) counts its statement selected.
+async fn finish_import(
+    tx: Transaction<'_, Postgres>,
+    row: &sqlx::postgres::PgRow,
+    commit: bool,
+) -> Result<(u64, u64), sqlx::Error> {
+    let (inserted, updated): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    if commit {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok((inserted.unsigned_abs(), updated.unsigned_abs()))
+}
+
+/// A client's responders in call order, on any connection or transaction.
+async fn responders_of<'e>(
+    exec: impl sqlx::PgExecutor<'e>,
+    client_id: i64,
 ) -> Result<Vec<Responder>, sqlx::Error> {
-    let Some(id) = client_id else {
-        return Ok(Vec::new());
-    };
     let rows = sqlx::query(
         "SELECT position, name, relationship, phone, is_keyholder, notes \
          FROM responders WHERE client_id = $1 ORDER BY position",
     )
-    .bind(id)
-    .fetch_all(&mut **tx)
+    .bind(client_id)
+    .fetch_all(exec)
     .await?;
     rows.iter()
         .map(|r| {
@@ -1438,7 +1421,7 @@ async fn save_client_tx(
             .await?
             .ok_or_else(|| Refused::Missing(format!("client {id}")))?;
             let old = client_of(&row)?;
-            let old_responders = responders_tx(tx, Some(id)).await?;
+            let old_responders = responders_of(&mut **tx, id).await?;
             Some(client_json(&old, &old_responders))
         }
         None => None,
@@ -1482,7 +1465,7 @@ async fn save_client_tx(
         .await?;
     let saved = client_of(&row)?;
     let Some(responders) = responders else {
-        let kept = responders_tx(tx, Some(saved.id)).await?;
+        let kept = responders_of(&mut **tx, saved.id).await?;
         return Ok(((saved, kept), before));
     };
     sqlx::query("DELETE FROM responders WHERE client_id = $1")

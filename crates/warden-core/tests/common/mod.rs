@@ -210,19 +210,19 @@ pub fn no_audit(effects: &[Effect]) -> Vec<&Effect> {
 /// same step.
 pub fn assert_audited(effects: &[Effect]) {
     for e in effects {
-        let incident = match e {
-            Effect::IncidentOpened { incident, .. }
-            | Effect::IncidentUpdated { incident, .. }
-            | Effect::Offer { incident, .. }
-            | Effect::Claimed { incident, .. }
-            | Effect::Released { incident, .. }
-            | Effect::Resolved { incident, .. }
-            | Effect::SlaWarning { incident, .. }
-            | Effect::Overflow { incident, .. }
-            | Effect::Critical { incident, .. }
-            | Effect::StormGrouped { incident, .. }
-            | Effect::RunawayDetected { incident, .. } => *incident,
-            _ => continue,
+        // State changes only: audit entries, duplicates, refusals and fail-to-report
+        // notices are not themselves audited.
+        if matches!(
+            e,
+            Effect::Audit(_)
+                | Effect::Duplicate { .. }
+                | Effect::Rejected { .. }
+                | Effect::FailToReport { .. }
+        ) {
+            continue;
+        }
+        let Some(incident) = e.incident() else {
+            continue;
         };
         assert!(
             effects

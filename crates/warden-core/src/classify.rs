@@ -435,6 +435,7 @@ impl Classifier {
             SignalWhat::Presence { online: false } => (Kind::DeviceOffline, Event::Raise, 0),
             SignalWhat::LinkLost => (Kind::LinkLost, Event::Raise, 0),
             SignalWhat::LinkRestored => (Kind::LinkLost, Event::Restore, 0),
+            SignalWhat::PathFault { .. } => (Kind::CommsFault, Event::Raise, 0),
             SignalWhat::Unknown { raw_summary } => (Kind::Unknown, Event::Raise, fnv(raw_summary)),
         }
     }

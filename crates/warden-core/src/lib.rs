@@ -78,6 +78,7 @@ mod effect;
 mod hash;
 mod ids;
 mod incident;
+mod meaning;
 mod signal;
 mod snapshot;
 mod time;
@@ -94,6 +95,7 @@ pub use ids::{Actor, IncidentId, Name, OutcomeCode, OutcomeCodeError, Role, Sign
 pub use incident::{
     AutoReason, GroupInfo, Incident, IncidentState, Resolution, RunawayInfo, SlaFired, Subject,
 };
+pub use meaning::{DECODED_VERSION, Decoded, MAX_SUMMARY_BYTES, Problem, clip, describe};
 pub use signal::{DeviceInfo, SignalIn, SignalWhat, Source};
 pub use snapshot::{
     DedupeSnapshot, DeviceSnapshot, RateSnapshot, SNAPSHOT_VERSION, SeenSnapshot, Snapshot,

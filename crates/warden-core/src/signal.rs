@@ -83,6 +83,12 @@ pub enum SignalWhat {
     LinkLost,
     /// The link came back.
     LinkRestored,
+    /// A fault Warden itself found on a unit's signal path (message ids reused, messages
+    /// lost between the unit and the centre): technical, per unit.
+    PathFault {
+        /// What was found, in words.
+        detail: String,
+    },
     /// Anything the engine could not map; shown to an operator, never dropped.
     Unknown {
         /// A short human-readable summary of what arrived.

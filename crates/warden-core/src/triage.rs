@@ -2020,7 +2020,7 @@ impl std::fmt::Display for SubjectText<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Subject::Device { id } => write!(f, "unit {id}"),
-            Subject::Account { account } => write!(f, "account {account}"),
+            Subject::Account { account } => write!(f, "unregistered unit {account}"),
             Subject::Link { link } => write!(f, "link {link}"),
             Subject::Group { area: Some(a) } => write!(f, "area {a}"),
             Subject::Group { area: None } => f.write_str("units without an area"),
@@ -2076,6 +2076,7 @@ fn describe_what(s: &mut String, what: &SignalWhat) {
         }
         SignalWhat::LinkLost => write!(s, "link lost"),
         SignalWhat::LinkRestored => write!(s, "link restored"),
+        SignalWhat::PathFault { detail } => write!(s, "path fault: {detail:.80}"),
         SignalWhat::Unknown { raw_summary } => write!(s, "unknown: {raw_summary:.80}"),
     };
 }

@@ -78,13 +78,20 @@ impl From<WriteRefused> for ApiError {
     }
 }
 
-impl From<warden_engine::EngineStopped> for ApiError {
-    fn from(_: warden_engine::EngineStopped) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "engine_unavailable",
-            "the triage engine is not running; the command was not carried out",
-        )
+impl From<warden_engine::EngineError> for ApiError {
+    fn from(e: warden_engine::EngineError) -> Self {
+        match e {
+            warden_engine::EngineError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_unavailable",
+                "the triage engine is not running; the command was not carried out",
+            ),
+            warden_engine::EngineError::Failed(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "command_failed",
+                "the triage engine could not carry out the command; nothing was recorded",
+            ),
+        }
     }
 }
 

@@ -133,41 +133,9 @@ pub fn sort_queue(v: &mut [IncidentView]) {
 }
 
 /// One line a person can read for a stored signal, e.g. "Contact ID 101 Personal emergency
-/// (new)" or "pendant".
+/// (new)", "pendant", or "Unregistered unit 7777: Contact ID 101 Personal emergency (new)".
 pub fn signal_summary(kind: &str, decoded: &Value) -> String {
-    use warden_core::SignalWhat;
-    use warden_protocol::codes;
-    match warden_engine::signal_what(kind, decoded) {
-        SignalWhat::ContactId { code, qualifier } => format!(
-            "Contact ID {code:03} {} ({})",
-            codes::contact_id(code).map_or("unknown code", codes::CidCode::describe),
-            format!("{qualifier:?}").to_lowercase()
-        ),
-        SignalWhat::Sia { code, restore } => {
-            let code = String::from_utf8_lossy(&code).into_owned();
-            let text = codes::sia_description(&code).unwrap_or("unknown code");
-            format!(
-                "SIA {code} {text}{}",
-                if restore { " (restore)" } else { "" }
-            )
-        }
-        SignalWhat::Mqtt { kind, restore } => {
-            let name = serde_json::to_value(kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{kind:?}"));
-            format!(
-                "{}{}",
-                name.replace('_', " "),
-                if restore { " (restore)" } else { "" }
-            )
-        }
-        SignalWhat::Heartbeat => "heartbeat".into(),
-        SignalWhat::Presence { online } => (if online { "online" } else { "offline" }).into(),
-        SignalWhat::LinkLost => "link lost".into(),
-        SignalWhat::LinkRestored => "link restored".into(),
-        SignalWhat::Unknown { raw_summary } => format!("unknown signal: {raw_summary}"),
-    }
+    warden_core::Decoded::from_stored(kind, decoded).summary()
 }
 
 /// Stored signals as the API shows them: each with its readable summary.

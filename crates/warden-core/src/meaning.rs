@@ -153,7 +153,10 @@ impl Decoded {
     /// A decoded signal with these events and the decoder's view for display.
     pub fn new(events: Vec<SignalWhat>, frame: serde_json::Value) -> Self {
         let events = if events.is_empty() {
-            vec![unknown(&format!("no event in {}", clip(&frame.to_string(), 200)))]
+            vec![unknown(&format!(
+                "no event in {}",
+                clip(&frame.to_string(), 200)
+            ))]
         } else {
             events
         };
@@ -200,12 +203,12 @@ impl Decoded {
                 kind: a.kind,
                 restore: a.restore,
             },
-            Body::Heartbeat(_) | Body::Signal(_) => SignalWhat::Heartbeat,
             Body::Battery(b) if b.low => SignalWhat::Mqtt {
                 kind: warden_protocol::mqtt::AlarmKind::LowBattery,
                 restore: false,
             },
-            Body::Battery(_) => SignalWhat::Heartbeat,
+            // A battery report that is not low is proof of life, like a heartbeat.
+            Body::Heartbeat(_) | Body::Signal(_) | Body::Battery(_) => SignalWhat::Heartbeat,
             Body::ContactId { message, .. } => {
                 contact_id(message.event.event_code(), message.event.qualifier)
             }
@@ -246,6 +249,35 @@ impl Decoded {
     #[must_use]
     pub fn with_problem(mut self, problem: Problem) -> Self {
         self.problem = Some(problem);
+        self
+    }
+
+    /// The same signal with NUL characters (which Postgres text and jsonb cannot hold)
+    /// replaced by U+FFFD in every text it carries.
+    #[must_use]
+    pub fn sanitized(mut self) -> Self {
+        fn fix(s: &mut String) {
+            if s.contains('\0') {
+                *s = s.replace('\0', "\u{fffd}");
+            }
+        }
+        for e in &mut self.events {
+            match e {
+                SignalWhat::Unknown { raw_summary: s } | SignalWhat::PathFault { detail: s } => {
+                    fix(s);
+                }
+                _ => {}
+            }
+        }
+        match &mut self.problem {
+            Some(
+                Problem::UnknownAccount { account }
+                | Problem::ProtocolMismatch { account, .. }
+                | Problem::NotABridge { account, .. },
+            ) => fix(account),
+            Some(Problem::DatabaseRefused { message }) => fix(message),
+            None => {}
+        }
         self
     }
 

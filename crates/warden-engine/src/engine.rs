@@ -1,4 +1,5 @@
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +10,28 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, DeviceInfo, Effect, Incident, IncidentState, Input, Micros, Name,
-    Priority, SignalId, SignalIn, SlaConfig, Snapshot, Source, Timestamp, Triage, lane_of,
+    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, IncidentState, Input,
+    Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
+    Triage, lane_of,
 };
-use warden_store::{EventRow, IncidentRow, PendingSignal, Store, TriageBatch};
+use warden_store::{EventRow, IncidentRow, PendingSignal, Store, StoreError, TriageBatch};
 use warden_telemetry as m;
 
-use crate::what::signal_what;
+use crate::health::{EngineHealth, EngineState, Health, StoppedOnDrop};
+
+/// Longest a triage commit (or a replay read) may take before it is abandoned and retried:
+/// a hung connection or a lock must not hold the engine silently.
+const DB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the engine looks for signals that were committed but never triaged while it
+/// ran (a lost asynchronous triage commit, a submit that failed), and how old such a signal
+/// must be, so one still on its way through the lanes is not taken twice.
+const CATCH_UP_EVERY: Duration = Duration::from_mins(1);
+const CATCH_UP_AGE: Duration = Duration::from_mins(2);
+
+/// Attempts at committing one batch before it is given up (logged, counted, and its
+/// signals left untriaged for the next catch-up or start).
+const MAX_COMMIT_ATTEMPTS: u32 = 8;
 
 /// Tuning of the engine's lanes and batches.
 #[derive(Debug, Clone)]
@@ -57,26 +73,95 @@ impl Default for EngineConfig {
 /// changes out.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
-    critical: mpsc::Sender<SignalIn>,
-    bulk: mpsc::Sender<SignalIn>,
+    critical: mpsc::Sender<Offered>,
+    bulk: mpsc::Sender<Offered>,
     commands: mpsc::Sender<Command>,
     changes: broadcast::Sender<Arc<Changes>>,
     classifier: Arc<Classifier>,
     sla: SlaConfig,
+    health: Health,
 }
+
+/// One event of a committed signal on its way through a lane.
+#[derive(Debug)]
+struct Offered {
+    signal: SignalIn,
+    /// The stored signal to mark triaged once this input's effects are durable: set on the
+    /// last event of a signal only, so a signal whose events are split across batches is
+    /// replayed whole if the process dies in between.
+    mark: Option<Uuid>,
+}
+
+/// What waits for a command's outcome.
+type Reply = oneshot::Sender<Result<Vec<Effect>, EngineError>>;
 
 /// An operator command (or a registry change) and where its effects go once durable.
 #[derive(Debug)]
 struct Command {
     input: Input,
-    reply: oneshot::Sender<Vec<Effect>>,
+    reply: Reply,
 }
 
-/// The engine stopped before the command's effects became durable; nothing is known to
-/// have happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the triage engine is not running")]
-pub struct EngineStopped;
+/// Why a command has no durable outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine stopped before the command's effects became durable; nothing is known to
+    /// have happened.
+    #[error("the triage engine is not running")]
+    Stopped,
+    /// The command could not be carried out (the core failed on it, or its effects could
+    /// not be stored); nothing it would have changed is recorded.
+    #[error("the triage engine could not carry out the command: {0}")]
+    Failed(String),
+}
+
+/// One input for the core, with who waits for it and which stored signal it completes.
+#[derive(Debug)]
+struct Item {
+    input: Input,
+    reply: Option<Reply>,
+    mark: Option<Uuid>,
+}
+
+impl Item {
+    fn signal(o: Offered) -> Self {
+        Item {
+            input: Input::Signal(o.signal),
+            reply: None,
+            mark: o.mark,
+        }
+    }
+
+    fn command(c: Command) -> Self {
+        Item {
+            input: c.input,
+            reply: Some(c.reply),
+            mark: None,
+        }
+    }
+
+    fn tick() -> Self {
+        Item {
+            input: Input::Tick,
+            reply: None,
+            mark: None,
+        }
+    }
+}
+
+/// How a batch is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Live bulk inputs: committed in the background, one batch at a time, in order.
+    Bulk,
+    /// A life-critical signal or a command: committed at once, waiting for the WAL flush.
+    Urgent,
+    /// Replayed signals: held group changes written with them, committed before the next
+    /// page is read.
+    Replay,
+    /// Stopping: held group changes written, one attempt.
+    Final,
+}
 
 /// Incidents changed by one committed engine batch, published after COMMIT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,28 +177,47 @@ impl EngineHandle {
     /// Hands over one committed signal (the caller has already made it durable). Waits when
     /// the lane is full: back-pressure, never a drop. `false` means the engine stopped; the
     /// signal is still replayed from the database on the next start.
+    ///
+    /// Every event of the signal is offered, in order, in one lane: the life-critical lane
+    /// when any of them is life-critical.
     pub async fn submit(&self, c: &CommittedSignal<'_>) -> bool {
-        let signal = signal_in(c);
-        let lane = if lane_of(&signal.what, signal.device.as_ref(), &self.classifier)
-            == Priority::LifeCritical
-        {
-            &self.critical
-        } else {
-            &self.bulk
-        };
-        lane.send(signal).await.is_ok()
+        let offered = offered(c);
+        let critical = offered.iter().any(|o| {
+            lane_of(&o.signal.what, o.signal.device.as_ref(), &self.classifier)
+                == Priority::LifeCritical
+        });
+        let lane = if critical { &self.critical } else { &self.bulk };
+        for o in offered {
+            if lane.send(o).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Runs an operator command (claim, release, note, resolve, take over) or a registry
     /// change through the core and returns its effects once they are durable. A refusal is
     /// an [`Effect::Rejected`] among them.
-    pub async fn command(&self, input: Input) -> Result<Vec<Effect>, EngineStopped> {
+    pub async fn command(&self, input: Input) -> Result<Vec<Effect>, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command { input, reply })
             .await
-            .map_err(|_| EngineStopped)?;
-        rx.await.map_err(|_| EngineStopped)
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The engine's liveness now: for `/readyz` and the ops dashboard.
+    pub fn health(&self) -> EngineHealth {
+        let waiting = |cap: usize, free: usize| cap.saturating_sub(free);
+        EngineHealth {
+            state: self.health.state(),
+            busy_for: self.health.busy_for(),
+            idle_for: self.health.idle_for(),
+            critical_waiting: waiting(self.critical.max_capacity(), self.critical.capacity()),
+            bulk_waiting: waiting(self.bulk.max_capacity(), self.bulk.capacity()),
+            commands_waiting: waiting(self.commands.max_capacity(), self.commands.capacity()),
+        }
     }
 
     /// Committed changes from now on.
@@ -135,27 +239,41 @@ pub struct CommittedSignal<'a> {
     pub link: &'a str,
     pub account: Option<&'a str>,
     pub device_id: Option<i64>,
-    pub kind: &'a str,
-    pub decoded: &'a Value,
+    pub decoded: &'a Decoded,
     pub received_at: OffsetDateTime,
 }
 
-fn signal_in(c: &CommittedSignal<'_>) -> SignalIn {
-    SignalIn {
-        id: SignalId(c.id.as_u128()),
-        source: c.source,
-        link: Name::new(c.link),
-        account: c.account.map(Name::new),
-        device: c.device_id.map(|id| DeviceInfo {
-            id,
-            area: None,
-            test_interval: None,
-            device_type: None,
-            client: None,
-        }),
-        what: signal_what(c.kind, c.decoded),
-        received_at: ts(c.received_at),
-    }
+/// The core inputs of one stored signal: one per event. The first event carries the stored
+/// signal's id; each further event of a multi-event block an id derived from it (its low
+/// bits changed), so the core counts each event once and a replay offers the same ids.
+fn offered(c: &CommittedSignal<'_>) -> Vec<Offered> {
+    let base = c.id.as_u128();
+    let fallback;
+    let events = if c.decoded.events.is_empty() {
+        fallback = [SignalWhat::Unknown {
+            raw_summary: "a stored signal with no events".into(),
+        }];
+        &fallback[..]
+    } else {
+        &c.decoded.events[..]
+    };
+    let n = events.len();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, what)| Offered {
+            signal: SignalIn {
+                id: SignalId(base ^ i as u128),
+                source: c.source,
+                link: Name::new(c.link),
+                account: c.account.map(Name::new),
+                device: c.device_id.map(DeviceInfo::new),
+                what: what.clone(),
+                received_at: ts(c.received_at),
+            },
+            mark: (i + 1 == n).then_some(c.id),
+        })
+        .collect()
 }
 
 fn ts(t: OffsetDateTime) -> Timestamp {
@@ -227,6 +345,7 @@ pub async fn spawn(
     let (bulk_tx, bulk) = mpsc::channel(cfg.bulk_capacity);
     let (commands_tx, commands) = mpsc::channel(cfg.command_capacity);
     let (changes, _) = broadcast::channel(cfg.changes_capacity.max(1));
+    let health = Health::new();
     let handle = EngineHandle {
         critical: critical_tx,
         bulk: bulk_tx,
@@ -234,6 +353,7 @@ pub async fn spawn(
         changes: changes.clone(),
         classifier,
         sla: cfg.core.sla,
+        health: health.clone(),
     };
     let mut engine = Engine {
         core,
@@ -246,10 +366,13 @@ pub async fn spawn(
         report: EngineReport::default(),
         held: Held::default(),
         background: None,
+        health,
+        catch_up: false,
     };
     let task = tokio::spawn(
         async move {
-            engine.replay(&shutdown).await;
+            let _stopped = StoppedOnDrop(engine.health.clone());
+            engine.replay(&shutdown, None).await;
             engine.run(shutdown).await;
             engine.report
         }
@@ -262,13 +385,16 @@ struct Engine {
     core: Triage,
     store: Store,
     cfg: EngineConfig,
-    critical: mpsc::Receiver<SignalIn>,
-    bulk: mpsc::Receiver<SignalIn>,
+    critical: mpsc::Receiver<Offered>,
+    bulk: mpsc::Receiver<Offered>,
     commands: mpsc::Receiver<Command>,
     changes: broadcast::Sender<Arc<Changes>>,
     report: EngineReport,
     held: Held,
     background: Option<Background>,
+    health: Health,
+    /// A commit failed since the last catch-up: look for untriaged signals soon.
+    catch_up: bool,
 }
 
 /// How long a storm group's membership changes may wait before they are written.
@@ -290,6 +416,12 @@ struct Held {
     since: Option<tokio::time::Instant>,
 }
 
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.marks.is_empty() && self.effects.is_empty() && self.groups.is_empty()
+    }
+}
+
 /// The core's view of a device record.
 pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> DeviceInfo {
     DeviceInfo {
@@ -304,134 +436,253 @@ pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> Devic
 }
 
 impl Engine {
-    /// Feeds committed-but-untriaged signals back through the core, oldest first.
-    async fn replay(&mut self, shutdown: &CancellationToken) {
+    /// Feeds committed-but-untriaged signals back through the core, oldest first: all of
+    /// them on start (`before` is `None`), or those older than `before` during a catch-up.
+    async fn replay(&mut self, shutdown: &CancellationToken, before: Option<OffsetDateTime>) {
+        self.health.set_state(EngineState::Replaying);
         let since = OffsetDateTime::now_utc() - self.cfg.replay_window;
         loop {
-            let pending = match self.store.untriaged_signals(since, 1000).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read untriaged signals; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            let read = tokio::time::timeout(
+                DB_TIMEOUT,
+                self.store.untriaged_signals(since, before, 1000),
+            )
+            .await;
+            let pending = match read {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    self.retry_replay_read(&e.to_string(), shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return;
                     }
+                    continue;
+                }
+                Err(_) => {
+                    self.retry_replay_read("timed out", shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    continue;
                 }
             };
             if pending.is_empty() {
+                self.health.set_state(EngineState::Running);
                 return;
             }
             let n = pending.len();
-            let inputs: Vec<(Input, Option<oneshot::Sender<Vec<Effect>>>)> = pending
+            let items: Vec<Item> = pending
                 .iter()
-                .map(|p: &PendingSignal| {
-                    let input = Input::Signal(signal_in(&CommittedSignal {
+                .flat_map(|p: &PendingSignal| {
+                    let decoded = Decoded::from_stored(&p.kind, &p.decoded);
+                    offered(&CommittedSignal {
                         id: p.id,
                         source: p.source,
                         link: &p.link_id,
                         account: p.account.as_deref(),
                         device_id: p.device_id,
-                        kind: &p.kind,
-                        decoded: &p.decoded,
+                        decoded: &decoded,
                         received_at: p.received_at,
-                    }));
-                    (input, None)
+                    })
                 })
+                .map(Item::signal)
                 .collect();
             self.report.replayed += n as u64;
+            metrics::counter!(m::ENGINE_REPLAYED).increment(n as u64);
             tracing::info!(signals = n, "replaying signals committed but not triaged");
             // Flushed at once: a held signal is still "untriaged" in the database, and the
             // next page of this replay must not read it again.
-            self.process(inputs, true, false, shutdown).await;
+            let done = self.process(items, Mode::Replay, shutdown).await;
             self.await_background().await;
+            if !done {
+                // The page could not be stored; it stays untriaged for the next catch-up
+                // rather than being read again at once.
+                self.catch_up = true;
+                self.health.set_state(EngineState::Running);
+                return;
+            }
+        }
+    }
+
+    async fn retry_replay_read(&self, error: &str, shutdown: &CancellationToken) {
+        tracing::error!(error, "cannot read untriaged signals; retrying");
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 
     async fn run(&mut self, shutdown: CancellationToken) {
-        let mut inputs = Vec::with_capacity(self.cfg.max_batch);
+        let mut inputs: Vec<Item> = Vec::with_capacity(self.cfg.max_batch);
+        let mut next_catch_up = tokio::time::Instant::now() + CATCH_UP_EVERY;
         loop {
+            self.lane_depths();
+            if tokio::time::Instant::now() >= next_catch_up {
+                // Signals committed but never triaged while running: a triage commit lost
+                // with Postgres (asynchronous commit) or given up, a submit that failed.
+                let before = OffsetDateTime::now_utc() - CATCH_UP_AGE;
+                self.replay(&shutdown, Some(before)).await;
+                self.catch_up = false;
+                next_catch_up = tokio::time::Instant::now() + CATCH_UP_EVERY;
+            }
             let core_deadline = self.core.next_deadline().map(|d| {
                 let wait = d.since(now()).as_micros().max(0);
                 tokio::time::Instant::now()
                     + Duration::from_micros(u64::try_from(wait).unwrap_or(0))
             });
             let flush_deadline = self.held.since.map(|t| t + GROUP_FLUSH_EVERY);
-            let deadline = match (core_deadline, flush_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [core_deadline, flush_deadline, Some(next_catch_up)]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 // Biased: life-critical first, then ticks, then the bulk lane.
                 biased;
                 // Cancel-safe: `recv` loses nothing when another branch wins.
                 () = shutdown.cancelled() => break,
-                Some(s) = self.critical.recv() => inputs.push((Input::Signal(s), None)),
-                Some(c) = self.commands.recv() => inputs.push((c.input, Some(c.reply))),
-                () = sleep_until(deadline) => inputs.push((Input::Tick, None)),
-                Some(s) = self.bulk.recv() => inputs.push((Input::Signal(s), None)),
+                Some(s) = self.critical.recv() => inputs.push(Item::signal(s)),
+                Some(c) = self.commands.recv() => inputs.push(Item::command(c)),
+                () = sleep_until(deadline) => inputs.push(Item::tick()),
+                Some(s) = self.bulk.recv() => inputs.push(Item::signal(s)),
                 else => break,
             }
             // Take whatever else is waiting without waiting: all life-critical first, then
             // operators' commands, then the rest.
             while inputs.len() < self.cfg.max_batch {
                 match self.critical.try_recv() {
-                    Ok(s) => inputs.push((Input::Signal(s), None)),
+                    Ok(s) => inputs.push(Item::signal(s)),
                     Err(_) => break,
                 }
             }
             while inputs.len() < self.cfg.max_batch {
                 match self.commands.try_recv() {
-                    Ok(c) => inputs.push((c.input, Some(c.reply))),
+                    Ok(c) => inputs.push(Item::command(c)),
                     Err(_) => break,
                 }
             }
             // A batch holding a life-critical signal or a command commits without bulk
             // inputs: a storm's batches carry large group-incident records, and the pendant
             // must not wait for one of those to commit on top of the one already in flight.
-            let urgent =
-                inputs.iter().any(|(_, reply)| reply.is_some()) || self.critical_in(&inputs);
+            let urgent = inputs.iter().any(|i| i.reply.is_some()) || self.critical_in(&inputs);
             while !urgent && inputs.len() < self.cfg.max_batch {
                 match self.bulk.try_recv() {
-                    Ok(s) => inputs.push((Input::Signal(s), None)),
+                    Ok(s) => inputs.push(Item::signal(s)),
                     Err(_) => break,
                 }
             }
             let batch = std::mem::take(&mut inputs);
-            self.process(batch, false, urgent, &shutdown).await;
+            let mode = if urgent { Mode::Urgent } else { Mode::Bulk };
+            self.process(batch, mode, &shutdown).await;
+            if self.catch_up {
+                // A commit failed and later ones succeed: the database is back, so look for
+                // what the failed one left untriaged at the next catch-up, soon.
+                next_catch_up = next_catch_up.min(tokio::time::Instant::now() + CATCH_UP_AGE);
+            }
         }
         // Write held group changes before stopping: one attempt (shutdown is already under
         // way); if it fails, their signals are replayed on the next start.
-        if !self.held.marks.is_empty() {
-            self.process(Vec::new(), true, true, &shutdown).await;
+        if !self.held.is_empty() {
+            self.process(Vec::new(), Mode::Final, &shutdown).await;
         }
         self.await_background().await;
     }
 
+    /// Publishes how many inputs wait in each lane.
+    fn lane_depths(&self) {
+        for (lane, n) in [
+            ("life_critical", self.critical.len()),
+            ("bulk", self.bulk.len()),
+            ("commands", self.commands.len()),
+        ] {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!(m::ENGINE_LANE_DEPTH, "lane" => lane).set(n as f64);
+        }
+    }
+
     /// Whether any input is a signal from the life-critical lane.
-    fn critical_in(&self, inputs: &[(Input, Option<oneshot::Sender<Vec<Effect>>>)]) -> bool {
-        inputs.iter().any(|(i, _)| {
-            matches!(i, Input::Signal(s) if lane_of(&s.what, s.device.as_ref(), self.core.classifier()) == Priority::LifeCritical)
+    fn critical_in(&self, inputs: &[Item]) -> bool {
+        inputs.iter().any(|i| {
+            matches!(&i.input, Input::Signal(s) if lane_of(&s.what, s.device.as_ref(), self.core.classifier()) == Priority::LifeCritical)
         })
     }
 
-    /// Runs inputs through the core and persists the result, retrying until it is durable.
+    /// Runs one input through the core. A panic in the core (a bug; the core is written and
+    /// fuzzed never to) is isolated to this input: its partial effects are dropped, it is
+    /// counted and logged, and a signal is offered again as an unreadable signal ("could not
+    /// triage"), so it still reaches an operator and the engine goes on.
+    fn handle(&mut self, input: Input, effects: &mut Vec<Effect>) -> Result<(), String> {
+        let from = effects.len();
+        let at = now();
+        let retry = match &input {
+            Input::Signal(s) => Some(s.clone()),
+            _ => None,
+        };
+        let kind = input_kind(&input);
+        let core = &mut self.core;
+        let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            core.handle_into(input, at, effects);
+        })) else {
+            return Ok(());
+        };
+        effects.truncate(from);
+        let message = panic_message(&*panic);
+        metrics::counter!(m::ENGINE_INPUT_FAILURES, "input" => kind).increment(1);
+        tracing::error!(input = kind, error = %message, "triage failed on an input; isolated");
+        let Some(mut s) = retry else {
+            return Err(message);
+        };
+        s.what = SignalWhat::Unknown {
+            raw_summary: warden_core::clip(
+                &format!(
+                    "could not triage ({message}): {}",
+                    warden_core::describe(&s.what)
+                ),
+                warden_core::MAX_SUMMARY_BYTES,
+            ),
+        };
+        let core = &mut self.core;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            core.handle_into(Input::Signal(s), at, effects);
+        })) {
+            Ok(()) => Ok(()),
+            Err(again) => {
+                effects.truncate(from);
+                Err(panic_message(&*again))
+            }
+        }
+    }
+
+    /// Runs inputs through the core and persists the result. `false` when the batch could
+    /// not be stored (given up after its attempts, or shutdown came first): its commands
+    /// are answered with an error and its signals stay untriaged for the catch-up.
     async fn process(
         &mut self,
-        inputs: Vec<(Input, Option<oneshot::Sender<Vec<Effect>>>)>,
-        flush: bool,
-        urgent: bool,
+        inputs: Vec<Item>,
+        mode: Mode,
         shutdown: &CancellationToken,
-    ) {
+    ) -> bool {
+        self.health.busy();
+        let done = self.process_inner(inputs, mode, shutdown).await;
+        self.health.progressed();
+        done
+    }
+
+    async fn process_inner(
+        &mut self,
+        inputs: Vec<Item>,
+        mode: Mode,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let mut effects = Vec::new();
         let mut triaged = Vec::new();
-        let mut replies = Vec::new();
+        let mut replies: Vec<(Reply, std::ops::Range<usize>)> = Vec::new();
         // Effects of signals held back (see `Held`), by index range into `effects`.
         let mut held_ranges = Vec::new();
-        for (mut input, reply) in inputs {
-            let signal = match &input {
-                Input::Signal(s) => Some(Uuid::from_u128(s.id.0)),
-                _ => None,
-            };
+        for Item {
+            mut input,
+            reply,
+            mark,
+        } in inputs
+        {
+            let is_signal = matches!(input, Input::Signal(_));
             if let Input::Signal(s) = &mut input {
                 // A signal names its device by id only; the registry holds the rest (test
                 // interval, area, type, client), which the signal must not overwrite.
@@ -443,20 +694,25 @@ impl Engine {
             }
             self.report.inputs += 1;
             let from = effects.len();
-            self.core.handle_into(input, now(), &mut effects);
+            let handled = self.handle(input, &mut effects);
             if let Some(reply) = reply {
-                replies.push((reply, from..effects.len()));
-            } else if let Some(id) = signal {
+                match handled {
+                    Ok(()) => replies.push((reply, from..effects.len())),
+                    Err(e) => {
+                        let _ = reply.send(Err(EngineError::Failed(e)));
+                    }
+                }
+            } else if is_signal && handled.is_ok() {
                 match self.group_only(&effects[from..]) {
                     Some(groups) => {
-                        self.held.marks.push(id);
+                        self.held.marks.extend(mark);
                         self.held.groups.extend(groups);
                         self.held
                             .since
                             .get_or_insert_with(tokio::time::Instant::now);
                         held_ranges.push(from..effects.len());
                     }
-                    None => triaged.push(id),
+                    None => triaged.extend(mark),
                 }
             }
         }
@@ -481,9 +737,11 @@ impl Engine {
             .held
             .since
             .is_some_and(|t| t.elapsed() >= GROUP_FLUSH_EVERY);
-        let flush =
-            !self.held.marks.is_empty() && (flush || due || touches_held || !replies.is_empty());
-        let held = if flush {
+        let flush_held = matches!(mode, Mode::Replay | Mode::Final)
+            || due
+            || touches_held
+            || !replies.is_empty();
+        let held = if flush_held && !self.held.is_empty() {
             std::mem::take(&mut self.held)
         } else {
             Held::default()
@@ -491,35 +749,28 @@ impl Engine {
         triaged.extend(held.marks.iter().copied());
         own.extend(held.effects.iter());
         let mut batch = self.batch(triaged, &own, &held.groups);
-        batch.must_flush = !replies.is_empty();
+        // A batch that answers someone, or that offers a life-critical alarm, waits for the
+        // WAL flush: neither may be lost in a Postgres crash while Warden runs on.
+        batch.must_flush = !replies.is_empty()
+            || own.iter().any(|e| {
+                matches!(
+                    e,
+                    Effect::Offer {
+                        priority: Priority::LifeCritical,
+                        ..
+                    }
+                )
+            });
         if batch.is_empty() {
             for (reply, range) in replies {
-                let _ = reply.send(effects[range].to_vec());
+                let _ = reply.send(Ok(effects[range].to_vec()));
             }
-            return;
+            return true;
         }
         let published = self.published(&effects, &batch);
         let ids: BTreeSet<i64> = batch.incidents.iter().map(|i| i.id).collect();
         self.report.batches += 1;
-        if urgent {
-            // Inline, at once: it waits for a background commit only when both write the
-            // same incident (the rows must land in order).
-            if self
-                .background
-                .as_ref()
-                .is_some_and(|bg| !bg.incidents.is_disjoint(&ids))
-            {
-                self.await_background().await;
-            }
-            if !commit(&self.store, &batch, shutdown).await {
-                return;
-            }
-            published.publish(&self.changes);
-            for (reply, range) in replies {
-                // The asker may have given up (timeout, disconnect): the effects stand anyway.
-                let _ = reply.send(effects[range].to_vec());
-            }
-        } else {
+        if mode == Mode::Bulk {
             // Bulk batches commit in the background, one at a time and in order, so that a
             // life-critical signal arriving meanwhile is committed beside it instead of
             // after it. The core has already moved on; its effects are published once
@@ -528,24 +779,64 @@ impl Engine {
             let store = self.store.clone();
             let changes = self.changes.clone();
             let shutdown = shutdown.clone();
-            let task = tokio::spawn(async move {
-                if commit(&store, &batch, &shutdown).await {
-                    published.publish(&changes);
+            let task = tokio::spawn(
+                async move {
+                    let stored = commit(&store, batch, &shutdown).await;
+                    if stored {
+                        published.publish(&changes);
+                    }
+                    stored
                 }
-            });
+                .in_current_span(),
+            );
             self.background = Some(Background {
                 incidents: ids,
                 task,
             });
+            return true;
         }
+        // Inline, at once: it waits for a background commit only when both write the same
+        // incident (the rows must land in order).
+        if self
+            .background
+            .as_ref()
+            .is_some_and(|bg| !bg.incidents.is_disjoint(&ids))
+        {
+            self.await_background().await;
+        }
+        let stored = if mode == Mode::Final {
+            commit_once(&self.store, &batch).await.is_ok()
+        } else {
+            commit(&self.store, batch, shutdown).await
+        };
+        if !stored {
+            self.catch_up = true;
+            for (reply, _) in replies {
+                let _ = reply.send(Err(EngineError::Failed(
+                    "its effects could not be stored; nothing was recorded".into(),
+                )));
+            }
+            return false;
+        }
+        published.publish(&self.changes);
+        for (reply, range) in replies {
+            // The asker may have given up (timeout, disconnect): the effects stand anyway.
+            let _ = reply.send(Ok(effects[range].to_vec()));
+        }
+        true
     }
 
     /// Waits for the bulk batch committing in the background, if any.
     async fn await_background(&mut self) {
-        if let Some(bg) = self.background.take()
-            && let Err(e) = bg.task.await
-        {
-            tracing::error!(error = %e, "background triage commit task failed");
+        if let Some(bg) = self.background.take() {
+            match bg.task.await {
+                Ok(true) => {}
+                Ok(false) => self.catch_up = true,
+                Err(e) => {
+                    self.catch_up = true;
+                    tracing::error!(error = %e, "background triage commit task failed");
+                }
+            }
         }
     }
 
@@ -677,7 +968,8 @@ impl Engine {
 #[derive(Debug)]
 struct Background {
     incidents: BTreeSet<i64>,
-    task: tokio::task::JoinHandle<()>,
+    /// `true` once committed; `false` when given up.
+    task: tokio::task::JoinHandle<bool>,
 }
 
 /// What a batch announces once it is durable: metrics, logs and the change feed.
@@ -721,29 +1013,89 @@ impl Published {
     }
 }
 
-/// Commits one batch, retrying until it is durable; `false` if shutdown came first.
-async fn commit(store: &Store, batch: &TriageBatch, shutdown: &CancellationToken) -> bool {
+/// Commits one batch, retrying transient failures with backoff; `false` when it could not
+/// be stored: shutdown came first, Postgres refused its data even with every text made
+/// storable, or it failed [`MAX_COMMIT_ATTEMPTS`] times. A batch given up is logged and
+/// counted; its signals stay untriaged and the catch-up offers them again.
+async fn commit(store: &Store, mut batch: TriageBatch, shutdown: &CancellationToken) -> bool {
     let mut delay = Duration::from_millis(100);
-    loop {
-        let started = std::time::Instant::now();
-        match store.commit_triage(batch).await {
-            Ok(()) => {
-                metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
-                return true;
+    let mut sanitized = false;
+    for attempt in 1..=MAX_COMMIT_ATTEMPTS {
+        let reason = match commit_once(store, &batch).await {
+            Ok(()) => return true,
+            Err(CommitFailure::Refused(e)) if !sanitized => {
+                // Postgres refused the data (a NUL in an operator's note, say): retry once
+                // with every text made storable before giving the batch up.
+                tracing::warn!(error = %e, "triage batch refused; retrying with sanitised text");
+                batch.sanitize();
+                sanitized = true;
+                continue;
             }
-            Err(e) => {
-                // The core has moved on; its effects must become durable before anything that
-                // depends on them, so the engine holds here (ingest keeps committing signals,
-                // which a restart would replay).
-                tracing::error!(error = %e, retry_in = ?delay, "triage batch not persisted; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
+            Err(CommitFailure::Refused(e)) => {
+                metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => "refused").increment(1);
+                tracing::error!(error = %e, "triage batch refused by the database; given up, its signals will be offered again");
+                return false;
             }
+            Err(CommitFailure::Timeout) => "timeout",
+            Err(CommitFailure::Database(e)) => {
+                tracing::error!(error = %e, attempt, retry_in = ?delay, "triage batch not persisted; retrying");
+                "database"
+            }
+        };
+        metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => reason).increment(1);
+        if reason == "timeout" {
+            tracing::error!(attempt, timeout = ?DB_TIMEOUT, retry_in = ?delay, "triage batch commit timed out; retrying");
         }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
+    tracing::error!(
+        attempts = MAX_COMMIT_ATTEMPTS,
+        "triage batch given up; its signals will be offered again"
+    );
+    false
+}
+
+/// Why one commit attempt failed.
+#[derive(Debug)]
+enum CommitFailure {
+    Timeout,
+    /// Postgres refused the data itself; the same batch will fail again.
+    Refused(StoreError),
+    Database(StoreError),
+}
+
+/// One commit attempt, bounded by [`DB_TIMEOUT`].
+async fn commit_once(store: &Store, batch: &TriageBatch) -> Result<(), CommitFailure> {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(DB_TIMEOUT, store.commit_triage(batch)).await {
+        Ok(Ok(())) => {
+            metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Ok(Err(e)) if e.is_data_error() => Err(CommitFailure::Refused(e)),
+        Ok(Err(e)) => Err(CommitFailure::Database(e)),
+        Err(_) => Err(CommitFailure::Timeout),
+    }
+}
+
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::Signal(_) => "signal",
+        Input::Tick => "tick",
+        _ => "command",
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 fn row_of(i: &Incident) -> IncidentRow {

@@ -10,10 +10,10 @@
 //! never triaged, so a crash between commit and triage loses nothing.
 
 mod engine;
-mod what;
+mod health;
 
 pub use engine::{
-    Changes, CommittedSignal, EngineConfig, EngineHandle, EngineReport, EngineStopped, device_info,
+    Changes, CommittedSignal, EngineConfig, EngineError, EngineHandle, EngineReport, device_info,
     spawn,
 };
-pub use what::signal_what;
+pub use health::{EngineHealth, EngineState, STALL_AFTER};

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use warden_core::{Actor, Effect, IncidentId, Input, Micros, RejectReason};
+use warden_core::{
+    Actor, AlarmKind, Decoded, Effect, IncidentId, Input, Micros, RejectReason, SignalWhat,
+};
 use warden_engine::{CommittedSignal, EngineConfig, EngineHandle, spawn};
 use warden_store::Store;
 
@@ -25,13 +26,7 @@ async fn device(pool: &PgPool, account: &str, interval: Option<i32>) -> i64 {
 }
 
 /// Stores a signal the way ingest does, and returns it ready to hand to the engine.
-async fn signal(
-    pool: &PgPool,
-    device: i64,
-    kind: &str,
-    decoded: &serde_json::Value,
-    at: OffsetDateTime,
-) -> Uuid {
+async fn signal(pool: &PgPool, device: i64, decoded: &Decoded, at: OffsetDateTime) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO signals (id, source, link_id, device_id, kind, raw, decoded, received_at) \
@@ -39,8 +34,8 @@ async fn signal(
     )
     .bind(id)
     .bind(device)
-    .bind(kind)
-    .bind(decoded)
+    .bind(decoded.kind_label())
+    .bind(decoded.to_json())
     .bind(at)
     .execute(pool)
     .await
@@ -48,13 +43,7 @@ async fn signal(
     id
 }
 
-async fn submit(
-    engine: &EngineHandle,
-    id: Uuid,
-    device: i64,
-    kind: &str,
-    decoded: &serde_json::Value,
-) {
+async fn submit(engine: &EngineHandle, id: Uuid, device: i64, decoded: &Decoded) {
     let ok = engine
         .submit(&CommittedSignal {
             id,
@@ -62,12 +51,15 @@ async fn submit(
             link: "mqtt:test",
             account: None,
             device_id: Some(device),
-            kind,
             decoded,
             received_at: OffsetDateTime::now_utc(),
         })
         .await;
     assert!(ok, "engine stopped");
+}
+
+fn heartbeat() -> Decoded {
+    Decoded::new(vec![SignalWhat::Heartbeat], serde_json::Value::Null)
 }
 
 async fn wait_for(pool: &PgPool, sql: &str, want: i64, within: Duration) -> bool {
@@ -101,9 +93,15 @@ async fn a_claim_is_answered_after_it_is_durable_and_a_second_claim_is_refused(p
         .await
         .expect("engine");
     let dev = device(&pool, "pend-1", None).await;
-    let press = json!({"alarm": {"kind": "pendant"}});
-    let id = signal(&pool, dev, "event", &press, OffsetDateTime::now_utc()).await;
-    submit(&engine, id, dev, "event", &press).await;
+    let press = Decoded::new(
+        vec![SignalWhat::Mqtt {
+            kind: AlarmKind::Pendant,
+            restore: false,
+        }],
+        serde_json::Value::Null,
+    );
+    let id = signal(&pool, dev, &press, OffsetDateTime::now_utc()).await;
+    submit(&engine, id, dev, &press).await;
     assert!(
         wait_for(
             &pool,
@@ -165,9 +163,9 @@ async fn a_signal_does_not_erase_its_devices_test_interval(pool: PgPool) {
     let (engine, task) = spawn(store, fast_supervision(), stop.clone())
         .await
         .expect("engine");
-    let beat = json!({});
-    let id = signal(&pool, dev, "heartbeat", &beat, OffsetDateTime::now_utc()).await;
-    submit(&engine, id, dev, "heartbeat", &beat).await;
+    let beat = heartbeat();
+    let id = signal(&pool, dev, &beat, OffsetDateTime::now_utc()).await;
+    submit(&engine, id, dev, &beat).await;
     // The signal names the device by id only; the registry's interval must survive it, so
     // silence after the heartbeat still raises fail to report.
     assert!(
@@ -190,13 +188,13 @@ async fn after_a_restart_supervision_counts_from_when_the_unit_was_last_heard(po
     // 10 minutes ago, while the engine was down: it is overdue the moment the engine starts.
     let late = device(&pool, "unit-late", Some(60)).await;
     let fresh = device(&pool, "unit-fresh", Some(60)).await;
-    let beat = json!({});
+    let beat = heartbeat();
     let now = OffsetDateTime::now_utc();
     for (dev, at) in [
         (late, now - Duration::from_mins(10)),
         (fresh, now - Duration::from_secs(5)),
     ] {
-        let id = signal(&pool, dev, "heartbeat", &beat, at).await;
+        let id = signal(&pool, dev, &beat, at).await;
         sqlx::query("INSERT INTO triaged (signal_id) VALUES ($1)")
             .bind(id)
             .execute(&pool)

@@ -1,23 +1,38 @@
 //! An in-memory view of registered devices, so the hot path resolves an account without a
-//! database round trip.
+//! database round trip. It follows registry edits at once: a trigger on `devices` notifies
+//! every change, and [`DeviceCache::follow`] forgets the changed account (see
+//! `warden_store::DeviceListener`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use warden_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use warden_store::{DeviceProtocol, Store, StoreError};
 
-/// How long "no such account" is remembered before the database is asked again; a unit
-/// registered by an installer is picked up within this time.
+/// How long "no such account" is remembered when no change notice can be received (the
+/// listener is reconnecting); while it listens, a registration is seen at once.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+
+/// Most remembered unknown accounts: a flood of random accounts cannot grow the cache.
+const MAX_UNKNOWN: usize = 10_000;
+
+/// What ingest needs to know of a registered device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedDevice {
+    /// `devices.id`.
+    pub id: i64,
+    /// The protocol it is registered with.
+    pub protocol: DeviceProtocol,
+}
 
 #[derive(Debug, Default)]
 struct Inner {
-    known: HashMap<String, i64>,
+    known: HashMap<String, CachedDevice>,
     unknown: HashMap<String, Instant>,
 }
 
-/// Account → device id, loaded at start and filled on demand.
+/// Account → device, loaded at start and filled on demand.
 #[derive(Debug, Clone)]
 pub struct DeviceCache {
     store: Store,
@@ -28,7 +43,18 @@ impl DeviceCache {
     /// Loads every registered device.
     pub async fn load(store: Store) -> Result<Self, StoreError> {
         let devices = store.devices().await?;
-        let known = devices.into_iter().map(|d| (d.account, d.id)).collect();
+        let known = devices
+            .into_iter()
+            .map(|d| {
+                (
+                    d.account,
+                    CachedDevice {
+                        id: d.id,
+                        protocol: d.protocol,
+                    },
+                )
+            })
+            .collect();
         Ok(Self {
             store,
             inner: Arc::new(RwLock::new(Inner {
@@ -47,18 +73,24 @@ impl DeviceCache {
         }
     }
 
-    /// The device id for an account, `Ok(None)` when no device is registered for it, or
-    /// the database error when it could not be asked. An error is never remembered as
-    /// "unknown": the caller must treat it as "not durable yet" (NAK, or retry before
-    /// PUBACK), so a registered unit's alarm is never quarantined because of an outage.
-    pub async fn resolve(&self, account: &str) -> Result<Option<i64>, StoreError> {
+    fn inner(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The device registered for an account, `Ok(None)` when there is none, or the database
+    /// error when it could not be asked. An error is never remembered as "unknown": the
+    /// caller must treat it as "not durable yet" (NAK, or retry before PUBACK), so a
+    /// registered unit's alarm is never misattributed because of an outage.
+    pub async fn resolve(&self, account: &str) -> Result<Option<CachedDevice>, StoreError> {
         {
             let inner = self
                 .inner
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(id) = inner.known.get(account) {
-                return Ok(Some(*id));
+            if let Some(d) = inner.known.get(account) {
+                return Ok(Some(*d));
             }
             if inner
                 .unknown
@@ -68,22 +100,75 @@ impl DeviceCache {
                 return Ok(None);
             }
         }
-        let found = self.store.device_by_account(account).await?.map(|d| d.id);
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(id) = found {
+        let found = self
+            .store
+            .device_by_account(account)
+            .await?
+            .map(|d| CachedDevice {
+                id: d.id,
+                protocol: d.protocol,
+            });
+        let mut inner = self.inner();
+        if let Some(d) = found {
             inner.unknown.remove(account);
-            inner.known.insert(account.to_owned(), id);
+            inner.known.insert(account.to_owned(), d);
         } else {
-            // Bound the negative cache so a flood of random accounts cannot grow it.
-            if inner.unknown.len() > 10_000 {
+            if inner.unknown.len() >= MAX_UNKNOWN {
                 inner.unknown.clear();
             }
             inner.unknown.insert(account.to_owned(), Instant::now());
         }
         Ok(found)
+    }
+
+    /// Forgets one account, so the next signal asks the database.
+    pub fn forget(&self, account: &str) {
+        let mut inner = self.inner();
+        inner.known.remove(account);
+        inner.unknown.remove(account);
+    }
+
+    /// Forgets every account (after missing change notices).
+    pub fn forget_all(&self) {
+        let mut inner = self.inner();
+        inner.known.clear();
+        inner.unknown.clear();
+    }
+
+    /// Follows registry edits until `shutdown`: each notified account is forgotten at once.
+    /// While the listener is disconnected notices may be missed, so the whole cache is
+    /// forgotten on every (re)connection.
+    pub async fn follow(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(250);
+        while !shutdown.is_cancelled() {
+            match self.store.device_listener().await {
+                Ok(mut listener) => {
+                    self.forget_all();
+                    backoff = Duration::from_millis(250);
+                    loop {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            // Cancel-safe: `recv` keeps undelivered notices in the listener.
+                            n = listener.recv() => match n {
+                                Ok(account) => self.forget(&account),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "device change listener lost; reconnecting");
+                                    break;
+                                }
+                            },
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "device change listener could not connect");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
     }
 
     /// Number of devices known to the cache.

@@ -6,14 +6,20 @@
 //! NAK and resends, an MQTT message stays un-PUBACKed and is retried here, and if the
 //! process dies the broker redelivers it on reconnect (persistent session).
 //!
-//! Bad input (undecodable frames, bad JSON, unknown schema versions, oversized payloads,
-//! unknown accounts) is written to the quarantine table with its raw bytes and a reason,
-//! counted in `warden_signals_rejected_total{source,reason}`, and never stops the link.
+//! Bad input is written to the quarantine table with its raw bytes and a reason, counted
+//! in `warden_signals_rejected_total{source,reason}`, and never stops the link. Input that
+//! is well framed but cannot be attributed or read (an unknown account, a device registered
+//! for another protocol, a payload that does not parse, a frame of an undecoded protocol,
+//! a record Postgres refuses) is also stored as a signal and triaged, so it reaches an
+//! operator as an incident; only input addressed to no device (line noise, a bad topic) is
+//! quarantined alone.
 
 pub mod devices;
 pub mod mqtt;
 mod record;
 pub mod serial;
+mod supervise;
 
 pub use devices::DeviceCache;
 pub use record::Ingest;
+pub use supervise::supervise;

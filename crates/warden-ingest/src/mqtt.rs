@@ -27,7 +27,8 @@ use warden_store::Source;
 use warden_telemetry as m;
 
 use crate::Ingest;
-use crate::record::{Arrival, Outcome};
+use crate::record::{Arrival, MQTT_PROTOCOLS, Outcome, RECEIVER_PROTOCOLS};
+use warden_core::Decoded;
 
 /// MQTT connection settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,10 +341,9 @@ async fn write(
     received_at: OffsetDateTime,
 ) -> Result<Outcome, warden_store::WriteError> {
     let raw = publish.payload.to_vec();
-    let parsed = payload::parse_topic(prefix, &publish.topic)
-        .and_then(|device| payload::parse_payload(device, &publish.payload));
-    let uplink = match parsed {
-        Ok(u) => u,
+    let device = match payload::parse_topic(prefix, &publish.topic) {
+        Ok(device) => device,
+        // Not addressed to any device: noise to keep, not a signal to triage.
         Err(e) => {
             return ingest
                 .reject(
@@ -357,26 +357,35 @@ async fn write(
                 .await;
         }
     };
+    let uplink = match payload::parse_payload(device, &publish.payload) {
+        Ok(u) => u,
+        // From a device topic but unreadable (bad JSON, unknown version, oversized): it may
+        // be an alarm in a format this version does not read, so it reaches an operator.
+        Err(e) => {
+            return ingest
+                .unreadable(
+                    Source::Mqtt,
+                    link.to_owned(),
+                    Some(device.to_owned()),
+                    MQTT_PROTOCOLS,
+                    evidence(publish, raw),
+                    e.reason(),
+                    reason(publish, &e),
+                    received_at,
+                )
+                .await;
+        }
+    };
     if let Body::Presence(p) = &uplink.body {
         metrics::counter!(m::DEVICE_PRESENCE, "state" => if matches!(p, payload::Presence::Online) { "online" } else { "offline" })
             .increment(1);
     }
-    // A bridge's Contact ID message names the real device by its account; anything else is
-    // the device that published.
-    let account = match &uplink.body {
-        Body::ContactId { message, .. } => message.account.to_string(),
-        _ => uplink.device_id.clone(),
+    // A bridge's Contact ID message names the panel by its account, registered as a
+    // receiver protocol; anything else speaks for the device that published.
+    let (account, speaks) = match &uplink.body {
+        Body::ContactId { message, .. } => (message.account.to_string(), RECEIVER_PROTOCOLS),
+        _ => (uplink.device_id.clone(), MQTT_PROTOCOLS),
     };
-    let mut decoded = serde_json::to_value(&uplink.payload).unwrap_or_default();
-    if let (Body::ContactId { message, .. }, Some(obj)) = (&uplink.body, decoded.as_object_mut()) {
-        obj.insert(
-            "decoded_contact_id".into(),
-            serde_json::to_value(message).unwrap_or_default(),
-        );
-    }
-    if let Some(obj) = decoded.as_object_mut() {
-        obj.insert("device_id".into(), uplink.device_id.clone().into());
-    }
     let dedupe_key = uplink
         .msg_id
         .as_ref()
@@ -386,9 +395,9 @@ async fn write(
             source: Source::Mqtt,
             link_id: link.to_owned(),
             account: Some(account),
-            kind: uplink.body.kind(),
+            speaks,
             raw,
-            decoded,
+            decoded: Decoded::from_uplink(&uplink),
             received_at,
             dedupe_key,
         })

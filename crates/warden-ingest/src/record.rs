@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
-use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
+use warden_core::{Decoded, Problem, clip};
 use warden_store::{
-    Committed, LinkKind, NewQuarantine, NewSignal, Record, Source, WriteError, WriterHandle,
+    Committed, DeviceProtocol, LinkKind, NewQuarantine, NewSignal, Record, Source, WriteError,
+    WriterHandle,
 };
 use warden_telemetry as m;
 
@@ -31,13 +32,23 @@ pub struct Ingest {
 pub(crate) struct Arrival {
     pub source: Source,
     pub link_id: String,
+    /// The account the signal names, when the protocol has one.
     pub account: Option<String>,
-    pub kind: &'static str,
+    /// The protocols a device registered for `account` may use to speak on this path: a
+    /// signal from any other path may not speak for it (an MQTT topic naming a serial
+    /// panel's account, say).
+    pub speaks: &'static [DeviceProtocol],
     pub raw: Vec<u8>,
-    pub decoded: Value,
+    pub decoded: Decoded,
     pub received_at: OffsetDateTime,
     pub dedupe_key: Option<String>,
 }
+
+/// Protocols a Sur-Gard receiver reports for: Contact ID and SIA panels.
+pub(crate) const RECEIVER_PROTOCOLS: &[DeviceProtocol] =
+    &[DeviceProtocol::ContactId, DeviceProtocol::Sia];
+/// An MQTT uplink speaks only for a device registered with protocol `mqtt`.
+pub(crate) const MQTT_PROTOCOLS: &[DeviceProtocol] = &[DeviceProtocol::Mqtt];
 
 /// How a record ended, for the adapter to answer its peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,81 +68,101 @@ impl Outcome {
 }
 
 impl Ingest {
-    /// Resolves the account, then writes the signal, or quarantines it when the account is
-    /// unknown. Resolves only after commit.
-    pub(crate) async fn signal(&self, a: Arrival) -> Result<Outcome, WriteError> {
+    /// Resolves the account and writes the signal. A signal that cannot be attributed to a
+    /// registered device (unknown account, a device registered for another protocol) is
+    /// still stored and triaged, without a device and marked with its [`Problem`], so an
+    /// operator sees it; its bytes also go to quarantine as evidence for the supervisors'
+    /// "rejected signals" view. Resolves only after commit.
+    pub(crate) async fn signal(&self, mut a: Arrival) -> Result<Outcome, WriteError> {
         metrics::counter!(m::SIGNALS_RECEIVED, "source" => a.source.as_str()).increment(1);
         let device_id = match &a.account {
             Some(acct) => match self.devices.resolve(acct).await {
-                Ok(Some(id)) => Some(id),
+                Ok(Some(dev)) if a.speaks.contains(&dev.protocol) => Some(dev.id),
+                Ok(Some(dev)) => {
+                    a.decoded = a.decoded.with_problem(Problem::ProtocolMismatch {
+                        account: acct.clone(),
+                        registered: dev.protocol.as_str().to_owned(),
+                        arrived: a.source.as_str().to_owned(),
+                    });
+                    None
+                }
                 Ok(None) => {
-                    let reason = format!("unknown account {acct:?} on link {}", a.link_id);
-                    return self
-                        .quarantine_counted(
-                            a.source,
-                            a.link_id,
-                            a.raw,
-                            "unknown_account",
-                            reason,
-                            a.received_at,
-                        )
-                        .await;
+                    a.decoded = a.decoded.with_problem(Problem::UnknownAccount {
+                        account: acct.clone(),
+                    });
+                    None
                 }
                 // Not known to be durable: the adapter NAKs or retries before PUBACK.
                 Err(e) => return Err(WriteError::Commit(format!("device lookup failed: {e}"))),
             },
             None => None,
         };
-        let id = Uuid::now_v7();
-        // Kept for quarantine should the database refuse the record itself.
-        let raw = a.raw.clone();
-        let for_engine = self
-            .engine
-            .as_ref()
-            .map(|_| (a.link_id.clone(), a.account.clone(), a.decoded.clone()));
-        let rec = Record::Signal(NewSignal {
-            id,
-            source: a.source,
-            link_id: a.link_id.clone(),
-            account: a.account,
-            device_id,
-            kind: a.kind.to_owned(),
-            raw: a.raw,
-            decoded: a.decoded,
-            received_at: a.received_at,
-            dedupe_key: a.dedupe_key,
+        let evidence = a.decoded.problem.as_ref().map(|p| {
+            self.quarantine_counted(
+                a.source,
+                a.link_id.clone(),
+                a.raw.clone(),
+                p.code(),
+                format!("{p}; stored as a signal without a device and triaged"),
+                a.received_at,
+            )
         });
-        let written = match self.writer.write(rec).await {
-            // Postgres refused this one record for its data (the writer isolates it from
-            // its batch): keep it as evidence in quarantine instead of retrying forever.
+        let stored = self.store_signal(&a, device_id, a.decoded.to_json());
+        let written = match evidence {
+            // Written side by side, so the writer commits both in one batch. The evidence
+            // row is a convenience for supervisors; the signal is what the sender waits for.
+            Some(evidence) => {
+                let (stored, evidence) = tokio::join!(stored, evidence);
+                if let Err(e) = evidence {
+                    tracing::error!(error = %e, "could not keep the evidence of a problem signal");
+                }
+                stored
+            }
+            None => stored.await,
+        };
+        let written = match written {
+            // Postgres refused this record for its data (the writer isolates it from its
+            // batch). Keep the bytes in quarantine and store a stand-in that carries the
+            // same events without the decoder's text, so the alarm still reaches a person.
             Err(WriteError::Rejected { code, message }) => {
                 let reason = format!("database refused the signal ({code}): {message}");
-                return self
-                    .quarantine_counted(
+                let problem = Problem::DatabaseRefused {
+                    message: clip(&reason, 300),
+                };
+                let (_, stand_in) = tokio::join!(
+                    self.quarantine_counted(
                         a.source,
-                        a.link_id,
-                        raw,
-                        "db_rejected",
+                        a.link_id.clone(),
+                        a.raw.clone(),
+                        problem.code(),
                         reason,
                         a.received_at,
-                    )
-                    .await;
+                    ),
+                    async {
+                        let mut d = a.decoded.clone().sanitized();
+                        d.frame = serde_json::Value::Null;
+                        d = d.with_problem(problem.clone());
+                        a.account = a.account.as_deref().map(without_nul);
+                        a.link_id = without_nul(&a.link_id);
+                        a.decoded = d;
+                        self.store_signal(&a, device_id, a.decoded.to_json()).await
+                    }
+                );
+                stand_in?
             }
             other => other?,
         };
         match written {
             Committed::Stored(id) => {
-                if let (Some(engine), Some((link, account, decoded))) = (&self.engine, &for_engine)
-                {
+                if let Some(engine) = &self.engine {
                     let handed = engine
                         .submit(&CommittedSignal {
                             id,
                             source: a.source,
-                            link,
-                            account: account.as_deref(),
+                            link: &a.link_id,
+                            account: a.account.as_deref(),
                             device_id,
-                            kind: a.kind,
-                            decoded,
+                            decoded: &a.decoded,
                             received_at: a.received_at,
                         })
                         .await;
@@ -148,12 +179,81 @@ impl Ingest {
                 tracing::info!(source = a.source.as_str(), key = %existing_key, "redelivered signal recognised");
                 metrics::counter!(m::SIGNALS_DUPLICATE, "source" => a.source.as_str()).increment(1);
                 Ok(Outcome::Stored {
-                    id,
+                    id: Uuid::nil(),
                     duplicate: true,
                 })
             }
             Committed::Quarantined(id) => Ok(Outcome::Quarantined { id }),
         }
+    }
+
+    /// Writes one signal row; resolves after COMMIT.
+    async fn store_signal(
+        &self,
+        a: &Arrival,
+        device_id: Option<i64>,
+        decoded: serde_json::Value,
+    ) -> Result<Committed, WriteError> {
+        self.writer
+            .write(Record::Signal(NewSignal {
+                id: Uuid::now_v7(),
+                source: a.source,
+                link_id: a.link_id.clone(),
+                account: a.account.clone(),
+                device_id,
+                kind: a.decoded.kind_label().to_owned(),
+                raw: a.raw.clone(),
+                decoded,
+                received_at: a.received_at,
+                dedupe_key: a.dedupe_key.clone(),
+            }))
+            .await
+    }
+
+    /// Well-framed input that could not be decoded: kept in quarantine, and stored and
+    /// triaged as an unreadable signal (urgent unless configured otherwise) of the device
+    /// it names, or of the link when it names none, so a person looks at it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn unreadable(
+        &self,
+        source: Source,
+        link_id: String,
+        account: Option<String>,
+        speaks: &'static [DeviceProtocol],
+        raw: Vec<u8>,
+        reason_code: &'static str,
+        reason: String,
+        received_at: OffsetDateTime,
+    ) -> Result<Outcome, WriteError> {
+        let decoded = Decoded::new(
+            vec![warden_core::SignalWhat::Unknown {
+                raw_summary: clip(&reason, warden_core::MAX_SUMMARY_BYTES),
+            }],
+            serde_json::Value::Null,
+        );
+        let evidence = self.quarantine_counted(
+            source,
+            link_id.clone(),
+            raw.clone(),
+            reason_code,
+            format!("{reason}; stored as an unreadable signal and triaged"),
+            received_at,
+        );
+        let signal = self.signal(Arrival {
+            source,
+            link_id,
+            account,
+            speaks,
+            raw,
+            decoded,
+            received_at,
+            dedupe_key: None,
+        });
+        let (evidence, signal) = tokio::join!(evidence, signal);
+        if let Err(e) = evidence {
+            tracing::error!(error = %e, "could not keep the evidence of an unreadable signal");
+        }
+        signal
     }
 
     /// Quarantines input that could not be decoded. Counts it as received and rejected.
@@ -219,7 +319,6 @@ impl Ingest {
     /// have delayed. The state at start-up and the first connection are not outages and are
     /// not recorded as signals.
     pub(crate) async fn link_change(&self, link_id: &str, up: bool, detail: &str, evidence: bool) {
-        let kind = if up { "link_restored" } else { "link_lost" };
         metrics::gauge!(m::LINK_UP, "link" => link_id.to_owned()).set(if up { 1.0 } else { 0.0 });
         metrics::counter!(m::LINK_TRANSITIONS, "link" => link_id.to_owned(), "state" => if up { "up" } else { "down" })
             .increment(1);
@@ -240,43 +339,50 @@ impl Ingest {
         if !evidence {
             return;
         }
-        let received_at = OffsetDateTime::now_utc();
-        let rec = Record::Signal(NewSignal {
-            id: Uuid::now_v7(),
+        let decoded = Decoded::link(up, link_id, detail);
+        let a = Arrival {
             source: Source::Internal,
             link_id: link_id.to_owned(),
             account: None,
-            device_id: None,
-            kind: kind.to_owned(),
+            speaks: &[],
             raw: Vec::new(),
-            decoded: serde_json::json!({ "kind": kind, "link": link_id, "detail": detail }),
-            received_at,
+            decoded,
+            received_at: OffsetDateTime::now_utc(),
             dedupe_key: None,
-        });
-        let decoded = match &rec {
-            Record::Signal(s) => s.decoded.clone(),
-            Record::Quarantine(_) => serde_json::Value::Null,
         };
-        match self.writer.write(rec).await {
-            Ok(Committed::Stored(id)) => {
-                if let Some(engine) = &self.engine {
-                    let c = CommittedSignal {
-                        id,
-                        source: Source::Internal,
-                        link: link_id,
-                        account: None,
-                        device_id: None,
-                        kind,
-                        decoded: &decoded,
-                        received_at,
-                    };
-                    engine.submit(&c).await;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(link = link_id, error = %e, "could not record link state change");
-            }
+        if let Err(e) = self.internal(a, None).await {
+            tracing::error!(link = link_id, error = %e, "could not record link state change");
         }
     }
+
+    /// Stores a signal Warden raised itself (a link change, a fault found on a unit's path)
+    /// and hands it to the engine.
+    pub(crate) async fn internal(
+        &self,
+        a: Arrival,
+        device_id: Option<i64>,
+    ) -> Result<(), WriteError> {
+        let json = a.decoded.to_json();
+        if let Committed::Stored(id) = self.store_signal(&a, device_id, json).await?
+            && let Some(engine) = &self.engine
+        {
+            engine
+                .submit(&CommittedSignal {
+                    id,
+                    source: a.source,
+                    link: &a.link_id,
+                    account: a.account.as_deref(),
+                    device_id,
+                    decoded: &a.decoded,
+                    received_at: a.received_at,
+                })
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// Text with NUL characters (which Postgres text cannot hold) replaced by U+FFFD.
+fn without_nul(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
 }

@@ -20,7 +20,8 @@ use warden_store::Source;
 use warden_telemetry as m;
 
 use crate::Ingest;
-use crate::record::{Arrival, Outcome};
+use crate::record::{Arrival, Outcome, RECEIVER_PROTOCOLS};
+use warden_core::Decoded;
 
 /// Parity setting of a serial port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,21 +300,18 @@ async fn handle_frames(
         match step {
             Step::Incomplete => break,
             Step::Frame { frame, .. } => pending.push_back(Box::pin(async move {
-                let (account, kind) = match &frame {
-                    SurGardFrame::Heartbeat { .. } => (None, "heartbeat"),
-                    SurGardFrame::ContactId { account, .. } => (Some(account.to_string()), "event"),
-                    SurGardFrame::Sia { data, .. } => {
-                        (data.account.map(|a| a.to_string()), "event")
-                    }
+                let account = match &frame {
+                    SurGardFrame::Heartbeat { .. } => None,
+                    SurGardFrame::ContactId { account, .. } => Some(account.to_string()),
+                    SurGardFrame::Sia { data, .. } => data.account.map(|a| a.to_string()),
                 };
-                let json = serde_json::to_value(&frame).unwrap_or_default();
                 let arrival = Arrival {
                     source: Source::Serial,
                     link_id: link.clone(),
                     account,
-                    kind,
+                    speaks: RECEIVER_PROTOCOLS,
                     raw,
-                    decoded: json,
+                    decoded: Decoded::from_surgard(&frame),
                     received_at,
                     dedupe_key: None,
                 };
@@ -334,16 +332,33 @@ async fn handle_frames(
                 };
                 let heard = !matches!(error, SurGardError::Oversized);
                 pending.push_back(Box::pin(async move {
-                    let res = ingest
-                        .reject(
-                            Source::Serial,
-                            link.clone(),
-                            raw,
-                            code,
-                            error.to_string(),
-                            received_at,
-                        )
-                        .await;
+                    let res = if code == "unsupported_protocol" {
+                        // Well framed, so possibly an alarm in a format not decoded here: it
+                        // reaches an operator as an unreadable signal of the link.
+                        ingest
+                            .unreadable(
+                                Source::Serial,
+                                link.clone(),
+                                None,
+                                RECEIVER_PROTOCOLS,
+                                raw,
+                                code,
+                                error.to_string(),
+                                received_at,
+                            )
+                            .await
+                    } else {
+                        ingest
+                            .reject(
+                                Source::Serial,
+                                link.clone(),
+                                raw,
+                                code,
+                                error.to_string(),
+                                received_at,
+                            )
+                            .await
+                    };
                     let mut a = answer(&link, res, reply.unwrap_or(NAK));
                     a.reply = a.reply.filter(|_| reply.is_some());
                     a.heard = heard;

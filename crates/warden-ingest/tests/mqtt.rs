@@ -308,13 +308,34 @@ async fn bad_messages_are_quarantined_and_pubacked_and_good_neighbours_arrive(po
             .expect("publish");
     }
     await_pubacks(&mut ev, messages.len(), async |_| {}).await;
+    // The two good alarms, and every well-framed one that could not be read or attributed:
+    // each is stored and triaged (an incident), with its bytes in quarantine as evidence.
     let events = wait_count(
         &pool,
         "SELECT count(*) FROM signals WHERE source = 'mqtt' AND kind = 'event'",
-        2,
+        7,
     )
     .await;
-    assert_eq!(events, 2);
+    assert_eq!(events, 7);
+    let unattributed = count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE device_id IS NULL \
+         AND decoded #>> '{problem,reason}' = 'unknown_account' AND account = 'stranger'",
+    )
+    .await;
+    assert_eq!(
+        unattributed, 1,
+        "the stranger's CO alarm is kept without a device"
+    );
+    let unreadable = count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE decoded #>> '{events,0,type}' = 'unknown'",
+    )
+    .await;
+    assert_eq!(
+        unreadable, 4,
+        "bad JSON, v7, oversized and the bad Contact ID"
+    );
     wait_count(&pool, "SELECT count(*) FROM quarantine", 5).await;
     for (code, n) in [
         ("bad_json", 1),

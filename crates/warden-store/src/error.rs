@@ -9,6 +9,10 @@ pub enum StoreError {
     /// Applying the migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A long-lived connection (a change listener) was lost; what it would have delivered
+    /// meanwhile may be missing.
+    #[error("connection lost: {0}")]
+    ConnectionLost(&'static str),
     /// A row held a value the schema's CHECK constraints should have made impossible.
     #[error("unexpected value in {column}: {value:?}")]
     Corrupt {
@@ -17,6 +21,19 @@ pub enum StoreError {
         /// The value found.
         value: String,
     },
+}
+
+impl StoreError {
+    /// Whether Postgres refused the data itself (SQLSTATE class 22, data exception, or 23,
+    /// integrity violation): sending the same statement again fails again.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+            _ => false,
+        }
+    }
 }
 
 /// Why the group-commit writer could not confirm a record as durable.

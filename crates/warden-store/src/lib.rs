@@ -37,6 +37,7 @@
 mod console;
 mod copy;
 mod error;
+mod listen;
 mod model;
 mod store;
 mod triage;
@@ -49,6 +50,7 @@ pub use console::{
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
+pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,
     Record, Source, StoredSignal,

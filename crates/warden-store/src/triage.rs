@@ -52,11 +52,53 @@ pub struct TriageBatch {
 }
 
 impl TriageBatch {
+    /// Replaces NUL characters, which Postgres text and jsonb cannot hold, with U+FFFD in
+    /// every text the batch carries (the original input stays in its stored signal).
+    pub fn sanitize(&mut self) {
+        for row in self.events.iter_mut().chain(self.outbox.iter_mut()) {
+            sanitize_text(&mut row.kind);
+            sanitize_json(&mut row.effect);
+        }
+        for i in &mut self.incidents {
+            sanitize_text(&mut i.priority);
+            sanitize_text(&mut i.kind);
+            sanitize_text(&mut i.state);
+            sanitize_json(&mut i.doc);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.triaged.is_empty()
             && self.events.is_empty()
             && self.incidents.is_empty()
             && self.outbox.is_empty()
+    }
+}
+
+fn sanitize_text(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{fffd}");
+    }
+}
+
+/// NUL characters in every string (keys included) of a JSON value replaced by U+FFFD.
+fn sanitize_json(v: &mut Value) {
+    match v {
+        Value::String(s) => sanitize_text(s),
+        Value::Array(items) => items.iter_mut().for_each(sanitize_json),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                for (mut k, mut v) in old {
+                    sanitize_text(&mut k);
+                    sanitize_json(&mut v);
+                    map.insert(k, v);
+                }
+            } else {
+                map.values_mut().for_each(sanitize_json);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -164,19 +206,23 @@ impl Store {
     }
 
     /// Committed signals received after `since` that have not been triaged, oldest first.
+    /// With `before`, only signals received before it (a catch-up while running, which must
+    /// not take signals still on their way through the engine's lanes).
     pub async fn untriaged_signals(
         &self,
         since: OffsetDateTime,
+        before: Option<OffsetDateTime>,
         limit: i64,
     ) -> Result<Vec<PendingSignal>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.id, s.source, s.link_id, s.account, s.device_id, s.kind, s.decoded, s.received_at \
-             FROM signals s WHERE s.received_at > $1 \
+             FROM signals s WHERE s.received_at > $1 AND ($3::timestamptz IS NULL OR s.received_at < $3) \
              AND NOT EXISTS (SELECT 1 FROM triaged t WHERE t.signal_id = s.id) \
              ORDER BY s.received_at, s.id LIMIT $2",
         )
         .bind(since)
         .bind(limit)
+        .bind(before)
         .fetch_all(self.pool())
         .await?;
         rows.iter()

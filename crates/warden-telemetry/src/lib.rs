@@ -29,6 +29,8 @@ pub const WRITER_QUEUE: &str = "warden_writer_queue_records";
 pub const LINK_UP: &str = "warden_link_up";
 /// Link state changes. Labels: `link`, `state`.
 pub const LINK_TRANSITIONS: &str = "warden_link_transitions_total";
+/// Link tasks that failed and were restarted by their supervisor. Labels: `link`.
+pub const LINK_TASK_RESTARTS: &str = "warden_link_task_restarts_total";
 /// Serial port (re)open failures. Labels: `link`.
 pub const SERIAL_OPEN_ERRORS: &str = "warden_serial_open_errors_total";
 /// NAKs sent to a receiver. Labels: `link`.
@@ -45,6 +47,21 @@ pub const INCIDENTS_OPEN: &str = "warden_incidents_open";
 /// Time to persist one triage batch.
 pub const ENGINE_COMMIT: &str = "warden_engine_commit_seconds";
 
+/// 1 while the triage engine task runs (0 once it stopped or died).
+pub const ENGINE_RUNNING: &str = "warden_engine_running";
+/// 1 while the engine replays signals committed but never triaged.
+pub const ENGINE_REPLAYING: &str = "warden_engine_replaying";
+/// Signals replayed into triage (after a start or a database outage).
+pub const ENGINE_REPLAYED: &str = "warden_engine_replayed_signals_total";
+/// Unix time (seconds) of the engine's last finished batch.
+pub const ENGINE_LAST_BATCH: &str = "warden_engine_last_batch_timestamp_seconds";
+/// Inputs waiting for the engine. Labels: `lane` (life_critical, bulk, commands).
+pub const ENGINE_LANE_DEPTH: &str = "warden_engine_lane_depth";
+/// Inputs the core failed on, isolated and raised as "could not triage". Labels: `input`
+/// (signal, command, tick).
+pub const ENGINE_INPUT_FAILURES: &str = "warden_engine_input_failures_total";
+/// Triage batches Postgres would not take. Labels: `reason` (timeout, database, refused).
+pub const ENGINE_BATCH_FAILURES: &str = "warden_engine_batch_failures_total";
 /// Console HTTP requests answered. Labels: `route` (the matched route pattern), `status`.
 pub const CONSOLE_REQUESTS: &str = "warden_console_requests_total";
 /// Console HTTP request handling time. Labels: `route`.
@@ -110,6 +127,10 @@ pub fn describe() {
     );
     describe_gauge!(LINK_UP, "1 when the link is up, 0 when it is down");
     describe_counter!(LINK_TRANSITIONS, "Link state changes");
+    describe_counter!(
+        LINK_TASK_RESTARTS,
+        "Link tasks that failed and were restarted (each recorded as link lost)"
+    );
     describe_counter!(SERIAL_OPEN_ERRORS, "Serial port open or reopen failures");
     describe_counter!(
         CONSOLE_REQUESTS,
@@ -137,6 +158,30 @@ pub fn describe() {
     describe_counter!(
         OOH_JOBS,
         "Out-of-hours jobs logged, by whether they were routed"
+    );
+    describe_gauge!(ENGINE_RUNNING, "1 while the triage engine task runs");
+    describe_gauge!(
+        ENGINE_REPLAYING,
+        "1 while the engine replays committed signals never triaged"
+    );
+    describe_counter!(ENGINE_REPLAYED, "Signals replayed into triage");
+    describe_gauge!(
+        ENGINE_LAST_BATCH,
+        Unit::Seconds,
+        "Unix time of the engine's last finished batch"
+    );
+    describe_gauge!(
+        ENGINE_LANE_DEPTH,
+        Unit::Count,
+        "Inputs waiting for the triage engine, by lane"
+    );
+    describe_counter!(
+        ENGINE_INPUT_FAILURES,
+        "Inputs the triage core failed on, isolated and raised as could-not-triage incidents"
+    );
+    describe_counter!(
+        ENGINE_BATCH_FAILURES,
+        "Triage batch commits that failed, by reason"
     );
     describe_counter!(NAKS_SENT, "NAKs sent to a receiver for undecodable frames");
     describe_counter!(

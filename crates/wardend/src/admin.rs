@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz` (the process is up), `/readyz` (the database answers and
-//! every configured link is up) and `/metrics` (Prometheus text format).
+//! The admin listener: `/healthz` (the process is up), `/readyz` (the triage engine runs
+//! and makes progress, the database answers and every configured link is up) and `/metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
 
@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+use warden_engine::EngineHandle;
 use warden_store::Store;
 
 #[derive(Clone)]
@@ -17,6 +18,7 @@ struct AppState {
     store: Store,
     metrics: PrometheusHandle,
     links: Vec<String>,
+    engine: EngineHandle,
 }
 
 /// Binds the admin listener; returns the bound address and the serving future.
@@ -25,12 +27,14 @@ pub async fn bind(
     store: Store,
     metrics: PrometheusHandle,
     links: Vec<String>,
+    engine: EngineHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let state = AppState {
         store,
         metrics,
         links,
+        engine,
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -52,7 +56,9 @@ async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let mut problems = Vec::new();
+    // The engine first: a dead, stalled or replaying engine means alarms are stored but
+    // reach no console.
+    let mut problems = s.engine.health().problems();
     if let Err(e) = s.store.ping().await {
         problems.push(format!("database: {e}"));
     }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use warden_ingest::{DeviceCache, Ingest};
+use warden_ingest::{DeviceCache, Ingest, supervise};
 use warden_store::{Store, WriterConfig};
 
 use crate::config::Config;
@@ -119,6 +119,7 @@ pub async fn run(
     } else {
         None
     };
+    let engine_health = engine.clone();
     let ingest = Ingest {
         writer,
         devices,
@@ -129,17 +130,37 @@ pub async fn run(
     let sources = shutdown.child_token();
     let mut tasks = JoinSet::new();
     let mut links = Vec::new();
+    // Each link task runs under a supervisor that records and restarts a failed task.
     for s in cfg.serial.clone() {
         links.push(s.link_id());
         let span = tracing::info_span!("serial", link = %s.link_id());
-        tasks
-            .spawn(warden_ingest::serial::run(s, ingest.clone(), sources.clone()).instrument(span));
+        let (ingest2, stop) = (ingest.clone(), sources.clone());
+        tasks.spawn(
+            supervise(s.link_id(), ingest.clone(), sources.clone(), move || {
+                warden_ingest::serial::run(s.clone(), ingest2.clone(), stop.clone())
+            })
+            .instrument(span),
+        );
     }
     if let Some(m) = cfg.mqtt.clone() {
         links.push(m.link_id());
         let span = tracing::info_span!("mqtt", link = %m.link_id());
-        tasks.spawn(warden_ingest::mqtt::run(m, ingest.clone(), sources.clone()).instrument(span));
+        let (ingest2, stop) = (ingest.clone(), sources.clone());
+        tasks.spawn(
+            supervise(m.link_id(), ingest.clone(), sources.clone(), move || {
+                warden_ingest::mqtt::run(m.clone(), ingest2.clone(), stop.clone())
+            })
+            .instrument(span),
+        );
     }
+    // The account cache forgets a device the moment the registry changes it.
+    tasks.spawn(
+        ingest
+            .devices
+            .clone()
+            .follow(sources.clone())
+            .instrument(tracing::info_span!("device_cache")),
+    );
 
     let admin_stop = CancellationToken::new();
     let (admin_addr, admin) = crate::admin::bind(
@@ -147,6 +168,7 @@ pub async fn run(
         store.clone(),
         metrics,
         links,
+        engine_health,
         admin_stop.clone(),
     )
     .await?;

@@ -385,11 +385,13 @@ impl App {
     /// A Contact ID new event from a device: the signal row is committed by the real
     /// writer first, then handed to the engine, as ingest does.
     pub async fn contact_id(&self, device_id: i64, account: &str, code: &str) -> Uuid {
-        let decoded = json!({
-            "kind": "event", "protocol": "contact_id", "receiver": "1", "line": "1",
-            "account": account, "message_type": "18", "qualifier": "new",
-            "event_code": code, "group": "01", "zone": "015",
-        });
+        let raw = format!("5011 18{account}E{code}01015\x14").into_bytes();
+        let decoded = match warden_protocol::surgard::SurGardDecoder::default().decode(&raw) {
+            warden_protocol::Step::Frame { frame, .. } => {
+                warden_core::Decoded::from_surgard(&frame)
+            }
+            other => panic!("not a Sur-Gard frame: {other:?}"),
+        };
         let now = OffsetDateTime::now_utc();
         let received_at = now
             .replace_nanosecond(now.microsecond() * 1000)
@@ -403,8 +405,8 @@ impl App {
                 account: Some(account.to_owned()),
                 device_id: Some(device_id),
                 kind: "event".to_owned(),
-                raw: format!("5011 18{account}E{code}01015\x14").into_bytes(),
-                decoded: decoded.clone(),
+                raw,
+                decoded: decoded.to_json(),
                 received_at,
                 dedupe_key: None,
             }))
@@ -421,7 +423,6 @@ impl App {
                 link: "serial:test",
                 account: Some(account),
                 device_id: Some(device_id),
-                kind: "event",
                 decoded: &decoded,
                 received_at,
             })

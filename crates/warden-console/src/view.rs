@@ -166,6 +166,7 @@ pub fn signal_summary(kind: &str, decoded: &Value) -> String {
         SignalWhat::Presence { online } => (if online { "online" } else { "offline" }).into(),
         SignalWhat::LinkLost => "link lost".into(),
         SignalWhat::LinkRestored => "link restored".into(),
+        SignalWhat::PathFault { detail } => format!("signal path fault: {detail}"),
         SignalWhat::Unknown { raw_summary } => format!("unknown signal: {raw_summary}"),
     }
 }

@@ -153,7 +153,10 @@ impl Decoded {
     /// A decoded signal with these events and the decoder's view for display.
     pub fn new(events: Vec<SignalWhat>, frame: serde_json::Value) -> Self {
         let events = if events.is_empty() {
-            vec![unknown(&format!("no event in {}", clip(&frame.to_string(), 200)))]
+            vec![unknown(&format!(
+                "no event in {}",
+                clip(&frame.to_string(), 200)
+            ))]
         } else {
             events
         };

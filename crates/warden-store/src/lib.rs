@@ -38,6 +38,7 @@ mod console;
 mod copy;
 mod error;
 mod model;
+mod rejected;
 mod store;
 mod triage;
 mod writer;
@@ -53,6 +54,7 @@ pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,
     Record, Source, StoredSignal,
 };
+pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
 pub use store::{ACQUIRE_TIMEOUT, Store};
 pub use triage::{EventRow, IncidentRow, PendingSignal, TriageBatch};
 pub use writer::{ACK_QUEUE_CAPACITY, WriterConfig, WriterHandle, WriterReport, spawn_writer};

@@ -4,7 +4,8 @@
  *   constants and state · DOM helpers · formatting · api() · status messages ·
  *   session (boot/login/logout) · screens and roles · queue model and rendering ·
  *   ages and SLA ticking · alarm sound · WebSocket · incident panel · client record ·
- *   out-of-hours desk · clients screen · administration · audit · keyboard · init.
+ *   out-of-hours desk · clients screen · administration · audit · rejected signals ·
+ *   keyboard · init.
  *
  * Security: every piece of server or user data is put into the page with textContent or
  * createElement, never innerHTML. The CSP forbids inline script and inline style attributes,
@@ -27,8 +28,8 @@
   // Screens each role may use (mirrors the roles in /api/openapi.json).
   const ROLE_SCREENS = {
     operator: ["queue", "ooh"],
-    supervisor: ["queue", "ooh", "clients", "audit"],
-    admin: ["admin", "clients", "audit"], // the first one is where the user lands
+    supervisor: ["queue", "ooh", "clients", "audit", "rejected"],
+    admin: ["admin", "clients", "audit", "rejected"], // the first one is where the user lands
     on_call: ["ooh"],
   };
   const STATE_LABEL = { raised: "Raised", offered: "Offered", claimed: "Claimed", resolved: "Resolved" };
@@ -500,7 +501,8 @@
   /** Nothing of one user's work may show in the next user's session on a shared desk. */
   function resetScreens() {
     for (const f of document.querySelectorAll("main form")) if (f.id !== "login-form") f.reset();
-    for (const id of ["ooh-results", "clients-results", "client-view-record", "users-table", "devices-table", "categories-table", "import-result", "audit-table", "cf-responders"]) clear($(id));
+    for (const id of ["ooh-results", "clients-results", "client-view-record", "users-table", "devices-table", "categories-table", "import-result", "audit-table", "cf-responders", "rejected-counts", "rejected-list", "rejected-total"]) clear($(id));
+    $("rejected-more").hidden = true;
     for (const id of ["ooh-result", "ooh-job", "client-view", "client-form"]) $(id).hidden = true;
     $("ooh-form").hidden = false;
     Object.assign(state, { currentJob: null, currentClient: null, editingClientId: null, responders: [], users: [], devices: [], editingUserId: null, editingDeviceId: null });
@@ -532,7 +534,7 @@
       else b.removeAttribute("aria-current");
     }
     updateAlarmIndicators();
-    const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit };
+    const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected };
     loaders[name]();
   }
 
@@ -1255,7 +1257,37 @@
       { label: "Kind", cell: (s) => human(s.kind) },
       { label: "Source", cell: (s) => s.source || "—" },
       { label: "Summary", cell: (s) => s.summary || summarise(s.decoded) || "—" },
+      { label: "Raw bytes", cell: (s) => rawToggle(s.raw) },
     ], signals, { caption: "Recent signals", rowProps: () => ({ testid }) }));
+  }
+
+  let rawSeq = 0;
+
+  /**
+   * Raw bytes one click away: a button (so Enter and Space work) that shows or hides the
+   * bytes as printable text (control bytes escaped, e.g. \x14) and as hex.
+   */
+  function rawToggle(raw) {
+    if (!raw) return "—";
+    const id = `raw-${++rawSeq}`;
+    const more = raw.truncated ? ` (first ${raw.hex.length / 2} of ${raw.len} bytes)` : "";
+    const region = h("div", { id, class: "raw-bytes", testid: "raw-bytes", hidden: true },
+      h("p", { class: "raw-label", text: `Text${more}` }),
+      h("pre", { testid: "raw-printable" }, h("code", { text: raw.printable })),
+      h("p", { class: "raw-label", text: "Hex" }),
+      h("pre", { testid: "raw-hex" }, h("code", { text: raw.hex.replace(/(..)(?!$)/g, "$1 ") })));
+    const label = `${raw.len} byte${raw.len === 1 ? "" : "s"}`;
+    const button = h("button", {
+      type: "button", class: "link", testid: "raw-toggle",
+      "aria-expanded": "false", "aria-controls": id, text: `Show ${label}`,
+    });
+    button.addEventListener("click", () => {
+      const open = region.hidden;
+      region.hidden = !open;
+      button.setAttribute("aria-expanded", String(open));
+      button.textContent = `${open ? "Hide" : "Show"} ${label}`;
+    });
+    return h("div", { class: "raw" }, button, region);
   }
 
   function closePanel(returnFocus = true) {
@@ -2046,6 +2078,85 @@
     showScreen("audit");
   }
 
+  // ---------------------------------------------------------------- rejected signals
+
+  const SOURCE_LABEL = { serial: "Serial receiver", mqtt: "MQTT", dc09: "SIA DC-09", internal: "Warden" };
+  const rejected = { next: null };
+
+  function enterRejected() {
+    loadRejected();
+  }
+
+  /** The counts and the first page; `older` appends the next page to the list instead. */
+  async function loadRejected(ev, older = false) {
+    if (ev && ev.preventDefault) ev.preventDefault();
+    const hours = fieldValue("rejected-hours") || "24";
+    const reason = fieldValue("rejected-reason");
+    const params = new URLSearchParams({ hours, limit: "50" });
+    if (reason) params.set("reason", reason);
+    if (older && rejected.next) params.set("before", rejected.next);
+    const list = $("rejected-list");
+    try {
+      const page = await api("GET", `/rejected?${params}`);
+      rejected.next = page.next_before || null;
+      $("rejected-more").hidden = !rejected.next;
+      if (!older) renderRejectedCounts(page, hours);
+      const rows = page.rejected || [];
+      if (!older) clear(list);
+      if (!older && rows.length === 0) return list.append(emptyState(reason ? `Nothing refused for “${human(reason)}” in this period.` : "Nothing refused in this period."));
+      const columns = [
+        { label: "Received", cell: (r) => fmtTime(r.received_at) },
+        { label: "Reason", cell: (r) => [h("strong", { text: human(r.reason_code) }), h("span", { class: "sub", text: r.reason })] },
+        { label: "Link", cell: (r) => `${SOURCE_LABEL[r.source] || r.source} · ${r.link_id}` },
+        { label: "Raw bytes", cell: (r) => rawToggle(r.raw) },
+      ];
+      const rowProps = (r) => ({ testid: "rejected-row", dataset: { rejectedId: r.id, reason: r.reason_code } });
+      const tbody = list.querySelector("tbody");
+      if (!tbody) {
+        list.append(table(columns, rows, { caption: "Most recent rejected signals", rowProps }));
+      } else {
+        // "Show older": the next page goes under the rows already shown.
+        for (const r of rows) tbody.append(h("tr", rowProps(r), columns.map((c) => h("td", null, c.cell(r)))));
+      }
+    } catch (err) {
+      if (err.status !== 401) clear(list).append(h("p", { class: "form-error", text: err.message }));
+    }
+  }
+
+  function renderRejectedCounts(page, hours) {
+    const period = $("rejected-hours").selectedOptions[0]?.textContent.toLowerCase() || `last ${hours} hours`;
+    const total = page.total || 0;
+    $("rejected-total").textContent = `${total} input${total === 1 ? "" : "s"} refused in the ${period}.`;
+    // The reason picker offers every reason seen in the period (and keeps the current one).
+    const sel = $("rejected-reason");
+    const keep = sel.value;
+    const reasons = [...new Set([...(page.counts || []).map((c) => c.reason_code), keep].filter(Boolean))].sort();
+    clear(sel).append(h("option", { value: "", text: "All reasons" }));
+    for (const r of reasons) sel.append(h("option", { value: r, text: human(r) }));
+    sel.value = keep;
+    const box = clear($("rejected-counts"));
+    const counts = page.counts || [];
+    if (counts.length === 0) return box.append(emptyState("Nothing refused in this period."));
+    box.append(table([
+      {
+        label: "Reason",
+        cell: (c) => h("button", {
+          type: "button", class: "link", testid: "rejected-count-filter", text: human(c.reason_code),
+          "aria-label": `Show only ${human(c.reason_code)}`,
+          onclick: () => {
+            sel.value = c.reason_code;
+            loadRejected();
+          },
+        }),
+      },
+      { label: "Link type", cell: (c) => SOURCE_LABEL[c.source] || c.source },
+      { label: "Count", cell: (c) => String(c.count) },
+    ], counts, {
+      caption: "Rejected signals by reason and link type",
+      rowProps: (c) => ({ testid: "rejected-count-row", dataset: { reason: c.reason_code, source: c.source, count: String(c.count) } }),
+    }));
+  }
+
   // ---------------------------------------------------------------- keyboard
 
   /** True when a key press belongs to a text field, select or similar, not to the shortcuts. */
@@ -2177,6 +2288,10 @@
 
     // Audit
     $("audit-form").addEventListener("submit", loadAudit);
+
+    // Rejected signals
+    $("rejected-form").addEventListener("submit", (ev) => loadRejected(ev));
+    $("rejected-more").addEventListener("click", () => loadRejected(null, true));
 
     // Global
     document.addEventListener("keydown", onKeyDown);

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::StringRejection;
-use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use warden_store::{ClientRecord, DeviceRecord, Store, StoreError};
 
 use crate::Console;
 use crate::auth::{ADMINS, Auth};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::records::{check_client, check_device, register_devices};
 
 /// Rows accepted in one import.
@@ -420,7 +420,7 @@ fn report(
 pub async fn import_clients(
     State(c): State<Console>,
     auth: Auth,
-    Query(q): Query<ImportQuery>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
     body: Result<String, StringRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(ADMINS)?;
@@ -445,7 +445,7 @@ pub async fn import_clients(
 pub async fn import_devices(
     State(c): State<Console>,
     auth: Auth,
-    Query(q): Query<ImportQuery>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
     body: Result<String, StringRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(ADMINS)?;

@@ -2,7 +2,7 @@
 //! owner of incident state) and are answered after their effects are durable.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use warden_core::{Actor, Effect, IncidentId, Input, OutcomeCode, RejectReason};
 
 use crate::Console;
 use crate::auth::{Auth, HANDLERS, Role, SUPERVISORS};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::view::{IncidentView, sort_queue};
 
 /// The centre's outcome codes, in the order the resolve picker shows them.
@@ -87,7 +87,7 @@ async fn view(c: &Console, id: i64) -> Result<IncidentView, ApiError> {
 pub async fn detail(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(&[Role::Operator, Role::Supervisor, Role::Admin])?;
     let incident = view(&c, id).await?;
@@ -206,7 +206,7 @@ async fn answer(c: &Console, id: i64) -> Result<Json<Value>, ApiError> {
 pub async fn claim(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let input = Input::Claim {
         incident: incident_id(id)?,
@@ -220,7 +220,7 @@ pub async fn claim(
 pub async fn release(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let input = Input::Release {
         incident: incident_id(id)?,
@@ -234,7 +234,7 @@ pub async fn release(
 pub async fn takeover(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(SUPERVISORS)?;
     let input = Input::TakeOver {
@@ -254,9 +254,11 @@ pub struct NoteBody {
 pub async fn note(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<NoteBody>,
 ) -> Result<Json<Value>, ApiError> {
+    // Checked here, before the engine: see `text` for why a NUL must never reach it.
+    crate::text::check_note(&body.text)?;
     let input = Input::Note {
         incident: incident_id(id)?,
         actor: actor(&auth)?,
@@ -285,7 +287,7 @@ fn outcome(code: &str) -> Result<OutcomeCode, ApiError> {
 pub async fn resolve(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let input = Input::Resolve {

@@ -17,6 +17,8 @@ mod hub;
 mod incidents;
 mod ooh;
 mod records;
+mod rejected;
+mod text;
 mod view;
 
 use std::net::SocketAddr;
@@ -159,6 +161,8 @@ impl Console {
 
 /// Every route of the console.
 pub fn router(c: Console) -> Router {
+    // The console's counters with a fixed label set exist, at zero, from the start.
+    m::register_zero(m::CONSOLE_ZERO);
     let cfg = c.cfg().clone();
     let imports = Router::new()
         .route("/api/v1/import/clients.csv", post(csvio::import_clients))
@@ -204,6 +208,7 @@ pub fn router(c: Console) -> Router {
         )
         .route("/api/v1/users/{id}", put(records::update_user))
         .route("/api/v1/audit", get(records::audit))
+        .route("/api/v1/rejected", get(rejected::rejected))
         .route("/api/v1/ooh/categories", get(ooh::categories))
         .route("/api/v1/ooh/categories/{code}", put(ooh::save_category))
         .route("/api/v1/ooh/jobs", get(ooh::jobs).post(ooh::create_job))

@@ -2,7 +2,7 @@
 //! (`OOH-2026-000123`), routed by category to whoever is on call for it, and tracked.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -11,7 +11,7 @@ use warden_telemetry as m;
 
 use crate::Console;
 use crate::auth::{ADMINS, Auth, OOH_DESK, OOH_READERS};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 /// Where a job goes: a name and a number to call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub async fn categories(
 pub async fn save_category(
     State(c): State<Console>,
     auth: Auth,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
     ApiJson(mut body): ApiJson<OohCategory>,
 ) -> Result<Json<OohCategory>, ApiError> {
     auth.require(ADMINS)?;
@@ -88,6 +88,9 @@ pub async fn save_category(
             "a category needs a name",
         ));
     }
+    crate::text::check("name", &body.name, 200)?;
+    crate::text::check_opt("oncall_name", body.oncall_name.as_deref(), 200)?;
+    crate::text::check_opt("oncall_phone", body.oncall_phone.as_deref(), 50)?;
     body.code = code;
     let audit = auth.audit("ooh.category.save", "ooh_category", None);
     Ok(Json(c.store().save_ooh_category(&body, audit).await?))
@@ -113,12 +116,7 @@ fn check_job(j: &NewOohJob) -> Result<(), ApiError> {
         ("address", &j.address, 500),
         ("description", &j.description, 5000),
     ] {
-        if v.chars().count() > max {
-            return Err(ApiError::bad_request(
-                "invalid_value",
-                format!("{f} may be at most {max} characters"),
-            ));
-        }
+        crate::text::check(f, v, max)?;
     }
     Ok(())
 }
@@ -174,7 +172,7 @@ pub struct JobSearch {
 pub async fn jobs(
     State(c): State<Console>,
     auth: Auth,
-    Query(s): Query<JobSearch>,
+    ApiQuery(s): ApiQuery<JobSearch>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     auth.require(OOH_READERS)?;
     let list = c.store().ooh_jobs(&s.q, 100).await?;
@@ -185,7 +183,7 @@ pub async fn jobs(
 pub async fn job(
     State(c): State<Console>,
     auth: Auth,
-    Path(reference): Path<String>,
+    ApiPath(reference): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(OOH_READERS)?;
     let j = c
@@ -207,7 +205,7 @@ pub struct StatusBody {
 pub async fn set_status(
     State(c): State<Console>,
     auth: Auth,
-    Path(reference): Path<String>,
+    ApiPath(reference): ApiPath<String>,
     ApiJson(b): ApiJson<StatusBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(OOH_READERS)?;
@@ -217,12 +215,7 @@ pub async fn set_status(
             "status must be acknowledged, in_progress or closed",
         ));
     }
-    if b.note.chars().count() > 5000 {
-        return Err(ApiError::bad_request(
-            "invalid_value",
-            "the note is too long",
-        ));
-    }
+    crate::text::check("note", &b.note, 5000)?;
     let audit = auth.audit("ooh.job.status", "ooh_job", None);
     if !c
         .store()
@@ -231,5 +224,5 @@ pub async fn set_status(
     {
         return Err(ApiError::not_found(format!("job {reference}")));
     }
-    job(State(c), auth, Path(reference)).await
+    job(State(c), auth, ApiPath(reference)).await
 }

@@ -2,7 +2,7 @@
 //! every change is written to the audit trail with who, when, before and after.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use crate::auth::{
     ADMINS, AUDITORS, Auth, RECORD_EDITORS, RECORD_READERS, Role, UserOut, check_password,
     hash_password,
 };
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 #[derive(Debug, Deserialize)]
 pub struct Search {
@@ -32,7 +32,7 @@ fn limit(l: Option<i64>) -> i64 {
 pub async fn clients(
     State(c): State<Console>,
     auth: Auth,
-    Query(s): Query<Search>,
+    ApiQuery(s): ApiQuery<Search>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(RECORD_READERS)?;
     let list = c.store().client_search(&s.q, limit(s.limit)).await?;
@@ -67,7 +67,7 @@ async fn client_doc(c: &Console, id: i64) -> Result<Value, ApiError> {
 pub async fn client(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(RECORD_READERS)?;
     let doc = client_doc(&c, id).await?;
@@ -81,7 +81,7 @@ pub async fn client(
 pub async fn reveal_key_safe(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(RECORD_READERS)?;
     let audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
@@ -105,6 +105,19 @@ pub struct ClientBody {
 }
 
 pub fn check_client(r: &ClientRecord) -> Result<(), ApiError> {
+    use crate::text::{check, check_opt};
+    check("external_ref", &r.external_ref, 64)?;
+    check("name", &r.name, 200)?;
+    check_opt("date_of_birth", r.date_of_birth.as_deref(), 10)?;
+    check("address", &r.address, 500)?;
+    check("postcode", &r.postcode, 32)?;
+    check("phone", &r.phone, 50)?;
+    check_opt("area", r.area.as_deref(), 100)?;
+    check("language", &r.language, 100)?;
+    check("communication_needs", &r.communication_needs, 4000)?;
+    check("preferred_contact", &r.preferred_contact, 32)?;
+    check("access_notes", &r.access_notes, 4000)?;
+    check("medical_notes", &r.medical_notes, 10_000)?;
     if r.external_ref.trim().is_empty() || r.external_ref.len() > 64 {
         return Err(ApiError::bad_request(
             "invalid_value",
@@ -137,6 +150,15 @@ pub fn check_client(r: &ClientRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A responder's fields (messages name the field with a `responders.` prefix).
+fn check_responder(r: &Responder) -> Result<(), ApiError> {
+    use crate::text::check;
+    check("responders.name", &r.name, 200)?;
+    check("responders.relationship", &r.relationship, 100)?;
+    check("responders.phone", &r.phone, 50)?;
+    check("responders.notes", &r.notes, 4000)
+}
+
 async fn save_client(
     c: &Console,
     auth: &Auth,
@@ -145,6 +167,10 @@ async fn save_client(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(RECORD_EDITORS)?;
     check_client(&body.record)?;
+    crate::text::check_opt("key_safe", body.key_safe.as_deref(), 64)?;
+    for r in body.responders.iter().flatten() {
+        check_responder(r)?;
+    }
     if body
         .responders
         .iter()
@@ -195,7 +221,7 @@ pub async fn create_client(
 pub async fn update_client(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ClientBody>,
 ) -> Result<Json<Value>, ApiError> {
     save_client(&c, &auth, Some(id), body).await
@@ -207,13 +233,20 @@ pub async fn update_client(
 pub async fn devices(
     State(c): State<Console>,
     auth: Auth,
-    Query(s): Query<Search>,
+    ApiQuery(s): ApiQuery<Search>,
 ) -> Result<Json<Vec<DeviceRecord>>, ApiError> {
     auth.require(&[Role::Admin, Role::Supervisor])?;
     Ok(Json(c.store().device_records(&s.q, limit(s.limit)).await?))
 }
 
 pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
+    use crate::text::{check, check_opt};
+    check("account", &d.account, 64)?;
+    check("protocol", &d.protocol, 32)?;
+    check_opt("label", d.label.as_deref(), 200)?;
+    check_opt("device_type", d.device_type.as_deref(), 100)?;
+    check_opt("client_ref", d.client_ref.as_deref(), 64)?;
+    check_opt("area", d.area.as_deref(), 100)?;
     if d.account.trim().is_empty() || d.account.len() > 64 {
         return Err(ApiError::bad_request(
             "invalid_value",
@@ -279,7 +312,7 @@ pub async fn create_device(
 pub async fn update_device(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(d): ApiJson<DeviceRecord>,
 ) -> Result<Json<DeviceRecord>, ApiError> {
     auth.require(ADMINS)?;
@@ -324,6 +357,7 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
             "role must be one of operator, supervisor, admin, on_call",
         ));
     }
+    crate::text::check("display_name", &b.display_name, 200)?;
     if b.display_name.trim().is_empty() {
         return Err(ApiError::bad_request(
             "invalid_value",
@@ -378,7 +412,7 @@ pub async fn create_user(
 pub async fn update_user(
     State(c): State<Console>,
     auth: Auth,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<UserBody>,
 ) -> Result<Json<UserOut>, ApiError> {
     auth.require(ADMINS)?;
@@ -410,7 +444,7 @@ pub struct AuditQuery {
 pub async fn audit(
     State(c): State<Console>,
     auth: Auth,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(AUDITORS)?;
     let rows = c

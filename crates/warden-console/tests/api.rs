@@ -16,7 +16,8 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use warden_store::{AuditWrite, ClientRecord, NewOohJob};
+use uuid::Uuid;
+use warden_store::{AuditWrite, ClientRecord, NewOohJob, NewQuarantine, Record, Source};
 
 use common::{App, PASSWORD, Session, is_ooh_reference, test_config};
 use warden_console::ConsoleConfig;
@@ -177,6 +178,7 @@ fn routes(f: &Fixture) -> Vec<Route> {
         route(M::POST, "/api/v1/users", "/api/v1/users", Json(json!({ "username": "newop", "display_name": "New Operator", "role": "operator", "password": "a long enough password" })), ADMINS, "admin", S::CREATED),
         route(M::PUT, "/api/v1/users/{id}", format!("/api/v1/users/{user}"), Json(json!({ "username": "bob", "display_name": "Bob Renamed", "role": "operator" })), ADMINS, "admin", S::OK),
         route(M::GET, "/api/v1/audit", "/api/v1/audit?object_type=client", Empty, EDITORS, "supervisor", S::OK),
+        route(M::GET, "/api/v1/rejected", "/api/v1/rejected?hours=24&limit=10", Empty, EDITORS, "supervisor", S::OK),
         route(M::GET, "/api/v1/ooh/categories", "/api/v1/ooh/categories", Empty, ANYONE, "on_call", S::OK),
         route(M::PUT, "/api/v1/ooh/categories/{code}", "/api/v1/ooh/categories/other", Json(json!({ "name": "Other", "oncall_name": "Duty manager", "oncall_phone": "0113 496 0001" })), ADMINS, "admin", S::OK),
         route(M::GET, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Empty, ANYONE, "on_call", S::OK),
@@ -1412,7 +1414,10 @@ async fn a_pendant_press_is_claimed_contested_taken_over_noted_resolved_and_audi
     assert_eq!(signals[0]["id"], signal.to_string());
     assert_eq!(signals[0]["kind"], "event");
     assert_eq!(signals[0]["source"], "serial");
-    assert_eq!(signals[0]["decoded"]["event_code"], "101");
+    assert_eq!(signals[0]["decoded"]["v"], 2, "the versioned stored form");
+    assert_eq!(signals[0]["decoded"]["events"][0]["type"], "contact_id");
+    assert_eq!(signals[0]["decoded"]["events"][0]["code"], 101);
+    assert_eq!(signals[0]["decoded"]["frame"]["event_code"], "101");
 
     let audit = app
         .get(&sue, "/api/v1/audit?object_type=incident")
@@ -2513,4 +2518,527 @@ async fn csv_import_errors_count_rows_like_a_spreadsheet_when_a_cell_spans_lines
         [(3, "preferred_contact".to_owned())],
         "{report}"
     );
+}
+
+// ---- rejected signals --------------------------------------------------------------------
+
+/// Quarantines `raw` as the writer does for input a link could not use; returns its id.
+async fn quarantine(
+    app: &App,
+    source: Source,
+    reason_code: &'static str,
+    raw: &[u8],
+    received_at: OffsetDateTime,
+) -> Uuid {
+    let id = Uuid::now_v7();
+    app.writer
+        .write(Record::Quarantine(NewQuarantine {
+            id,
+            source,
+            link_id: format!("{source:?}:test").to_lowercase(),
+            raw: raw.to_vec(),
+            reason_code,
+            reason: format!("refused for the test: {reason_code}"),
+            received_at,
+        }))
+        .await
+        .expect("commit the quarantined input");
+    id
+}
+
+fn ago(minutes: i64) -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc() - time::Duration::minutes(minutes);
+    t.replace_nanosecond(t.microsecond() * 1000)
+        .expect("microseconds")
+}
+
+async fn count_rows(app: &App, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&app.pool)
+        .await
+        .expect("count rows")
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn supervisors_see_rejected_signals_counted_by_reason_and_source_newest_first_with_raw_bytes(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let sue = app.login_as("supervisor").await;
+    let adam = app.login_as("admin").await;
+    let old = quarantine(&app, Source::Serial, "bad_frame", b"old", ago(48 * 60)).await;
+    let a = quarantine(
+        &app,
+        Source::Serial,
+        "bad_frame",
+        b"5011 18\x00\x14\xff",
+        ago(30),
+    )
+    .await;
+    let b = quarantine(
+        &app,
+        Source::Mqtt,
+        "bad_json",
+        "{\"café\":".as_bytes(),
+        ago(20),
+    )
+    .await;
+    let c = quarantine(&app, Source::Serial, "bad_frame", b"\r\n", ago(10)).await;
+
+    let page = app
+        .get(&sue, "/api/v1/rejected")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(page["window"]["hours"], 24, "{page}");
+    assert_eq!(
+        page["total"], 3,
+        "the 48-hour-old row is outside the default window: {page}"
+    );
+    assert_eq!(
+        page["counts"],
+        json!([
+            { "reason_code": "bad_frame", "source": "serial", "count": 2 },
+            { "reason_code": "bad_json", "source": "mqtt", "count": 1 },
+        ])
+    );
+    let ids: Vec<&Value> = page["rejected"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(
+        ids,
+        [&json!(c), &json!(b), &json!(a)],
+        "newest first: {page}"
+    );
+    assert_eq!(page["next_before"], Value::Null);
+    let row_a = &page["rejected"][2];
+    assert_eq!(row_a["source"], "serial");
+    assert_eq!(row_a["link_id"], "serial:test");
+    assert_eq!(row_a["reason_code"], "bad_frame");
+    assert_eq!(row_a["reason"], "refused for the test: bad_frame");
+    assert_eq!(
+        row_a["raw"],
+        json!({ "hex": "353031312031380014ff", "printable": "5011 18\\x00\\x14\\xff", "len": 10, "truncated": false })
+    );
+    assert_eq!(page["rejected"][1]["raw"]["printable"], "{\"café\":");
+    assert_eq!(page["rejected"][0]["raw"]["printable"], "\\r\\n");
+
+    // A wider window reaches the old row; an admin may read it too.
+    let wide = app
+        .get(&adam, "/api/v1/rejected?hours=72")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(wide["total"], 4, "{wide}");
+    assert_eq!(wide["rejected"][3]["id"], json!(old));
+
+    // Pages of two, then the rest; one reason only.
+    let first = app
+        .get(&sue, "/api/v1/rejected?limit=2")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        first["rejected"].as_array().map(Vec::len),
+        Some(2),
+        "{first}"
+    );
+    assert_eq!(first["next_before"], json!(b), "{first}");
+    let rest = app
+        .get(&sue, &format!("/api/v1/rejected?limit=2&before={b}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let rest_ids: Vec<&Value> = rest["rejected"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(rest_ids, [&json!(a)], "{rest}");
+    assert_eq!(rest["next_before"], Value::Null);
+    let json_only = app
+        .get(&sue, "/api/v1/rejected?reason=bad_json")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        json_only["rejected"].as_array().map(Vec::len),
+        Some(1),
+        "{json_only}"
+    );
+    assert_eq!(json_only["rejected"][0]["id"], json!(b));
+    assert_eq!(json_only["total"], 3, "the counts are never filtered");
+
+    // Each read is audited with who read and what they asked for.
+    let audited = count_rows(
+        &app,
+        "SELECT count(*) FROM audit WHERE action = 'rejected.view'",
+    )
+    .await;
+    assert_eq!(audited, 5);
+    let by_sue: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit WHERE action = 'rejected.view' AND user_id = $1 \
+         AND object_type = 'quarantine' AND after ->> 'reason' = 'bad_json'",
+    )
+    .bind(app.users.supervisor.id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(by_sue, 1);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_rejected_signals_query_refuses_out_of_range_or_malformed_values_with_400(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let sue = app.login_as("supervisor").await;
+    quarantine(&app, Source::Serial, "bad_frame", b"x", ago(1)).await;
+    for (query, names) in [
+        ("hours=0", "hours"),
+        ("hours=721", "hours"),
+        ("hours=day", "hours"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("before=not-a-uuid", "before"),
+        ("before=0190b2d4-0000-7000-8000-000000000000", "before"),
+        ("reason=Bad%20Frame", "reason"),
+        ("reason=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "reason"),
+    ] {
+        let v = app
+            .get(&sue, &format!("/api/v1/rejected?{query}"))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_query");
+        assert!(
+            v["message"].as_str().unwrap_or_default().contains(names),
+            "{query}: {v}"
+        );
+    }
+    // A refused read is not audited as a read.
+    let audited = count_rows(
+        &app,
+        "SELECT count(*) FROM audit WHERE action = 'rejected.view'",
+    )
+    .await;
+    assert_eq!(audited, 0);
+    // The limits themselves are accepted.
+    app.get(&sue, "/api/v1/rejected?hours=720&limit=200")
+        .await
+        .expect(StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_incident_detail_gives_each_signal_its_raw_bytes_as_hex_and_printable_text(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let id = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let detail = app
+        .get(&operator, &format!("/api/v1/incidents/{id}"))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    // The harness's frame: "5011 18<account>E<code>01015" and DC4.
+    let raw = &detail["signals"][0]["raw"];
+    assert_eq!(raw["printable"], "5011 185001E10101015\\x14", "{detail}");
+    assert_eq!(raw["hex"], "353031312031383530303145313031303130313514");
+    assert_eq!(raw["len"], 21);
+    assert_eq!(raw["truncated"], false);
+}
+
+// ---- bad input at the API ----------------------------------------------------------------
+
+/// Rows of the tables a refused request must not touch.
+async fn footprint(app: &App) -> Vec<i64> {
+    let mut out = Vec::new();
+    for table in [
+        "incident_events",
+        "incidents",
+        "audit",
+        "clients",
+        "responders",
+        "ooh_updates",
+    ] {
+        out.push(count_rows(app, &format!("SELECT count(*) FROM {table}")).await);
+    }
+    out
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_note_with_a_control_character_or_over_4000_characters_is_refused_before_the_engine(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let id = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let note = format!("/api/v1/incidents/{id}/note");
+    app.command(&operator, &format!("/api/v1/incidents/{id}/claim"))
+        .await
+        .expect(StatusCode::OK);
+    let before = footprint(&app).await;
+    for text in [
+        "Rang\u{0}back",
+        "\u{0}",
+        "bell\u{7}",
+        "esc \u{1b}[31mred",
+        "form\u{c}feed",
+    ] {
+        let v = app
+            .post(&operator, &note, &json!({ "text": text }))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "control_character");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("note contains a control character"),
+            "{text:?}: {v}"
+        );
+    }
+    let v = app
+        .post(&operator, &note, &json!({ "text": "a".repeat(4001) }))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "note_too_long");
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains("4000"),
+        "{v}"
+    );
+    assert_eq!(
+        footprint(&app).await,
+        before,
+        "a refused note changed the database"
+    );
+
+    // The engine is still well and tabs, line breaks and exactly 4000 characters are text.
+    app.post(
+        &operator,
+        &note,
+        &json!({ "text": "Rang twice.\r\n\tNo answer; warden sent." }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.post(&operator, &note, &json!({ "text": "b".repeat(4000) }))
+        .await
+        .expect(StatusCode::OK);
+    let kept = count_rows(
+        &app,
+        &format!(
+            "SELECT count(*) FROM incident_events WHERE incident_id = {id} \
+             AND (effect::text LIKE '%No answer; warden sent.%' OR effect::text LIKE '%bbbbbbbbbb%')"
+        ),
+    )
+    .await;
+    assert_eq!(kept, 2, "both good notes are in the incident's history");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_client_name_or_address_with_a_nul_is_refused_with_400_and_nothing_is_stored(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let sue = app.login_as("supervisor").await;
+    let adam = app.login_as("admin").await;
+    let before = footprint(&app).await;
+    for (field, body) in [
+        (
+            "name",
+            json!({ "external_ref": "C-1", "name": "Agnes\u{0}Moorcroft" }),
+        ),
+        (
+            "address",
+            json!({ "external_ref": "C-1", "name": "Agnes", "address": "12 Larch Way\u{0}" }),
+        ),
+        (
+            "medical_notes",
+            json!({ "external_ref": "C-1", "name": "Agnes", "medical_notes": "\u{1b}" }),
+        ),
+        (
+            "responders.name",
+            json!({ "external_ref": "C-1", "name": "Agnes", "responders": [{ "name": "Tom\u{0}" }] }),
+        ),
+    ] {
+        let v = app
+            .post(&sue, "/api/v1/clients", &body)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "control_character");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&format!("{field} contains a control character")),
+            "{field}: {v}"
+        );
+    }
+    // A NUL in an import names the row and the column; nothing is imported.
+    let report = app
+        .post_csv(
+            &adam,
+            "/api/v1/import/clients.csv?dry_run=false",
+            "external_ref,name,address\nC-2,Bea,\"1 Elm\u{0}Row\"\n",
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(report["imported"], 0, "{report}");
+    assert_eq!(report["errors"][0]["row"], 2, "{report}");
+    assert_eq!(report["errors"][0]["column"], "address", "{report}");
+    assert!(
+        report["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("address contains a control character"),
+        "{report}"
+    );
+    assert_eq!(
+        footprint(&app).await,
+        before,
+        "a refused client changed the database"
+    );
+
+    // An existing record is not changed by a refused update either.
+    let id = app
+        .post(
+            &sue,
+            "/api/v1/clients",
+            &json!({ "external_ref": "C-1", "name": "Agnes" }),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["id"]
+        .as_i64()
+        .expect("id");
+    let after_create = footprint(&app).await;
+    app.put(
+        &sue,
+        &format!("/api/v1/clients/{id}"),
+        &json!({ "external_ref": "C-1", "name": "Agnes\u{0}" }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "control_character");
+    assert_eq!(footprint(&app).await, after_create);
+    let name: String = sqlx::query_scalar("SELECT name FROM clients WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("client");
+    assert_eq!(name, "Agnes");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_out_of_hours_closing_note_with_a_nul_is_refused_with_400(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let created = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("other", "Gina Caller", "3 Ash Row"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let reference = created["reference"].as_str().expect("reference").to_owned();
+    let before = footprint(&app).await;
+    let v = app
+        .post(
+            &operator,
+            &format!("/api/v1/ooh/jobs/{reference}/status"),
+            &json!({ "status": "closed", "note": "Fixed\u{0}" }),
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "control_character");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("note contains"),
+        "{v}"
+    );
+    app.post(
+        &operator,
+        "/api/v1/ooh/jobs",
+        &job("other", "Gina\u{0}", "3 Ash Row"),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "control_character");
+    assert_eq!(footprint(&app).await, before);
+    let status: String = sqlx::query_scalar("SELECT status FROM ooh_jobs WHERE reference = $1")
+        .bind(&reference)
+        .fetch_one(&app.pool)
+        .await
+        .expect("job");
+    assert_ne!(status, "closed");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_bulk_resolve_with_no_ids_is_refused_with_400_and_resolves_nothing(pool: PgPool) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let sue = app.login_as("supervisor").await;
+    let id = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let before = footprint(&app).await;
+    let v = app
+        .post(
+            &sue,
+            "/api/v1/incidents/bulk-resolve",
+            &json!({ "incidents": [], "outcome": "false_alarm" }),
+        )
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_selection");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("between 1 and"),
+        "{v}"
+    );
+    assert_eq!(footprint(&app).await, before);
+    assert_eq!(incident_state(&app, &sue, id).await["state"], "offered");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_claim_on_an_incident_id_that_is_not_a_number_is_refused_with_400_in_the_json_shape(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let id = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    let before = footprint(&app).await;
+    for path in ["abc", "1.5", "99999999999999999999", "%00"] {
+        let v = app
+            .command(&operator, &format!("/api/v1/incidents/{path}/claim"))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_path");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not valid"),
+            "{path}: {v}"
+        );
+    }
+    // Other numeric ids and queries answer in the same shape.
+    app.get(&operator, "/api/v1/clients/abc")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_path");
+    app.get(&operator, "/api/v1/clients?limit=ten")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_query");
+    assert_eq!(footprint(&app).await, before);
+    let inc = incident_state(&app, &operator, id).await;
+    assert_eq!(inc["state"], "offered");
+    assert_eq!(inc["holder"], Value::Null);
 }

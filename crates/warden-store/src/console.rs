@@ -68,7 +68,11 @@ impl From<sqlx::Error> for WriteRefused {
             match db.code().as_deref() {
                 Some("23505") => return Refused::Exists(what).into(),
                 Some("23503") => return Refused::Missing(what).into(),
-                Some("23514" | "22001" | "22007" | "22008" | "22P02" | "23502") => {
+                // 22021 / 22P05: a NUL that Postgres text or jsonb cannot hold. The console
+                // refuses those first; this keeps a missed field a 400, not an outage.
+                Some(
+                    "23514" | "22001" | "22007" | "22008" | "22021" | "22P02" | "22P05" | "23502",
+                ) => {
                     return Refused::Invalid(what).into();
                 }
                 _ => {}
@@ -201,6 +205,8 @@ pub struct SignalSummary {
     pub source: String,
     pub account: Option<String>,
     pub decoded: Value,
+    /// The bytes exactly as received, rendered for people (one click away in the UI).
+    pub raw: crate::RawBytes,
 }
 
 /// One row of the queue view: the incident's current state joined with its device and client.
@@ -701,7 +707,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<SignalSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.id, s.received_at, s.kind, s.source, s.account, s.decoded FROM signals s \
+            "SELECT s.id, s.received_at, s.kind, s.source, s.account, s.decoded, s.raw FROM signals s \
              WHERE s.device_id IN (SELECT id FROM devices WHERE client_ref = $1) \
                 OR s.device_id = $2 \
              ORDER BY s.received_at DESC LIMIT $3",
@@ -720,6 +726,7 @@ impl Store {
                     source: r.try_get(3)?,
                     account: r.try_get(4)?,
                     decoded: r.try_get(5)?,
+                    raw: crate::RawBytes::of(&r.try_get::<Vec<u8>, _>(6)?),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -39,6 +39,7 @@ mod copy;
 mod error;
 mod listen;
 mod model;
+mod rejected;
 mod store;
 mod triage;
 mod writer;
@@ -55,6 +56,7 @@ pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,
     Record, Source, StoredSignal,
 };
+pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
 pub use store::{ACQUIRE_TIMEOUT, Store};
 pub use triage::{EventRow, IncidentRow, PendingSignal, TriageBatch};
 pub use writer::{ACK_QUEUE_CAPACITY, WriterConfig, WriterHandle, WriterReport, spawn_writer};

@@ -77,6 +77,82 @@ pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
 
+/// Every `outcome` of [`CONSOLE_LOGINS`].
+pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
+    "ok",
+    "bad_credentials",
+    "locked",
+    "rate_limited",
+    "disabled",
+];
+/// Every `routed` value of [`OOH_JOBS`].
+pub const OOH_ROUTED: &[&str] = &["true", "false"];
+
+/// A counter whose label sets are known in advance, so it can be registered at zero at
+/// start: a rate or an alert on a counter that has never been incremented sees no series
+/// at all (not a zero) until the first event, which hides "nothing has gone wrong yet"
+/// from "this is not being measured".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroCounter {
+    /// The metric name.
+    pub name: &'static str,
+    /// Each label with every value it takes; one series is registered per combination
+    /// (none: one series without labels).
+    pub labels: &'static [(&'static str, &'static [&'static str])],
+}
+
+impl ZeroCounter {
+    /// Every label set of the counter: the cross product of the label values.
+    pub fn label_sets(&self) -> Vec<Vec<(&'static str, &'static str)>> {
+        let mut sets = vec![Vec::new()];
+        for (label, values) in self.labels {
+            sets = sets
+                .iter()
+                .flat_map(|set| {
+                    values.iter().map(move |v| {
+                        let mut s: Vec<(&'static str, &'static str)> = set.clone();
+                        s.push((label, v));
+                        s
+                    })
+                })
+                .collect();
+        }
+        sets
+    }
+}
+
+/// The console's counters with a fixed label set (requests are labelled by route and
+/// status, an open set, so they are not here).
+pub const CONSOLE_ZERO: &[ZeroCounter] = &[
+    ZeroCounter {
+        name: CONSOLE_LOGINS,
+        labels: &[("outcome", CONSOLE_LOGIN_OUTCOMES)],
+    },
+    ZeroCounter {
+        name: OOH_JOBS,
+        labels: &[("routed", OOH_ROUTED)],
+    },
+    ZeroCounter {
+        name: CONSOLE_PUSH_LAGGED,
+        labels: &[],
+    },
+];
+
+/// Registers every series of `counters` at zero on the installed recorder (incrementing by
+/// zero: a counter already counting keeps its value). Call at start, once the recorder is
+/// installed; calling again is harmless.
+pub fn register_zero(counters: &[ZeroCounter]) {
+    for c in counters {
+        for set in c.label_sets() {
+            let labels: Vec<metrics::Label> = set
+                .into_iter()
+                .map(|(k, v)| metrics::Label::from_static_parts(k, v))
+                .collect();
+            metrics::counter!(c.name, labels).increment(0);
+        }
+    }
+}
+
 /// Buckets for latencies that must stay in the low milliseconds (ACK, commit).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -219,6 +295,44 @@ pub fn init_tracing(json: bool) {
 
 #[cfg(test)]
 mod tests {
+    /// Registering at zero makes every series of a counter appear in `/metrics` with the
+    /// value 0, and leaves a series that already counts alone.
+    #[test]
+    fn counters_registered_at_zero_show_every_label_set_before_the_first_event() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!(super::CONSOLE_LOGINS, "outcome" => "ok").increment(3);
+            super::register_zero(super::CONSOLE_ZERO);
+            super::register_zero(&[super::ZeroCounter {
+                name: "warden_test_pairs_total",
+                labels: &[
+                    ("source", &["serial", "mqtt"]),
+                    ("reason", &["a", "b", "c"]),
+                ],
+            }]);
+        });
+        let text = handle.render();
+        for outcome in super::CONSOLE_LOGIN_OUTCOMES {
+            let value = if *outcome == "ok" { 3 } else { 0 };
+            let line = format!("warden_console_logins_total{{outcome=\"{outcome}\"}} {value}");
+            assert!(text.contains(&line), "no {line:?} in:\n{text}");
+        }
+        for routed in super::OOH_ROUTED {
+            let line = format!("warden_ooh_jobs_total{{routed=\"{routed}\"}} 0");
+            assert!(text.contains(&line), "no {line:?} in:\n{text}");
+        }
+        assert!(
+            text.contains("warden_console_push_lagged_total 0"),
+            "{text}"
+        );
+        let pairs = text
+            .lines()
+            .filter(|l| l.starts_with("warden_test_pairs_total{"))
+            .count();
+        assert_eq!(pairs, 6, "{text}");
+    }
+
     /// Every `warden_*` name used in `ops/` (minus histogram suffixes) is one this crate
     /// defines, so alerts and dashboards cannot silently watch a metric that does not exist.
     #[test]

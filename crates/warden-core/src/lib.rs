@@ -95,7 +95,9 @@ pub use ids::{Actor, IncidentId, Name, OutcomeCode, OutcomeCodeError, Role, Sign
 pub use incident::{
     AutoReason, GroupInfo, Incident, IncidentState, Resolution, RunawayInfo, SlaFired, Subject,
 };
-pub use meaning::{DECODED_VERSION, Decoded, MAX_SUMMARY_BYTES, Problem, clip, describe};
+pub use meaning::{
+    DECODED_VERSION, Decoded, MAX_SUMMARY_BYTES, Problem, clip, describe, drive_signal_path,
+};
 pub use signal::{DeviceInfo, SignalIn, SignalWhat, Source};
 pub use snapshot::{
     DedupeSnapshot, DeviceSnapshot, RateSnapshot, SNAPSHOT_VERSION, SeenSnapshot, Snapshot,

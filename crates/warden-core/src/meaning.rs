@@ -343,6 +343,76 @@ impl Decoded {
     }
 }
 
+/// Drives arbitrary bytes through every decode → meaning → stored form → triage path a
+/// signal can take, as the property tests and the `signal_path` fuzz target do: `selector`
+/// picks the path (Sur-Gard stream, MQTT payload, stored JSON). Returns how many signals
+/// reached the core. Panics only if a path breaks its contract: the stored form must read
+/// back to the same meaning.
+#[doc(hidden)]
+pub fn drive_signal_path(selector: u8, data: &[u8]) -> usize {
+    use warden_protocol::Step;
+    use warden_protocol::surgard::SurGardDecoder;
+
+    let mut decoded = Vec::new();
+    match selector % 3 {
+        0 => {
+            let mut d = SurGardDecoder::default();
+            let mut start = 0;
+            while start < data.len() {
+                let step = d.decode(&data[start..]);
+                if let Step::Frame { frame, .. } = &step {
+                    decoded.push(Decoded::from_surgard(frame));
+                }
+                let n = step.consumed();
+                if n == 0 {
+                    break;
+                }
+                start += n;
+            }
+        }
+        1 => {
+            if let Ok(u) = warden_protocol::mqtt::parse_payload("unit-1", data) {
+                decoded.push(Decoded::from_uplink(&u));
+            }
+        }
+        _ => {
+            let v = serde_json::from_slice(data).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(data).into_owned())
+            });
+            decoded.push(Decoded::from_stored("event", &v));
+        }
+    }
+    let mut core = crate::Triage::new(crate::Config::default());
+    let now = crate::Timestamp::from_secs(1_800_000_000);
+    let mut n = 0;
+    for (i, d) in decoded.into_iter().enumerate() {
+        let stored = Decoded::from_stored(d.kind_label(), &d.to_json());
+        assert_eq!(stored.events, d.events, "the stored form reads back");
+        let _ = stored.summary();
+        let d = d.sanitized().with_problem(Problem::UnknownAccount {
+            account: clip(&String::from_utf8_lossy(data), 40),
+        });
+        for (k, what) in d.events.iter().enumerate() {
+            let s = crate::SignalIn {
+                id: crate::SignalId((i as u128) << 16 | k as u128),
+                source: crate::Source::Mqtt,
+                link: crate::Name::from("mqtt:fuzz"),
+                account: Some(crate::Name::from("7777")),
+                device: (k % 2 == 0).then(|| crate::DeviceInfo::new(1)),
+                what: what.clone(),
+                received_at: now,
+            };
+            let _ = core.handle(crate::Input::Signal(s), now);
+            n += 1;
+        }
+    }
+    let _ = core.handle(
+        crate::Input::Tick,
+        now.saturating_add(crate::Micros::from_secs(3600)),
+    );
+    n
+}
+
 /// One event in words.
 pub fn describe(what: &SignalWhat) -> String {
     use warden_protocol::codes;

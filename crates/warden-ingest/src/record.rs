@@ -386,3 +386,42 @@ impl Ingest {
 fn without_nul(s: &str) -> String {
     s.replace('\0', "\u{fffd}")
 }
+
+#[cfg(test)]
+mod tests {
+    use warden_protocol::mqtt::{parse_payload, parse_topic};
+    use warden_telemetry::REJECT_REASONS;
+
+    /// Every reason ingest can count is registered at zero at start, so a rejection alert
+    /// never watches a series that does not exist yet.
+    #[test]
+    fn every_rejection_reason_ingest_can_emit_is_registered_at_zero() {
+        let mut emitted: Vec<&str> = warden_core::Problem::CODES.to_vec();
+        emitted.extend(["bad_frame", "oversized", "unsupported_protocol"]);
+        for payload in [
+            "{not json".to_owned(),
+            r#"{"v":9,"msg_id":"a","heartbeat":{}}"#.to_owned(),
+            r#"{"msg_id":"a","teleport":{}}"#.to_owned(),
+            r#"{"v":1,"heartbeat":{}}"#.to_owned(),
+            r#"{"v":1,"msg_id":"a","contact_id":{"message":"1234181131010159"}}"#.to_owned(),
+            format!(
+                r#"{{"v":1,"msg_id":"{}","heartbeat":{{}}}}"#,
+                "x".repeat(9000)
+            ),
+        ] {
+            let e = parse_payload("unit-1", payload.as_bytes()).expect_err("bad payload");
+            emitted.push(e.reason());
+        }
+        emitted.push(
+            parse_topic("warden", "warden/v1/devices/a/b/up")
+                .expect_err("bad topic")
+                .reason(),
+        );
+        for reason in emitted {
+            assert!(
+                REJECT_REASONS.contains(&reason),
+                "{reason} missing from REJECT_REASONS"
+            );
+        }
+    }
+}

@@ -138,6 +138,75 @@ pub const CONSOLE_ZERO: &[ZeroCounter] = &[
     },
 ];
 
+/// Links of signals (`source` label): `warden_types::Source`'s names.
+pub const SOURCES: &[&str] = &["serial", "mqtt", "dc09", "internal"];
+
+/// Every `reason` of [`SIGNALS_REJECTED`]: the decoders' reason codes (Sur-Gard framing,
+/// MQTT payloads) and the problems that keep a signal from its device. warden-ingest's
+/// tests check that every code it can emit is listed here.
+pub const REJECT_REASONS: &[&str] = &[
+    "bad_frame",
+    "oversized",
+    "unsupported_protocol",
+    "bad_json",
+    "unknown_version",
+    "schema",
+    "bad_contact_id",
+    "bad_topic",
+    "unknown_account",
+    "protocol_mismatch",
+    "not_a_bridge",
+    "db_rejected",
+];
+
+/// Ingest and engine counters with fixed label sets, registered at zero when the daemon
+/// starts so alerts and dashboards never see a missing series.
+pub const INGEST_ZERO: &[ZeroCounter] = &[
+    ZeroCounter {
+        name: SIGNALS_RECEIVED,
+        labels: &[("source", SOURCES)],
+    },
+    ZeroCounter {
+        name: SIGNALS_ACKED,
+        labels: &[("source", SOURCES)],
+    },
+    ZeroCounter {
+        name: SIGNALS_DUPLICATE,
+        labels: &[("source", SOURCES)],
+    },
+    ZeroCounter {
+        name: SIGNALS_REJECTED,
+        labels: &[("source", SOURCES), ("reason", REJECT_REASONS)],
+    },
+    ZeroCounter {
+        name: DB_COMMIT_ERRORS,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ENGINE_REPLAYED,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ENGINE_INPUT_FAILURES,
+        labels: &[("input", &["signal", "command", "tick"])],
+    },
+    ZeroCounter {
+        name: ENGINE_BATCH_FAILURES,
+        labels: &[("reason", &["timeout", "database", "refused"])],
+    },
+];
+
+/// Registers the per-link counters of one configured link at zero.
+pub fn register_link_zero(link: &str) {
+    for state in ["up", "down"] {
+        metrics::counter!(LINK_TRANSITIONS, "link" => link.to_owned(), "state" => state)
+            .increment(0);
+    }
+    for name in [NAKS_SENT, SERIAL_OPEN_ERRORS, LINK_TASK_RESTARTS] {
+        metrics::counter!(name, "link" => link.to_owned()).increment(0);
+    }
+}
+
 /// Registers every series of `counters` at zero on the installed recorder (incrementing by
 /// zero: a counter already counting keeps its value). Call at start, once the recorder is
 /// installed; calling again is harmless.
@@ -356,6 +425,14 @@ mod tests {
             super::INCIDENTS_OFFERED,
             super::INCIDENTS_OPEN,
             super::ENGINE_COMMIT,
+            super::ENGINE_RUNNING,
+            super::ENGINE_REPLAYING,
+            super::ENGINE_REPLAYED,
+            super::ENGINE_LAST_BATCH,
+            super::ENGINE_LANE_DEPTH,
+            super::ENGINE_INPUT_FAILURES,
+            super::ENGINE_BATCH_FAILURES,
+            super::LINK_TASK_RESTARTS,
             super::CONSOLE_REQUESTS,
             super::CONSOLE_REQUEST_TIME,
             super::CONSOLE_LOGINS,

@@ -71,6 +71,7 @@ pub async fn run(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(Endpoints),
 ) -> anyhow::Result<()> {
+    warden_telemetry::register_zero(warden_telemetry::INGEST_ZERO);
     let store = connect(&cfg, &database_url).await?;
     let devices = DeviceCache::load(store.clone())
         .await
@@ -133,6 +134,7 @@ pub async fn run(
     // Each link task runs under a supervisor that records and restarts a failed task.
     for s in cfg.serial.clone() {
         links.push(s.link_id());
+        warden_telemetry::register_link_zero(&s.link_id());
         let span = tracing::info_span!("serial", link = %s.link_id());
         let (ingest2, stop) = (ingest.clone(), sources.clone());
         tasks.spawn(
@@ -144,6 +146,7 @@ pub async fn run(
     }
     if let Some(m) = cfg.mqtt.clone() {
         links.push(m.link_id());
+        warden_telemetry::register_link_zero(&m.link_id());
         let span = tracing::info_span!("mqtt", link = %m.link_id());
         let (ingest2, stop) = (ingest.clone(), sources.clone());
         tasks.spawn(

@@ -10,28 +10,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, IncidentState, Input,
-    Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
-    Triage, lane_of,
+    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, Input, Micros, Name,
+    Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
+    lane_of,
 };
-use warden_store::{EventRow, IncidentRow, PendingSignal, Store, StoreError, TriageBatch};
+use warden_store::{EventRow, IncidentRow, PendingSignal, Store, TriageBatch};
 use warden_telemetry as m;
 
 use crate::health::{EngineHealth, EngineState, Health, StoppedOnDrop};
-
-/// Longest a triage commit (or a replay read) may take before it is abandoned and retried:
-/// a hung connection or a lock must not hold the engine silently.
-const DB_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the engine looks for signals that were committed but never triaged while it
-/// ran (a lost asynchronous triage commit, a submit that failed), and how old such a signal
-/// must be, so one still on its way through the lanes is not taken twice.
-const CATCH_UP_EVERY: Duration = Duration::from_mins(1);
-const CATCH_UP_AGE: Duration = Duration::from_mins(2);
-
-/// Attempts at committing one batch before it is given up (logged, counted, and its
-/// signals left untriaged for the next catch-up or start).
-const MAX_COMMIT_ATTEMPTS: u32 = 8;
+use crate::held::{GROUP_FLUSH_EVERY, Held};
+use crate::persist::{Background, Published, commit, commit_once, row_of};
 
 /// Tuning of the engine's lanes and batches.
 #[derive(Debug, Clone)]
@@ -53,6 +41,18 @@ pub struct EngineConfig {
     /// falls further behind is told it lagged and re-reads the queue; the engine never
     /// waits for a console.
     pub changes_capacity: usize,
+    /// Longest a triage commit (or a replay read) may take before it is abandoned and
+    /// retried: a hung connection or a lock must not hold the engine silently.
+    pub db_timeout: Duration,
+    /// A batch in progress this long, or inputs waiting this long with no batch, makes the
+    /// engine "stalled" on `/readyz`.
+    pub stall_after: Duration,
+    /// How often the engine looks for signals committed but never triaged while it ran (a
+    /// triage commit lost with Postgres or given up, a submit that failed) ...
+    pub catch_up_every: Duration,
+    /// ... and how old such a signal must be, so one still on its way through the lanes is
+    /// not taken twice.
+    pub catch_up_age: Duration,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +65,10 @@ impl Default for EngineConfig {
             replay_window: Duration::from_hours(24),
             command_capacity: 1_024,
             changes_capacity: 1_024,
+            db_timeout: Duration::from_secs(10),
+            stall_after: crate::health::STALL_AFTER,
+            catch_up_every: Duration::from_mins(1),
+            catch_up_age: Duration::from_mins(2),
         }
     }
 }
@@ -217,6 +221,7 @@ impl EngineHandle {
             critical_waiting: waiting(self.critical.max_capacity(), self.critical.capacity()),
             bulk_waiting: waiting(self.bulk.max_capacity(), self.bulk.capacity()),
             commands_waiting: waiting(self.commands.max_capacity(), self.commands.capacity()),
+            stall_after: self.health.stall_after(),
         }
     }
 
@@ -280,7 +285,7 @@ fn ts(t: OffsetDateTime) -> Timestamp {
     Timestamp::from_micros(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
 }
 
-fn wall(t: Timestamp) -> OffsetDateTime {
+pub(crate) fn wall(t: Timestamp) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_micros()) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -345,7 +350,7 @@ pub async fn spawn(
     let (bulk_tx, bulk) = mpsc::channel(cfg.bulk_capacity);
     let (commands_tx, commands) = mpsc::channel(cfg.command_capacity);
     let (changes, _) = broadcast::channel(cfg.changes_capacity.max(1));
-    let health = Health::new();
+    let health = Health::new(cfg.stall_after);
     let handle = EngineHandle {
         critical: critical_tx,
         bulk: bulk_tx,
@@ -397,31 +402,6 @@ struct Engine {
     catch_up: bool,
 }
 
-/// How long a storm group's membership changes may wait before they are written.
-const GROUP_FLUSH_EVERY: Duration = Duration::from_millis(200);
-
-/// Storm-group membership changes not yet written. A storm group's record lists every
-/// member unit; rewriting it for every batch of a 20,000-unit storm made each commit large
-/// and slow, and a pendant press waited behind those commits. Signals whose only effect is
-/// joining (or leaving) an open group are held here, their "triaged" marks included, and
-/// written with one copy of each group's record at most every [`GROUP_FLUSH_EVERY`], or at
-/// once when anything else touches the group, a command is answered, or the engine stops.
-/// A crash loses only held work: the marks were never written, so those signals are
-/// replayed into the rebuilt groups on the next start.
-#[derive(Debug, Default)]
-struct Held {
-    marks: Vec<Uuid>,
-    effects: Vec<Effect>,
-    groups: BTreeSet<u64>,
-    since: Option<tokio::time::Instant>,
-}
-
-impl Held {
-    fn is_empty(&self) -> bool {
-        self.marks.is_empty() && self.effects.is_empty() && self.groups.is_empty()
-    }
-}
-
 /// The core's view of a device record.
 pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> DeviceInfo {
     DeviceInfo {
@@ -439,11 +419,16 @@ impl Engine {
     /// Feeds committed-but-untriaged signals back through the core, oldest first: all of
     /// them on start (`before` is `None`), or those older than `before` during a catch-up.
     async fn replay(&mut self, shutdown: &CancellationToken, before: Option<OffsetDateTime>) {
-        self.health.set_state(EngineState::Replaying);
+        // A start replays before taking live input; a catch-up that finds nothing is not a
+        // replay (readiness must not flap every minute).
+        if before.is_none() {
+            self.health.set_state(EngineState::Replaying);
+        }
+        self.await_background().await;
         let since = OffsetDateTime::now_utc() - self.cfg.replay_window;
         loop {
             let read = tokio::time::timeout(
-                DB_TIMEOUT,
+                self.cfg.db_timeout,
                 self.store.untriaged_signals(since, before, 1000),
             )
             .await;
@@ -468,6 +453,7 @@ impl Engine {
                 self.health.set_state(EngineState::Running);
                 return;
             }
+            self.health.set_state(EngineState::Replaying);
             let n = pending.len();
             let items: Vec<Item> = pending
                 .iter()
@@ -512,16 +498,16 @@ impl Engine {
 
     async fn run(&mut self, shutdown: CancellationToken) {
         let mut inputs: Vec<Item> = Vec::with_capacity(self.cfg.max_batch);
-        let mut next_catch_up = tokio::time::Instant::now() + CATCH_UP_EVERY;
+        let mut next_catch_up = tokio::time::Instant::now() + self.cfg.catch_up_every;
         loop {
             self.lane_depths();
             if tokio::time::Instant::now() >= next_catch_up {
                 // Signals committed but never triaged while running: a triage commit lost
                 // with Postgres (asynchronous commit) or given up, a submit that failed.
-                let before = OffsetDateTime::now_utc() - CATCH_UP_AGE;
+                let before = OffsetDateTime::now_utc() - self.cfg.catch_up_age;
                 self.replay(&shutdown, Some(before)).await;
                 self.catch_up = false;
-                next_catch_up = tokio::time::Instant::now() + CATCH_UP_EVERY;
+                next_catch_up = tokio::time::Instant::now() + self.cfg.catch_up_every;
             }
             let core_deadline = self.core.next_deadline().map(|d| {
                 let wait = d.since(now()).as_micros().max(0);
@@ -574,7 +560,8 @@ impl Engine {
             if self.catch_up {
                 // A commit failed and later ones succeed: the database is back, so look for
                 // what the failed one left untriaged at the next catch-up, soon.
-                next_catch_up = next_catch_up.min(tokio::time::Instant::now() + CATCH_UP_AGE);
+                next_catch_up =
+                    next_catch_up.min(tokio::time::Instant::now() + self.cfg.catch_up_age);
             }
         }
         // Write held group changes before stopping: one attempt (shutdown is already under
@@ -729,14 +716,8 @@ impl Engine {
                 own.push(e);
             }
         }
-        let touches_held = own.iter().any(|e| {
-            e.incident()
-                .is_some_and(|id| self.held.groups.contains(&id.0))
-        });
-        let due = self
-            .held
-            .since
-            .is_some_and(|t| t.elapsed() >= GROUP_FLUSH_EVERY);
+        let touches_held = self.held.touched_by(&own);
+        let due = self.held.is_due();
         let flush_held = matches!(mode, Mode::Replay | Mode::Final)
             || due
             || touches_held
@@ -779,9 +760,10 @@ impl Engine {
             let store = self.store.clone();
             let changes = self.changes.clone();
             let shutdown = shutdown.clone();
+            let timeout = self.cfg.db_timeout;
             let task = tokio::spawn(
                 async move {
-                    let stored = commit(&store, batch, &shutdown).await;
+                    let stored = commit(&store, batch, timeout, &shutdown).await;
                     if stored {
                         published.publish(&changes);
                     }
@@ -805,9 +787,11 @@ impl Engine {
             self.await_background().await;
         }
         let stored = if mode == Mode::Final {
-            commit_once(&self.store, &batch).await.is_ok()
+            commit_once(&self.store, &batch, self.cfg.db_timeout)
+                .await
+                .is_ok()
         } else {
-            commit(&self.store, batch, shutdown).await
+            commit(&self.store, batch, self.cfg.db_timeout, shutdown).await
         };
         if !stored {
             self.catch_up = true;
@@ -964,124 +948,6 @@ impl Engine {
     }
 }
 
-/// A bulk batch committing in the background and the incidents it writes.
-#[derive(Debug)]
-struct Background {
-    incidents: BTreeSet<i64>,
-    /// `true` once committed; `false` when given up.
-    task: tokio::task::JoinHandle<bool>,
-}
-
-/// What a batch announces once it is durable: metrics, logs and the change feed.
-#[derive(Debug)]
-struct Published {
-    offers: Vec<(u64, Priority, Timestamp)>,
-    late: Vec<Effect>,
-    open: Option<usize>,
-    incidents: Vec<i64>,
-}
-
-impl Published {
-    fn publish(self, changes: &broadcast::Sender<Arc<Changes>>) {
-        let committed = OffsetDateTime::now_utc();
-        let mut offered_life_critical = Vec::new();
-        for (incident, priority, arrived_at) in self.offers {
-            if priority == Priority::LifeCritical {
-                offered_life_critical.push((
-                    i64::try_from(incident).unwrap_or(i64::MAX),
-                    wall(arrived_at),
-                ));
-            }
-            let waited = (committed - wall(arrived_at)).as_seconds_f64().max(0.0);
-            metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str()).record(waited);
-            metrics::counter!(m::INCIDENTS_OFFERED, "priority" => priority.as_str()).increment(1);
-        }
-        for e in &self.late {
-            tracing::warn!(effect = ?e, "incident unanswered past its threshold");
-        }
-        if let Some(open) = self.open {
-            metrics::gauge!(m::INCIDENTS_OPEN)
-                .set(f64::from(u32::try_from(open).unwrap_or(u32::MAX)));
-        }
-        if !self.incidents.is_empty() {
-            // No subscriber (no console connected) is not an error.
-            let _ = changes.send(Arc::new(Changes {
-                incidents: self.incidents,
-                offered_life_critical,
-            }));
-        }
-    }
-}
-
-/// Commits one batch, retrying transient failures with backoff; `false` when it could not
-/// be stored: shutdown came first, Postgres refused its data even with every text made
-/// storable, or it failed [`MAX_COMMIT_ATTEMPTS`] times. A batch given up is logged and
-/// counted; its signals stay untriaged and the catch-up offers them again.
-async fn commit(store: &Store, mut batch: TriageBatch, shutdown: &CancellationToken) -> bool {
-    let mut delay = Duration::from_millis(100);
-    let mut sanitized = false;
-    for attempt in 1..=MAX_COMMIT_ATTEMPTS {
-        let reason = match commit_once(store, &batch).await {
-            Ok(()) => return true,
-            Err(CommitFailure::Refused(e)) if !sanitized => {
-                // Postgres refused the data (a NUL in an operator's note, say): retry once
-                // with every text made storable before giving the batch up.
-                tracing::warn!(error = %e, "triage batch refused; retrying with sanitised text");
-                batch.sanitize();
-                sanitized = true;
-                continue;
-            }
-            Err(CommitFailure::Refused(e)) => {
-                metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => "refused").increment(1);
-                tracing::error!(error = %e, "triage batch refused by the database; given up, its signals will be offered again");
-                return false;
-            }
-            Err(CommitFailure::Timeout) => "timeout",
-            Err(CommitFailure::Database(e)) => {
-                tracing::error!(error = %e, attempt, retry_in = ?delay, "triage batch not persisted; retrying");
-                "database"
-            }
-        };
-        metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => reason).increment(1);
-        if reason == "timeout" {
-            tracing::error!(attempt, timeout = ?DB_TIMEOUT, retry_in = ?delay, "triage batch commit timed out; retrying");
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return false,
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-    tracing::error!(
-        attempts = MAX_COMMIT_ATTEMPTS,
-        "triage batch given up; its signals will be offered again"
-    );
-    false
-}
-
-/// Why one commit attempt failed.
-#[derive(Debug)]
-enum CommitFailure {
-    Timeout,
-    /// Postgres refused the data itself; the same batch will fail again.
-    Refused(StoreError),
-    Database(StoreError),
-}
-
-/// One commit attempt, bounded by [`DB_TIMEOUT`].
-async fn commit_once(store: &Store, batch: &TriageBatch) -> Result<(), CommitFailure> {
-    let started = std::time::Instant::now();
-    match tokio::time::timeout(DB_TIMEOUT, store.commit_triage(batch)).await {
-        Ok(Ok(())) => {
-            metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
-            Ok(())
-        }
-        Ok(Err(e)) if e.is_data_error() => Err(CommitFailure::Refused(e)),
-        Ok(Err(e)) => Err(CommitFailure::Database(e)),
-        Err(_) => Err(CommitFailure::Timeout),
-    }
-}
-
 fn input_kind(input: &Input) -> &'static str {
     match input {
         Input::Signal(_) => "signal",
@@ -1096,29 +962,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic".to_owned())
-}
-
-fn row_of(i: &Incident) -> IncidentRow {
-    IncidentRow {
-        id: i64::try_from(i.id.0).unwrap_or(i64::MAX),
-        priority: i.priority.as_str().to_owned(),
-        kind: i.kind.as_str().to_owned(),
-        state: match i.state {
-            IncidentState::Raised => "raised",
-            IncidentState::Offered => "offered",
-            IncidentState::Claimed => "claimed",
-            IncidentState::Resolved => "resolved",
-        }
-        .into(),
-        device_id: i.device,
-        raised_at: wall(i.raised_at),
-        offered_at: i.offered_at.map(wall),
-        claimed_at: i.claimed_at.map(wall),
-        answer_time_us: i.answer_time.map(Micros::as_micros),
-        resolved_at: i.resolved_at.map(wall),
-        signal_count: i32::try_from(i.signal_count).unwrap_or(i32::MAX),
-        doc: serde_json::to_value(i).unwrap_or_default(),
-    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use warden_telemetry as m;
 
-/// A batch in progress this long, or inputs waiting this long without a batch committing,
-/// counts as a stalled engine.
+/// The default for how long a batch in progress, or inputs waiting without a batch
+/// committing, count as a stalled engine.
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
 /// What the engine task is doing.
@@ -49,6 +49,7 @@ impl EngineState {
 
 #[derive(Debug)]
 struct Inner {
+    stall_after: Duration,
     state: AtomicU8,
     /// Wall-clock milliseconds of the last committed (or empty) batch.
     last_progress_ms: AtomicI64,
@@ -66,8 +67,9 @@ fn now_ms() -> i64 {
 }
 
 impl Health {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(stall_after: Duration) -> Self {
         Health(Arc::new(Inner {
+            stall_after,
             state: AtomicU8::new(0),
             last_progress_ms: AtomicI64::new(now_ms()),
             busy_since_ms: AtomicI64::new(0),
@@ -99,6 +101,10 @@ impl Health {
         self.0.last_progress_ms.store(now, Ordering::Release);
         #[allow(clippy::cast_precision_loss)]
         metrics::gauge!(m::ENGINE_LAST_BATCH).set(now as f64 / 1000.0);
+    }
+
+    pub(crate) fn stall_after(&self) -> Duration {
+        self.0.stall_after
     }
 
     pub(crate) fn state(&self) -> EngineState {
@@ -146,6 +152,8 @@ pub struct EngineHealth {
     pub bulk_waiting: usize,
     /// Operator commands waiting.
     pub commands_waiting: usize,
+    /// The threshold for "stalled".
+    pub stall_after: Duration,
 }
 
 impl EngineHealth {
@@ -157,14 +165,14 @@ impl EngineHealth {
             EngineState::Stopped => out.push("triage engine: stopped".to_owned()),
             s => out.push(format!("triage engine: {}", s.as_str())),
         }
-        if let Some(busy) = self.busy_for.filter(|b| *b >= STALL_AFTER) {
+        if let Some(busy) = self.busy_for.filter(|b| *b >= self.stall_after) {
             out.push(format!(
                 "triage engine: stalled, one batch in progress for {}s",
                 busy.as_secs()
             ));
         }
         let waiting = self.critical_waiting + self.bulk_waiting + self.commands_waiting;
-        if waiting > 0 && self.busy_for.is_none() && self.idle_for >= STALL_AFTER {
+        if waiting > 0 && self.busy_for.is_none() && self.idle_for >= self.stall_after {
             out.push(format!(
                 "triage engine: stalled, {waiting} inputs waiting and no batch for {}s",
                 self.idle_for.as_secs()

@@ -11,6 +11,8 @@
 
 mod engine;
 mod health;
+mod held;
+mod persist;
 
 pub use engine::{
     Changes, CommittedSignal, EngineConfig, EngineError, EngineHandle, EngineReport, device_info,

@@ -1,0 +1,166 @@
+//! Persisting one engine batch: commit with a timeout and bounded retries, the batch
+//! committing in the background, what a batch announces once durable, and the incident
+//! row written for each incident the core holds.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use warden_core::{Effect, Incident, IncidentState, Micros, Priority, Timestamp};
+use warden_store::{IncidentRow, Store, StoreError, TriageBatch};
+use warden_telemetry as m;
+
+use crate::engine::{Changes, wall};
+
+/// A bulk batch committing in the background and the incidents it writes.
+#[derive(Debug)]
+pub(crate) struct Background {
+    pub(crate) incidents: BTreeSet<i64>,
+    /// `true` once committed; `false` when given up.
+    pub(crate) task: tokio::task::JoinHandle<bool>,
+}
+
+/// What a batch announces once it is durable: metrics, logs and the change feed.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub(crate) offers: Vec<(u64, Priority, Timestamp)>,
+    pub(crate) late: Vec<Effect>,
+    pub(crate) open: Option<usize>,
+    pub(crate) incidents: Vec<i64>,
+}
+
+impl Published {
+    pub(crate) fn publish(self, changes: &broadcast::Sender<Arc<Changes>>) {
+        let committed = OffsetDateTime::now_utc();
+        let mut offered_life_critical = Vec::new();
+        for (incident, priority, arrived_at) in self.offers {
+            if priority == Priority::LifeCritical {
+                offered_life_critical.push((
+                    i64::try_from(incident).unwrap_or(i64::MAX),
+                    wall(arrived_at),
+                ));
+            }
+            let waited = (committed - wall(arrived_at)).as_seconds_f64().max(0.0);
+            metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str()).record(waited);
+            metrics::counter!(m::INCIDENTS_OFFERED, "priority" => priority.as_str()).increment(1);
+        }
+        for e in &self.late {
+            tracing::warn!(effect = ?e, "incident unanswered past its threshold");
+        }
+        if let Some(open) = self.open {
+            metrics::gauge!(m::INCIDENTS_OPEN)
+                .set(f64::from(u32::try_from(open).unwrap_or(u32::MAX)));
+        }
+        if !self.incidents.is_empty() {
+            // No subscriber (no console connected) is not an error.
+            let _ = changes.send(Arc::new(Changes {
+                incidents: self.incidents,
+                offered_life_critical,
+            }));
+        }
+    }
+}
+
+/// Commits one batch. Transient failures (Postgres unreachable, a timed-out attempt) are
+/// retried with backoff for as long as they last: the core has moved on and later batches
+/// depend on this one, and every attempt is logged and counted, and a batch in progress
+/// that long turns `/readyz` red ("stalled"). A batch Postgres refuses for its data is
+/// retried once with every text made storable, then given up (`false`, logged, counted):
+/// its signals stay untriaged and the catch-up offers them again. `false` also when
+/// shutdown came first.
+pub(crate) async fn commit(
+    store: &Store,
+    mut batch: TriageBatch,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(100);
+    let mut sanitized = false;
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        let reason = match commit_once(store, &batch, timeout).await {
+            Ok(()) => return true,
+            Err(CommitFailure::Refused(e)) if !sanitized => {
+                // Postgres refused the data (a NUL in an operator's note, say): retry at once
+                // with every text made storable before giving the batch up.
+                tracing::warn!(error = %e, "triage batch refused; retrying with sanitised text");
+                batch.sanitize();
+                sanitized = true;
+                continue;
+            }
+            Err(CommitFailure::Refused(e)) => {
+                metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => "refused").increment(1);
+                tracing::error!(error = %e, "triage batch refused by the database; given up, its signals will be offered again");
+                return false;
+            }
+            Err(CommitFailure::Timeout) => {
+                tracing::error!(attempt, ?timeout, retry_in = ?delay, "triage batch commit timed out; retrying");
+                "timeout"
+            }
+            Err(CommitFailure::Database(e)) => {
+                tracing::error!(error = %e, attempt, retry_in = ?delay, "triage batch not persisted; retrying");
+                "database"
+            }
+        };
+        metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => reason).increment(1);
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Why one commit attempt failed.
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    Timeout,
+    /// Postgres refused the data itself; the same batch will fail again.
+    Refused(StoreError),
+    Database(StoreError),
+}
+
+/// One commit attempt, bounded by `timeout`.
+pub(crate) async fn commit_once(
+    store: &Store,
+    batch: &TriageBatch,
+    timeout: Duration,
+) -> Result<(), CommitFailure> {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(timeout, store.commit_triage(batch)).await {
+        Ok(Ok(())) => {
+            metrics::histogram!(m::ENGINE_COMMIT).record(started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Ok(Err(e)) if e.is_data_error() => Err(CommitFailure::Refused(e)),
+        Ok(Err(e)) => Err(CommitFailure::Database(e)),
+        Err(_) => Err(CommitFailure::Timeout),
+    }
+}
+
+pub(crate) fn row_of(i: &Incident) -> IncidentRow {
+    IncidentRow {
+        id: i64::try_from(i.id.0).unwrap_or(i64::MAX),
+        priority: i.priority.as_str().to_owned(),
+        kind: i.kind.as_str().to_owned(),
+        state: match i.state {
+            IncidentState::Raised => "raised",
+            IncidentState::Offered => "offered",
+            IncidentState::Claimed => "claimed",
+            IncidentState::Resolved => "resolved",
+        }
+        .into(),
+        device_id: i.device,
+        raised_at: wall(i.raised_at),
+        offered_at: i.offered_at.map(wall),
+        claimed_at: i.claimed_at.map(wall),
+        answer_time_us: i.answer_time.map(Micros::as_micros),
+        resolved_at: i.resolved_at.map(wall),
+        signal_count: i32::try_from(i.signal_count).unwrap_or(i32::MAX),
+        doc: serde_json::to_value(i).unwrap_or_default(),
+    }
+}

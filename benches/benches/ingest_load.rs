@@ -1064,7 +1064,7 @@ fn row_latencies(
     };
     let insert = "committed_at - received_at";
     let ack = "acked_at - received_at";
-    let sent = "committed_at - (decoded->>'sent_at')::timestamptz";
+    let sent = "committed_at - (decoded #>> '{frame,sent_at}')::timestamptz";
     let sql = format!(
         "SELECT source, count(*), {}, {}, max(extract(epoch FROM {insert}) * 1000), \
          count(acked_at), {}, {}, {}, {} \

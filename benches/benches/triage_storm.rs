@@ -166,7 +166,7 @@ async fn run(
     let lat = db.query(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) || ' ' || percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) || ' ' || max(ms) \
          FROM (SELECT extract(epoch FROM (t.at - s.received_at)) * 1000 AS ms FROM signals s JOIN triaged t ON t.signal_id = s.id \
-               WHERE s.decoded->'alarm'->>'kind' = 'pendant' AND s.dedupe_key LIKE 'mqtt:%:p%') x",
+               WHERE s.decoded #>> '{frame,alarm,kind}' = 'pendant' AND s.dedupe_key LIKE 'mqtt:%:p%') x",
     );
     // Where a press's time goes: ingest (arrival → its row committed) and triage (commit →
     // the transaction that offered its incident).
@@ -178,12 +178,12 @@ async fn run(
          FROM (SELECT extract(epoch FROM (s.committed_at - s.received_at)) * 1000 AS a, \
                       extract(epoch FROM (t.at - s.committed_at)) * 1000 AS b \
                FROM signals s JOIN triaged t ON t.signal_id = s.id \
-               WHERE s.decoded->'alarm'->>'kind' = 'pendant' AND s.dedupe_key LIKE 'mqtt:%:p%') x",
+               WHERE s.decoded #>> '{frame,alarm,kind}' = 'pendant' AND s.dedupe_key LIKE 'mqtt:%:p%') x",
     );
     let tech = db.query(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) || ' ' || percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) \
          FROM (SELECT extract(epoch FROM (t.at - s.received_at)) * 1000 AS ms FROM signals s JOIN triaged t ON t.signal_id = s.id \
-               WHERE s.decoded->'alarm'->>'kind' = 'mains_fail') x",
+               WHERE s.decoded #>> '{frame,alarm,kind}' = 'mains_fail') x",
     );
     let pendants = db.count(
         "SELECT count(*) FROM incidents WHERE kind = 'pendant' AND priority = 'life_critical'",

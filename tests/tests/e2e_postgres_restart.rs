@@ -179,7 +179,7 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
     // ACK was lost is sent again and stored again (at least once). Every zone must be there.
     let zones = psql_count(
         &url,
-        "SELECT count(DISTINCT decoded->>'zone') FROM signals WHERE account = '3001'",
+        "SELECT count(DISTINCT decoded #>> '{frame,zone}') FROM signals WHERE account = '3001'",
     );
     assert_eq!(zones, 120, "every ACKed serial event is stored");
     assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());

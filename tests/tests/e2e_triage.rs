@@ -62,7 +62,7 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
         db.count("SELECT count(*) FROM signals"),
         db.count("SELECT count(*) FROM triaged"),
         db.count("SELECT count(*) FROM incidents"),
-        db.count("SELECT count(*) FROM signals WHERE decoded->'alarm'->>'kind' = 'pendant'"),
+        db.count("SELECT count(*) FROM signals WHERE decoded #>> '{frame,alarm,kind}' = 'pendant'"),
         warden.log_text()
     );
     // How long the pendant waited, from arrival to being offered, against how far the
@@ -70,7 +70,7 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
     let pendant_ms: f64 = db
         .query(
             "SELECT extract(epoch FROM (t.at - s.received_at)) * 1000 FROM signals s JOIN triaged t ON t.signal_id = s.id \
-             WHERE s.account = 'st-00042' AND s.decoded->'alarm'->>'kind' = 'pendant'",
+             WHERE s.account = 'st-00042' AND s.decoded #>> '{frame,alarm,kind}' = 'pendant'",
         )
         .parse()
         .expect("pendant latency");
@@ -125,7 +125,7 @@ async fn a_pendant_in_a_storm_is_offered_at_once_and_state_survives_kill_9() {
     // the crash: group memberships held back for a batched write and lost with the process
     // were replayed from the stored signals.
     let reported = db.count(
-        "SELECT count(DISTINCT device_id) FROM signals WHERE decoded->'alarm'->>'kind' = 'mains_fail'",
+        "SELECT count(DISTINCT device_id) FROM signals WHERE decoded #>> '{frame,alarm,kind}' = 'mains_fail'",
     );
     let accounted = || {
         db.count(

@@ -89,7 +89,7 @@ async fn an_alarm_is_acked_only_once_it_is_in_postgres(pool: PgPool) {
     assert_eq!(answer, [ACK]);
     // The ACK came back, so the row must already be committed and visible elsewhere.
     let n = rig
-        .count("SELECT count(*) FROM signals WHERE account = '1234' AND kind = 'event' AND decoded->>'event_code' = '101'")
+        .count("SELECT count(*) FROM signals WHERE account = '1234' AND kind = 'event' AND decoded #>> '{frame,event_code}' = '101'")
         .await;
     assert_eq!(n, 1);
     let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM signals WHERE account = '1234'")

@@ -128,10 +128,21 @@ async fn bad_input_is_quarantined_and_the_neighbouring_alarms_still_arrive(pool:
 5000 180123E16200001\x14";
     let answers = rig.send(input, 6).await;
     assert_eq!(answers, [NAK, ACK, NAK, ACK, ACK, ACK]);
+    // The two good frames, the unknown account's (stored without a device, to be triaged)
+    // and the undecoded protocol's (an unreadable signal of the link): well framed, so each
+    // reaches an operator; the malformed ones were NAKed for a resend.
     assert_eq!(
         rig.count("SELECT count(*) FROM signals WHERE kind = 'event'")
             .await,
-        2
+        4
+    );
+    assert_eq!(
+        rig.count(
+            "SELECT count(*) FROM signals WHERE device_id IS NULL AND account = '9999' \
+             AND decoded #>> '{problem,reason}' = 'unknown_account'"
+        )
+        .await,
+        1
     );
     assert_eq!(
         rig.count("SELECT count(*) FROM quarantine WHERE reason_code = 'bad_frame'")

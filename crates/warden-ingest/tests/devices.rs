@@ -1,0 +1,74 @@
+//! The account cache follows registry edits at once (a trigger notifies, the cache forgets).
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use warden_ingest::DeviceCache;
+use warden_store::{DeviceProtocol, Store};
+
+async fn resolves_to(
+    cache: &DeviceCache,
+    account: &str,
+    want: Option<DeviceProtocol>,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = cache
+            .resolve(account)
+            .await
+            .expect("resolve")
+            .map(|d| d.protocol);
+        if got == want {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_unit_registered_moved_or_removed_is_seen_by_the_cache_at_once(pool: PgPool) {
+    let cache = DeviceCache::load(Store::from_pool(pool.clone()))
+        .await
+        .expect("load");
+    let stop = CancellationToken::new();
+    let follower = tokio::spawn(cache.clone().follow(stop.clone()));
+    // "No such account" is remembered (10 s without notices); the listener must make a
+    // registration visible long before that.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(resolves_to(&cache, "7777", None, Duration::ZERO).await);
+    sqlx::query("INSERT INTO devices (account, protocol) VALUES ('7777', 'contact_id')")
+        .execute(&pool)
+        .await
+        .expect("register");
+    assert!(
+        resolves_to(
+            &cache,
+            "7777",
+            Some(DeviceProtocol::ContactId),
+            Duration::from_secs(2)
+        )
+        .await,
+        "a new registration is used at once"
+    );
+    sqlx::query("UPDATE devices SET protocol = 'mqtt' WHERE account = '7777'")
+        .execute(&pool)
+        .await
+        .expect("move");
+    assert!(
+        resolves_to(
+            &cache,
+            "7777",
+            Some(DeviceProtocol::Mqtt),
+            Duration::from_secs(2)
+        )
+        .await,
+        "a protocol change is used at once"
+    );
+    stop.cancel();
+    follower.await.expect("follower");
+}

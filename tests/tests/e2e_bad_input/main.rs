@@ -55,16 +55,19 @@ fn every_bad_input_in_the_catalogue_is_kept_counted_and_survived_and_the_next_pe
     }
     table.push(replay_after_restart(&mut rig, poison_signal.as_deref()));
 
+    // One line per case: verdict, case, expected | observed, and any failed check.
     eprintln!("\nbad-input catalogue ({} cases):", table.len());
     for (i, (name, expected, observed, failed)) in table.iter().enumerate() {
         let verdict = if failed.is_empty() { "ok  " } else { "FAIL" };
+        let why = if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" | ✗ {}", failed.join("; ✗ "))
+        };
         eprintln!(
-            "{verdict} {:>2}. {name}\n          expected: {expected}\n          observed: {observed}",
+            "{verdict} {:>2}. {name} | expected: {expected} | observed: {observed}{why}",
             i + 1
         );
-        for f in failed {
-            eprintln!("          ✗ {f}");
-        }
     }
     eprintln!("run time: {:.1?}", started.elapsed());
     let failures: Vec<String> = table

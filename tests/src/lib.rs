@@ -466,3 +466,63 @@ impl Wardend {
         );
     }
 }
+
+impl Wardend {
+    /// True while the daemon process has not exited (false after `kill9`/`terminate`).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+/// The receiver's end of a [`PtyPair`] driven byte by byte, for tests that must send what
+/// no well-behaved receiver would (line noise, oversized runs, bytes ≥ 0x80) and see the
+/// daemon's answer to each. Replies are read by a thread into a channel, so every wait has
+/// a deadline.
+#[derive(Debug)]
+pub struct RawLine {
+    port: std::fs::File,
+    replies: std::sync::mpsc::Receiver<u8>,
+}
+
+impl RawLine {
+    /// Opens the receiver end of `pty` (which `socat` already set raw, without echo).
+    pub fn open(pty: &PtyPair) -> Self {
+        use std::io::Read as _;
+        let port = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&pty.receiver)
+            .expect("open the receiver end of the pty");
+        let mut reader = port.try_clone().expect("clone the pty handle");
+        let (tx, replies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            // Ends when the pty goes away (read error) or the test drops the receiver.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || buf[..n].iter().any(|b| tx.send(*b).is_err()) {
+                    break;
+                }
+            }
+        });
+        Self { port, replies }
+    }
+
+    /// Writes `bytes` to the line as one burst.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write as _;
+        self.port.write_all(bytes).expect("write to the pty");
+        self.port.flush().expect("flush the pty");
+    }
+
+    /// The next byte the daemon answers, or `None` when nothing comes within `timeout`.
+    pub fn reply(&self, timeout: Duration) -> Option<u8> {
+        self.replies.recv_timeout(timeout).ok()
+    }
+
+    /// Discards answers already received (left over from an earlier exchange).
+    pub fn discard_replies(&self) {
+        while self.replies.try_recv().is_ok() {}
+    }
+}

@@ -67,6 +67,12 @@ pub enum Problem {
         /// The MQTT device that published it.
         publisher: String,
     },
+    /// The message broke its schema but its one body was readable, and is triaged as read
+    /// (a pendant stays life-critical even when the firmware added a field).
+    Malformed {
+        /// What was wrong with it.
+        detail: String,
+    },
     /// Postgres refused the record as decoded; this is a stand-in with the raw bytes kept.
     DatabaseRefused {
         /// Postgres' message.
@@ -81,15 +87,17 @@ impl Problem {
             Problem::UnknownAccount { .. } => "unknown_account",
             Problem::ProtocolMismatch { .. } => "protocol_mismatch",
             Problem::NotABridge { .. } => "not_a_bridge",
+            Problem::Malformed { .. } => "schema",
             Problem::DatabaseRefused { .. } => "db_rejected",
         }
     }
 
     /// Every code [`Problem::code`] returns.
-    pub const CODES: [&'static str; 4] = [
+    pub const CODES: [&'static str; 5] = [
         "unknown_account",
         "protocol_mismatch",
         "not_a_bridge",
+        "schema",
         "db_rejected",
     ];
 }
@@ -110,6 +118,7 @@ impl std::fmt::Display for Problem {
                 f,
                 "MQTT device {publisher} is not a bridge for account {account}"
             ),
+            Problem::Malformed { detail } => write!(f, "malformed message ({detail})"),
             Problem::DatabaseRefused { message } => {
                 write!(f, "database refused the decoded signal: {message}")
             }
@@ -198,7 +207,16 @@ impl Decoded {
 
     /// A Warden v1 MQTT uplink.
     pub fn from_uplink(u: &Uplink) -> Self {
-        let what = match &u.body {
+        Decoded::from_body(
+            &u.body,
+            serde_json::to_value(&u.payload).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// One MQTT body (from a valid uplink, or salvaged from one whose envelope was not),
+    /// with the payload as the decoder saw it for display.
+    pub fn from_body(body: &Body, frame: serde_json::Value) -> Self {
+        let what = match body {
             Body::Alarm(a) => SignalWhat::Mqtt {
                 kind: a.kind,
                 restore: a.restore,
@@ -216,10 +234,7 @@ impl Decoded {
                 online: matches!(p, warden_protocol::mqtt::Presence::Online),
             },
         };
-        Decoded::new(
-            vec![what],
-            serde_json::to_value(&u.payload).unwrap_or(serde_json::Value::Null),
-        )
+        Decoded::new(vec![what], frame)
     }
 
     /// A receiver, gateway or broker link going down or coming back (Warden's own record).
@@ -275,7 +290,9 @@ impl Decoded {
                 | Problem::ProtocolMismatch { account, .. }
                 | Problem::NotABridge { account, .. },
             ) => fix(account),
-            Some(Problem::DatabaseRefused { message }) => fix(message),
+            Some(Problem::DatabaseRefused { message } | Problem::Malformed { detail: message }) => {
+                fix(message);
+            }
             None => {}
         }
         self

@@ -982,6 +982,24 @@ impl Triage {
             // An unknown code is shown whatever its qualifier.
             return Some(self.raise(sig, now, out));
         }
+        if sig.id.is_some() && sig.kind.is_alarm() {
+            // An alarm's restore with no open incident: usually the alarm was resolved
+            // before the unit reset, but it may also mean the alarm itself never arrived.
+            // Recorded, so the trail shows it either way.
+            audit(
+                out,
+                now,
+                None,
+                None,
+                AuditAction::RestoreRecorded,
+                format!(
+                    "restore with no open {} incident for {}: {}",
+                    sig.kind.as_str(),
+                    SubjectText(&sig.subject),
+                    sig.detail
+                ),
+            );
+        }
         None
     }
 

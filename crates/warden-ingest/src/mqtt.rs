@@ -341,37 +341,45 @@ async fn write(
     received_at: OffsetDateTime,
 ) -> Result<Outcome, warden_store::WriteError> {
     let raw = publish.payload.to_vec();
-    let device = match payload::parse_topic(prefix, &publish.topic) {
-        Ok(device) => device,
-        // Not addressed to any device: noise to keep, not a signal to triage.
-        Err(e) => {
-            return ingest
-                .reject(
-                    Source::Mqtt,
-                    link.to_owned(),
-                    evidence(publish, raw),
-                    e.reason(),
-                    reason(publish, &e),
-                    received_at,
-                )
-                .await;
-        }
+    // Warden subscribes to `{prefix}/+/devices/+/up` only, so whatever arrives was
+    // addressed to a device: a message that cannot be read (or whose topic does not name a
+    // valid device) still reaches an operator, with what could be read of it.
+    let (device, parsed) = match payload::parse_topic(prefix, &publish.topic) {
+        Ok(device) => (
+            Some(device),
+            payload::parse_payload(device, &publish.payload),
+        ),
+        Err(e) => (payload::topic_device(prefix, &publish.topic), Err(e)),
     };
-    let uplink = match payload::parse_payload(device, &publish.payload) {
+    let uplink = match parsed {
         Ok(u) => u,
-        // From a device topic but unreadable (bad JSON, unknown version, oversized): it may
-        // be an alarm in a format this version does not read, so it reaches an operator.
         Err(e) => {
+            let body = payload::salvage_body(&publish.payload);
+            // A salvaged pass-through speaks for the panel it names, like a valid one; the
+            // rest for the device of the topic (none when the topic names none).
+            let (account, speaks) = match (&body, device) {
+                (_, None) => (None, MQTT_PROTOCOLS),
+                (Some(Body::ContactId { message, .. }), Some(_)) => {
+                    (Some(message.account.to_string()), RECEIVER_PROTOCOLS)
+                }
+                (_, Some(d)) => (Some(d.to_owned()), MQTT_PROTOCOLS),
+            };
+            let salvaged = body.map(|body| {
+                let frame =
+                    serde_json::from_slice(&publish.payload).unwrap_or(serde_json::Value::Null);
+                Decoded::from_body(&body, frame)
+            });
             return ingest
                 .unreadable(
                     Source::Mqtt,
                     link.to_owned(),
-                    Some(device.to_owned()),
-                    MQTT_PROTOCOLS,
+                    account,
+                    speaks,
                     evidence(publish, raw),
                     e.reason(),
                     reason(publish, &e),
                     received_at,
+                    salvaged,
                 )
                 .await;
         }

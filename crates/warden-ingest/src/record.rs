@@ -75,29 +75,32 @@ impl Ingest {
     /// "rejected signals" view. Resolves only after commit.
     pub(crate) async fn signal(&self, mut a: Arrival) -> Result<Outcome, WriteError> {
         metrics::counter!(m::SIGNALS_RECEIVED, "source" => a.source.as_str()).increment(1);
-        let device_id = match &a.account {
+        let (device_id, unattributed) = match &a.account {
             Some(acct) => match self.devices.resolve(acct).await {
-                Ok(Some(dev)) if a.speaks.contains(&dev.protocol) => Some(dev.id),
-                Ok(Some(dev)) => {
-                    a.decoded = a.decoded.with_problem(Problem::ProtocolMismatch {
+                Ok(Some(dev)) if a.speaks.contains(&dev.protocol) => (Some(dev.id), None),
+                Ok(Some(dev)) => (
+                    None,
+                    Some(Problem::ProtocolMismatch {
                         account: acct.clone(),
                         registered: dev.protocol.as_str().to_owned(),
                         arrived: a.source.as_str().to_owned(),
-                    });
-                    None
-                }
-                Ok(None) => {
-                    a.decoded = a.decoded.with_problem(Problem::UnknownAccount {
+                    }),
+                ),
+                Ok(None) => (
+                    None,
+                    Some(Problem::UnknownAccount {
                         account: acct.clone(),
-                    });
-                    None
-                }
+                    }),
+                ),
                 // Not known to be durable: the adapter NAKs or retries before PUBACK.
                 Err(e) => return Err(WriteError::Commit(format!("device lookup failed: {e}"))),
             },
-            None => None,
+            None => (None, None),
         };
-        let evidence = a.decoded.problem.as_ref().map(|p| {
+        if let Some(p) = &unattributed {
+            a.decoded = a.decoded.with_problem(p.clone());
+        }
+        let evidence = unattributed.as_ref().map(|p| {
             self.quarantine_counted(
                 a.source,
                 a.link_id.clone(),
@@ -213,6 +216,10 @@ impl Ingest {
     /// Well-framed input that could not be decoded: kept in quarantine, and stored and
     /// triaged as an unreadable signal (urgent unless configured otherwise) of the device
     /// it names, or of the link when it names none, so a person looks at it.
+    ///
+    /// `salvaged` is what could still be read of it (an MQTT body whose envelope broke the
+    /// schema): it is triaged as read, marked [`Problem::Malformed`], so a readable pendant
+    /// stays life-critical.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn unreadable(
         &self,
@@ -224,13 +231,19 @@ impl Ingest {
         reason_code: &'static str,
         reason: String,
         received_at: OffsetDateTime,
+        salvaged: Option<Decoded>,
     ) -> Result<Outcome, WriteError> {
-        let decoded = Decoded::new(
-            vec![warden_core::SignalWhat::Unknown {
-                raw_summary: clip(&reason, warden_core::MAX_SUMMARY_BYTES),
-            }],
-            serde_json::Value::Null,
-        );
+        let decoded = match salvaged {
+            Some(d) => d.with_problem(Problem::Malformed {
+                detail: clip(&reason, warden_core::MAX_SUMMARY_BYTES),
+            }),
+            None => Decoded::new(
+                vec![warden_core::SignalWhat::Unknown {
+                    raw_summary: clip(&reason, warden_core::MAX_SUMMARY_BYTES),
+                }],
+                serde_json::Value::Null,
+            ),
+        };
         let evidence = self.quarantine_counted(
             source,
             link_id.clone(),

@@ -345,6 +345,7 @@ async fn handle_frames(
                                 code,
                                 error.to_string(),
                                 received_at,
+                                None,
                             )
                             .await
                     } else {

@@ -332,9 +332,16 @@ async fn bad_messages_are_quarantined_and_pubacked_and_good_neighbours_arrive(po
         "SELECT count(*) FROM signals WHERE decoded #>> '{events,0,type}' = 'unknown'",
     )
     .await;
+    assert_eq!(unreadable, 3, "bad JSON, oversized and the bad Contact ID");
+    let salvaged = count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE decoded #>> '{problem,reason}' = 'malformed' \
+         AND decoded #>> '{events,0,kind}' = 'smoke'",
+    )
+    .await;
     assert_eq!(
-        unreadable, 4,
-        "bad JSON, v7, oversized and the bad Contact ID"
+        salvaged, 1,
+        "the v7 smoke alarm is read as a smoke alarm, marked malformed"
     );
     wait_count(&pool, "SELECT count(*) FROM quarantine", 5).await;
     for (code, n) in [

@@ -257,9 +257,78 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<&'a str, PayloadE
     }
 }
 
+/// The device a topic of any version names (`{prefix}/{version}/devices/{device_id}/up`),
+/// when its id is valid: a message whose topic or payload cannot be read is still kept
+/// with the device it was addressed to.
+pub fn topic_device<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(_), Some("devices"), Some(id), Some("up"), None) if valid_id(id) => Some(id),
+        _ => None,
+    }
+}
+
 /// The topic a device publishes on.
 pub fn topic(prefix: &str, device_id: &str) -> String {
     format!("{prefix}/v1/devices/{device_id}/up")
+}
+
+/// The one readable body of a payload that failed validation for its envelope (no or a
+/// bad `msg_id`, an unknown version, an unknown top-level field, a bad device id), so an
+/// alarm that is perfectly readable is not reduced to "unreadable" by a firmware that adds a
+/// field. `None` unless exactly one body key is present and parses.
+pub fn salvage_body(bytes: &[u8]) -> Option<Body> {
+    if bytes.len() > MAX_PAYLOAD {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let obj = value.as_object()?;
+    let take = |key: &str| obj.get(key).cloned();
+    let mut found = Vec::new();
+    if let Some(v) = take("alarm") {
+        found.push(serde_json::from_value(v).ok().map(Body::Alarm));
+    }
+    if let Some(v) = take("heartbeat") {
+        found.push(serde_json::from_value(v).ok().map(Body::Heartbeat));
+    }
+    if let Some(v) = take("battery") {
+        found.push(
+            serde_json::from_value::<Battery>(v)
+                .ok()
+                .filter(|b| b.percent <= 100)
+                .map(Body::Battery),
+        );
+    }
+    if let Some(v) = take("signal") {
+        found.push(serde_json::from_value(v).ok().map(Body::Signal));
+    }
+    if let Some(v) = take("contact_id") {
+        found.push(
+            serde_json::from_value::<ContactIdPassThrough>(v)
+                .ok()
+                .and_then(|c| {
+                    Some(Body::ContactId {
+                        message: ContactIdMessage::parse(c.message.as_bytes()).ok()?,
+                        receiver: c.receiver,
+                        line: c.line,
+                    })
+                }),
+        );
+    }
+    if let Some(v) = take("presence") {
+        found.push(serde_json::from_value(v).ok().map(Body::Presence));
+    }
+    match found.as_slice() {
+        [Some(body)] => Some(body.clone()),
+        _ => None,
+    }
 }
 
 /// Validates one payload from `device_id`.

@@ -483,8 +483,12 @@ pub(crate) fn check(case: &Case, seen: &Seen, failed: &mut Vec<String>) {
             )),
         }
     }
-    if case.any_record && seen.incidents.is_empty() && seen.quarantine.is_empty() {
-        failed.push("(a) neither an incident nor a quarantine row records it".into());
+    if case.any_record
+        && seen.incidents.is_empty()
+        && seen.quarantine.is_empty()
+        && seen.audits.is_empty()
+    {
+        failed.push("(a) no incident, quarantine row or audit entry records it".into());
     }
     // (b) the evidence, raw bytes exact.
     if let Some((code, raw)) = &case.quarantine {

@@ -477,15 +477,24 @@ impl Mosquitto {
     /// persistence file in the broker's temp dir, so an orderly restart keeps sessions and
     /// their queued messages. `extra` is appended (queue and in-flight limits).
     pub fn start_persistent(extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
         let bin = Self::binary().expect("mosquitto is not installed: run tests/deps.sh");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        // Started as root, Mosquitto drops to the `mosquitto` user before it writes its
+        // persistence file: without write access it only logs "Error saving in-memory
+        // database" at shutdown and comes back without any session.
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store).expect("mkdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{extra}\n",
-                dir.path().display()
+                store.display()
             ),
         )
         .expect("write mosquitto.conf");
@@ -499,6 +508,8 @@ impl Mosquitto {
 
     /// Stops the broker the orderly way (SIGTERM: a persistent broker writes its sessions to
     /// disk), waits `down`, and starts it again on the same port with the same configuration.
+    // `_dir` is the broker's own temp dir, where its configuration lives.
+    #[allow(clippy::used_underscore_binding)]
     pub fn restart(&mut self, down: Duration) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -590,8 +601,8 @@ impl ReplugPort {
     /// Opens `path` now (it must exist).
     pub fn open(path: &std::path::Path) -> Self {
         let settings = warden_sim::surgard::SerialSettings::default();
-        let port = warden_sim::surgard::open_serial(&path.to_string_lossy(), &settings)
-            .expect("open pty");
+        let port =
+            warden_sim::surgard::open_serial(&path.to_string_lossy(), &settings).expect("open pty");
         Self {
             path: path.to_owned(),
             settings,
@@ -615,8 +626,7 @@ impl ReplugPort {
             if self.retry.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            match warden_sim::surgard::open_serial(&self.path.to_string_lossy(), &self.settings)
-            {
+            match warden_sim::surgard::open_serial(&self.path.to_string_lossy(), &self.settings) {
                 Ok(p) => self.port = Some(Box::pin(p)),
                 Err(_) => self
                     .retry
@@ -811,7 +821,9 @@ impl PrivatePg {
         assert!(
             self.run(
                 "pg_ctl",
-                &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "30", "start"]
+                &[
+                    "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "30", "start"
+                ]
             ),
             "pg_ctl start failed; see {log}"
         );

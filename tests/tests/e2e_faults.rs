@@ -16,6 +16,7 @@
 //! that on a 2-core machine one run's load does not become another run's fault.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use warden_protocol::mqtt::AlarmKind;
@@ -32,6 +33,11 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// Serial accounts that send periodic tests (Contact ID 602).
 const SERIAL_BULK: [&str; 2] = ["3101", "3102"];
+/// The time a run may spend sending and recovering; the checks after it have their own
+/// bounded waits (`STORE_WAIT`).
+const RUN_BUDGET: Duration = Duration::from_mins(1);
+/// How long the checks wait for stored and triaged signals after a run.
+const STORE_WAIT: Duration = Duration::from_secs(30);
 /// Every this many signals on a path, one is a pendant press.
 const PENDANT_EVERY: usize = 50;
 /// The serial link's name in the daemon's configuration, and its link id.
@@ -65,22 +71,28 @@ impl Sql for PrivatePg {
 fn config(db_url: &str, mqtt_port: Option<u16>, pty: Option<&PtyPair>, client: &str) -> String {
     let mut c = format!("[database]\nurl = \"{db_url}\"\n");
     if let Some(port) = mqtt_port {
-        c.push_str(&format!(
-            "[mqtt]\nport = {port}\nclient_id = \"{client}\"\n"
-        ));
+        let _ = write!(c, "[mqtt]\nport = {port}\nclient_id = \"{client}\"\n");
     }
     if let Some(pty) = pty {
-        c.push_str(&format!(
+        let _ = write!(
+            c,
             "[[serial]]\nname = \"rx1\"\npath = \"{}\"\nheartbeat_window = \"10s\"\n",
             pty.warden.display()
-        ));
+        );
     }
     c
 }
 
 /// Registers one unit with `wardend device add`; pendant units carry the label `pendant`.
 fn add_device(w: &Wardend, account: &str, protocol: &str, pendant: bool) {
-    let mut args = vec!["device", "add", "--account", account, "--protocol", protocol];
+    let mut args = vec![
+        "device",
+        "add",
+        "--account",
+        account,
+        "--protocol",
+        protocol,
+    ];
     if pendant {
         args.extend(["--label", "pendant"]);
     }
@@ -152,6 +164,7 @@ fn send_serial(
                 Err(_) => break,
             }
         }
+        eprintln!("serial: last frame queued at {}", since(deadline));
         pendant_seqs
     })
 }
@@ -177,21 +190,26 @@ fn fleet(w: &Wardend, port: u16, prefix: &str, devices: usize, pendants: usize) 
     fleet
 }
 
-/// Schedules `messages` alarms across the fleet: `test` alarms from the bulk units and,
-/// every [`PENDANT_EVERY`], a pendant press from the next pendant unit.
+/// Schedules `messages` alarms across the fleet, `rate_per_s` a second: `test` alarms from
+/// the bulk units and, every [`PENDANT_EVERY`], a pendant press from the next pendant unit.
 fn send_fleet(
     fh: FleetHandle,
     messages: usize,
     pendants: usize,
+    rate_per_s: f64,
     deadline: Instant,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let ids = fh.device_ids();
         let bulk = &ids[pendants..];
+        let start = tokio::time::Instant::now();
         for n in 0..messages {
             if Instant::now() >= deadline {
                 break;
             }
+            #[allow(clippy::cast_precision_loss)]
+            let due = start + Duration::from_secs_f64(n as f64 / rate_per_s);
+            tokio::time::sleep_until(due).await;
             let (id, kind) = if n % PENDANT_EVERY == 0 {
                 (&ids[n / PENDANT_EVERY % pendants], AlarmKind::Pendant)
             } else {
@@ -199,6 +217,7 @@ fn send_fleet(
             };
             fh.alarm(id, kind).await.expect("fleet running");
         }
+        eprintln!("mqtt: last fleet message scheduled at {}", since(deadline));
     })
 }
 
@@ -213,10 +232,13 @@ fn send_mosquitto_pub(
     rate_per_unit: f64,
     deadline: Instant,
 ) -> Vec<std::thread::JoinHandle<PubReport>> {
-    (0..units)
-        .map(|u| {
-            let unit = format!("{prefix}{u:03}");
-            add_device(w, &unit, "mqtt", true);
+    let units: Vec<String> = (0..units).map(|u| format!("{prefix}{u:03}")).collect();
+    for unit in &units {
+        add_device(w, unit, "mqtt", true);
+    }
+    units
+        .into_iter()
+        .map(|unit| {
             let payloads = (0..lines)
                 .map(|n| {
                     let body = if n % PENDANT_EVERY == PENDANT_EVERY / 3 {
@@ -267,6 +289,18 @@ impl Tally {
     }
 }
 
+/// The daemon's log without terminal colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some((before, after)) = rest.split_once('\u{1b}') {
+        out.push_str(before);
+        rest = after.split_once('m').map_or("", |(_, tail)| tail);
+    }
+    out.push_str(rest);
+    out
+}
+
 fn frame_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).replace('\u{14}', "")
 }
@@ -298,10 +332,8 @@ fn count_serial(db: &impl Sql, report: &ReceiverReport, pendant_seqs: &HashSet<u
             t.duplicates += n - 1;
         }
         if n > usize::try_from(f.transmissions).unwrap_or(usize::MAX) {
-            t.invented.push(format!(
-                "{text} stored {n} times, sent {}",
-                f.transmissions
-            ));
+            t.invented
+                .push(format!("{text} stored {n} times, sent {}", f.transmissions));
         }
         if pendant_seqs.contains(&f.seq) {
             t.pendants.push(text);
@@ -346,8 +378,12 @@ fn count_mqtt(
     t
 }
 
-/// Fleet messages: `(sent, pubacked ids, pubacked pendant ids)`.
-fn fleet_figures(r: &FleetReport) -> (usize, Vec<(String, String)>, HashSet<(String, String)>) {
+/// An MQTT sender's figures: messages sent, `(device, msg_id)` of those PUBACKed, and of
+/// the PUBACKed pendant presses.
+type Figures = (usize, Vec<(String, String)>, HashSet<(String, String)>);
+
+/// Fleet messages as [`Figures`].
+fn fleet_figures(r: &FleetReport) -> Figures {
     let pendants = r
         .messages
         .iter()
@@ -361,10 +397,8 @@ fn fleet_figures(r: &FleetReport) -> (usize, Vec<(String, String)>, HashSet<(Str
     )
 }
 
-/// `mosquitto_pub` units: `(sent, pubacked ids, pubacked pendant ids)`.
-fn pub_figures(
-    reports: &[PubReport],
-) -> (usize, Vec<(String, String)>, HashSet<(String, String)>) {
+/// `mosquitto_pub` units' messages as [`Figures`].
+fn pub_figures(reports: &[PubReport]) -> Figures {
     let mut sent = 0;
     let mut acked = Vec::new();
     let mut pendants = HashSet::new();
@@ -393,12 +427,15 @@ fn pub_figures(
 
 /// Waits (up to `within`) until every MQTT message the senders saw PUBACKed is stored:
 /// the broker may still hold some for Warden's session.
-fn wait_mqtt_stored(db: &impl Sql, acked: &[(String, String)], within: Duration) {
+fn wait_mqtt_stored(db: &impl Sql, acked: &[(String, String)], deadline: Instant) {
     let want = i64::try_from(acked.iter().collect::<HashSet<_>>().len()).unwrap_or(i64::MAX);
-    wait_until(within, || {
+    let all = wait_until(STORE_WAIT, || {
         db.count("SELECT count(*) FROM signals WHERE source = 'mqtt' AND dedupe_key IS NOT NULL")
             >= want
     });
+    if all {
+        eprintln!("mqtt: every PUBACKed message stored at {}", since(deadline));
+    }
 }
 
 /// Waits (up to `within`) until every acknowledged pendant press is triaged and its unit
@@ -439,11 +476,21 @@ fn judge(run: &str, t: &Tally, triaged: usize, started: Instant, warden: &Warden
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     };
-    assert!(
-        t.sent >= 10_000,
-        "{run}: only {} signals were sent",
-        t.sent
-    );
+    assert!(t.sent >= 10_000, "{run}: only {} signals were sent", t.sent);
+    if !t.missing.is_empty() {
+        // Keep the whole daemon log and the list of missing signals for the bug report.
+        let base = std::env::temp_dir().join(format!(
+            "e2e_faults-{}-{}",
+            run.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            std::process::id()
+        ));
+        let _ = std::fs::write(base.with_extension("wardend.log"), warden.log_text());
+        let _ = std::fs::write(base.with_extension("missing.txt"), t.missing.join("\n"));
+        eprintln!(
+            "{run}: daemon log and missing list kept at {}.*",
+            base.display()
+        );
+    }
     assert!(
         t.missing.is_empty(),
         "{run}: {} acknowledged signals are not stored, e.g. {:?}\n{}",
@@ -456,7 +503,10 @@ fn judge(run: &str, t: &Tally, triaged: usize, started: Instant, warden: &Warden
         "{run}: frames stored more often than sent: {:?}",
         &t.invented[..t.invented.len().min(5)]
     );
-    assert!(!t.pendants.is_empty(), "{run}: no pendant press was acknowledged");
+    assert!(
+        !t.pendants.is_empty(),
+        "{run}: no pendant press was acknowledged"
+    );
     assert_eq!(
         triaged,
         t.pendants.len(),
@@ -472,7 +522,9 @@ impl Dice {
     fn from_clock() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
+            .map_or(1, |d| {
+                u64::try_from(d.as_nanos() % u128::from(u64::MAX)).unwrap_or(1)
+            })
             | 1;
         eprintln!("fault seed {seed}");
         Self(seed)
@@ -484,7 +536,9 @@ impl Dice {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        let span = u64::try_from((hi - lo).as_millis()).unwrap_or(1).max(1);
+        let span = u64::try_from(hi.saturating_sub(lo).as_millis())
+            .unwrap_or(1)
+            .max(1);
         lo + Duration::from_millis(self.0 % span)
     }
 }
@@ -492,14 +546,19 @@ impl Dice {
 /// Stops the receiver once everything queued is ACKed (or at `deadline`).
 async fn finish_receiver(
     rx: &ReceiverHandle,
-    receiver: warden_tests::Running<
-        Result<ReceiverReport, warden_sim::surgard::ReceiverError>,
-    >,
+    receiver: warden_tests::Running<Result<ReceiverReport, warden_sim::surgard::ReceiverError>>,
     deadline: Instant,
 ) -> ReceiverReport {
     let left = deadline.saturating_duration_since(Instant::now());
     let _ = tokio::time::timeout(left, rx.flushed()).await;
+    eprintln!("serial: last frame ACKed at {}", since(deadline));
     receiver.stop().await.expect("receiver report")
+}
+
+/// Seconds since a run started, given its deadline (every run sets it `RUN_BUDGET` later).
+fn since(deadline: Instant) -> String {
+    let started = deadline.checked_sub(RUN_BUDGET).unwrap_or(deadline);
+    format!("{:.1}s", started.elapsed().as_secs_f64())
 }
 
 /// Stops the fleet once every message is PUBACKed (or at `deadline`).
@@ -511,6 +570,7 @@ async fn finish_fleet(
     while fh.unacked() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!("mqtt: last message PUBACKed at {}", since(deadline));
     fleet.stop().await
 }
 
@@ -528,20 +588,25 @@ fn join_pubs(handles: Vec<std::thread::JoinHandle<PubReport>>) -> Vec<PubReport>
 async fn no_acknowledged_signal_is_lost_when_wardend_is_killed_five_times_mid_stream() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(50);
+    let deadline = started + RUN_BUDGET;
     let mut dice = Dice::from_clock();
     let db = TestDb::create("e2e_faults_kill");
     let broker =
         Mosquitto::start_persistent("max_queued_messages 1000000\nmax_inflight_messages 1000");
     let pty = PtyPair::start();
-    let mut warden = Wardend::start(&config(&db.url, Some(broker.port), Some(&pty), "warden-kill"));
+    let mut warden = Wardend::start(&config(
+        &db.url,
+        Some(broker.port),
+        Some(&pty),
+        "warden-kill",
+    ));
     register_serial(&warden, 20);
     let fleet = fleet(&warden, broker.port, "k-", 60, 30);
     warden.wait_mqtt_up(broker.port);
     let (fh, fleet) = start_fleet(fleet).await;
     let (rx, receiver) = start_receiver_replug(&pty, receiver_config());
     let serial = send_serial(rx.clone(), 2_000, 20, deadline);
-    let mqtt = send_fleet(fh.clone(), 8_500, 30, deadline);
+    let mqtt = send_fleet(fh.clone(), 8_500, 30, 600.0, deadline);
 
     // Five crashes at pseudo-random moments while both senders keep sending.
     let mut kills = Vec::new();
@@ -555,7 +620,7 @@ async fn no_acknowledged_signal_is_lost_when_wardend_is_killed_five_times_mid_st
             std::thread::sleep(down);
             warden.restart();
         });
-        kills.push(format!("{:.1}s", at.as_secs_f64()));
+        kills.push(format!("{:.1}s+{}ms", at.as_secs_f64(), down.as_millis()));
     }
     eprintln!("kill -9 at {kills:?}");
     let pendant_seqs = serial.await.expect("serial sender");
@@ -565,10 +630,10 @@ async fn no_acknowledged_signal_is_lost_when_wardend_is_killed_five_times_mid_st
 
     let (sent, acked, pendants) = fleet_figures(&fleet_report);
     tokio::task::block_in_place(|| {
-        wait_mqtt_stored(&db, &acked, Duration::from_secs(30));
+        wait_mqtt_stored(&db, &acked, deadline);
         let mut t = count_serial(&db, &rx_report, &pendant_seqs);
         t.add(count_mqtt(&db, sent, &acked, &pendants));
-        let triaged = pendants_triaged(&db, &t.pendants, Duration::from_secs(30));
+        let triaged = pendants_triaged(&db, &t.pendants, STORE_WAIT);
         judge("kill -9 x5", &t, triaged, started, &warden);
         assert!(
             rx_report.all_acknowledged(),
@@ -583,35 +648,45 @@ async fn no_acknowledged_signal_is_lost_when_wardend_is_killed_five_times_mid_st
 async fn every_pubacked_message_is_stored_once_across_a_mosquitto_restart_mid_burst() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(45);
+    let deadline = started + RUN_BUDGET;
     let db = TestDb::create("e2e_faults_broker");
     let mut broker =
         Mosquitto::start_persistent("max_queued_messages 1000000\nmax_inflight_messages 1000");
     let warden = Wardend::start(&config(&db.url, Some(broker.port), None, "warden-broker"));
     warden.wait_mqtt_up(broker.port);
 
-    // 20 independent publishers (mosquitto_pub), 500 messages each, about 3 000 a second
-    // together: the broker restarts about a second into the burst, with the publishers
-    // mid-stream and Warden's session holding a backlog.
-    let pubs = send_mosquitto_pub(&warden, broker.port, "bp-", 20, 500, 150.0, deadline);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // 20 independent publishers (mosquitto_pub), 500 messages each, about 5 000 a second
+    // together: the broker restarts 0.8 s into the 2 s burst, with every publisher
+    // mid-stream and messages queued for Warden's session.
+    let pubs = send_mosquitto_pub(&warden, broker.port, "bp-", 20, 500, 250.0, deadline);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = db.count("SELECT count(*) FROM signals WHERE source = 'mqtt'");
+    let stop_at = since(deadline);
     tokio::task::block_in_place(|| broker.restart(Duration::from_millis(500)));
-    eprintln!("mosquitto restarted at {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "mosquitto stopped at {stop_at} with {before} messages stored, back at {}",
+        since(deadline)
+    );
     let reports = tokio::task::block_in_place(|| join_pubs(pubs));
     let (sent, acked, pendants) = pub_figures(&reports);
     let processes: u32 = reports.iter().map(|r| r.processes).sum();
 
     tokio::task::block_in_place(|| {
-        wait_mqtt_stored(&db, &acked, Duration::from_secs(30));
+        wait_mqtt_stored(&db, &acked, deadline);
         let t = count_mqtt(&db, sent, &acked, &pendants);
-        let triaged = pendants_triaged(&db, &t.pendants, Duration::from_secs(30));
+        let triaged = pendants_triaged(&db, &t.pendants, STORE_WAIT);
         eprintln!("mosquitto_pub processes: {processes} for 20 units");
         judge("mosquitto restart", &t, triaged, started, &warden);
         assert_eq!(t.duplicates, 0, "no MQTT message is stored twice");
         assert_eq!(t.acked, sent, "every message was PUBACKed in the end");
         assert!(
-            processes > 20,
-            "the restart reached the publishers (each needed a second process)"
+            processes >= 40,
+            "the restart reached every publisher (each needed a second process)"
+        );
+        assert!(
+            plain(&warden.log_text()).contains("session_present=true"),
+            "the broker kept Warden's session across its restart (else messages published before \
+             Warden subscribed again were routed to nobody)"
         );
     });
 }
@@ -620,32 +695,32 @@ async fn every_pubacked_message_is_stored_once_across_a_mosquitto_restart_mid_bu
 async fn every_acked_frame_is_stored_when_the_serial_cable_is_pulled_and_plugged_back() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(50);
+    let deadline = started + RUN_BUDGET;
     let db = TestDb::create("e2e_faults_serial");
     let broker = Mosquitto::start("max_queued_messages 1000000\nmax_inflight_messages 1000");
     let mut pty = PtyPair::start();
-    let warden = Wardend::start(&config(&db.url, Some(broker.port), Some(&pty), "warden-serial"));
+    let warden = Wardend::start(&config(
+        &db.url,
+        Some(broker.port),
+        Some(&pty),
+        "warden-serial",
+    ));
     register_serial(&warden, 20);
     warden.wait_mqtt_up(broker.port);
     let (rx, receiver) = start_receiver_replug(&pty, receiver_config());
-    let serial = send_serial(rx.clone(), 2_500, 20, deadline);
+    let serial = send_serial(rx.clone(), 1_500, 20, deadline);
     // Background traffic from independent MQTT publishers while the cable is out.
-    let pubs = send_mosquitto_pub(&warden, broker.port, "sp-", 10, 800, 100.0, deadline);
+    let pubs = send_mosquitto_pub(&warden, broker.port, "sp-", 10, 900, 60.0, deadline);
 
-    // Pull the cable twice, each time once the receiver has got another 600 frames through,
-    // and leave it out for 2 s.
-    for round in 1..=2u64 {
-        let through = round * 600;
+    // Pull the cable twice, after 400 and 900 frames got through, for 2 s each time.
+    for through in [400, 900] {
         while rx.stats().acked < through && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         pty.unplug();
         tokio::time::sleep(Duration::from_secs(2)).await;
         pty.replug();
-        eprintln!(
-            "cable out and back at {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("serial cable out and back at {}", since(deadline));
     }
     let pendant_seqs = serial.await.expect("serial sender");
     let rx_report = finish_receiver(&rx, receiver, deadline).await;
@@ -653,10 +728,10 @@ async fn every_acked_frame_is_stored_when_the_serial_cable_is_pulled_and_plugged
     let (sent, acked, pendants) = pub_figures(&reports);
 
     tokio::task::block_in_place(|| {
-        wait_mqtt_stored(&db, &acked, Duration::from_secs(30));
+        wait_mqtt_stored(&db, &acked, deadline);
         let mut t = count_serial(&db, &rx_report, &pendant_seqs);
         t.add(count_mqtt(&db, sent, &acked, &pendants));
-        let triaged = pendants_triaged(&db, &t.pendants, Duration::from_secs(30));
+        let triaged = pendants_triaged(&db, &t.pendants, STORE_WAIT);
         judge("serial unplug x2", &t, triaged, started, &warden);
         assert!(
             rx_report.all_acknowledged(),
@@ -691,7 +766,7 @@ async fn every_acked_frame_is_stored_when_the_serial_cable_is_pulled_and_plugged
 async fn everything_acknowledged_is_stored_when_postgres_stops_and_starts_mid_stream() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(50);
+    let deadline = started + RUN_BUDGET;
     let pg = tokio::task::block_in_place(PrivatePg::start);
     let broker = Mosquitto::start("max_queued_messages 1000000\nmax_inflight_messages 1000");
     let pty = PtyPair::start();
@@ -702,14 +777,16 @@ async fn everything_acknowledged_is_stored_when_postgres_stops_and_starts_mid_st
     let (fh, fleet) = start_fleet(fleet).await;
     let (rx, receiver) = start_receiver_replug(&pty, receiver_config());
     let serial = send_serial(rx.clone(), 2_000, 20, deadline);
-    let mqtt = send_fleet(fh.clone(), 8_500, 30, deadline);
+    let mqtt = send_fleet(fh.clone(), 8_500, 30, 600.0, deadline);
 
-    // Postgres goes away for 3 s, 2.5 s into the stream (fast stop: open transactions
-    // abort, every connection closes), then comes back.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Postgres goes away for 3 s once 300 serial frames got through (fast stop: open
+    // transactions abort, every connection closes), then comes back.
+    while rx.stats().acked < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::task::block_in_place(|| {
         pg.stop_server();
-        eprintln!("postgres stopped at {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!("postgres stopped at {}", since(deadline));
         std::thread::sleep(Duration::from_secs(3));
         pg.start_server();
     });
@@ -720,10 +797,10 @@ async fn everything_acknowledged_is_stored_when_postgres_stops_and_starts_mid_st
 
     let (sent, acked, pendants) = fleet_figures(&fleet_report);
     tokio::task::block_in_place(|| {
-        wait_mqtt_stored(&pg, &acked, Duration::from_secs(30));
+        wait_mqtt_stored(&pg, &acked, deadline);
         let mut t = count_serial(&pg, &rx_report, &pendant_seqs);
         t.add(count_mqtt(&pg, sent, &acked, &pendants));
-        let triaged = pendants_triaged(&pg, &t.pendants, Duration::from_secs(30));
+        let triaged = pendants_triaged(&pg, &t.pendants, STORE_WAIT);
         judge("postgres stop/start", &t, triaged, started, &warden);
         assert!(
             rx_report.all_acknowledged(),

@@ -526,3 +526,509 @@ impl RawLine {
         while self.replies.try_recv().is_ok() {}
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Fault injection: a broker that keeps its sessions across a restart, a serial cable that
+// can be pulled and plugged back, a private Postgres that can be stopped and started, and
+// Mosquitto's own command-line publisher as an independent MQTT sender.
+
+impl Mosquitto {
+    /// Starts a broker like [`Mosquitto::start`] but with `persistence true` and its
+    /// persistence file in the broker's temp dir, so an orderly restart keeps sessions and
+    /// their queued messages. `extra` is appended (queue and in-flight limits).
+    pub fn start_persistent(extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bin = Self::binary().expect("mosquitto is not installed: run tests/deps.sh");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        // Started as root, Mosquitto drops to the `mosquitto` user before it writes its
+        // persistence file: without write access it only logs "Error saving in-memory
+        // database" at shutdown and comes back without any session.
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store).expect("mkdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{extra}\n",
+                store.display()
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = spawn_mosquitto(&bin, &conf, port);
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the broker the orderly way (SIGTERM: a persistent broker writes its sessions to
+    /// disk), waits `down`, and starts it again on the same port with the same configuration.
+    // `_dir` is the broker's own temp dir, where its configuration lives.
+    #[allow(clippy::used_underscore_binding)]
+    pub fn restart(&mut self, down: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let bin = Self::binary().expect("mosquitto is not installed: run tests/deps.sh");
+        self.child = spawn_mosquitto(&bin, &self._dir.path().join("mosquitto.conf"), self.port);
+    }
+}
+
+fn spawn_mosquitto(bin: &std::path::Path, conf: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let ok = wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(ok, "mosquitto did not start listening on {port}");
+    child
+}
+
+impl PtyPair {
+    /// Pulls the cable: kills `socat` (SIGKILL, so nothing is flushed) and removes the link
+    /// paths, so neither end can reopen a stale pty while it is away.
+    pub fn unplug(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.warden);
+        let _ = std::fs::remove_file(&self.receiver);
+    }
+
+    /// Plugs a new cable in: a new `socat` pair on the same link paths.
+    pub fn replug(&mut self) {
+        let _ = std::fs::remove_file(&self.warden);
+        let _ = std::fs::remove_file(&self.receiver);
+        self.child = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", self.warden.display()))
+            .arg(format!("pty,raw,echo=0,link={}", self.receiver.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat is not installed: run tests/deps.sh");
+        assert!(
+            wait_until(Duration::from_secs(5), || self.warden.exists()
+                && self.receiver.exists()),
+            "socat made no ptys"
+        );
+    }
+}
+
+/// The receiver's end of a serial cable that can be pulled out and plugged back in, as
+/// [`PtyPair::unplug`] and [`PtyPair::replug`] do. While the cable is out, reads wait and
+/// writes vanish (as on a real unplugged RS-232 line); the port is reopened at the same path
+/// every 50 ms until it is back. The receiver emulator keeps its buffer meanwhile: the frame
+/// it was sending times out and is resent once the computer answers again.
+pub struct ReplugPort {
+    path: PathBuf,
+    settings: warden_sim::surgard::SerialSettings,
+    port: Option<std::pin::Pin<Box<dyn PortIo>>>,
+    retry: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+trait PortIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send> PortIo for T {}
+
+impl std::fmt::Debug for ReplugPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplugPort")
+            .field("path", &self.path)
+            .field("open", &self.port.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplugPort {
+    /// Opens `path` now (it must exist).
+    pub fn open(path: &std::path::Path) -> Self {
+        let settings = warden_sim::surgard::SerialSettings::default();
+        let port =
+            warden_sim::surgard::open_serial(&path.to_string_lossy(), &settings).expect("open pty");
+        Self {
+            path: path.to_owned(),
+            settings,
+            port: Some(Box::pin(port)),
+            retry: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
+    fn lost(&mut self) {
+        self.port = None;
+        self.retry
+            .as_mut()
+            .reset(tokio::time::Instant::now() + Duration::from_millis(50));
+    }
+
+    /// Reopens the port if it is away and the retry time has come; registers the waker
+    /// with the retry timer otherwise.
+    fn poll_reopen(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        use std::future::Future as _;
+        while self.port.is_none() {
+            if self.retry.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            match warden_sim::surgard::open_serial(&self.path.to_string_lossy(), &self.settings) {
+                Ok(p) => self.port = Some(Box::pin(p)),
+                Err(_) => self
+                    .retry
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + Duration::from_millis(50)),
+            }
+        }
+        true
+    }
+}
+
+impl tokio::io::AsyncRead for ReplugPort {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if !this.poll_reopen(cx) {
+                return Poll::Pending;
+            }
+            let Some(port) = this.port.as_mut() else {
+                continue;
+            };
+            let before = buf.filled().len();
+            match port.as_mut().poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => return Poll::Ready(Ok(())),
+                // End of file or an error (EIO when the other end went away): the cable is out.
+                Poll::Ready(_) => this.lost(),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ReplugPort {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(port) = this.port.as_mut() else {
+            // Nobody on the line: the bytes are lost, as on an unplugged cable.
+            return Poll::Ready(Ok(data.len()));
+        };
+        match port.as_mut().poll_write(cx, data) {
+            Poll::Ready(Err(_)) => {
+                this.lost();
+                Poll::Ready(Ok(data.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(port) = this.port.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        match port.as_mut().poll_flush(cx) {
+            Poll::Ready(Err(_)) => {
+                this.lost();
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut().port.as_mut() {
+            Some(port) => port.as_mut().poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Starts a simulated Sur-Gard receiver like [`start_receiver`], but on a [`ReplugPort`]
+/// and with `config`, so it survives [`PtyPair::unplug`] with its buffer intact.
+pub fn start_receiver_replug(
+    pty: &PtyPair,
+    config: warden_sim::surgard::ReceiverConfig,
+) -> (
+    warden_sim::surgard::ReceiverHandle,
+    Running<Result<warden_sim::surgard::ReceiverReport, warden_sim::surgard::ReceiverError>>,
+) {
+    use warden_sim::surgard::SurGardReceiver;
+    let receiver = SurGardReceiver::new(ReplugPort::open(&pty.receiver), config).expect("receiver");
+    let handle = receiver.handle();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(receiver.run(async move {
+        let _ = rx.await;
+    }));
+    (handle, Running { stop, task })
+}
+
+/// A private PostgreSQL cluster of the system's binaries in a temp dir, for tests that
+/// stop and start the server itself (the shared test server must stay up for the others).
+/// Runs as `postgres` when the test runs as root. Stopped on drop.
+#[derive(Debug)]
+pub struct PrivatePg {
+    pub url: String,
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+impl PrivatePg {
+    /// `initdb` and start on a free port (a few seconds).
+    pub fn start() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("postgresql server binaries installed: run tests/deps.sh")
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+            .collect();
+        versions.sort();
+        let bin = versions.pop().expect("a postgres version").1;
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The cluster runs as `postgres` when we are root: let it into the temp dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let data = dir.path().join("pg");
+        std::fs::create_dir(&data).expect("mkdir");
+        if running_as_root() {
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&data)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown postgres {}", data.display());
+        }
+        let port = free_port();
+        let pg = Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        let data = pg.data.to_string_lossy().into_owned();
+        assert!(
+            pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"]),
+            "initdb failed"
+        );
+        pg.start_server();
+        pg
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let exe = self.bin.join(tool);
+        let mut c = if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        c.args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Starts the (stopped) server and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let log = format!("{data}/server.log");
+        let opts = format!(
+            "-p {} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            self.port
+        );
+        assert!(
+            self.run(
+                "pg_ctl",
+                &[
+                    "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "30", "start"
+                ]
+            ),
+            "pg_ctl start failed; see {log}"
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: open transactions abort and every connection is closed.
+    pub fn stop_server(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        assert!(
+            self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]),
+            "pg_ctl stop failed"
+        );
+    }
+
+    /// Runs one SQL statement and returns its unaligned, tuples-only output, trimmed.
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+/// What one `mosquitto_pub` sender achieved: for each payload given, whether the broker
+/// acknowledged it (PUBACK) at least once.
+#[derive(Debug, Clone)]
+pub struct PubReport {
+    pub topic: String,
+    pub payloads: Vec<String>,
+    pub acked: Vec<bool>,
+    /// `mosquitto_pub` processes it took (more than one when the broker went away).
+    pub processes: u32,
+}
+
+/// Publishes `payloads` (one line each, no newlines inside) on `topic` with Debian's
+/// `mosquitto_pub -l -q 1`, an MQTT client independent of Warden's and of `firmware-sim`'s,
+/// about `rate_per_s` lines a second. Acknowledgements are read from its debug output
+/// (`-d`: each PUBLISH with its message id, each PUBACK by that id). When the process ends
+/// with payloads still unacknowledged (`mosquitto_pub` gives up when the broker goes away),
+/// a new one is started with those, as a unit keeps an alarm until it is acknowledged;
+/// nothing is started after `deadline`. Runs on its own thread.
+pub fn mosquitto_pub(
+    port: u16,
+    topic: &str,
+    payloads: Vec<String>,
+    rate_per_s: f64,
+    deadline: Instant,
+) -> std::thread::JoinHandle<PubReport> {
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let mut acked = vec![false; payloads.len()];
+        let mut processes = 0;
+        while Instant::now() < deadline && acked.iter().any(|a| !a) {
+            processes += 1;
+            let todo: Vec<usize> = (0..payloads.len()).filter(|&i| !acked[i]).collect();
+            let lines: Vec<&str> = todo.iter().map(|&i| payloads[i].as_str()).collect();
+            for i in publish_lines(port, &topic, &lines, rate_per_s, deadline) {
+                acked[todo[i]] = true;
+            }
+            if acked.iter().any(|a| !a) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        PubReport {
+            topic,
+            payloads,
+            acked,
+            processes,
+        }
+    })
+}
+
+/// One `mosquitto_pub` process over `lines`; returns the indices acknowledged.
+fn publish_lines(
+    port: u16,
+    topic: &str,
+    lines: &[&str],
+    rate_per_s: f64,
+    deadline: Instant,
+) -> Vec<usize> {
+    use std::io::{BufRead as _, Write as _};
+    let mut child = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
+        .args(["-q", "1", "-l", "-d", "-M", "100", "-k", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_pub is not installed: run tests/deps.sh (mosquitto-clients)");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        // Message ids are given in publish order and reused after 65 535: pair each PUBACK
+        // with the latest first transmission ("d0") of that id.
+        let mut sent = 0usize;
+        let mut by_mid: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        let mut acked = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split_once("sending PUBLISH (d0, ").map(|(_, r)| r) {
+                if let Some(mid) = rest
+                    .split(", ")
+                    .find_map(|f| f.strip_prefix('m'))
+                    .and_then(|m| m.parse().ok())
+                {
+                    by_mid.insert(mid, sent);
+                }
+                sent += 1;
+            } else if let Some(rest) = line.split_once("received PUBACK (Mid: ").map(|(_, r)| r)
+                && let Some(mid) = rest.split(',').next().and_then(|m| m.parse::<u32>().ok())
+                && let Some(i) = by_mid.remove(&mid)
+            {
+                acked.push(i);
+            }
+        }
+        acked
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    let started = Instant::now();
+    for (n, line) in lines.iter().enumerate() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        // Pace the lines: line n is due at n / rate seconds after the start.
+        #[allow(clippy::cast_precision_loss)]
+        let due = started + Duration::from_secs_f64(n as f64 / rate_per_s.max(1.0));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        if writeln!(stdin, "{line}").is_err() {
+            break;
+        }
+    }
+    // End of input: mosquitto_pub waits for the outstanding PUBACKs, then disconnects.
+    drop(stdin);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    reader.join().unwrap_or_default()
+}

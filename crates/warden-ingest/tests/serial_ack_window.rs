@@ -115,6 +115,13 @@ async fn tap(
     }
 }
 
+/// The value of a counter in the Prometheus text (0 when never incremented).
+fn counter(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(pool)
@@ -126,6 +133,8 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
 async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_and_no_duplicate(
     pool: PgPool,
 ) {
+    // The only test in this binary, so it may install the process-wide recorder.
+    let metrics = warden_telemetry::install_prometheus().expect("recorder");
     // Warden: serve on one end of a pty pair, the default 4 s window and 500 ms margin.
     let store = Store::from_pool(pool.clone());
     store
@@ -239,6 +248,12 @@ async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_a
         .filter(|f| f.transmissions > 1)
         .map(|f| (f.kind, f.transmissions))
         .collect();
+    let text = metrics.render();
+    let late = counter(&text, r#"warden_serial_late_frames_total{link="serial:test"}"#);
+    let recognised = counter(
+        &text,
+        r#"warden_serial_retransmissions_total{link="serial:test"}"#,
+    );
     let heartbeat_rows = count(
         &pool,
         "SELECT count(*) FROM signals WHERE kind = 'heartbeat'",
@@ -247,7 +262,8 @@ async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_a
     eprintln!(
         "stall {stalled_for:?} ({acked_during_stall} events ACKed during it); events queued {} sent {} acked {}; \
          heartbeats sent {} acked {} stored {heartbeat_rows}; NAKs {} timeouts {} resends {} (frames resent, with transmissions: {resent:?}); \
-         tap: {} ACKs, {} NAKs, {} strays, slowest answer {:?}",
+         tap: {} ACKs, {} NAKs, {} strays, slowest answer {:?}; \
+         Warden: {late} late frames, {recognised} retransmissions recognised",
         s.queued,
         s.sent,
         s.acked,
@@ -321,4 +337,6 @@ async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_a
         (s.heartbeats_acked as i64..=s.heartbeats_sent as i64).contains(&heartbeat_rows),
         "{heartbeat_rows} heartbeat rows for {s:?}"
     );
+    // Warden counted each unanswered transmission as late and each resend as recognised.
+    assert_eq!((late, recognised), (s.timeouts, s.resent));
 }

@@ -307,7 +307,7 @@ where
                     match (byte, outcome) {
                         (ACK, Some(outcome)) => ingest.acked(Source::Serial, outcome, arrived),
                         (NAK, _) => {
-                            metrics::counter!(m::NAKS_SENT, "link" => link.to_owned()).increment(1)
+                            metrics::counter!(m::NAKS_SENT, "link" => link.to_owned()).increment(1);
                         }
                         _ => {}
                     }
@@ -340,7 +340,7 @@ where
                     return Ok(());
                 }
                 buf.extend_from_slice(&chunk[..n]);
-                let at = Arrived {
+                let at = ReadTime {
                     reply_by: tokio::time::Instant::now() + timing.reply_within(),
                     arrived: Instant::now(),
                     received_at: OffsetDateTime::now_utc(),
@@ -379,7 +379,7 @@ fn retransmission(link: &str, raw: &[u8]) {
 
 /// When the bytes of one read arrived.
 #[derive(Debug, Clone, Copy)]
-struct Arrived {
+struct ReadTime {
     /// The last moment an answer to a frame completed by this read may leave.
     reply_by: tokio::time::Instant,
     arrived: Instant,
@@ -394,7 +394,7 @@ fn take_frames(
     buf: &mut Vec<u8>,
     link: &str,
     ingest: &Ingest,
-    at: Arrived,
+    at: ReadTime,
     ledger: &mut Ledger,
     writes: &mut FuturesUnordered<BoxFuture<'static, (WriteId, Done)>>,
 ) -> bool {
@@ -471,7 +471,7 @@ async fn write_frame(
     link: String,
     raw: Vec<u8>,
     frame: SurGardFrame,
-    at: Arrived,
+    at: ReadTime,
 ) -> Done {
     let account = match &frame {
         SurGardFrame::Heartbeat { .. } => None,
@@ -499,7 +499,7 @@ async fn write_invalid(
     code: &'static str,
     error: SurGardError,
     on_ok: u8,
-    at: Arrived,
+    at: ReadTime,
 ) -> Done {
     let res = if code == "unsupported_protocol" {
         // Well framed, so possibly an alarm in a format not decoded here: it reaches an
@@ -641,7 +641,7 @@ struct Ledger {
 impl Ledger {
     /// A complete frame arrived. `key` is its bytes when they identify it (a resend carries
     /// the same bytes).
-    fn frame(&mut self, key: Option<&[u8]>, at: Arrived) -> Seen {
+    fn frame(&mut self, key: Option<&[u8]>, at: ReadTime) -> Seen {
         if let (Some(raw), Some(last)) = (key, &self.last)
             && last.raw == raw
         {
@@ -671,7 +671,7 @@ impl Ledger {
     }
 
     /// A frame whose answer is known without writing anything.
-    fn immediate(&mut self, byte: u8, at: Arrived) {
+    fn immediate(&mut self, byte: u8, at: ReadTime) {
         if let Some(previous) = self.last.take() {
             self.forget(previous.write);
         }
@@ -735,7 +735,7 @@ impl Ledger {
         self.next
     }
 
-    fn owe(&mut self, due: Due, at: Arrived) {
+    fn owe(&mut self, due: Due, at: ReadTime) {
         self.owed.push_back(Owed {
             due,
             reply_by: at.reply_by,
@@ -753,5 +753,219 @@ impl Ledger {
         if !self.referenced(id) {
             self.done.remove(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant as Tick;
+
+    const WINDOW: Duration = Duration::from_millis(3_500);
+    const HEARTBEAT: &[u8] = b"1011           @    \x14";
+    const ALARM: &[u8] = b"5011 181234E10101001\x14";
+    const STORED: Done = Done {
+        reply: ACK,
+        outcome: Some(Outcome::Stored {
+            id: uuid::Uuid::nil(),
+            duplicate: false,
+        }),
+        failed: false,
+    };
+    const FAILED: Done = Done {
+        reply: NAK,
+        outcome: None,
+        failed: true,
+    };
+
+    fn at(t0: Tick, ms: u64) -> (ReadTime, Tick) {
+        let now = t0 + Duration::from_millis(ms);
+        let a = ReadTime {
+            reply_by: now + WINDOW,
+            arrived: Instant::now(),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        (a, now)
+    }
+
+    fn reply(s: Option<Settled>) -> Option<u8> {
+        match s {
+            Some(Settled::Reply { byte, .. }) => Some(byte),
+            _ => None,
+        }
+    }
+
+    fn is_late(s: Option<Settled>) -> bool {
+        matches!(s, Some(Settled::Late { .. }))
+    }
+
+    fn new_write(l: &mut Ledger, raw: &[u8], a: ReadTime) -> WriteId {
+        match l.frame(Some(raw), a) {
+            Seen::New(id) => id,
+            Seen::Again => panic!("{} taken for a retransmission", printable(raw)),
+        }
+    }
+
+    use warden_protocol::printable;
+
+    #[test]
+    fn a_frame_durable_in_time_is_acked_once_and_its_bytes_are_new_again_afterwards() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let id = new_write(&mut l, ALARM, a);
+        assert_eq!(l.settle(now), None, "nothing to say before the commit");
+        l.finished(id, STORED);
+        assert_eq!(reply(l.settle(now + Duration::from_millis(5))), Some(ACK));
+        assert_eq!(l.settle(now), None);
+        // After the ACK the receiver moved on: the same bytes are a new alarm.
+        let (a, _) = at(t0, 100);
+        assert!(matches!(l.frame(Some(ALARM), a), Seen::New(_)));
+    }
+
+    #[test]
+    fn a_frame_not_durable_within_its_window_gets_silence_and_its_resend_is_acked_from_the_first_write()
+     {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let id = new_write(&mut l, ALARM, a);
+        assert_eq!(l.wake_at(), Some(now + WINDOW));
+        assert_eq!(l.settle(now + WINDOW - Duration::from_millis(1)), None);
+        assert!(
+            is_late(l.settle(now + WINDOW)),
+            "no answer once the window is over"
+        );
+        // The receiver times out after 4 s and resends; the first write is still pending.
+        let (a, resent) = at(t0, 4_000);
+        assert_eq!(l.frame(Some(ALARM), a), Seen::Again);
+        assert_eq!(l.settle(resent), None);
+        l.finished(id, STORED);
+        assert_eq!(
+            reply(l.settle(resent + Duration::from_millis(500))),
+            Some(ACK)
+        );
+        assert_eq!(
+            l.settle(resent + Duration::from_secs(1)),
+            None,
+            "answered once"
+        );
+    }
+
+    #[test]
+    fn a_resend_after_the_write_finished_late_is_acked_at_once_without_a_new_write() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let id = new_write(&mut l, HEARTBEAT, a);
+        l.finished(id, STORED);
+        // The commit finished but the loop only got to it after the window.
+        assert!(is_late(l.settle(now + WINDOW + Duration::from_millis(1))));
+        let (a, resent) = at(t0, 4_000);
+        assert_eq!(l.frame(Some(HEARTBEAT), a), Seen::Again);
+        assert_eq!(reply(l.settle(resent)), Some(ACK));
+        // Thirty seconds on, the next heartbeat is a new signal.
+        let (a, _) = at(t0, 34_000);
+        assert!(matches!(l.frame(Some(HEARTBEAT), a), Seen::New(_)));
+    }
+
+    #[test]
+    fn a_resend_inside_the_window_takes_over_the_answer_so_the_receiver_hears_only_one() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, _) = at(t0, 0);
+        let id = new_write(&mut l, ALARM, a);
+        // A receiver with a shorter timeout than ours resends before we gave up.
+        let (a, resent) = at(t0, 2_000);
+        assert_eq!(l.frame(Some(ALARM), a), Seen::Again);
+        l.finished(id, STORED);
+        assert_eq!(reply(l.settle(resent)), Some(ACK));
+        assert_eq!(l.settle(resent + Duration::from_secs(10)), None);
+    }
+
+    #[test]
+    fn a_failed_write_is_nakked_and_the_resend_is_written_afresh() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let id = new_write(&mut l, ALARM, a);
+        l.finished(id, FAILED);
+        assert_eq!(reply(l.settle(now)), Some(NAK));
+        let (a, _) = at(t0, 50);
+        assert!(matches!(l.frame(Some(ALARM), a), Seen::New(_)));
+    }
+
+    #[test]
+    fn a_failed_write_not_answered_in_time_does_not_answer_the_resend() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let id = new_write(&mut l, ALARM, a);
+        assert!(is_late(l.settle(now + WINDOW)));
+        l.finished(id, FAILED);
+        let (a, _) = at(t0, 4_000);
+        assert!(
+            matches!(l.frame(Some(ALARM), a), Seen::New(_)),
+            "nothing durable, so the resend must be written"
+        );
+    }
+
+    #[test]
+    fn answers_leave_in_frame_order_and_a_different_frame_ends_the_match() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let first = new_write(&mut l, ALARM, a);
+        let second = new_write(&mut l, HEARTBEAT, a);
+        l.immediate(NAK, a);
+        l.finished(second, STORED);
+        assert_eq!(l.settle(now), None, "the first frame's answer goes first");
+        l.finished(first, STORED);
+        let answers: Vec<_> = std::iter::from_fn(|| reply(l.settle(now))).collect();
+        assert_eq!(answers, [ACK, ACK, NAK]);
+        // The heartbeat was answered, and the NAKed chunk came after it: neither is a
+        // retransmission candidate any more.
+        let (a, _) = at(t0, 10);
+        assert!(matches!(l.frame(Some(HEARTBEAT), a), Seen::New(_)));
+        assert!(l.done.is_empty(), "{:?}", l.done);
+    }
+
+    #[test]
+    fn results_are_not_kept_once_nothing_can_be_answered_with_them() {
+        let t0 = Tick::now();
+        let mut l = Ledger::default();
+        let (a, now) = at(t0, 0);
+        let orphan = l.unanswered();
+        l.finished(orphan, STORED);
+        let id = new_write(&mut l, ALARM, a);
+        l.finished(id, STORED);
+        assert_eq!(reply(l.settle(now)), Some(ACK));
+        assert!(l.done.is_empty() && l.owed.is_empty() && l.last.is_none());
+    }
+
+    #[test]
+    fn ack_window_and_margin_are_validated() {
+        let mut cfg = config(&[("ack_window", "400ms"), ("ack_margin", "400ms")]);
+        let errors = cfg.validate().join("; ");
+        assert!(
+            errors.contains("ack_window: must be at least 500ms"),
+            "{errors}"
+        );
+        assert!(errors.contains("ack_margin"), "{errors}");
+        cfg = config(&[]);
+        assert_eq!(cfg.validate(), Vec::<String>::new());
+        assert_eq!(
+            (cfg.ack_window, cfg.ack_margin),
+            (Duration::from_secs(4), Duration::from_millis(500))
+        );
+        assert_eq!(cfg.timing().reply_within(), Duration::from_millis(3_500));
+    }
+
+    fn config(extra: &[(&str, &str)]) -> SerialConfig {
+        let mut v = serde_json::json!({"name": "rx1", "path": "/dev/null"});
+        for (k, val) in extra {
+            v[*k] = serde_json::Value::from(*val);
+        }
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("config {extra:?}: {e}"))
     }
 }

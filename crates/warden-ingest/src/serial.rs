@@ -6,6 +6,26 @@
 //! ACKed and supervised: silence longer than the configured window records "link lost",
 //! and the next frame records "link restored". Port errors close the port and reopen it
 //! with backoff; nothing here ends the process.
+//!
+//! # The ACK window
+//!
+//! The receiver is stop-and-wait: it sends one frame and waits `ack_window` (Sur-Gard: 4 s)
+//! for ACK or NAK, then sends the same frame again. An answer that arrives after that is
+//! taken for the answer to whatever the receiver sends next, so Warden
+//!
+//! * answers each frame at most `ack_window - ack_margin` after its last byte arrived, or
+//!   not at all: a frame not durable by then gets silence (not NAK; see `Ledger`) and the
+//!   receiver resends it (`warden_serial_late_frames_total`);
+//! * keeps reading the port while writes are pending, and recognises a resend (the same
+//!   bytes as the previous, still unanswered frame): it is not written again but answered
+//!   from the first copy's write, within its own window
+//!   (`warden_serial_retransmissions_total`);
+//! * answers in frame order, one answer per transmission the receiver waits on.
+//!
+//! Example: the database stalls for 8 s. Frame A arrives at 0 s; no answer by 3.5 s. The
+//! receiver resends at 4 s and 8 s; each copy starts no write. The stall ends at 8.5 s, A's
+//! write commits, and the copy of 8 s is ACKed (its window runs to 11.5 s). A is stored
+//! once, and the receiver's next frame is answered only for itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -271,7 +291,7 @@ impl Timing {
 ///
 /// The port is read all the time, also while frames are being written: a receiver that
 /// resends during a slow commit is heard at once, and its copy is recognised rather than
-/// stored again (see [`Ledger`] for what is answered when). Answers leave in frame order,
+/// stored again (see `Ledger` for what is answered when). Answers leave in frame order,
 /// each at most `ack_window - ack_margin` after its frame's last byte, or never.
 pub async fn serve<IO>(
     mut io: IO,

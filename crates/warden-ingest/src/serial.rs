@@ -309,8 +309,9 @@ where
     let mut chunk = [0u8; 1024];
     let mut deadline = tokio::time::Instant::now() + timing.heartbeat_window;
     let mut ledger = Ledger::default();
-    // Writes in flight, each tagged with its ledger id. Bounded by the receiver: it sends
-    // one frame and then waits, and a copy of a frame starts no write.
+    // Writes in flight, each tagged with its ledger id. A receiver keeps this at one or two
+    // (it sends one frame and then waits; a copy of a frame starts no write); a line that
+    // streams frames without waiting is capped at MAX_WRITES_IN_FLIGHT by not reading.
     let mut writes: FuturesUnordered<BoxFuture<'static, (WriteId, Done)>> = FuturesUnordered::new();
     loop {
         // Send every answer that is due, in frame order, and give up on those whose window
@@ -354,7 +355,8 @@ where
             // of time, so the loop's top gives up on it (and on nothing else early).
             () = tokio::time::sleep_until(answer_due.unwrap_or(deadline)), if answer_due.is_some() => {}
             // Cancel-safe: `read` into a local buffer either completes or reads nothing.
-            n = io.read(&mut chunk) => {
+            // Paused while MAX_WRITES_IN_FLIGHT writes are pending; the bytes wait in the port.
+            n = io.read(&mut chunk), if writes.len() < MAX_WRITES_IN_FLIGHT => {
                 let n = n?;
                 if n == 0 {
                     return Ok(());
@@ -378,6 +380,10 @@ where
         }
     }
 }
+
+/// Most frame writes one port keeps in flight before it stops reading. A stop-and-wait
+/// receiver never comes near it; it bounds what a misbehaving line can queue in memory.
+const MAX_WRITES_IN_FLIGHT: usize = 256;
 
 /// One place for the log line and the metric of a frame left unanswered because it was not
 /// durable within the receiver's ACK window.

@@ -644,9 +644,12 @@ struct Last {
 /// * answers leave in frame order, and only while `now < reply_by` (the frame's last byte
 ///   plus `ack_window - ack_margin`). A frame whose write is not done by then gets no answer
 ///   at all (`Late`). Silence rather than NAK: a NAK would make the receiver resend at once,
-///   into the same slow commit, and spend its few attempts before it gives up on us in
-///   seconds; silence lets each attempt wait its full window while the first write carries
-///   on, so a stall of up to `attempts × window` costs no alarm any resends beyond a copy.
+///   into the same slow commit, and use up its few attempts (Sur-Gard: 4) within
+///   milliseconds, after which it treats the computer as away and holds its whole buffer
+///   for its retry interval (about 30 s). Silence lets each attempt wait its full window
+///   while the first write carries on, so a stall shorter than about `attempts × window`
+///   (16 s) costs resends but no give-up; and a NAK tells the receiver "corrupt, send
+///   again", which is not what happened.
 /// * a frame byte-identical to the previous frame is a retransmission while that frame has
 ///   not been answered (the receiver only moves on after an ACK). It starts no write: it
 ///   takes over the answer of the original (whose own answer, if still owed, is dropped, so

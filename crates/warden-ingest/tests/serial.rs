@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
-use warden_ingest::serial::{LinkWatch, serve};
+use warden_ingest::serial::{LinkWatch, Timing, serve};
 use warden_ingest::{DeviceCache, Ingest};
 use warden_protocol::{ACK, NAK};
 use warden_store::{DeviceProtocol, NewDevice, Store, WriterConfig, spawn_writer};
@@ -46,7 +46,15 @@ async fn rig(pool: PgPool, window: Duration) -> Rig {
     let s = stop.clone();
     let task = tokio::spawn(async move {
         let mut watch = LinkWatch::default();
-        let _ = serve(computer, "serial:test", window, &ingest, &s, &mut watch).await;
+        let _ = serve(
+            computer,
+            "serial:test",
+            Timing::with_heartbeat_window(window),
+            &ingest,
+            &s,
+            &mut watch,
+        )
+        .await;
         watch
     });
     Rig {
@@ -261,7 +269,7 @@ async fn when_the_database_is_unreachable_the_receiver_gets_nak_not_ack() {
         let _ = serve(
             computer,
             "serial:test",
-            Duration::from_mins(1),
+            Timing::with_heartbeat_window(Duration::from_mins(1)),
             &ingest,
             &s,
             &mut watch,

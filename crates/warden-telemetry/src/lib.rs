@@ -35,6 +35,12 @@ pub const LINK_TASK_RESTARTS: &str = "warden_link_task_restarts_total";
 pub const SERIAL_OPEN_ERRORS: &str = "warden_serial_open_errors_total";
 /// NAKs sent to a receiver. Labels: `link`.
 pub const NAKS_SENT: &str = "warden_naks_sent_total";
+/// Serial frames not durable within the receiver's ACK window, left unanswered so the
+/// receiver resends them. Labels: `link`.
+pub const SERIAL_LATE_FRAMES: &str = "warden_serial_late_frames_total";
+/// Serial frames recognised as a receiver's retransmission of the previous frame and not
+/// stored again. Labels: `link`.
+pub const SERIAL_RETRANSMISSIONS: &str = "warden_serial_retransmissions_total";
 /// MQTT device online/offline changes seen. Labels: `state`.
 pub const DEVICE_PRESENCE: &str = "warden_device_presence_total";
 
@@ -328,7 +334,18 @@ pub fn describe() {
         ENGINE_BATCH_FAILURES,
         "Triage batch commits that failed, by reason"
     );
-    describe_counter!(NAKS_SENT, "NAKs sent to a receiver for undecodable frames");
+    describe_counter!(
+        NAKS_SENT,
+        "NAKs sent to a receiver for undecodable frames or failed writes"
+    );
+    describe_counter!(
+        SERIAL_LATE_FRAMES,
+        "Serial frames not durable within the receiver's ACK window and left unanswered (the receiver resends)"
+    );
+    describe_counter!(
+        SERIAL_RETRANSMISSIONS,
+        "Serial frames recognised as a retransmission of the previous frame and not stored again"
+    );
     describe_counter!(
         DEVICE_PRESENCE,
         "MQTT device online/offline (last will) messages"
@@ -420,6 +437,8 @@ mod tests {
             super::LINK_TRANSITIONS,
             super::SERIAL_OPEN_ERRORS,
             super::NAKS_SENT,
+            super::SERIAL_LATE_FRAMES,
+            super::SERIAL_RETRANSMISSIONS,
             super::DEVICE_PRESENCE,
             super::SIGNAL_TO_OFFER,
             super::INCIDENTS_OFFERED,

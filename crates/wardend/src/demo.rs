@@ -176,6 +176,8 @@ async fn demo(
         stop_bits: 1,
         profile: "surgard".into(),
         heartbeat_window: Duration::from_secs(75),
+        ack_window: Duration::from_secs(4),
+        ack_margin: Duration::from_millis(500),
     }];
 
     let daemon_stop = CancellationToken::new();

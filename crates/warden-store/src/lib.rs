@@ -37,6 +37,7 @@
 mod console;
 mod copy;
 mod error;
+mod identity;
 mod listen;
 mod model;
 mod store;
@@ -50,6 +51,7 @@ pub use console::{
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
+pub use identity::{BridgeError, DeviceIdentity};
 pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,

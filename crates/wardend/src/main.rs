@@ -78,6 +78,11 @@ enum DeviceCommand {
         test_interval: Option<std::time::Duration>,
         #[arg(long)]
         label: Option<String>,
+        /// For a contact_id or sia panel whose messages come through an MQTT bridge: the
+        /// bridge unit's account (an mqtt device). Only that unit's `contact_id`
+        /// pass-through may then speak for this panel.
+        #[arg(long)]
+        bridge: Option<String>,
     },
 }
 
@@ -179,6 +184,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     protocol,
                     test_interval,
                     label,
+                    bridge,
                 },
         } => {
             let db = run::Database::open(&cfg)?;
@@ -200,7 +206,15 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                         label,
                     })
                     .await?;
-                println!("device {id} account {account}");
+                if let Some(bridge) = &bridge {
+                    store
+                        .set_device_bridge(&account, Some(bridge))
+                        .await
+                        .with_context(|| format!("bridge {bridge} for {account}"))?;
+                    println!("device {id} account {account} bridged by {bridge}");
+                } else {
+                    println!("device {id} account {account}");
+                }
                 anyhow::Ok(())
             }
             .await;

@@ -6,8 +6,9 @@
 //! triaged like any other, so a person sees it as a technical incident.
 
 use time::OffsetDateTime;
-use warden_core::Decoded;
-use warden_store::Source;
+use warden_core::{Decoded, Problem};
+use warden_protocol::mqtt::{Body, Uplink};
+use warden_store::{DeviceProtocol, Source, StoreError};
 use warden_telemetry as m;
 
 use crate::Ingest;
@@ -108,6 +109,39 @@ async fn raise(
     if let Err(e) = ingest.internal(a, device).await {
         tracing::error!(link, error = %e, detail, "could not record an mqtt path fault");
     }
+}
+
+/// Why a `contact_id` pass-through may not speak for the panel it names, if so: only the
+/// MQTT unit registered as that panel's bridge may. `None` also when the panel is not
+/// registered as a Contact ID or SIA panel: ingest then marks the signal
+/// `unknown_account` or `protocol_mismatch` itself. Any other body speaks for its own
+/// topic's unit and needs no check here.
+pub(super) async fn bridge_problem(
+    ingest: &Ingest,
+    uplink: &Uplink,
+) -> Result<Option<Problem>, StoreError> {
+    let Body::ContactId { message, .. } = &uplink.body else {
+        return Ok(None);
+    };
+    let account = message.account.to_string();
+    let Some(panel) = ingest.devices.resolve(&account).await? else {
+        return Ok(None);
+    };
+    if !matches!(
+        panel.protocol,
+        DeviceProtocol::ContactId | DeviceProtocol::Sia
+    ) {
+        return Ok(None);
+    }
+    let publisher = ingest.devices.resolve(&uplink.device_id).await?;
+    let is_bridge = matches!(
+        (publisher, panel.bridge),
+        (Some(unit), Some(bridge)) if unit.protocol == DeviceProtocol::Mqtt && unit.id == bridge
+    );
+    Ok((!is_bridge).then(|| Problem::NotABridge {
+        account,
+        publisher: uplink.device_id.clone(),
+    }))
 }
 
 #[cfg(test)]

@@ -820,6 +820,7 @@ fn payload(
         v: mqtt::VERSION,
         msg_id,
         sent_at,
+        seq: None,
         alarm: None,
         heartbeat: None,
         battery: None,

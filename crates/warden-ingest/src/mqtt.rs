@@ -304,6 +304,7 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
     let mut subscriptions: std::collections::VecDeque<Subscribed> =
         std::collections::VecDeque::new();
     let mut drops = guard::DropWatch::default();
+    let mut sequences = guard::SeqTracker::default();
     let mut link_up = false;
     let mut backoff = Duration::from_millis(250);
     ingest.link_change(&link, false, "starting", false).await;
@@ -388,6 +389,15 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let arrived = Instant::now();
+                if let Some((unit, seq)) =
+                    guard::uplink_seq(&cfg.topic_prefix, &publish.topic, &publish.payload)
+                    && let Some((from, to)) = sequences.observe(&unit, seq)
+                {
+                    let (ingest2, link2) = (ingest.clone(), link.clone());
+                    tokio::spawn(async move {
+                        guard::sequence_gap(&ingest2, &link2, &unit, from, to).await;
+                    });
+                }
                 // Waiting for a permit here stops reading from the broker when too many
                 // messages are being written: back-pressure instead of an unbounded queue.
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {

@@ -471,3 +471,54 @@ async fn a_pass_through_from_a_unit_that_is_not_the_panels_bridge_is_a_not_a_bri
     );
     daemon.stop().await;
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_gap_in_a_units_sequence_numbers_raises_a_path_fault_and_a_reboot_does_not(pool: PgPool) {
+    let broker =
+        Mosquitto::start_shipped(&[("warden", WARDEN_PASSWORD), ("unit-1", "unit-1-pw")], "");
+    let device = register(&pool, "unit-1", DeviceProtocol::Mqtt).await;
+    let daemon = start_ingest(&pool, warden_config(broker.port, WARDEN_PASSWORD)).await;
+    assert!(link_up(&pool, Duration::from_secs(10)).await);
+    let (client, mut ev) = unit(broker.port, "unit-1", Some(("unit-1", "unit-1-pw")));
+    // 7, 8, then 12 (9-11 lost), then a reboot (1, 2), then 2 again (a redelivery).
+    let seqs = [7, 8, 12, 1, 2, 2];
+    for (i, seq) in seqs.iter().enumerate() {
+        publish(
+            &client,
+            "unit-1",
+            &format!(r#"{{"v":1,"msg_id":"s{i}","seq":{seq},"heartbeat":{{}}}}"#),
+        )
+        .await;
+    }
+    await_pubacks(&mut ev, seqs.len()).await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:s%'",
+        6,
+    )
+    .await;
+    let faults = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE decoded #>> '{events,0,type}' = 'path_fault'",
+        1,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows: Vec<(Option<i64>, String)> = sqlx::query_as(
+        "SELECT device_id, decoded #>> '{events,0,detail}' FROM signals \
+         WHERE decoded #>> '{events,0,type}' = 'path_fault'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("faults");
+    assert_eq!(faults, 1);
+    assert_eq!(
+        rows,
+        vec![(
+            Some(device),
+            "messages lost between unit and centre (seq 8 → 12)".to_owned()
+        )],
+        "one gap, on the unit; the reboot and the redelivery are not gaps"
+    );
+    daemon.stop().await;
+}

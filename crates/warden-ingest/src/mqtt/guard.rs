@@ -5,6 +5,8 @@
 //! Each finding becomes a signal Warden raises itself (`Decoded::path_fault`), stored and
 //! triaged like any other, so a person sees it as a technical incident.
 
+use std::collections::HashMap;
+
 use time::OffsetDateTime;
 use warden_core::{Decoded, Problem};
 use warden_protocol::mqtt::{Body, Uplink};
@@ -144,6 +146,80 @@ pub(super) async fn bridge_problem(
     }))
 }
 
+/// Most units whose last sequence number is remembered; past it the memory starts afresh
+/// (the next message of each unit is then a first sighting, never a false gap).
+const MAX_TRACKED_UNITS: usize = 200_000;
+
+/// The last sequence number seen from each unit, in memory only.
+#[derive(Debug, Default)]
+pub(super) struct SeqTracker {
+    last: HashMap<String, u32>,
+}
+
+impl SeqTracker {
+    /// `Some((last, seq))` when `seq` skips numbers after the last one seen from `unit`.
+    /// Not a gap: a first sighting, a repeat (a redelivery), an older number (a late
+    /// redelivery), or a restart of the counter (0 or 1 after a higher number).
+    pub(super) fn observe(&mut self, unit: &str, seq: u32) -> Option<(u32, u32)> {
+        if !self.last.contains_key(unit) && self.last.len() >= MAX_TRACKED_UNITS {
+            self.last.clear();
+        }
+        let Some(last) = self.last.get_mut(unit) else {
+            self.last.insert(unit.to_owned(), seq);
+            return None;
+        };
+        let before = *last;
+        if seq <= 1 && before > seq {
+            *last = seq;
+            return None;
+        }
+        if seq <= before {
+            return None;
+        }
+        *last = seq;
+        (seq - before > 1).then_some((before, seq))
+    }
+}
+
+/// The unit and sequence number of an uplink that carries one. Parsed apart from the
+/// message's own write (which parses it again): this runs in the poll loop, in arrival
+/// order, so gaps are judged in the order the broker delivered. A payload is at most 4 KiB.
+pub(super) fn uplink_seq(prefix: &str, topic: &str, payload: &[u8]) -> Option<(String, u32)> {
+    let unit = warden_protocol::mqtt::parse_topic(prefix, topic).ok()?;
+    let uplink = warden_protocol::mqtt::parse_payload(unit, payload).ok()?;
+    Some((uplink.device_id, uplink.payload.seq?))
+}
+
+/// Raises "messages lost between unit and centre" for a registered MQTT unit. A gap on the
+/// topic of an unregistered unit is only logged: it has no device to fault, and its own
+/// signals are already incidents.
+pub(super) async fn sequence_gap(ingest: &Ingest, link: &str, unit: &str, from: u32, to: u32) {
+    metrics::counter!(m::MQTT_SEQUENCE_GAPS).increment(1);
+    tracing::warn!(
+        link,
+        unit,
+        from,
+        to,
+        "mqtt sequence gap: messages lost between unit and centre"
+    );
+    let device = match ingest.devices.resolve(unit).await {
+        Ok(Some(d)) if crate::record::MQTT_PROTOCOLS.contains(&d.protocol) => d.id,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(link, unit, error = %e, "device lookup failed; sequence gap not recorded");
+            return;
+        }
+    };
+    raise(
+        ingest,
+        link,
+        Some(unit.to_owned()),
+        Some(device),
+        &format!("messages lost between unit and centre (seq {from} → {to})"),
+    )
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +242,24 @@ mod tests {
         );
         assert_eq!(parse_count(b" 42\n"), Some(42));
         assert_eq!(parse_count(b"x"), None);
+    }
+
+    #[test]
+    fn a_skipped_sequence_number_is_a_gap_and_a_restarted_counter_is_not() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.observe("u", 5), None, "first sighting");
+        assert_eq!(t.observe("u", 6), None);
+        assert_eq!(t.observe("u", 6), None, "redelivery");
+        assert_eq!(t.observe("u", 9), Some((6, 9)));
+        assert_eq!(t.observe("u", 8), None, "late redelivery");
+        assert_eq!(t.observe("u", 10), None);
+        assert_eq!(t.observe("u", 0), None, "counter restarted at 0");
+        assert_eq!(t.observe("u", 1), None);
+        assert_eq!(t.observe("u", 3), Some((1, 3)));
+        assert_eq!(t.observe("u", 1), None, "counter restarted at 1");
+        assert_eq!(t.observe("v", 100), None, "units are independent");
+        assert_eq!(t.observe("u", 2), None);
+        assert_eq!(t.observe("u", u32::MAX), Some((2, u32::MAX)));
+        assert_eq!(t.observe("u", 0), None, "wrapped");
     }
 }

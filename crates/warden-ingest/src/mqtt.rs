@@ -73,6 +73,15 @@ pub struct MqttConfig {
     pub tls_client_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_client_key: Option<PathBuf>,
+    /// Subscribe to Mosquitto's `$SYS/broker/publish/messages/dropped` and raise an
+    /// incident when the broker drops messages. Off for brokers without `$SYS` topics
+    /// (rumqttd, the embedded broker, drops the connection of a client that asks).
+    #[serde(default = "default_watch_drops")]
+    pub watch_broker_drops: bool,
+}
+
+fn default_watch_drops() -> bool {
+    true
 }
 
 fn default_host() -> String {
@@ -105,6 +114,7 @@ impl Default for MqttConfig {
             tls_ca_file: None,
             tls_client_cert: None,
             tls_client_key: None,
+            watch_broker_drops: true,
         }
     }
 }
@@ -330,6 +340,9 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
                         ever_up = true;
                     }
                     // Sessions made before Warden watched the drop counter lack it.
+                    if !cfg.watch_broker_drops {
+                        continue;
+                    }
                     match client
                         .subscribe(guard::DROPPED_TOPIC, QoS::AtMostOnce)
                         .await
@@ -348,12 +361,18 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
                     }
                     // The broker's drop counter rides along at QoS 0 (it is published so);
                     // it needs no PUBACK and never enters the PUBACK sequence.
-                    let filters = [
-                        SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce),
-                        SubscribeFilter::new(guard::DROPPED_TOPIC.to_owned(), QoS::AtMostOnce),
-                    ];
+                    let mut filters = vec![SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce)];
+                    let asked = if cfg.watch_broker_drops {
+                        filters.push(SubscribeFilter::new(
+                            guard::DROPPED_TOPIC.to_owned(),
+                            QoS::AtMostOnce,
+                        ));
+                        Subscribed::DevicesAndDropCounter
+                    } else {
+                        Subscribed::Devices
+                    };
                     match client.subscribe_many(filters).await {
-                        Ok(()) => subscriptions.push_back(Subscribed::DevicesAndDropCounter),
+                        Ok(()) => subscriptions.push_back(asked),
                         Err(e) => {
                             tracing::error!(link = %link, error = %e, "mqtt subscribe request failed");
                         }
@@ -371,6 +390,7 @@ pub async fn run(cfg: MqttConfig, ingest: Ingest, shutdown: CancellationToken) {
                 };
                 let (granted, counter) = match subscriptions.pop_front() {
                     Some(Subscribed::DropCounter) => (true, ok(0)),
+                    Some(Subscribed::Devices) => (ok(0), true),
                     _ => (ok(0), ok(1)),
                 };
                 if !counter {
@@ -472,6 +492,8 @@ enum Subscribed {
     DevicesAndDropCounter,
     /// The drop counter alone (a resumed session already has the uplink filter).
     DropCounter,
+    /// The uplink filter alone (`watch_broker_drops` off).
+    Devices,
 }
 
 /// A `$SYS` message from the broker: the drop counter is watched; the rest is ignored.

@@ -118,3 +118,68 @@ impl Store {
         Ok(())
     }
 }
+
+/// A login to the embedded MQTT broker.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MqttCredential {
+    /// The user name: a unit's account, or Warden's service user.
+    pub username: String,
+    /// The unit it belongs to; `None` for Warden's own service credential.
+    pub device_id: Option<i64>,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for MqttCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttCredential")
+            .field("username", &self.username)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Sets (or replaces) a broker login. `device_id` `None` makes it a service credential.
+    pub async fn set_mqtt_credential(
+        &self,
+        username: &str,
+        device_id: Option<i64>,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO mqtt_credentials (username, device_id, role, password_hash) \
+             VALUES ($1, $2, CASE WHEN $2::bigint IS NULL THEN 'service' ELSE 'device' END, $3) \
+             ON CONFLICT (username) DO UPDATE SET device_id = EXCLUDED.device_id, \
+             role = EXCLUDED.role, password_hash = EXCLUDED.password_hash, created_at = now()",
+        )
+        .bind(username)
+        .bind(device_id)
+        .bind(password_hash)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The broker login for `username`, if any.
+    pub async fn mqtt_credential(
+        &self,
+        username: &str,
+    ) -> Result<Option<MqttCredential>, StoreError> {
+        let row = sqlx::query(
+            "SELECT username, device_id, password_hash FROM mqtt_credentials WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(MqttCredential {
+                username: r.try_get("username")?,
+                device_id: r.try_get("device_id")?,
+                password_hash: r.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+        .map_err(StoreError::Database)
+    }
+}

@@ -51,7 +51,7 @@ pub use console::{
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
-pub use identity::{BridgeError, DeviceIdentity};
+pub use identity::{BridgeError, DeviceIdentity, MqttCredential};
 pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,

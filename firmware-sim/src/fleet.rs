@@ -107,6 +107,19 @@ pub struct FleetConfig {
     /// Include the device clock (`sent_at`, RFC 3339) in payloads.
     pub sent_at: bool,
     pub seed: u64,
+    /// Broker passwords by unit id (user name = client id = unit id), for a broker that
+    /// requires logins; units not in it connect without one.
+    pub passwords: UnitPasswords,
+}
+
+/// Broker passwords of simulated units; `Debug` never shows them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UnitPasswords(pub std::sync::Arc<std::collections::HashMap<String, String>>);
+
+impl std::fmt::Debug for UnitPasswords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UnitPasswords({} units, [redacted])", self.0.len())
+    }
 }
 
 impl Default for FleetConfig {
@@ -128,6 +141,7 @@ impl Default for FleetConfig {
             disconnect: Disconnect::Graceful,
             sent_at: true,
             seed: 1,
+            passwords: UnitPasswords::default(),
         }
     }
 }
@@ -782,6 +796,9 @@ fn mqtt_options(shared: &FleetShared, conn: &Conn) -> MqttOptions {
         .set_keep_alive(config.keep_alive)
         .set_clean_session(true)
         .set_inflight(config.inflight);
+    if let Some(password) = config.passwords.0.get(&conn.client_id) {
+        options.set_credentials(conn.client_id.clone(), password.clone());
+    }
     if config.connections == 0 {
         let will = mqtt::encode_payload(&payload(None, None, |p| {
             p.presence = Some(Presence::Offline);
@@ -820,6 +837,7 @@ fn payload(
         v: mqtt::VERSION,
         msg_id,
         sent_at,
+        seq: None,
         alarm: None,
         heartbeat: None,
         battery: None,

@@ -74,6 +74,72 @@ impl Mosquitto {
     }
 }
 
+impl Mosquitto {
+    /// Starts a broker from the shipped `deploy/mosquitto/warden.conf` and
+    /// `deploy/mosquitto/acl.example`, with the file paths and the listener port rewritten
+    /// for a temporary folder, `users` (name, password) in its password file and `extra`
+    /// appended (e.g. `sys_interval 1`). Panics if the shipped file no longer has the lines
+    /// this rewrites, so the test keeps testing what is shipped.
+    pub fn start_shipped(users: &[(&str, &str)], extra: &str) -> Self {
+        let bin = Self::binary().expect("mosquitto is not installed: run tests/deps.sh");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let root = workspace_root().join("deploy/mosquitto");
+        let shipped = std::fs::read_to_string(root.join("warden.conf")).expect("warden.conf");
+        let passwd = dir.path().join("warden.passwd");
+        let acl = dir.path().join("warden.acl");
+        std::fs::copy(root.join("acl.example"), &acl).expect("copy acl");
+        let mut conf = shipped.clone();
+        for (from, to) in [
+            ("/etc/mosquitto/warden.passwd", passwd.display().to_string()),
+            ("/etc/mosquitto/warden.acl", acl.display().to_string()),
+            ("/var/lib/mosquitto/", format!("{}/", dir.path().display())),
+            (
+                "listener 1883 127.0.0.1",
+                format!("listener {port} 127.0.0.1"),
+            ),
+        ] {
+            assert!(shipped.contains(from), "warden.conf no longer has {from:?}");
+            conf = conf.replace(from, &to);
+        }
+        conf.push('\n');
+        conf.push_str(extra);
+        conf.push('\n');
+        std::fs::write(&passwd, "").expect("password file");
+        for (user, password) in users {
+            let ok = Command::new("mosquitto_passwd")
+                .arg("-b")
+                .arg(&passwd)
+                .args([user, password])
+                .stdout(Stdio::null())
+                .status()
+                .expect("mosquitto_passwd");
+            assert!(ok.success(), "mosquitto_passwd {user}");
+        }
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, conf).expect("write mosquitto.conf");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        let ok = wait_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            ok,
+            "mosquitto (shipped config) did not start listening on {port}"
+        );
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -24,6 +24,18 @@ pub struct CachedDevice {
     pub id: i64,
     /// The protocol it is registered with.
     pub protocol: DeviceProtocol,
+    /// The MQTT unit (`devices.id`) allowed to pass this panel's Contact ID through.
+    pub bridge: Option<i64>,
+}
+
+impl From<warden_store::DeviceIdentity> for CachedDevice {
+    fn from(d: warden_store::DeviceIdentity) -> Self {
+        Self {
+            id: d.id,
+            protocol: d.protocol,
+            bridge: d.bridge_device_id,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,18 +54,10 @@ pub struct DeviceCache {
 impl DeviceCache {
     /// Loads every registered device.
     pub async fn load(store: Store) -> Result<Self, StoreError> {
-        let devices = store.devices().await?;
+        let devices = store.device_identities().await?;
         let known = devices
             .into_iter()
-            .map(|d| {
-                (
-                    d.account,
-                    CachedDevice {
-                        id: d.id,
-                        protocol: d.protocol,
-                    },
-                )
-            })
+            .map(|d| (d.account.clone(), CachedDevice::from(d)))
             .collect();
         Ok(Self {
             store,
@@ -102,12 +106,9 @@ impl DeviceCache {
         }
         let found = self
             .store
-            .device_by_account(account)
+            .device_identity(account)
             .await?
-            .map(|d| CachedDevice {
-                id: d.id,
-                protocol: d.protocol,
-            });
+            .map(CachedDevice::from);
         let mut inner = self.inner();
         if let Some(d) = found {
             inner.unknown.remove(account);

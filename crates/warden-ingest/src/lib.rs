@@ -17,9 +17,11 @@
 pub mod devices;
 pub mod mqtt;
 mod record;
+mod secret;
 pub mod serial;
 mod supervise;
 
 pub use devices::DeviceCache;
 pub use record::Ingest;
+pub use secret::Secret;
 pub use supervise::supervise;

@@ -75,8 +75,12 @@ impl Ingest {
     /// "rejected signals" view. Resolves only after commit.
     pub(crate) async fn signal(&self, mut a: Arrival) -> Result<Outcome, WriteError> {
         metrics::counter!(m::SIGNALS_RECEIVED, "source" => a.source.as_str()).increment(1);
-        let (device_id, unattributed) = match &a.account {
-            Some(acct) => match self.devices.resolve(acct).await {
+        let (device_id, unattributed) = match (&a.account, &a.decoded.problem) {
+            // The adapter already found why this signal may not speak for its account (a
+            // pass-through from a unit that is not the panel's bridge): no device.
+            (_, Some(p @ Problem::NotABridge { .. })) => (None, Some(p.clone())),
+            (None, _) => (None, None),
+            (Some(acct), _) => match self.devices.resolve(acct).await {
                 Ok(Some(dev)) if a.speaks.contains(&dev.protocol) => (Some(dev.id), None),
                 Ok(Some(dev)) => (
                     None,
@@ -95,7 +99,6 @@ impl Ingest {
                 // Not known to be durable: the adapter NAKs or retries before PUBACK.
                 Err(e) => return Err(WriteError::Commit(format!("device lookup failed: {e}"))),
             },
-            None => (None, None),
         };
         if let Some(p) = &unattributed {
             a.decoded = a.decoded.with_problem(p.clone());
@@ -234,6 +237,8 @@ impl Ingest {
         salvaged: Option<Decoded>,
     ) -> Result<Outcome, WriteError> {
         let decoded = match salvaged {
+            // A problem the adapter already found (not a bridge) says more than "malformed".
+            Some(d) if d.problem.is_some() => d,
             Some(d) => d.with_problem(Problem::Malformed {
                 detail: clip(&reason, warden_core::MAX_SUMMARY_BYTES),
             }),

@@ -5,7 +5,8 @@
 //! it accepts and rejects the same payloads as this module.
 //!
 //! A payload carries the schema version `v` (1), a message id `msg_id` unique per device
-//! (the key for recognising QoS 1 redeliveries), an optional device clock `sent_at`, and
+//! (the key for recognising QoS 1 redeliveries), an optional device clock `sent_at`, an
+//! optional per-device sequence number `seq` (gaps reveal lost messages), and
 //! exactly one body: `alarm`, `heartbeat`, `battery`, `signal`, `contact_id` (pass-through
 //! from receiver bridges) or `presence` (online/offline, used as the MQTT last will; the only
 //! body that may omit `msg_id`, since a will is sent again unchanged).
@@ -177,6 +178,11 @@ pub struct Payload {
     /// The device's own clock, RFC 3339, informational only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<String>,
+    /// The unit's message counter, one more for each message it sends (a redelivery keeps
+    /// its number). A jump of more than one means messages were lost between the unit and
+    /// the centre; a restart at 0 or 1 (the unit rebooted) is not a loss. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm: Option<Alarm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

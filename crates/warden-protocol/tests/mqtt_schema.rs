@@ -18,9 +18,14 @@ const VALID: &[&str] = &[
     r#"{"v":1,"msg_id":"m7","contact_id":{"message":"123418110101001B","receiver":"01","line":"1"}}"#,
     r#"{"v":1,"presence":"offline"}"#,
     r#"{"v":1,"msg_id":"w1","presence":"online"}"#,
+    r#"{"v":1,"msg_id":"m8","seq":0,"heartbeat":{}}"#,
+    r#"{"v":1,"msg_id":"m9","seq":4294967295,"alarm":{"kind":"fall"}}"#,
 ];
 
 const INVALID: &[&str] = &[
+    r#"{"v":1,"msg_id":"m1","seq":-1,"heartbeat":{}}"#,
+    r#"{"v":1,"msg_id":"m1","seq":4294967296,"heartbeat":{}}"#,
+    r#"{"v":1,"msg_id":"m1","seq":"7","heartbeat":{}}"#,
     r#"{"v":2,"msg_id":"m1","alarm":{"kind":"pendant"}}"#,
     r#"{"msg_id":"m1","alarm":{"kind":"pendant"}}"#,
     r#"{"v":1,"alarm":{"kind":"pendant"}}"#,
@@ -66,6 +71,7 @@ fn every_alarm_kind_is_in_the_schema() {
             v: 1,
             msg_id: Some("m".into()),
             sent_at: None,
+            seq: None,
             alarm: Some(mqtt::Alarm {
                 kind,
                 restore: false,

@@ -37,6 +37,7 @@
 mod console;
 mod copy;
 mod error;
+mod identity;
 mod listen;
 mod model;
 mod rejected;
@@ -51,6 +52,7 @@ pub use console::{
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
+pub use identity::{BridgeError, DeviceIdentity, MqttCredential};
 pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,

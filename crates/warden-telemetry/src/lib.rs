@@ -43,6 +43,11 @@ pub const SERIAL_LATE_FRAMES: &str = "warden_serial_late_frames_total";
 pub const SERIAL_RETRANSMISSIONS: &str = "warden_serial_retransmissions_total";
 /// MQTT device online/offline changes seen. Labels: `state`.
 pub const DEVICE_PRESENCE: &str = "warden_device_presence_total";
+/// The MQTT broker's own count of messages it dropped (Mosquitto's
+/// `$SYS/broker/publish/messages/dropped`), as last seen. Labels: `link`.
+pub const MQTT_BROKER_DROPPED: &str = "warden_mqtt_broker_dropped_messages";
+/// Gaps in a unit's MQTT sequence numbers (`seq`): messages lost between unit and centre.
+pub const MQTT_SEQUENCE_GAPS: &str = "warden_mqtt_sequence_gaps_total";
 
 /// Signal arrival to its incident being offered (persisted). Labels: `priority`.
 pub const SIGNAL_TO_OFFER: &str = "warden_signal_to_offer_seconds";
@@ -350,6 +355,14 @@ pub fn describe() {
         DEVICE_PRESENCE,
         "MQTT device online/offline (last will) messages"
     );
+    describe_gauge!(
+        MQTT_BROKER_DROPPED,
+        "Messages the MQTT broker reports it dropped since it started ($SYS)"
+    );
+    describe_counter!(
+        MQTT_SEQUENCE_GAPS,
+        "Gaps in MQTT units' sequence numbers (messages lost between unit and centre)"
+    );
 }
 
 /// Installs the global Prometheus recorder and returns the handle that renders `/metrics`.
@@ -440,6 +453,8 @@ mod tests {
             super::SERIAL_LATE_FRAMES,
             super::SERIAL_RETRANSMISSIONS,
             super::DEVICE_PRESENCE,
+            super::MQTT_BROKER_DROPPED,
+            super::MQTT_SEQUENCE_GAPS,
             super::SIGNAL_TO_OFFER,
             super::INCIDENTS_OFFERED,
             super::INCIDENTS_OPEN,

@@ -2,6 +2,8 @@
 //!
 //! rumqttd keeps nothing on disk and has no shutdown API: it runs on its own thread for the
 //! life of the process. Production installs point `[mqtt]` at Mosquitto or a cluster.
+//! Logins are checked by [`crate::broker_auth`] (what that does and does not enforce is
+//! written there).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,9 +11,10 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-/// Starts the broker on `listen` and waits until it accepts connections.
-pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
-    let server = ServerSettings {
+/// Starts the broker on `listen` and waits until it accepts connections. `auth` checks
+/// every CONNECT; without it the broker is anonymous (tests of the broker alone only).
+pub fn start(listen: SocketAddr, auth: Option<crate::broker_auth::Hook>) -> anyhow::Result<()> {
+    let mut server = ServerSettings {
         name: "v4-1".into(),
         listen,
         tls: None,
@@ -27,6 +30,15 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
             dynamic_filters: true,
         },
     };
+    if let Some(hook) = auth {
+        server.connections.set_auth_handler(hook);
+    } else {
+        tracing::warn!(%listen, "embedded mqtt broker accepts anonymous clients");
+    }
+    tracing::warn!(
+        %listen,
+        "embedded mqtt broker checks logins and client ids but cannot restrict topics: a unit with valid credentials can publish on another unit's topic (use Mosquitto with deploy/mosquitto/acl.example in production)"
+    );
     let config = Config {
         id: 0,
         router: RouterConfig {

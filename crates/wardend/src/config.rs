@@ -338,6 +338,44 @@ mod tests {
     }
 
     #[test]
+    fn the_mqtt_password_never_prints_and_half_a_login_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "[mqtt]\nhost = \"broker\"\nusername = \"warden\"\npassword = \"s3cret-pw\"\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("valid");
+        let m = cfg.mqtt.as_ref().expect("mqtt");
+        assert_eq!(
+            m.password.as_ref().map(warden_ingest::Secret::expose),
+            Some("s3cret-pw")
+        );
+        let shown = cfg.to_redacted_toml();
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(!format!("{cfg:?}").contains("s3cret-pw"));
+
+        std::fs::write(
+            &path,
+            "[mqtt]\nusername = \"warden\"\ntls_ca_file = \"/nonexistent/ca.pem\"\ntls_client_key = \"/nonexistent/k.pem\"\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("incomplete login").0;
+        for want in [
+            "mqtt.password: required with mqtt.username",
+            "mqtt.tls_ca_file: cannot read /nonexistent/ca.pem",
+            "mqtt.tls_client_cert: required with mqtt.tls_client_key",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "{want}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_embedded_defaults_are_valid() {
         assert!(Config::default().validate().is_empty());
     }

@@ -108,8 +108,6 @@ async fn demo(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let broker_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    #[cfg(feature = "embedded-broker")]
-    crate::broker::start(broker_addr)?;
     #[cfg(not(feature = "embedded-broker"))]
     bail!("this wardend was built without the embedded-broker feature, which the demo needs");
 
@@ -124,6 +122,13 @@ async fn demo(
             label: Some(format!("Simulated MQTT unit {n}")),
         })
         .collect();
+    devices.push(NewDevice {
+        account: MANUAL_UNIT.to_owned(),
+        protocol: DeviceProtocol::Mqtt,
+        test_interval_seconds: None,
+        client_ref: None,
+        label: Some("Demo unit for mosquitto_pub".into()),
+    });
     devices.extend(RECEIVER_ACCOUNTS.iter().map(|a| NewDevice {
         account: (*a).to_owned(),
         protocol: DeviceProtocol::ContactId,
@@ -136,6 +141,28 @@ async fn demo(
         .upsert_devices(&devices)
         .await
         .context("registering the simulated devices")?;
+    // Every simulated unit gets its own broker login (hashed in mqtt_credentials), and
+    // Warden a fresh service login; the embedded broker checks them at every CONNECT.
+    let mut unit_passwords = std::collections::HashMap::new();
+    for d in devices
+        .iter()
+        .filter(|d| d.protocol == DeviceProtocol::Mqtt)
+    {
+        let pw = crate::broker_auth::issue_device_password(&store, &d.account).await?;
+        unit_passwords.insert(d.account.clone(), pw);
+    }
+    let manual_password = unit_passwords
+        .remove(MANUAL_UNIT)
+        .context("the manual demo unit's password")?;
+    let service_password = crate::broker_auth::issue_service_password(&store).await?;
+    #[cfg(feature = "embedded-broker")]
+    crate::broker::start(
+        broker_addr,
+        Some(crate::broker_auth::hook(
+            store.clone(),
+            DEMO_CLIENT_ID.into(),
+        )),
+    )?;
     let password = demo_password()?;
     for (name, role, display) in [
         ("operator", "operator", "Demo Operator"),
@@ -164,7 +191,11 @@ async fn demo(
 
     cfg.mqtt = Some(MqttConfig {
         port: broker_addr.port(),
-        client_id: "warden-demo".into(),
+        client_id: DEMO_CLIENT_ID.into(),
+        username: Some(crate::broker_auth::SERVICE_USER.into()),
+        password: Some(warden_ingest::Secret::new(service_password)),
+        // rumqttd has no $SYS topics and drops a client that subscribes to one.
+        watch_broker_drops: false,
         ..MqttConfig::default()
     });
     cfg.serial = vec![SerialConfig {
@@ -209,6 +240,7 @@ async fn demo(
         devices: args.devices,
         alarm_rate_per_s: args.alarm_rate,
         heartbeat_interval: Duration::from_mins(1),
+        passwords: warden_sim::fleet::UnitPasswords(std::sync::Arc::new(unit_passwords)),
         ..FleetConfig::default()
     })?;
     let fleet_task = tokio::spawn({
@@ -259,7 +291,11 @@ async fn demo(
     println!(
         "  database:   {database_url}   (psql {database_url} -c 'select kind, count(*) from signals group by 1')"
     );
-    println!("  mqtt:       {broker_addr}   (topic warden/v1/devices/<id>/up)");
+    println!(
+        "  mqtt:       {broker_addr}   (topic warden/v1/devices/<id>/up; every unit logs in as itself)"
+    );
+    println!("  try a pendant alarm from the demo unit {MANUAL_UNIT}:");
+    println!("    {}", mosquitto_pub_line(broker_addr, &manual_password));
     println!(
         "  receiver:   {} (wardend) <-> {} (simulator)",
         pty.warden.display(),
@@ -290,6 +326,23 @@ async fn demo(
     drop(pty);
     println!("stopped cleanly");
     Ok(())
+}
+
+/// The MQTT unit whose login the demo prints, for trying an alarm by hand.
+const MANUAL_UNIT: &str = "demo-pendant";
+/// Warden's own client id on the demo broker.
+const DEMO_CLIENT_ID: &str = "warden-demo";
+
+/// A ready-to-paste `mosquitto_pub` command that raises a pendant alarm from the manual
+/// demo unit (user name = client id = its device id, as the embedded broker requires).
+fn mosquitto_pub_line(broker: std::net::SocketAddr, password: &str) -> String {
+    // The msg_id carries the time, so each paste is a new alarm, not a redelivery.
+    let payload = r#"'{"v":1,"msg_id":"manual-'"$(date +%s)"'","alarm":{"kind":"pendant"}}'"#;
+    format!(
+        "mosquitto_pub -h {} -p {} -V mqttv311 -q 1 -i {MANUAL_UNIT} -u {MANUAL_UNIT} -P '{password}' -t warden/v1/devices/{MANUAL_UNIT}/up -m {payload}",
+        broker.ip(),
+        broker.port()
+    )
 }
 
 /// A fresh password for the demo accounts, printed with the console address.
@@ -382,4 +435,36 @@ async fn seed_clients(store: &warden_store::Store) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("demo client: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_printed_mosquitto_pub_line_is_one_shell_command_with_the_units_login() {
+        let line = super::mosquitto_pub_line(([127, 0, 0, 1], 1884).into(), "abc123");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -- {}; printf '%s\\n' \"$@\"",
+                line.trim_start_matches("mosquitto_pub ")
+            ))
+            .output()
+            .expect("sh");
+        let args = String::from_utf8(out.stdout).expect("utf8");
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(
+            &args[..6],
+            ["-h", "127.0.0.1", "-p", "1884", "-V", "mqttv311"]
+        );
+        assert!(args.windows(2).any(|w| w == ["-u", "demo-pendant"]));
+        assert!(args.windows(2).any(|w| w == ["-P", "abc123"]));
+        let payload = args.last().expect("payload");
+        let json: serde_json::Value = serde_json::from_str(payload).expect("payload is JSON");
+        assert_eq!(json["alarm"]["kind"], "pendant");
+        assert!(
+            json["msg_id"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("manual-1"))
+        );
+    }
 }

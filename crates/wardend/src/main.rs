@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 mod admin;
 #[cfg(feature = "embedded-broker")]
 mod broker;
+mod broker_auth;
 mod config;
 mod decode;
 mod demo;
@@ -78,6 +79,15 @@ enum DeviceCommand {
         test_interval: Option<std::time::Duration>,
         #[arg(long)]
         label: Option<String>,
+        /// For a contact_id or sia panel whose messages come through an MQTT bridge: the
+        /// bridge unit's account (an mqtt device). Only that unit's `contact_id`
+        /// pass-through may then speak for this panel.
+        #[arg(long)]
+        bridge: Option<String>,
+        /// For an mqtt unit: generate its login to the embedded broker (user name and
+        /// client id = its account), store the hash and print the password once.
+        #[arg(long)]
+        mqtt_password: bool,
     },
 }
 
@@ -147,14 +157,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
+async fn dispatch(command: Command, mut cfg: Config) -> anyhow::Result<()> {
     match command {
         Command::Run => {
             let metrics = warden_telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
             let db = run::Database::open(&cfg)?;
             #[cfg(feature = "embedded-broker")]
             if cfg.broker.embedded {
-                broker::start(cfg.broker.listen)?;
+                let store = run::connect(&cfg, &db.url).await?;
+                let hook = embedded_broker_login(&mut cfg, &store).await?;
+                broker::start(cfg.broker.listen, Some(hook))?;
             }
             let shutdown = shutdown_on_signal();
             let result = run::run(cfg, db.url.clone(), metrics, shutdown, |_| {}).await;
@@ -179,6 +191,8 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     protocol,
                     test_interval,
                     label,
+                    bridge,
+                    mqtt_password,
                 },
         } => {
             let db = run::Database::open(&cfg)?;
@@ -200,7 +214,19 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                         label,
                     })
                     .await?;
-                println!("device {id} account {account}");
+                if let Some(bridge) = &bridge {
+                    store
+                        .set_device_bridge(&account, Some(bridge))
+                        .await
+                        .with_context(|| format!("bridge {bridge} for {account}"))?;
+                    println!("device {id} account {account} bridged by {bridge}");
+                } else {
+                    println!("device {id} account {account}");
+                }
+                if mqtt_password {
+                    let password = broker_auth::issue_device_password(&store, &account).await?;
+                    println!("mqtt user {account} password {password}");
+                }
                 anyhow::Ok(())
             }
             .await;
@@ -255,6 +281,30 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, cfg, shutdown_on_signal()).await,
         Command::PrintConfig | Command::Decode(_) => Ok(()),
     }
+}
+
+/// Gives Warden's own MQTT client a fresh service login to the embedded broker (its client
+/// id resolved now, since the broker lets only that id use the login) and returns the
+/// broker's login check.
+#[cfg(feature = "embedded-broker")]
+async fn embedded_broker_login(
+    cfg: &mut Config,
+    store: &warden_store::Store,
+) -> anyhow::Result<broker_auth::Hook> {
+    let data_dir = cfg.data_dir.clone();
+    let Some(m) = cfg.mqtt.as_mut() else {
+        return Ok(broker_auth::hook(store.clone(), String::new()));
+    };
+    if m.client_id.is_empty() {
+        m.client_id = warden_ingest::mqtt::persisted_client_id(&data_dir)
+            .context("keeping the generated mqtt client id")?;
+    }
+    let password = broker_auth::issue_service_password(store).await?;
+    // rumqttd has no $SYS topics and drops a client that subscribes to one.
+    m.watch_broker_drops = false;
+    m.username = Some(broker_auth::SERVICE_USER.to_owned());
+    m.password = Some(warden_ingest::Secret::new(password));
+    Ok(broker_auth::hook(store.clone(), m.client_id.clone()))
 }
 
 /// A token cancelled on SIGINT or SIGTERM.

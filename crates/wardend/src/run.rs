@@ -144,7 +144,17 @@ pub async fn run(
             .instrument(span),
         );
     }
-    if let Some(m) = cfg.mqtt.clone() {
+    if let Some(mut m) = cfg.mqtt.clone() {
+        if m.client_id.is_empty() {
+            m.client_id =
+                warden_ingest::mqtt::persisted_client_id(&cfg.data_dir).with_context(|| {
+                    format!(
+                        "keeping the generated mqtt client id in {}",
+                        cfg.data_dir.display()
+                    )
+                })?;
+        }
+        tracing::info!(client_id = %m.client_id, user = ?m.username, tls = m.tls_ca_file.is_some(), "mqtt ingest configured");
         links.push(m.link_id());
         warden_telemetry::register_link_zero(&m.link_id());
         let span = tracing::info_span!("mqtt", link = %m.link_id());

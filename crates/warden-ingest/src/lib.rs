@@ -17,9 +17,11 @@
 pub mod devices;
 pub mod mqtt;
 mod record;
+pub mod reuse;
 pub mod serial;
 mod supervise;
 
 pub use devices::DeviceCache;
 pub use record::Ingest;
+pub use reuse::ReusedIds;
 pub use supervise::supervise;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const REUSE_THRESHOLD: usize = 3;
 /// The window over which reused ids are counted, and the least time between two path
 /// faults for one device.
-pub const REUSE_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub const REUSE_WINDOW: Duration = Duration::from_mins(10);
 /// Most devices tracked at once.
 pub const MAX_TRACKED_DEVICES: usize = 10_000;
 /// Most reuse times kept per device (the count reported is capped here).
@@ -61,7 +61,7 @@ impl Burst {
     /// within 10 min)".
     pub fn detail(&self) -> String {
         let secs = self.window.as_secs();
-        let window = if secs % 60 == 0 {
+        let window = if secs.is_multiple_of(60) {
             format!("{} min", secs / 60)
         } else {
             format!("{secs} s")
@@ -165,7 +165,7 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    const MIN: Duration = Duration::from_secs(60);
+    const MIN: Duration = Duration::from_mins(1);
 
     #[test]
     fn the_third_reuse_within_ten_minutes_raises_once_and_later_ones_stay_quiet() {

@@ -44,7 +44,7 @@ async fn start_ingest_with(pool: &PgPool, port: u16, triage: bool) -> Daemon {
         devices,
         store,
         engine,
-        reused_ids: Default::default(),
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let cfg = MqttConfig {
         port,
@@ -203,7 +203,7 @@ async fn a_message_that_could_not_be_committed_is_not_pubacked_and_is_redelivere
         devices: DeviceCache::empty(dead_store.clone()),
         store: dead_store,
         engine: None,
-        reused_ids: Default::default(),
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let cfg = MqttConfig {
         port: broker.port,

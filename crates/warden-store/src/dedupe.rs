@@ -25,13 +25,13 @@ use crate::error::StoreError;
 use crate::store::Store;
 
 /// How often the writer deletes expired `dedupe` rows.
-pub(crate) const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const PRUNE_INTERVAL: Duration = Duration::from_mins(1);
 
 /// Most rows one prune statement deletes, so it holds its locks briefly.
 const PRUNE_CHUNK: i64 = 10_000;
 
 /// The longest window accepted; longer ones are cut to this (Postgres intervals are finite).
-pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(3650 * 24 * 3600);
+pub(crate) const MAX_WINDOW: Duration = Duration::from_hours(3650 * 24);
 
 /// SHA-256 of a signal's raw bytes.
 pub(crate) fn payload_hash(raw: &[u8]) -> [u8; 32] {

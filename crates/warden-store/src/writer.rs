@@ -71,7 +71,7 @@ impl Default for WriterConfig {
             max_wait: Duration::from_millis(2),
             queue_capacity: 20_000,
             commit_timeout: Duration::from_secs(10),
-            dedupe_window: Duration::from_secs(24 * 3600),
+            dedupe_window: Duration::from_hours(24),
         }
     }
 }

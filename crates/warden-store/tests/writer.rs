@@ -406,7 +406,7 @@ async fn pruning_forgets_only_dedupe_keys_older_than_the_window(pool: PgPool) {
     .expect("age");
 
     let pruned = store
-        .prune_dedupe(Duration::from_secs(3600), 1000)
+        .prune_dedupe(Duration::from_hours(1), 1000)
         .await
         .expect("prune");
     assert_eq!(pruned, 1);

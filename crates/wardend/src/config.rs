@@ -69,10 +69,10 @@ pub struct DatabaseConfig {
 
 /// Shortest accepted `writer.dedupe_window`: brokers redeliver after reconnects, which take
 /// longer than seconds.
-const DEDUPE_WINDOW_MIN: Duration = Duration::from_secs(60);
+const DEDUPE_WINDOW_MIN: Duration = Duration::from_mins(1);
 /// Longest accepted `writer.dedupe_window`: the `dedupe` table holds one row per message
 /// of the window.
-const DEDUPE_WINDOW_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+const DEDUPE_WINDOW_MAX: Duration = Duration::from_hours(30 * 24);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +170,7 @@ impl Default for Config {
                 max_batch: 1000,
                 max_wait: Duration::from_millis(2),
                 queue_capacity: 20_000,
-                dedupe_window: Duration::from_secs(24 * 3600),
+                dedupe_window: Duration::from_hours(24),
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
@@ -373,7 +373,7 @@ mod tests {
         let path = dir.path().join("w.toml");
         std::fs::write(&path, "[writer]\ndedupe_window = \"7days\"\n").expect("write");
         let cfg = Config::load(Some(&path)).expect("valid");
-        assert_eq!(cfg.writer.dedupe_window, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(cfg.writer.dedupe_window, Duration::from_hours(7 * 24));
         assert_eq!(
             cfg.writer.max_batch, 1000,
             "the rest of [writer] keeps its defaults"

@@ -17,11 +17,13 @@
 pub mod devices;
 pub mod mqtt;
 mod record;
+pub mod reuse;
 mod secret;
 pub mod serial;
 mod supervise;
 
 pub use devices::DeviceCache;
 pub use record::Ingest;
+pub use reuse::ReusedIds;
 pub use secret::Secret;
 pub use supervise::supervise;

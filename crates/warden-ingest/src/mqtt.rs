@@ -5,7 +5,8 @@
 //! (as a signal, as a recognised duplicate, or in quarantine when it is malformed). A write
 //! that fails is retried here with backoff and the message stays un-PUBACKed meanwhile; if
 //! the process dies, the broker redelivers it when the session resumes. Redeliveries are
-//! recognised by `(device, msg_id)` and stored once.
+//! recognised by `(device, msg_id)` and the payload bytes, within the writer's dedupe window,
+//! and stored once; a `msg_id` reused for another payload is a new signal.
 //!
 //! The MQTT client's own packet-size limit is set far above the payload limit, so an
 //! oversized publish reaches this code and is quarantined and PUBACKed; were the client to

@@ -15,6 +15,7 @@ use warden_telemetry as m;
 use warden_engine::CommittedSignal;
 
 use crate::DeviceCache;
+use crate::reuse::ReusedIds;
 
 /// What an adapter needs to make signals durable.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Ingest {
     /// The triage engine, handed every newly committed signal; `None` runs ingest alone
     /// (tools, tests). Signals committed while it is absent are replayed when it starts.
     pub engine: Option<warden_engine::EngineHandle>,
+    /// Reused message ids per device: a burst raises one path fault for the unit.
+    pub reused_ids: ReusedIds,
 }
 
 /// A decoded signal on its way to the store.
@@ -160,21 +163,21 @@ impl Ingest {
         };
         match written {
             Committed::Stored(id) => {
-                if let Some(engine) = &self.engine {
-                    let handed = engine
-                        .submit(&CommittedSignal {
-                            id,
-                            source: a.source,
-                            link: &a.link_id,
-                            account: a.account.as_deref(),
-                            device_id,
-                            decoded: &a.decoded,
-                            received_at: a.received_at,
-                        })
-                        .await;
-                    if !handed {
-                        tracing::warn!(%id, "triage engine stopped; the signal will be replayed on restart");
-                    }
+                self.triage(&a, id, device_id).await;
+                Ok(Outcome::Stored {
+                    id,
+                    duplicate: false,
+                })
+            }
+            // The sender used this message id for another message within the dedupe window:
+            // a new signal (a unit whose counter restarted), never to be mistaken for a
+            // redelivery and swallowed.
+            Committed::Reused { id, key } => {
+                tracing::warn!(source = a.source.as_str(), %key, %id, device_id, "message id reused for a different payload; stored as a new signal");
+                metrics::counter!(m::DEDUPE_CONFLICTS, "source" => a.source.as_str()).increment(1);
+                self.triage(&a, id, device_id).await;
+                if let Some(device) = device_id {
+                    self.id_reused(&a, device).await;
                 }
                 Ok(Outcome::Stored {
                     id,
@@ -190,6 +193,52 @@ impl Ingest {
                 })
             }
             Committed::Quarantined(id) => Ok(Outcome::Quarantined { id }),
+        }
+    }
+
+    /// Hands a committed signal to the triage engine, if one runs.
+    async fn triage(&self, a: &Arrival, id: Uuid, device_id: Option<i64>) {
+        let Some(engine) = &self.engine else { return };
+        let handed = engine
+            .submit(&CommittedSignal {
+                id,
+                source: a.source,
+                link: &a.link_id,
+                account: a.account.as_deref(),
+                device_id,
+                decoded: &a.decoded,
+                received_at: a.received_at,
+            })
+            .await;
+        if !handed {
+            tracing::warn!(%id, "triage engine stopped; the signal will be replayed on restart");
+        }
+    }
+
+    /// Counts a reused message id against its device and, when a burst crosses the
+    /// threshold, stores and triages one technical path fault for the unit ("message ids
+    /// reused: firmware reset?"). Awaited before the reusing message is acknowledged, which
+    /// delays that one acknowledgement by one commit, once per window per device. A fault
+    /// that cannot be stored is logged and tried again at the next reuse.
+    async fn id_reused(&self, a: &Arrival, device: i64) {
+        let Some(burst) = self.reused_ids.note(device, Instant::now()) else {
+            return;
+        };
+        let detail = burst.detail();
+        tracing::warn!(device_id = device, count = burst.count, %detail, "message ids reused in a burst; raising a path fault");
+        let fault = Arrival {
+            source: Source::Internal,
+            link_id: a.link_id.clone(),
+            account: a.account.clone(),
+            speaks: &[],
+            raw: Vec::new(),
+            decoded: Decoded::path_fault(&detail),
+            received_at: OffsetDateTime::now_utc(),
+            dedupe_key: None,
+        };
+        if let Err(e) = self.internal(fault, Some(device)).await {
+            tracing::error!(device_id = device, error = %e, "could not record the path fault of reused message ids");
+            self.reused_ids.unraise(device);
         }
     }
 
@@ -311,7 +360,9 @@ impl Ingest {
             received_at,
         });
         match self.writer.write(rec).await? {
-            Committed::Quarantined(id) | Committed::Stored(id) => Ok(Outcome::Quarantined { id }),
+            Committed::Quarantined(id) | Committed::Stored(id) | Committed::Reused { id, .. } => {
+                Ok(Outcome::Quarantined { id })
+            }
             Committed::Duplicate { .. } => Ok(Outcome::Quarantined { id }),
         }
     }
@@ -381,20 +432,9 @@ impl Ingest {
         device_id: Option<i64>,
     ) -> Result<(), WriteError> {
         let json = a.decoded.to_json();
-        if let Committed::Stored(id) = self.store_signal(&a, device_id, json).await?
-            && let Some(engine) = &self.engine
-        {
-            engine
-                .submit(&CommittedSignal {
-                    id,
-                    source: a.source,
-                    link: &a.link_id,
-                    account: a.account.as_deref(),
-                    device_id,
-                    decoded: &a.decoded,
-                    received_at: a.received_at,
-                })
-                .await;
+        // Without a dedupe key the store answers nothing but `Stored`.
+        if let Committed::Stored(id) = self.store_signal(&a, device_id, json).await? {
+            self.triage(&a, id, device_id).await;
         }
         Ok(())
     }

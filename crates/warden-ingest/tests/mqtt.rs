@@ -18,15 +18,33 @@ struct Daemon {
 }
 
 async fn start_ingest(pool: &PgPool, port: u16) -> Daemon {
+    start_ingest_with(pool, port, false).await
+}
+
+/// Ingest, with the triage engine behind it when `triage`.
+async fn start_ingest_with(pool: &PgPool, port: u16, triage: bool) -> Daemon {
     let store = Store::from_pool(pool.clone());
     let devices = DeviceCache::load(store.clone()).await.expect("cache");
     let stop = CancellationToken::new();
     let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.child_token());
+    let engine = if triage {
+        let (engine, _) = warden_engine::spawn(
+            store.clone(),
+            warden_engine::EngineConfig::default(),
+            stop.child_token(),
+        )
+        .await
+        .expect("triage engine");
+        Some(engine)
+    } else {
+        None
+    };
     let ingest = Ingest {
         writer,
         devices,
         store,
-        engine: None,
+        engine,
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let cfg = MqttConfig {
         port,
@@ -185,6 +203,7 @@ async fn a_message_that_could_not_be_committed_is_not_pubacked_and_is_redelivere
         devices: DeviceCache::empty(dead_store.clone()),
         store: dead_store,
         engine: None,
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let cfg = MqttConfig {
         port: broker.port,
@@ -417,6 +436,214 @@ async fn messages_sent_while_warden_is_away_arrive_when_it_returns(pool: PgPool)
     assert_eq!(
         stored, 10,
         "every message queued for the session is delivered"
+    );
+    daemon.stop().await;
+}
+
+const UP: &str = "warden/v1/devices/unit-1/up";
+const HEARTBEAT_DUP_1: &str = r#"{"v":1,"msg_id":"dup-1","heartbeat":{}}"#;
+const PENDANT_DUP_1: &str = r#"{"v":1,"msg_id":"dup-1","alarm":{"kind":"pendant"}}"#;
+
+/// Signals under `mqtt:unit-1:dup-1` whose payload is the pendant.
+const PENDANTS_DUP_1: &str = "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:dup-1' \
+     AND convert_from(raw, 'UTF8') LIKE '%pendant%'";
+
+async fn publish(client: &AsyncClient, payload: &str) {
+    client
+        .publish(UP, QoS::AtLeastOnce, false, payload.to_owned())
+        .await
+        .expect("publish");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_pendant_reusing_a_heartbeats_msg_id_is_stored_and_triaged(pool: PgPool) {
+    let broker = Mosquitto::start("");
+    register(&pool, &["unit-1"]).await;
+    let daemon = start_ingest_with(&pool, broker.port, true).await;
+    wait_link_up(&pool).await;
+    let (client, mut ev) = device(broker.port, "unit-1");
+    // The unit's counter restarted: its first alarm reuses the id of an earlier heartbeat.
+    publish(&client, HEARTBEAT_DUP_1).await;
+    await_pubacks(&mut ev, 1, async |_| {}).await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:dup-1'",
+        1,
+    )
+    .await;
+    publish(&client, PENDANT_DUP_1).await;
+    await_pubacks(&mut ev, 1, async |_| {}).await;
+
+    assert_eq!(
+        wait_count(&pool, PENDANTS_DUP_1, 1).await,
+        1,
+        "the pendant must be stored, not swallowed as a redelivery of the heartbeat"
+    );
+    let triaged = wait_count(
+        &pool,
+        "SELECT count(*) FROM triaged t JOIN signals s ON s.id = t.signal_id \
+         WHERE s.dedupe_key = 'mqtt:unit-1:dup-1' AND convert_from(s.raw, 'UTF8') LIKE '%pendant%'",
+        1,
+    )
+    .await;
+    assert_eq!(triaged, 1, "the pendant reached triage");
+    let incidents = wait_count(
+        &pool,
+        "SELECT count(*) FROM incidents WHERE priority = 'life_critical'",
+        1,
+    )
+    .await;
+    assert_eq!(incidents, 1, "the pendant raised a life-critical incident");
+    daemon.stop().await;
+}
+
+/// Waits until some session waits on a lock while inserting into `signals`.
+async fn wait_insert_blocked(pool: &PgPool) {
+    for _ in 0..200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%INSERT INTO signals%'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the signal insert never blocked");
+}
+
+/// Connects as Warden's own client id with its persistent session, waits for `wait`, and
+/// returns how many PUBLISHes the broker handed over (none are acknowledged).
+async fn take_over_warden_session(port: u16, wait: Duration) -> usize {
+    let mut o = MqttOptions::new("warden-test", "127.0.0.1", port);
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (_client, mut ev) = AsyncClient::new(o, 10);
+    let mut publishes = 0;
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(event) = tokio::time::timeout_at(until, ev.poll()).await {
+        match event {
+            Ok(Event::Incoming(Packet::Publish(_))) => publishes += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    publishes
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_broker_redelivery_of_a_pendant_that_reused_an_id_is_stored_once(pool: PgPool) {
+    let (broker, daemon) = running(&pool).await;
+    let (client, mut ev) = device(broker.port, "unit-1");
+    publish(&client, HEARTBEAT_DUP_1).await;
+    await_pubacks(&mut ev, 1, async |_| {}).await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:dup-1'",
+        1,
+    )
+    .await;
+
+    // Hold Warden's next commit, deliver the pendant, and take Warden's broker connection
+    // away while the pendant is written but not yet PUBACKed: the PUBACK it owed belongs to
+    // the dead connection, so the broker redelivers the pendant when Warden reconnects.
+    let mut blocker = pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    publish(&client, PENDANT_DUP_1).await;
+    await_pubacks(&mut ev, 1, async |_| {}).await;
+    wait_insert_blocked(&pool).await;
+    let held = take_over_warden_session(broker.port, Duration::from_millis(300)).await;
+    assert!(
+        held >= 1,
+        "the broker still held the pendant for Warden's session"
+    );
+    blocker.rollback().await.expect("rollback");
+
+    assert_eq!(wait_count(&pool, PENDANTS_DUP_1, 1).await, 1);
+    // Give the redelivered copy time to be written and PUBACKed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.stop().await;
+    assert_eq!(
+        count(&pool, PENDANTS_DUP_1).await,
+        1,
+        "the redelivered pendant is recognised and stored once"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM signals WHERE dedupe_key = 'mqtt:unit-1:dup-1'"
+        )
+        .await,
+        2,
+        "one heartbeat and one pendant"
+    );
+    // Nothing is left for Warden's session: the redelivery was PUBACKed as a duplicate.
+    assert_eq!(
+        take_over_warden_session(broker.port, Duration::from_millis(1500)).await,
+        0,
+        "a message is still waiting for Warden's PUBACK"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn message_ids_reused_in_a_burst_raise_one_path_fault_for_the_unit(pool: PgPool) {
+    let (broker, daemon) = running(&pool).await;
+    let (client, mut ev) = device(broker.port, "unit-1");
+    for i in 0..4 {
+        publish(
+            &client,
+            &format!(r#"{{"v":1,"msg_id":"r{i}","heartbeat":{{}}}}"#),
+        )
+        .await;
+    }
+    await_pubacks(&mut ev, 4, async |_| {}).await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:r%'",
+        4,
+    )
+    .await;
+    // The unit restarts its counter: four more messages reuse the four ids.
+    for i in 0..4 {
+        let payload = format!(r#"{{"v":1,"msg_id":"r{i}","alarm":{{"kind":"smoke"}}}}"#);
+        publish(&client, &payload).await;
+    }
+    await_pubacks(&mut ev, 4, async |_| {}).await;
+    let stored = wait_count(
+        &pool,
+        "SELECT count(*) FROM signals WHERE dedupe_key LIKE 'mqtt:unit-1:r%'",
+        8,
+    )
+    .await;
+    assert_eq!(stored, 8, "every reusing message is stored");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let faults: Vec<(String, Option<i64>, String)> = sqlx::query_as(
+        "SELECT source, device_id, decoded #>> '{events,0,detail}' FROM signals \
+         WHERE decoded #>> '{events,0,type}' = 'path_fault'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("path faults");
+    let unit: i64 = sqlx::query_scalar("SELECT id FROM devices WHERE account = 'unit-1'")
+        .fetch_one(&pool)
+        .await
+        .expect("device");
+    assert_eq!(
+        faults,
+        vec![(
+            "internal".to_owned(),
+            Some(unit),
+            "message ids reused: firmware reset? (3 ids reused within 10 min)".to_owned()
+        )],
+        "one path fault for the burst, not one per message"
     );
     daemon.stop().await;
 }

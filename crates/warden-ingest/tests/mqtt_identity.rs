@@ -47,6 +47,7 @@ async fn start_ingest(pool: &PgPool, cfg: MqttConfig) -> Daemon {
         devices,
         store,
         engine: None,
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let task = tokio::spawn(run(cfg, ingest, stop.clone()));
     Daemon { stop, task }

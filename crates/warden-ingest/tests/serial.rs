@@ -41,6 +41,7 @@ async fn rig(pool: PgPool, window: Duration) -> Rig {
         devices,
         store,
         engine: None,
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let (computer, receiver) = SerialStream::pair().expect("pty pair");
     let s = stop.clone();
@@ -261,6 +262,7 @@ async fn when_the_database_is_unreachable_the_receiver_gets_nak_not_ack() {
         devices: DeviceCache::empty(store.clone()),
         store,
         engine: None,
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let (computer, mut receiver) = SerialStream::pair().expect("pty pair");
     let s = stop.clone();

@@ -155,6 +155,7 @@ async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_a
         devices,
         store,
         engine: None,
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
     let (computer, line) = SerialStream::pair().expect("pty pair");
     let timing = Timing {

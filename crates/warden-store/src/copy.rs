@@ -17,8 +17,8 @@ const CHUNK: usize = 1 << 20;
 /// Stores `rows` with one `COPY signals (...) FROM STDIN` (text format) on one connection and
 /// returns how long it took, encoding included.
 ///
-/// For benchmarks only: there is no dedupe handling (a repeated dedupe key fails the whole
-/// copy), no per-row outcome, and nothing waits on it for an ACK.
+/// For benchmarks only: there is no dedupe handling (dedupe keys are stored as given and
+/// never claimed in `dedupe`), no per-row outcome, and nothing waits on it for an ACK.
 pub async fn raw_copy(store: &Store, rows: &[NewSignal]) -> Result<Duration, StoreError> {
     let mut conn = store.pool().acquire().await?;
     let started = Instant::now();

@@ -24,8 +24,16 @@
 //! Architecture Invariant: `signals` and `quarantine` are append-only evidence. A trigger
 //! rejects `DELETE`, `TRUNCATE` and every `UPDATE` except setting `acked_at` once from NULL.
 //!
-//! A signal with a dedupe key is stored at most once: a redelivery, in a later batch or the
-//! same one, is answered [`Committed::Duplicate`]. One record Postgres refuses (an unknown
+//! Redeliveries are recognised by dedupe key *and* payload within a bounded window
+//! ([`WriterConfig::dedupe_window`], default 24 h): a signal with the same key and the same
+//! raw bytes (SHA-256) as one stored within the window, in a later batch or the same one, is
+//! not stored and is answered [`Committed::Duplicate`]. The same key with other bytes is a
+//! new signal whose sender reused an id (a unit whose counter restarted): it is stored and
+//! answered [`Committed::Reused`], never swallowed. After the window a key is free again.
+//! The claim on (key, hash) lives in the `dedupe` table, whose primary key makes it race-free
+//! across concurrent batches and nodes; the writer prunes it in the background.
+//!
+//! One record Postgres refuses (an unknown
 //! device, a NUL character) is answered [`WriteError::Rejected`] on its own; the rest of its
 //! batch is retried record by record and commits.
 //!
@@ -36,6 +44,7 @@
 
 mod console;
 mod copy;
+mod dedupe;
 mod error;
 mod identity;
 mod listen;

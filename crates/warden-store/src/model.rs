@@ -111,8 +111,11 @@ pub struct NewSignal {
     pub decoded: serde_json::Value,
     /// When the first byte arrived. Stored with microsecond precision (truncated).
     pub received_at: OffsetDateTime,
-    /// An idempotency key (e.g. an MQTT message id): a second signal with the same key is
-    /// not stored and is answered [`Committed::Duplicate`].
+    /// An idempotency key (e.g. `mqtt:{device}:{msg_id}`). A signal with the same key and
+    /// the same `raw` bytes as one stored less than the writer's
+    /// [`dedupe_window`](crate::WriterConfig::dedupe_window) ago is a redelivery: not stored,
+    /// answered [`Committed::Duplicate`]. The same key with other bytes is a new signal
+    /// whose sender reused an id: stored, answered [`Committed::Reused`].
     pub dedupe_key: Option<String>,
 }
 
@@ -161,11 +164,23 @@ impl Record {
 pub enum Committed {
     /// The signal is durable under this id.
     Stored(Uuid),
-    /// A signal with the same dedupe key was already durable (stored earlier, or earlier in
-    /// the same batch); this one was not stored. Safe to acknowledge.
+    /// A signal with the same dedupe key and the same raw bytes was already durable, stored
+    /// within the dedupe window (earlier, or earlier in the same batch): this is a
+    /// redelivery and was not stored. Safe to acknowledge.
     Duplicate {
         /// The dedupe key that matched.
         existing_key: String,
+    },
+    /// The signal is durable under this id, as a new signal, although its dedupe key was
+    /// already used within the dedupe window by a signal with different raw bytes: the
+    /// sender reused a message id (a unit whose counter restarted, say). Treat it exactly
+    /// like [`Committed::Stored`]; the variant exists so the caller can count and report
+    /// the reuse.
+    Reused {
+        /// The new signal's id.
+        id: Uuid,
+        /// The dedupe key that was reused.
+        key: String,
     },
     /// The quarantine record is durable under this id.
     Quarantined(Uuid),

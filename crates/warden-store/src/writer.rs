@@ -26,6 +26,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use uuid::Uuid;
 use warden_telemetry::{DB_BATCH_SIZE, DB_COMMIT, DB_COMMIT_ERRORS, WRITER_QUEUE};
 
+use crate::dedupe::{self, Claim};
 use crate::error::WriteError;
 use crate::model::{Committed, NewQuarantine, NewSignal, Record};
 use crate::store::Store;
@@ -54,6 +55,13 @@ pub struct WriterConfig {
     /// hangs (network partition, stuck server) fails the batch with an error instead of
     /// stalling every alarm behind it.
     pub commit_timeout: Duration,
+    /// How long a stored signal's dedupe key and payload are remembered (default 24 h, at
+    /// most ten years). Within it, the same key with the same raw bytes is a redelivery
+    /// ([`Committed::Duplicate`]); the same key with other bytes, or any signal after it, is
+    /// stored. Make it longer than the longest time a sender or broker may hold a message
+    /// before redelivering it (an outage of Warden, say): a redelivery after the window is
+    /// stored a second time.
+    pub dedupe_window: Duration,
 }
 
 impl Default for WriterConfig {
@@ -63,6 +71,7 @@ impl Default for WriterConfig {
             max_wait: Duration::from_millis(2),
             queue_capacity: 20_000,
             commit_timeout: Duration::from_secs(10),
+            dedupe_window: Duration::from_hours(24),
         }
     }
 }
@@ -156,7 +165,8 @@ impl WriterHandle {
 
 /// Starts the group-commit writer on the current tokio runtime.
 ///
-/// The writer holds one connection of `store`'s pool while it runs. When `shutdown` is
+/// The writer holds one connection of `store`'s pool while it runs, and borrows another
+/// once a minute to prune expired dedupe keys. When `shutdown` is
 /// cancelled (or every [`WriterHandle`] is dropped) it stops taking new records, commits
 /// everything already queued, answers every caller, and the join handle yields its
 /// [`WriterReport`]. Writes attempted after that get [`WriteError::Closed`].
@@ -168,6 +178,7 @@ pub fn spawn_writer(
     let cfg = WriterConfig {
         max_batch: cfg.max_batch.max(1),
         queue_capacity: cfg.queue_capacity.max(1),
+        dedupe_window: cfg.dedupe_window.min(dedupe::MAX_WINDOW),
         ..cfg
     };
     let (record_tx, record_rx) = mpsc::channel(cfg.queue_capacity);
@@ -204,8 +215,8 @@ struct Writer {
 enum TxError {
     Sql(sqlx::Error),
     Timeout(Duration),
-    /// A signal without a dedupe key came back from the insert neither stored nor skipped.
-    /// Cannot happen with the current schema; guarded so it can never be reported as stored.
+    /// A signal meant to be stored did not come back from the insert. Cannot happen with the
+    /// current schema; guarded so it can never be reported as stored.
     Missing(Uuid),
 }
 
@@ -240,7 +251,7 @@ impl std::fmt::Display for TxError {
         match self {
             TxError::Sql(e) => write!(f, "{e}"),
             TxError::Timeout(limit) => write!(f, "transaction took longer than {limit:?}"),
-            TxError::Missing(id) => write!(f, "signal {id} was neither stored nor a duplicate"),
+            TxError::Missing(id) => write!(f, "signal {id} was not stored"),
         }
     }
 }
@@ -251,7 +262,17 @@ impl Writer {
             max_batch = self.cfg.max_batch,
             max_wait_us = u64::try_from(self.cfg.max_wait.as_micros()).unwrap_or(u64::MAX),
             queue_capacity = self.cfg.queue_capacity,
+            dedupe_window_s = self.cfg.dedupe_window.as_secs(),
             "writer started"
+        );
+        let prune_stop = CancellationToken::new();
+        let pruner = tokio::spawn(
+            dedupe::prune_until(
+                self.store.clone(),
+                self.cfg.dedupe_window,
+                prune_stop.clone(),
+            )
+            .instrument(info_span!("dedupe_prune")),
         );
         let mut batch: Vec<Request> = Vec::with_capacity(self.cfg.max_batch);
         let mut acks: Vec<AckMark> = Vec::new();
@@ -294,6 +315,10 @@ impl Writer {
             self.commit(&mut batch, &mut acks).await;
         }
         gauge!(WRITER_QUEUE).set(0.0);
+        prune_stop.cancel();
+        if let Err(e) = pruner.await {
+            warn!(error = %e, "dedupe prune task failed");
+        }
         info!(
             batches = self.report.batches,
             records = self.report.records,
@@ -453,6 +478,7 @@ impl Writer {
         acks: &[AckMark],
     ) -> Result<Vec<Committed>, TxError> {
         let limit = self.cfg.commit_timeout;
+        let window = self.cfg.dedupe_window;
         let pool = self.store.pool().clone();
         let slot = &mut self.conn;
         let work = async move {
@@ -461,7 +487,7 @@ impl Writer {
                 None => slot.insert(pool.acquire().await?),
             };
             let mut tx = conn.begin().await?;
-            let outcomes = insert_records(&mut tx, batch).await?;
+            let outcomes = insert_records(&mut tx, batch, window).await?;
             apply_acks(&mut tx, acks).await?;
             tx.commit().await?;
             Ok(outcomes)
@@ -474,39 +500,62 @@ impl Writer {
 
 /// What to answer for one record of a batch, decided before the commit.
 enum Planned<'a> {
-    Signal {
+    /// A signal without a dedupe key: always stored.
+    Signal(Uuid),
+    /// A keyed signal, stored if its claim on (key, payload hash) succeeds.
+    Keyed {
         id: Uuid,
-        key: Option<&'a str>,
+        key: &'a str,
+        /// An earlier record of the same batch used this key for another payload.
+        reused_in_batch: bool,
     },
-    /// An earlier record of the same batch carries this dedupe key.
+    /// An earlier record of the same batch carries this dedupe key with the same payload.
     DuplicateInBatch(&'a str),
     Quarantine(Uuid),
 }
 
 /// Inserts the batch with one multi-row statement per table and works out each record's
-/// outcome.
+/// outcome. Keyed signals follow one rule within the batch and against earlier batches:
+/// same key and same payload hash is a redelivery, same key and another payload is a new
+/// signal that reused the key.
 async fn insert_records(
     conn: &mut PgConnection,
     batch: &[Request],
+    window: Duration,
 ) -> Result<Vec<Committed>, TxError> {
     let mut plan = Vec::with_capacity(batch.len());
-    let mut keys_seen: HashSet<&str> = HashSet::new();
+    // The payload hashes seen so far in this batch, per key (almost always one).
+    let mut keys_seen: HashMap<&str, Vec<[u8; 32]>> = HashMap::new();
+    let mut claims: Vec<Claim<'_>> = Vec::new();
+    let mut keyed: Vec<&NewSignal> = Vec::new();
     let mut signals: Vec<&NewSignal> = Vec::new();
     let mut quarantined: Vec<&NewQuarantine> = Vec::new();
     for request in batch {
         match &request.record {
             Record::Signal(s) => {
-                if let Some(key) = s.dedupe_key.as_deref()
-                    && !keys_seen.insert(key)
-                {
+                let Some(key) = s.dedupe_key.as_deref() else {
+                    plan.push(Planned::Signal(s.id));
+                    signals.push(s);
+                    continue;
+                };
+                let hash = dedupe::payload_hash(&s.raw);
+                let hashes = keys_seen.entry(key).or_default();
+                if hashes.contains(&hash) {
                     plan.push(Planned::DuplicateInBatch(key));
                     continue;
                 }
-                plan.push(Planned::Signal {
+                plan.push(Planned::Keyed {
                     id: s.id,
-                    key: s.dedupe_key.as_deref(),
+                    key,
+                    reused_in_batch: !hashes.is_empty(),
                 });
-                signals.push(s);
+                hashes.push(hash);
+                claims.push(Claim {
+                    key,
+                    hash,
+                    id: s.id,
+                });
+                keyed.push(s);
             }
             Record::Quarantine(q) => {
                 plan.push(Planned::Quarantine(q.id));
@@ -515,6 +564,8 @@ async fn insert_records(
         }
     }
 
+    let claimed = dedupe::claim(conn, &claims, window).await?;
+    signals.extend(keyed.into_iter().filter(|s| claimed.contains_key(&s.id)));
     let stored: HashSet<Uuid> = if signals.is_empty() {
         HashSet::new()
     } else {
@@ -524,14 +575,31 @@ async fn insert_records(
         insert_quarantine(conn, &quarantined).await?;
     }
 
+    let stored_as = |id: Uuid| {
+        if stored.contains(&id) {
+            Ok(())
+        } else {
+            Err(TxError::Missing(id))
+        }
+    };
     plan.into_iter()
         .map(|p| match p {
-            Planned::Signal { id, key } => match (stored.contains(&id), key) {
-                (true, _) => Ok(Committed::Stored(id)),
-                (false, Some(key)) => Ok(Committed::Duplicate {
+            Planned::Signal(id) => stored_as(id).map(|()| Committed::Stored(id)),
+            Planned::Keyed {
+                id,
+                key,
+                reused_in_batch,
+            } => match claimed.get(&id) {
+                None => Ok(Committed::Duplicate {
                     existing_key: key.to_owned(),
                 }),
-                (false, None) => Err(TxError::Missing(id)),
+                Some(&reused) if reused || reused_in_batch => {
+                    stored_as(id).map(|()| Committed::Reused {
+                        id,
+                        key: key.to_owned(),
+                    })
+                }
+                Some(_) => stored_as(id).map(|()| Committed::Stored(id)),
             },
             Planned::DuplicateInBatch(key) => Ok(Committed::Duplicate {
                 existing_key: key.to_owned(),
@@ -541,7 +609,7 @@ async fn insert_records(
         .collect()
 }
 
-/// Returns the ids actually inserted; the others hit an existing dedupe key.
+/// Inserts the signals and returns the ids inserted (all of them, unless the schema changes).
 async fn insert_signals(
     conn: &mut PgConnection,
     rows: &[&NewSignal],
@@ -569,28 +637,27 @@ async fn insert_signals(
         received.push(s.received_at);
         keys.push(s.dedupe_key.as_deref());
     }
-    let stored = sqlx::query_scalar!(
-        r#"
+    let stored: Vec<Uuid> = sqlx::query_scalar(
+        r"
         INSERT INTO signals
             (id, source, link_id, account, device_id, kind, raw, decoded, received_at, dedupe_key)
         SELECT * FROM UNNEST(
             $1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],
             $6::text[], $7::bytea[], $8::jsonb[], $9::timestamptz[], $10::text[]
         )
-        ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
         RETURNING id
-        "#,
-        &ids as &[Uuid],
-        &sources as &[&str],
-        &link_ids as &[&str],
-        &accounts as &[Option<&str>],
-        &device_ids as &[Option<i64>],
-        &kinds as &[&str],
-        &raw_bytes as &[&[u8]],
-        &decoded as &[&serde_json::Value],
-        &received as &[OffsetDateTime],
-        &keys as &[Option<&str>],
+        ",
     )
+    .bind(&ids)
+    .bind(&sources)
+    .bind(&link_ids)
+    .bind(&accounts)
+    .bind(&device_ids)
+    .bind(&kinds)
+    .bind(&raw_bytes)
+    .bind(&decoded)
+    .bind(&received)
+    .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
     Ok(stored.into_iter().collect())

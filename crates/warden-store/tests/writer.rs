@@ -73,6 +73,7 @@ async fn every_record_gets_exactly_one_reply_and_only_after_its_row_is_visible_t
                 Committed::Duplicate { existing_key } => {
                     panic!("unexpected duplicate of {existing_key}")
                 }
+                Committed::Reused { key, .. } => panic!("unexpected reuse of {key}"),
             }
             id
         });
@@ -190,6 +191,231 @@ async fn a_dedupe_key_written_twice_within_one_batch_is_stored_once_and_the_seco
         report.batches, 1,
         "the three writes should have shared one batch"
     );
+    assert_eq!(store.signal_count().await.expect("count"), 2);
+}
+
+/// `signal(key)` with other raw bytes: the same message id carrying another message.
+fn other_payload(key: &str, raw: &[u8]) -> warden_store::NewSignal {
+    let mut s = signal(Some(key));
+    s.raw = raw.to_vec();
+    s
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_dedupe_key_reused_for_a_different_payload_is_stored_and_answered_reused(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let (writer, task, shutdown) = start(&store, WriterConfig::default());
+
+    let heartbeat = other_payload(
+        "mqtt:unit-7:dup-1",
+        br#"{"v":1,"msg_id":"dup-1","heartbeat":{}}"#,
+    );
+    let pendant = other_payload(
+        "mqtt:unit-7:dup-1",
+        br#"{"v":1,"msg_id":"dup-1","alarm":{"kind":"pendant"}}"#,
+    );
+    let (heartbeat_id, pendant_id) = (heartbeat.id, pendant.id);
+    let redelivered = other_payload(
+        "mqtt:unit-7:dup-1",
+        br#"{"v":1,"msg_id":"dup-1","alarm":{"kind":"pendant"}}"#,
+    );
+    assert_eq!(
+        writer.write(Record::Signal(heartbeat)).await,
+        Ok(Committed::Stored(heartbeat_id))
+    );
+    assert_eq!(
+        writer.write(Record::Signal(pendant)).await,
+        Ok(Committed::Reused {
+            id: pendant_id,
+            key: "mqtt:unit-7:dup-1".to_owned()
+        }),
+        "the pendant reused the heartbeat's id and must be stored, not swallowed"
+    );
+    // The broker redelivering the pendant is still recognised as a redelivery.
+    assert_eq!(
+        writer.write(Record::Signal(redelivered)).await,
+        Ok(Committed::Duplicate {
+            existing_key: "mqtt:unit-7:dup-1".to_owned()
+        })
+    );
+
+    stop(&shutdown, task).await;
+    assert_eq!(store.signal_count().await.expect("count"), 2);
+    assert!(store.signal(pendant_id).await.expect("read").is_some());
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn within_one_batch_a_reused_key_is_stored_and_a_repeated_payload_is_a_duplicate(
+    pool: PgPool,
+) {
+    let store = Store::from_pool(pool);
+    let (writer, task, shutdown) = start(&store, one_batch_config());
+
+    let first = other_payload("k1", b"heartbeat");
+    let reused = other_payload("k1", b"pendant");
+    let repeated = other_payload("k1", b"heartbeat");
+    let (first_id, reused_id) = (first.id, reused.id);
+    let (ra, rb, rc) = tokio::join!(
+        writer.write(Record::Signal(first)),
+        writer.write(Record::Signal(reused)),
+        writer.write(Record::Signal(repeated)),
+    );
+    assert_eq!(ra, Ok(Committed::Stored(first_id)));
+    assert_eq!(
+        rb,
+        Ok(Committed::Reused {
+            id: reused_id,
+            key: "k1".to_owned()
+        })
+    );
+    assert_eq!(
+        rc,
+        Ok(Committed::Duplicate {
+            existing_key: "k1".to_owned()
+        })
+    );
+
+    let report = stop(&shutdown, task).await;
+    assert_eq!(
+        report.batches, 1,
+        "the three writes should have shared one batch"
+    );
+    assert_eq!(store.signal_count().await.expect("count"), 2);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_same_key_and_payload_after_the_dedupe_window_is_stored_again(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let cfg = WriterConfig {
+        dedupe_window: Duration::from_millis(500),
+        ..WriterConfig::default()
+    };
+    let (writer, task, shutdown) = start(&store, cfg);
+
+    let first = signal(Some("mqtt:unit-7:1"));
+    let first_id = first.id;
+    let inside = signal(Some("mqtt:unit-7:1"));
+    assert_eq!(
+        writer.write(Record::Signal(first)).await,
+        Ok(Committed::Stored(first_id))
+    );
+    assert!(matches!(
+        writer.write(Record::Signal(inside)).await,
+        Ok(Committed::Duplicate { .. })
+    ));
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A unit whose counter restarted a day later sends the same heartbeat under the same
+    // id: a new signal, not a redelivery, and not a reuse within the window either.
+    let after = signal(Some("mqtt:unit-7:1"));
+    let after_id = after.id;
+    assert_eq!(
+        writer.write(Record::Signal(after)).await,
+        Ok(Committed::Stored(after_id))
+    );
+    // Its own window starts now: a redelivery of it is recognised.
+    assert!(matches!(
+        writer
+            .write(Record::Signal(signal(Some("mqtt:unit-7:1"))))
+            .await,
+        Ok(Committed::Duplicate { .. })
+    ));
+
+    stop(&shutdown, task).await;
+    assert_eq!(store.signal_count().await.expect("count"), 2);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn two_writers_racing_on_the_same_keys_store_each_payload_exactly_once(pool: PgPool) {
+    // Two writers on one database stand for two Warden nodes (or batches of one node whose
+    // transactions overlap).
+    let store = Store::from_pool(pool.clone());
+    let (a, task_a, stop_a) = start(&store, one_batch_config());
+    let (b, task_b, stop_b) = start(&store, one_batch_config());
+
+    // Hold both writers' transactions on a table lock after they claimed their keys, so the
+    // claims of the same pairs overlap and one writer must wait for the other's commit.
+    let mut blocker = pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+
+    let mut tasks = JoinSet::new();
+    for i in 0..50 {
+        for (writer, payload) in [(&a, b"same".as_slice()), (&b, b"same".as_slice())] {
+            let writer = writer.clone();
+            let s = other_payload(&format!("same-{i}"), payload);
+            tasks
+                .spawn(async move { (format!("same-{i}"), writer.write(Record::Signal(s)).await) });
+        }
+        for (writer, payload) in [(&a, b"one".as_slice()), (&b, b"other".as_slice())] {
+            let writer = writer.clone();
+            let s = other_payload(&format!("diff-{i}"), payload);
+            tasks
+                .spawn(async move { (format!("diff-{i}"), writer.write(Record::Signal(s)).await) });
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    blocker.rollback().await.expect("rollback");
+
+    let mut stored: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut duplicates = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (key, outcome) = joined.expect("task panicked");
+        match outcome.expect("write failed") {
+            Committed::Stored(_) | Committed::Reused { .. } => *stored.entry(key).or_default() += 1,
+            Committed::Duplicate { existing_key } => {
+                assert_eq!(existing_key, key);
+                assert!(
+                    key.starts_with("same-"),
+                    "{key} has two payloads, both must be stored"
+                );
+                duplicates += 1;
+            }
+            Committed::Quarantined(_) => panic!("a signal was quarantined"),
+        }
+    }
+    for i in 0..50 {
+        assert_eq!(stored.get(&format!("same-{i}")), Some(&1), "same-{i}");
+        assert_eq!(stored.get(&format!("diff-{i}")), Some(&2), "diff-{i}");
+    }
+    assert_eq!(duplicates, 50);
+    stop(&stop_a, task_a).await;
+    stop(&stop_b, task_b).await;
+    assert_eq!(store.signal_count().await.expect("count"), 150);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn pruning_forgets_only_dedupe_keys_older_than_the_window(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let (writer, task, shutdown) = start(&store, WriterConfig::default());
+    for key in ["old", "new"] {
+        writer
+            .write(Record::Signal(signal(Some(key))))
+            .await
+            .expect("write");
+    }
+    stop(&shutdown, task).await;
+    // Age one key by two hours (the table is housekeeping, not evidence: it may change).
+    sqlx::query(
+        "UPDATE dedupe SET seen_at = seen_at - interval '2 hours' WHERE dedupe_key = 'old'",
+    )
+    .execute(&pool)
+    .await
+    .expect("age");
+
+    let pruned = store
+        .prune_dedupe(Duration::from_hours(1), 1000)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT dedupe_key FROM dedupe")
+        .fetch_all(&pool)
+        .await
+        .expect("select");
+    assert_eq!(left, vec!["new".to_owned()]);
+    // The evidence stays: both signals are still there.
     assert_eq!(store.signal_count().await.expect("count"), 2);
 }
 

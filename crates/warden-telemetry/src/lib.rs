@@ -13,8 +13,12 @@ pub const SIGNALS_RECEIVED: &str = "warden_signals_received_total";
 pub const SIGNALS_ACKED: &str = "warden_signals_acked_total";
 /// Inputs rejected (and quarantined). Labels: `source`, `reason`.
 pub const SIGNALS_REJECTED: &str = "warden_signals_rejected_total";
-/// Redelivered MQTT messages recognised by their message id. Labels: `source`.
+/// Redelivered MQTT messages recognised by their message id and payload within the dedupe
+/// window. Labels: `source`.
 pub const SIGNALS_DUPLICATE: &str = "warden_signals_duplicate_total";
+/// Message ids reused for a different payload within the dedupe window (a unit whose
+/// counter restarted, say); each such message is stored as a new signal. Labels: `source`.
+pub const DEDUPE_CONFLICTS: &str = "warden_dedupe_conflicts_total";
 /// Arrival of the first byte of a signal to its ACK/PUBACK being sent. Labels: `source`.
 pub const ACK_LATENCY: &str = "warden_ack_latency_seconds";
 /// Time of one group-commit transaction.
@@ -258,7 +262,11 @@ pub fn describe() {
     );
     describe_counter!(
         SIGNALS_DUPLICATE,
-        "Redelivered messages recognised by message id and not stored twice"
+        "Redelivered messages recognised by message id and payload and not stored twice"
+    );
+    describe_counter!(
+        DEDUPE_CONFLICTS,
+        "Message ids reused for a different payload within the dedupe window, stored as new signals"
     );
     describe_histogram!(
         ACK_LATENCY,
@@ -441,6 +449,7 @@ mod tests {
             super::SIGNALS_ACKED,
             super::SIGNALS_REJECTED,
             super::SIGNALS_DUPLICATE,
+            super::DEDUPE_CONFLICTS,
             super::ACK_LATENCY,
             super::DB_COMMIT,
             super::DB_BATCH_SIZE,

@@ -67,6 +67,13 @@ pub struct DatabaseConfig {
     pub auto_migrate: bool,
 }
 
+/// Shortest accepted `writer.dedupe_window`: brokers redeliver after reconnects, which take
+/// longer than seconds.
+const DEDUPE_WINDOW_MIN: Duration = Duration::from_mins(1);
+/// Longest accepted `writer.dedupe_window`: the `dedupe` table holds one row per message
+/// of the window.
+const DEDUPE_WINDOW_MAX: Duration = Duration::from_hours(30 * 24);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriterSection {
@@ -77,6 +84,11 @@ pub struct WriterSection {
     pub max_wait: Duration,
     /// Records queued for the writer before senders wait (alarms wait, never drop).
     pub queue_capacity: usize,
+    /// How long a message id and payload are remembered to recognise redeliveries: the same
+    /// id with the same payload within it is stored once; another payload under the same id
+    /// is a new signal. Longer than any outage after which a broker may still redeliver.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +170,7 @@ impl Default for Config {
                 max_batch: 1000,
                 max_wait: Duration::from_millis(2),
                 queue_capacity: 20_000,
+                dedupe_window: Duration::from_hours(24),
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
@@ -263,6 +276,15 @@ impl Config {
         }
         if self.writer.max_wait > Duration::from_millis(100) {
             errors.push("writer.max_wait: more than 100ms would delay every ACK".into());
+        }
+        if self.writer.dedupe_window < DEDUPE_WINDOW_MIN
+            || self.writer.dedupe_window > DEDUPE_WINDOW_MAX
+        {
+            errors.push(format!(
+                "writer.dedupe_window: {} is not between 1m and 30days (a redelivery after \
+                 the window is stored twice)",
+                humantime::format_duration(self.writer.dedupe_window)
+            ));
         }
         if let Err(e) = self.triage.validate() {
             errors.push(format!("triage: {e}"));
@@ -378,6 +400,35 @@ mod tests {
     #[test]
     fn the_embedded_defaults_are_valid() {
         assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_dedupe_window_defaults_to_a_day_is_shown_and_is_bounded() {
+        let shown = Config::default().to_redacted_toml();
+        assert!(shown.contains("dedupe_window = \"1day\""), "{shown}");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, "[writer]\ndedupe_window = \"7days\"\n").expect("write");
+        let cfg = Config::load(Some(&path)).expect("valid");
+        assert_eq!(cfg.writer.dedupe_window, Duration::from_hours(7 * 24));
+        assert_eq!(
+            cfg.writer.max_batch, 1000,
+            "the rest of [writer] keeps its defaults"
+        );
+
+        for bad in ["10s", "90days"] {
+            std::fs::write(&path, format!("[writer]\ndedupe_window = \"{bad}\"\n")).expect("write");
+            let errors = Config::load(Some(&path)).expect_err(bad);
+            assert!(
+                errors
+                    .0
+                    .iter()
+                    .any(|e| e.starts_with("writer.dedupe_window")),
+                "{bad}: {:?}",
+                errors.0
+            );
+        }
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub async fn run(
             max_batch: cfg.writer.max_batch,
             max_wait: cfg.writer.max_wait,
             queue_capacity: cfg.writer.queue_capacity,
+            dedupe_window: cfg.writer.dedupe_window,
             ..WriterConfig::default()
         },
         writer_stop.clone(),
@@ -126,6 +127,7 @@ pub async fn run(
         devices,
         store: store.clone(),
         engine: Some(engine),
+        reused_ids: warden_ingest::ReusedIds::default(),
     };
 
     let sources = shutdown.child_token();

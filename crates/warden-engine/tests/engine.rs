@@ -58,6 +58,22 @@ async fn submit(engine: &EngineHandle, id: Uuid, device: i64, decoded: &Decoded)
     assert!(ok, "engine stopped");
 }
 
+/// Starts an engine on the test's database.
+async fn start(
+    pool: &PgPool,
+    cfg: EngineConfig,
+) -> (
+    EngineHandle,
+    CancellationToken,
+    tokio::task::JoinHandle<warden_engine::EngineReport>,
+) {
+    let stop = CancellationToken::new();
+    let (engine, task) = spawn(Store::from_pool(pool.clone()), cfg, stop.clone())
+        .await
+        .expect("engine");
+    (engine, stop, task)
+}
+
 fn heartbeat() -> Decoded {
     Decoded::new(vec![SignalWhat::Heartbeat], serde_json::Value::Null)
 }
@@ -87,11 +103,7 @@ fn fast_supervision() -> EngineConfig {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_claim_is_answered_after_it_is_durable_and_a_second_claim_is_refused(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
-    let stop = CancellationToken::new();
-    let (engine, task) = spawn(store, EngineConfig::default(), stop.clone())
-        .await
-        .expect("engine");
+    let (engine, stop, task) = start(&pool, EngineConfig::default()).await;
     let dev = device(&pool, "pend-1", None).await;
     let press = Decoded::new(
         vec![SignalWhat::Mqtt {
@@ -158,11 +170,7 @@ async fn a_claim_is_answered_after_it_is_durable_and_a_second_claim_is_refused(p
 async fn a_signal_does_not_erase_its_devices_test_interval(pool: PgPool) {
     // A 1 s test interval with no grace: fail to report 1.1 s after the unit was last heard.
     let dev = device(&pool, "unit-1", Some(1)).await;
-    let store = Store::from_pool(pool.clone());
-    let stop = CancellationToken::new();
-    let (engine, task) = spawn(store, fast_supervision(), stop.clone())
-        .await
-        .expect("engine");
+    let (engine, stop, task) = start(&pool, fast_supervision()).await;
     let beat = heartbeat();
     let id = signal(&pool, dev, &beat, OffsetDateTime::now_utc()).await;
     submit(&engine, id, dev, &beat).await;
@@ -261,11 +269,7 @@ async fn press(pool: &PgPool, engine: &EngineHandle, dev: i64) -> IncidentId {
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_note_postgres_refuses_is_stored_sanitised_and_triage_goes_on(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
-    let stop = CancellationToken::new();
-    let (engine, task) = spawn(store, EngineConfig::default(), stop.clone())
-        .await
-        .expect("engine");
+    let (engine, stop, task) = start(&pool, EngineConfig::default()).await;
     let dev = device(&pool, "pend-nul", None).await;
     let incident = press(&pool, &engine, dev).await;
     // jsonb refuses \u0000: before, the engine retried this batch for ever and every later
@@ -313,14 +317,12 @@ async fn a_note_postgres_refuses_is_stored_sanitised_and_triage_goes_on(pool: Pg
 async fn a_locked_table_makes_the_engine_report_stalled_and_it_recovers_when_released(
     pool: PgPool,
 ) {
-    let store = Store::from_pool(pool.clone());
-    let stop = CancellationToken::new();
     let cfg = EngineConfig {
         db_timeout: Duration::from_millis(500),
         stall_after: Duration::from_secs(1),
         ..EngineConfig::default()
     };
-    let (engine, task) = spawn(store, cfg, stop.clone()).await.expect("engine");
+    let (engine, stop, task) = start(&pool, cfg).await;
     let dev = device(&pool, "pend-lock", None).await;
     // Another session holds the incidents table: every triage commit waits on the lock.
     let mut locker = pool.begin().await.expect("begin");
@@ -371,14 +373,12 @@ async fn a_locked_table_makes_the_engine_report_stalled_and_it_recovers_when_rel
 async fn a_signal_committed_but_never_handed_to_the_engine_is_caught_up_while_it_runs(
     pool: PgPool,
 ) {
-    let store = Store::from_pool(pool.clone());
-    let stop = CancellationToken::new();
     let cfg = EngineConfig {
         catch_up_every: Duration::from_millis(300),
         catch_up_age: Duration::from_millis(500),
         ..EngineConfig::default()
     };
-    let (engine, task) = spawn(store, cfg, stop.clone()).await.expect("engine");
+    let (engine, stop, task) = start(&pool, cfg).await;
     let dev = device(&pool, "pend-lost", None).await;
     // Committed by ingest, but its triage was lost (a batch lost with Postgres, a failed
     // submit): nothing hands it to the engine, and the engine keeps running.
@@ -402,11 +402,7 @@ async fn a_signal_committed_but_never_handed_to_the_engine_is_caught_up_while_it
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn every_event_of_a_stored_multi_event_block_is_triaged(pool: PgPool) {
-    let store = Store::from_pool(pool.clone());
-    let stop = CancellationToken::new();
-    let (engine, task) = spawn(store, EngineConfig::default(), stop.clone())
-        .await
-        .expect("engine");
+    let (engine, stop, task) = start(&pool, EngineConfig::default()).await;
     let dev = device(&pool, "sia-1", None).await;
     let block = Decoded::new(
         vec![

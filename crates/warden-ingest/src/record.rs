@@ -30,6 +30,25 @@ pub struct Ingest {
     pub reused_ids: ReusedIds,
 }
 
+impl Ingest {
+    /// Ingest over a writer, the account cache and the store, handing committed signals to
+    /// `engine` when there is one.
+    pub fn new(
+        writer: WriterHandle,
+        devices: DeviceCache,
+        store: warden_store::Store,
+        engine: Option<warden_engine::EngineHandle>,
+    ) -> Self {
+        Ingest {
+            writer,
+            devices,
+            store,
+            engine,
+            reused_ids: ReusedIds::default(),
+        }
+    }
+}
+
 /// A decoded signal on its way to the store.
 #[derive(Debug)]
 pub(crate) struct Arrival {

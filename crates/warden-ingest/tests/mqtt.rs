@@ -39,13 +39,7 @@ async fn start_ingest_with(pool: &PgPool, port: u16, triage: bool) -> Daemon {
     } else {
         None
     };
-    let ingest = Ingest {
-        writer,
-        devices,
-        store,
-        engine,
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+    let ingest = Ingest::new(writer, devices, store, engine);
     let cfg = MqttConfig {
         port,
         client_id: "warden-test".into(),
@@ -198,13 +192,12 @@ async fn a_message_that_could_not_be_committed_is_not_pubacked_and_is_redelivere
         },
         stop.child_token(),
     );
-    let ingest = Ingest {
+    let ingest = Ingest::new(
         writer,
-        devices: DeviceCache::empty(dead_store.clone()),
-        store: dead_store,
-        engine: None,
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+        DeviceCache::empty(dead_store.clone()),
+        dead_store,
+        None,
+    );
     let cfg = MqttConfig {
         port: broker.port,
         client_id: "warden-test".into(),

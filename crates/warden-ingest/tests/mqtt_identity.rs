@@ -42,13 +42,7 @@ async fn start_ingest(pool: &PgPool, cfg: MqttConfig) -> Daemon {
     let devices = DeviceCache::load(store.clone()).await.expect("cache");
     let stop = CancellationToken::new();
     let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.child_token());
-    let ingest = Ingest {
-        writer,
-        devices,
-        store,
-        engine: None,
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+    let ingest = Ingest::new(writer, devices, store, None);
     let task = tokio::spawn(run(cfg, ingest, stop.clone()));
     Daemon { stop, task }
 }

@@ -36,13 +36,7 @@ async fn rig(pool: PgPool, window: Duration) -> Rig {
     let devices = DeviceCache::load(store.clone()).await.expect("cache");
     let stop = CancellationToken::new();
     let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.clone());
-    let ingest = Ingest {
-        writer,
-        devices,
-        store,
-        engine: None,
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+    let ingest = Ingest::new(writer, devices, store, None);
     let (computer, receiver) = SerialStream::pair().expect("pty pair");
     let s = stop.clone();
     let task = tokio::spawn(async move {
@@ -257,13 +251,7 @@ async fn when_the_database_is_unreachable_the_receiver_gets_nak_not_ack() {
     };
     let (writer, _) = spawn_writer(store.clone(), writer_cfg, stop.clone());
     // Heartbeats carry no account, so no device lookup is involved.
-    let ingest = Ingest {
-        writer,
-        devices: DeviceCache::empty(store.clone()),
-        store,
-        engine: None,
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+    let ingest = Ingest::new(writer, DeviceCache::empty(store.clone()), store, None);
     let (computer, mut receiver) = SerialStream::pair().expect("pty pair");
     let s = stop.clone();
     let task = tokio::spawn(async move {

@@ -150,13 +150,7 @@ async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_a
     let devices = DeviceCache::load(store.clone()).await.expect("cache");
     let stop = CancellationToken::new();
     let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.clone());
-    let ingest = Ingest {
-        writer,
-        devices,
-        store,
-        engine: None,
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+    let ingest = Ingest::new(writer, devices, store, None);
     let (computer, line) = SerialStream::pair().expect("pty pair");
     let timing = Timing {
         // Shorter than the stall: the link only stays up if resends are heard during it.

@@ -122,13 +122,7 @@ pub async fn run(
         None
     };
     let engine_health = engine.clone();
-    let ingest = Ingest {
-        writer,
-        devices,
-        store: store.clone(),
-        engine: Some(engine),
-        reused_ids: warden_ingest::ReusedIds::default(),
-    };
+    let ingest = Ingest::new(writer, devices, store.clone(), Some(engine));
 
     let sources = shutdown.child_token();
     let mut tasks = JoinSet::new();

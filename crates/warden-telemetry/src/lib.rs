@@ -194,6 +194,18 @@ pub const INGEST_ZERO: &[ZeroCounter] = &[
         labels: &[("source", SOURCES), ("reason", REJECT_REASONS)],
     },
     ZeroCounter {
+        name: DEDUPE_CONFLICTS,
+        labels: &[("source", SOURCES)],
+    },
+    ZeroCounter {
+        name: MQTT_SEQUENCE_GAPS,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: DEVICE_PRESENCE,
+        labels: &[("state", &["online", "offline"])],
+    },
+    ZeroCounter {
         name: DB_COMMIT_ERRORS,
         labels: &[],
     },
@@ -217,7 +229,13 @@ pub fn register_link_zero(link: &str) {
         metrics::counter!(LINK_TRANSITIONS, "link" => link.to_owned(), "state" => state)
             .increment(0);
     }
-    for name in [NAKS_SENT, SERIAL_OPEN_ERRORS, LINK_TASK_RESTARTS] {
+    for name in [
+        NAKS_SENT,
+        SERIAL_OPEN_ERRORS,
+        LINK_TASK_RESTARTS,
+        SERIAL_LATE_FRAMES,
+        SERIAL_RETRANSMISSIONS,
+    ] {
         metrics::counter!(name, "link" => link.to_owned()).increment(0);
     }
 }

@@ -813,3 +813,79 @@ async fn everything_acknowledged_is_stored_when_postgres_stops_and_starts_mid_st
         );
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_acknowledged_is_stored_when_the_database_stalls_beyond_the_ack_window() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let deadline = started + RUN_BUDGET;
+    let pg = tokio::task::block_in_place(PrivatePg::start);
+    let broker = Mosquitto::start("max_queued_messages 1000000\nmax_inflight_messages 1000");
+    let pty = PtyPair::start();
+    let warden = Wardend::start(&config(
+        &pg.url,
+        Some(broker.port),
+        Some(&pty),
+        "warden-stall",
+    ));
+    register_serial(&warden, 20);
+    let fleet = fleet(&warden, broker.port, "s-", 60, 30);
+    warden.wait_mqtt_up(broker.port);
+    let (fh, fleet) = start_fleet(fleet).await;
+    let (rx, receiver) = start_receiver_replug(&pty, receiver_config());
+    let serial = send_serial(rx.clone(), 2_000, 20, deadline);
+    let mqtt = send_fleet(fh.clone(), 8_500, 30, 600.0, deadline);
+
+    // Once 300 serial frames got through, another session holds `signals` for 6 s: every
+    // commit waits (nothing fails), longer than the receiver's 4 s ACK window.
+    while rx.stats().acked < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = pg.url.clone();
+    let stall = std::thread::spawn(move || {
+        std::process::Command::new("psql")
+            .args([
+                url.as_str(),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "BEGIN; LOCK TABLE signals IN EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;",
+            ])
+            .output()
+            .expect("psql")
+    });
+    eprintln!("database stalled at {}", since(deadline));
+    let pendant_seqs = serial.await.expect("serial sender");
+    mqtt.await.expect("mqtt sender");
+    let held = tokio::task::block_in_place(|| stall.join().expect("stall thread"));
+    assert!(
+        held.status.success(),
+        "the lock was held: {}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    let rx_report = finish_receiver(&rx, receiver, deadline).await;
+    let fleet_report = finish_fleet(&fh, fleet, deadline).await;
+
+    let (sent, acked, pendants) = fleet_figures(&fleet_report);
+    tokio::task::block_in_place(|| {
+        wait_mqtt_stored(&pg, &acked, deadline);
+        let mut t = count_serial(&pg, &rx_report, &pendant_seqs);
+        t.add(count_mqtt(&pg, sent, &acked, &pendants));
+        let triaged = pendants_triaged(&pg, &t.pendants, STORE_WAIT);
+        judge("database stall", &t, triaged, started, &warden);
+        assert!(
+            rx_report.all_acknowledged(),
+            "the receiver got every frame ACKed in the end: {:?}",
+            rx_report.stats
+        );
+        assert!(
+            rx_report.stats.timeouts > 0,
+            "the stall outlasted the ACK window: a frame went unanswered and was resent: {:?}",
+            rx_report.stats
+        );
+        assert_eq!(
+            rx_report.stats.naked, 0,
+            "a slow database is not a corrupt frame: no NAK"
+        );
+    });
+}

@@ -324,6 +324,12 @@ async fn a_locked_table_makes_the_engine_report_stalled_and_it_recovers_when_rel
     };
     let (engine, stop, task) = start(&pool, cfg).await;
     let dev = device(&pool, "pend-lock", None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while engine.health().state != warden_engine::EngineState::Running
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Another session holds the incidents table: every triage commit waits on the lock.
     let mut locker = pool.begin().await.expect("begin");
     sqlx::query("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE")
@@ -336,7 +342,8 @@ async fn a_locked_table_makes_the_engine_report_stalled_and_it_recovers_when_rel
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let problems = loop {
         let problems = engine.health().problems();
-        if !problems.is_empty() || tokio::time::Instant::now() > deadline {
+        if problems.iter().any(|p| p.contains("stalled")) || tokio::time::Instant::now() > deadline
+        {
             break problems;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

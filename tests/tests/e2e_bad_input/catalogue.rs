@@ -547,6 +547,17 @@ pub(crate) fn catalogue() -> Vec<Case> {
         .quarantined("db_rejected")
         .incident(lc, Some("pendant"), Account("3007")),
         mqtt(
+            "mqtt: a pass-through for a panel from a unit that is not its bridge",
+            up("m39"),
+            format!(
+                r#"{{"v":1,"msg_id":"forged","contact_id":{{"message":"{}"}}}}"#,
+                cid_message("3008", 1, "101", 1)
+            ),
+        )
+        .quarantined("not_a_bridge")
+        .stored(NoDevice)
+        .incident(lc, Some("pendant"), NoDevice),
+        mqtt(
             "mqtt: NUL inside a pass-through's Contact ID message",
             up("m15"),
             r#"{"v":1,"msg_id":"a1","contact_id":{"message":"123418110\u0000101001"}}"#,

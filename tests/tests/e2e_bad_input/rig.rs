@@ -161,6 +161,12 @@ impl Rig {
              UNION ALL SELECT 'm' || lpad(n::text, 2, '0'), 'mqtt' FROM generate_series(1, 40) n \
              UNION ALL SELECT 'probe-' || n, 'mqtt' FROM generate_series(1, 99) n",
         );
+        // The MQTT bridge relays the 30xx panels' Contact ID messages: a pass-through speaks
+        // for a panel only from its registered bridge.
+        db.query(
+            "UPDATE devices SET bridge_device_id = (SELECT id FROM devices WHERE account = 'bridge-1') \
+             WHERE account LIKE '30__'",
+        );
         warden.wait_mqtt_up(broker.port);
         let line = RawLine::open(&pty);
         Self {

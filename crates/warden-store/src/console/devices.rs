@@ -1,0 +1,207 @@
+//! Device administration and the queue view.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Store {
+    // ---- devices (administration) ---------------------------------------------------
+
+    pub async fn device_records(
+        &self,
+        q: &str,
+        limit: i64,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices \
+             WHERE $1 = '%%' OR account ILIKE $1 OR label ILIKE $1 OR client_ref ILIKE $1 \
+             ORDER BY id LIMIT $2"
+        )))
+        .bind(like(q))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(device_of).collect::<Result<_, _>>()?)
+    }
+
+    /// Every device with its area, type and client id: what the triage core needs.
+    pub async fn device_records_for_triage(
+        &self,
+    ) -> Result<Vec<(DeviceRecord, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.account, d.protocol, d.label, d.device_type, d.test_interval_seconds, \
+                    d.client_ref, COALESCE(d.area, c.area) AS area, c.id AS client_id \
+             FROM devices d LEFT JOIN clients c ON c.external_ref = d.client_ref ORDER BY d.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((device_of(r)?, r.try_get("client_id")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// When each supervised device (one with a test interval) was last heard, from the
+    /// signals it sent: what the triage core needs after a restart to keep its
+    /// fail-to-report deadlines. One index probe per supervised device.
+    pub async fn supervised_last_heard(&self) -> Result<Vec<(i64, OffsetDateTime)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, h.at FROM devices d \
+             CROSS JOIN LATERAL (SELECT max(s.received_at) AS at FROM signals s WHERE s.device_id = d.id) h \
+             WHERE d.test_interval_seconds IS NOT NULL AND h.at IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Creates (`id == None`) or updates a device; audited.
+    pub async fn save_device(
+        &self,
+        id: Option<i64>,
+        d: &DeviceRecord,
+        audit: AuditWrite,
+    ) -> Result<DeviceRecord, WriteRefused> {
+        let mut tx = self.pool().begin().await?;
+        let (saved, before) = save_device_tx(&mut tx, id, d).await?;
+        let audit = AuditWrite {
+            object_id: Some(saved.id.to_string()),
+            before,
+            after: Some(serde_json::to_value(&saved).unwrap_or_default()),
+            ..audit
+        };
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    /// Upserts many devices by account in one statement (CSV import), one audit line per
+    /// row in the same transaction; returns (inserted, updated).
+    pub async fn import_devices(
+        &self,
+        rows: &[DeviceRecord],
+        audit: &AuditWrite,
+        commit: bool,
+    ) -> Result<(u64, u64), WriteRefused> {
+        let accounts: Vec<&str> = rows.iter().map(|d| d.account.as_str()).collect();
+        let protocols: Vec<&str> = rows.iter().map(|d| d.protocol.as_str()).collect();
+        let labels: Vec<Option<&str>> = rows.iter().map(|d| d.label.as_deref()).collect();
+        let types: Vec<Option<&str>> = rows.iter().map(|d| d.device_type.as_deref()).collect();
+        let intervals: Vec<Option<i32>> = rows.iter().map(|d| d.test_interval_seconds).collect();
+        let refs: Vec<Option<&str>> = rows.iter().map(|d| d.client_ref.as_deref()).collect();
+        let areas: Vec<Option<&str>> = rows.iter().map(|d| d.area.as_deref()).collect();
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH input AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], \
+                     $6::text[], $7::text[]) \
+                 AS t(account, protocol, label, device_type, test_interval_seconds, client_ref, area)), \
+             old AS ( \
+                 SELECT d.account, jsonb_build_object({DEVICE_JSON}) AS doc \
+                 FROM devices d JOIN input i USING (account)), \
+             up AS ( \
+                 INSERT INTO devices AS d (account, protocol, label, device_type, \
+                     test_interval_seconds, client_ref, area) \
+                 SELECT account, protocol, label, device_type, test_interval_seconds, client_ref, area \
+                 FROM input \
+                 ON CONFLICT (account) DO UPDATE SET protocol = EXCLUDED.protocol, \
+                     label = EXCLUDED.label, device_type = EXCLUDED.device_type, \
+                     test_interval_seconds = EXCLUDED.test_interval_seconds, \
+                     client_ref = EXCLUDED.client_ref, area = EXCLUDED.area \
+                 RETURNING d.id, d.account, (xmax = 0) AS inserted, jsonb_build_object({DEVICE_JSON}) AS doc), \
+             logged AS ( \
+                 INSERT INTO audit (user_id, action, object_type, object_id, before, after, request_id, ip) \
+                 SELECT $8, $9, $10, up.id::text, old.doc, up.doc, $11, $12 \
+                 FROM up LEFT JOIN old USING (account)) \
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        )))
+        .bind(&accounts)
+        .bind(&protocols)
+        .bind(&labels)
+        .bind(&types)
+        .bind(&intervals)
+        .bind(&refs)
+        .bind(&areas)
+        .bind(audit.user_id)
+        .bind(&audit.action)
+        .bind(&audit.object_type)
+        .bind(&audit.request_id)
+        .bind(&audit.ip)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(finish_import(tx, &row, commit).await?)
+    }
+
+    // ---- queue view -----------------------------------------------------------------
+
+    /// Open incidents (`ids == None`) or the given ones, with holder, device and client.
+    pub async fn incident_views(
+        &self,
+        ids: Option<&[i64]>,
+    ) -> Result<Vec<IncidentViewRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.id, i.priority, i.kind, i.state, i.raised_at, i.claimed_at, i.resolved_at, \
+                    i.signal_count, \
+                    jsonb_build_object('arrived_at', i.doc -> 'arrived_at', 'holder', i.doc -> 'holder', \
+                        'sla', i.doc -> 'sla', 'area', i.doc -> 'area', 'subject', i.doc -> 'subject', \
+                        'summary', i.doc -> 'summary', 'resolution', i.doc -> 'resolution', \
+                        'group_count', jsonb_array_length(i.doc #> '{group,members}')), \
+                    u.display_name, d.id, d.account, d.label, \
+                    c.id, c.name, NULLIF(concat_ws(', ', NULLIF(c.address, ''), NULLIF(c.postcode, '')), '') \
+             FROM incidents i \
+             LEFT JOIN users u ON u.id = (i.doc #>> '{holder,id}')::bigint \
+             LEFT JOIN devices d ON d.id = i.device_id \
+             LEFT JOIN clients c ON c.external_ref = d.client_ref \
+             WHERE CASE WHEN $1::bigint[] IS NULL THEN i.resolved_at IS NULL ELSE i.id = ANY($1) END \
+             ORDER BY i.id",
+        )
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IncidentViewRow {
+                    id: r.try_get(0)?,
+                    priority: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    state: r.try_get(3)?,
+                    raised_at: r.try_get(4)?,
+                    claimed_at: r.try_get(5)?,
+                    resolved_at: r.try_get(6)?,
+                    signal_count: r.try_get(7)?,
+                    doc: r.try_get(8)?,
+                    holder_name: r.try_get(9)?,
+                    device_id: r.try_get(10)?,
+                    device_account: r.try_get(11)?,
+                    device_label: r.try_get(12)?,
+                    client_id: r.try_get(13)?,
+                    client_name: r.try_get(14)?,
+                    client_address: r.try_get(15)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, at, effect FROM incident_events WHERE incident_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IncidentEvent {
+                    seq: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    at: r.try_get(2)?,
+                    effect: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}

@@ -57,26 +57,14 @@ pub struct Sla {
     pub critical: bool,
 }
 
-fn micros_to_wall(us: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
-}
-
 impl From<IncidentViewRow> for IncidentView {
     fn from(r: IncidentViewRow) -> Self {
-        let doc = &r.doc;
-        let arrived_at = doc["arrived_at"]
-            .as_i64()
-            .and_then(micros_to_wall)
-            .unwrap_or(r.raised_at);
-        let holder = doc["holder"]["id"].as_i64().map(|id| Holder {
+        let f = r.fields;
+        let arrived_at = f.arrived_at.unwrap_or(r.raised_at);
+        let holder = f.holder_id.map(|id| Holder {
             id,
-            name: r
-                .holder_name
-                .clone()
-                .unwrap_or_else(|| format!("user {id}")),
+            name: r.holder_name.unwrap_or_else(|| format!("user {id}")),
         });
-        let flag = |k: &str| doc["sla"][k].as_bool().unwrap_or(false);
-        let text = |v: &Value| v.as_str().map(str::to_owned);
         IncidentView {
             id: r.id,
             arrived_at_ms: i64::try_from(arrived_at.unix_timestamp_nanos() / 1_000_000)
@@ -89,11 +77,9 @@ impl From<IncidentViewRow> for IncidentView {
             resolved_at: r.resolved_at,
             holder,
             signal_count: r.signal_count,
-            group_count: doc["group_count"]
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok()),
-            area: text(&doc["area"]).or_else(|| text(&doc["subject"]["area"])),
-            summary: text(&doc["summary"]),
+            group_count: f.group_count.and_then(|n| usize::try_from(n).ok()),
+            area: f.area,
+            summary: f.summary,
             device: r.device_id.map(|id| DeviceRef {
                 id,
                 account: r.device_account,
@@ -108,11 +94,11 @@ impl From<IncidentViewRow> for IncidentView {
                 _ => None,
             },
             sla: Sla {
-                warned: flag("warned"),
-                overflowed: flag("overflowed"),
-                critical: flag("critical"),
+                warned: f.sla_warned,
+                overflowed: f.sla_overflowed,
+                critical: f.sla_critical,
             },
-            outcome: text(&doc["resolution"]["outcome"]),
+            outcome: f.outcome,
         }
     }
 }

@@ -176,6 +176,37 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// Its name in the history (`incident_events.kind`), the same as its serde `type` tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::IncidentOpened { .. } => "incident_opened",
+            Effect::IncidentUpdated { .. } => "incident_updated",
+            Effect::Offer { .. } => "offer",
+            Effect::Claimed { .. } => "claimed",
+            Effect::Released { .. } => "released",
+            Effect::Resolved { .. } => "resolved",
+            Effect::SlaWarning { .. } => "sla_warning",
+            Effect::Overflow { .. } => "overflow",
+            Effect::Critical { .. } => "critical",
+            Effect::FailToReport { .. } => "fail_to_report",
+            Effect::StormGrouped { .. } => "storm_grouped",
+            Effect::RunawayDetected { .. } => "runaway_detected",
+            Effect::Duplicate { .. } => "duplicate",
+            Effect::Audit(_) => "audit",
+            Effect::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// True for the effects that someone outside a console must hear about (the outbox the
+    /// escalation machinery reads): an alarm past its overflow or critical answer time, a
+    /// unit that failed to report.
+    pub fn needs_notification(&self) -> bool {
+        matches!(
+            self,
+            Effect::Overflow { .. } | Effect::Critical { .. } | Effect::FailToReport { .. }
+        )
+    }
+
     /// The incident this effect concerns, if any.
     pub fn incident(&self) -> Option<IncidentId> {
         match self {

@@ -60,6 +60,18 @@ pub enum IncidentState {
     Resolved,
 }
 
+impl IncidentState {
+    /// Its name in SQL (`incidents.state`) and JSON, the same as its serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Raised => "raised",
+            IncidentState::Offered => "offered",
+            IncidentState::Claimed => "claimed",
+            IncidentState::Resolved => "resolved",
+        }
+    }
+}
+
 /// How an incident was closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
@@ -187,5 +199,22 @@ impl Incident {
     /// True while it is not resolved.
     pub fn is_open(&self) -> bool {
         self.state != IncidentState::Resolved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IncidentState;
+
+    #[test]
+    fn state_names_are_the_serde_names() {
+        for s in [
+            IncidentState::Raised,
+            IncidentState::Offered,
+            IncidentState::Claimed,
+            IncidentState::Resolved,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

@@ -216,6 +216,9 @@ impl Driver {
             if let Effect::Resolved { incident, .. } = e {
                 self.resolved.push(*incident);
             }
+            // The name the history stores is the one the JSON carries.
+            let v = serde_json::to_value(e).expect("effects serialise");
+            assert_eq!(v["type"].as_str(), Some(e.name()), "{e:?}");
         }
         (input, effects)
     }

@@ -3,23 +3,22 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, Input, Micros, Name,
-    Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
-    lane_of,
+    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, IncidentState, Input,
+    Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
+    Triage, lane_of,
 };
-use warden_store::{EventRow, IncidentRow, PendingSignal, Store, TriageBatch};
+use warden_store::{EventRow, IncidentRow, IncidentViewFields, PendingSignal, Store, TriageBatch};
 use warden_telemetry as m;
 
 use crate::health::{EngineHealth, EngineState, Health, StoppedOnDrop};
 use crate::held::{GROUP_FLUSH_EVERY, Held};
-use crate::persist::{Background, Published, commit, commit_once, row_of};
+use crate::persist::{Background, Published, commit, commit_once, outcome_of, row_of};
 
 /// Tuning of the engine's lanes and batches.
 #[derive(Debug, Clone)]
@@ -880,30 +879,28 @@ impl Engine {
         let mut touched: BTreeSet<u64> = extra.clone();
         let mut events = Vec::with_capacity(effects.len());
         let mut outbox = Vec::new();
-        let mut resolved: HashMap<u64, Value> = HashMap::new();
-        for e in effects {
-            let v = serde_json::to_value(*e).unwrap_or_default();
-            let kind = v["type"].as_str().unwrap_or("effect").to_owned();
+        let mut resolved: HashMap<u64, &Effect> = HashMap::new();
+        for &e in effects {
             let incident = e.incident().map(|i| i.0);
             if let Some(id) = incident {
                 touched.insert(id);
-                if kind == "resolved" {
-                    resolved.insert(id, v.clone());
+                if matches!(e, Effect::Resolved { .. }) {
+                    resolved.insert(id, e);
                 }
             }
             let row = EventRow {
                 incident_id: incident.and_then(|i| i64::try_from(i).ok()),
-                kind: kind.clone(),
-                effect: v,
+                kind: e.name().to_owned(),
+                effect: serde_json::to_value(e).unwrap_or_default(),
             };
-            if matches!(kind.as_str(), "overflow" | "critical" | "fail_to_report") {
+            if e.needs_notification() {
                 outbox.push(row.clone());
             }
             events.push(row);
         }
         let incidents = touched
             .into_iter()
-            .filter_map(|id| self.incident_row(id, resolved.get(&id)))
+            .filter_map(|id| self.incident_row(id, resolved.get(&id).copied()))
             .collect();
         TriageBatch {
             triaged,
@@ -915,36 +912,42 @@ impl Engine {
     }
 
     /// The current-state row of an incident the core still holds; a resolved incident has
-    /// left the core, so its row is rebuilt from the last persisted record plus the
-    /// resolution effect.
-    fn incident_row(&self, id: u64, resolved: Option<&Value>) -> Option<IncidentRow> {
-        let inc = self.core.incident(warden_core::IncidentId(id));
-        match inc {
-            Some(i) => Some(row_of(i)),
-            None => resolved.map(|r| {
-                // The history holds the full story; the row records the closure.
-                let at = r["at"].as_i64().map_or_else(OffsetDateTime::now_utc, |us| {
-                    wall(Timestamp::from_micros(us))
-                });
-                IncidentRow {
-                    id: i64::try_from(id).unwrap_or(i64::MAX),
-                    priority: r["priority"].as_str().unwrap_or("urgent").to_owned(),
-                    kind: r["kind"].as_str().unwrap_or("unknown").to_owned(),
-                    state: "resolved".into(),
-                    device_id: None,
-                    raised_at: at,
-                    offered_at: None,
-                    claimed_at: None,
-                    answer_time_us: None,
-                    resolved_at: Some(at),
-                    signal_count: r["signal_count"]
-                        .as_i64()
-                        .and_then(|n| i32::try_from(n).ok())
-                        .unwrap_or(0),
-                    doc: r.clone(),
-                }
-            }),
+    /// left the core, so its row records the closure and the store keeps the rest of the
+    /// last persisted record.
+    fn incident_row(&self, id: u64, resolved: Option<&Effect>) -> Option<IncidentRow> {
+        if let Some(i) = self.core.incident(warden_core::IncidentId(id)) {
+            return Some(row_of(i));
         }
+        let Some(Effect::Resolved {
+            resolution,
+            answer_time,
+            signal_count,
+            ..
+        }) = resolved
+        else {
+            return None;
+        };
+        let at = OffsetDateTime::now_utc();
+        Some(IncidentRow {
+            id: i64::try_from(id).unwrap_or(i64::MAX),
+            // Kept from the stored row on conflict; only a row never written before (which
+            // the engine does not produce) would take these.
+            priority: Priority::Urgent.as_str().to_owned(),
+            kind: "unknown".to_owned(),
+            state: IncidentState::Resolved.as_str().to_owned(),
+            device_id: None,
+            raised_at: at,
+            offered_at: None,
+            claimed_at: None,
+            answer_time_us: answer_time.map(Micros::as_micros),
+            resolved_at: Some(at),
+            signal_count: i32::try_from(*signal_count).unwrap_or(i32::MAX),
+            view: IncidentViewFields {
+                outcome: outcome_of(resolution),
+                ..IncidentViewFields::default()
+            },
+            doc: serde_json::to_value(resolved).unwrap_or_default(),
+        })
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use warden_core::{Effect, Incident, IncidentState, Micros, Priority, Timestamp};
-use warden_store::{IncidentRow, Store, StoreError, TriageBatch};
+use warden_core::{Effect, Incident, Micros, Priority, Resolution, Subject, Timestamp};
+use warden_store::{IncidentRow, IncidentViewFields, Store, StoreError, TriageBatch};
 use warden_telemetry as m;
 
 use crate::engine::{Changes, wall};
@@ -147,13 +147,7 @@ pub(crate) fn row_of(i: &Incident) -> IncidentRow {
         id: i64::try_from(i.id.0).unwrap_or(i64::MAX),
         priority: i.priority.as_str().to_owned(),
         kind: i.kind.as_str().to_owned(),
-        state: match i.state {
-            IncidentState::Raised => "raised",
-            IncidentState::Offered => "offered",
-            IncidentState::Claimed => "claimed",
-            IncidentState::Resolved => "resolved",
-        }
-        .into(),
+        state: i.state.as_str().to_owned(),
         device_id: i.device,
         raised_at: wall(i.raised_at),
         offered_at: i.offered_at.map(wall),
@@ -161,6 +155,35 @@ pub(crate) fn row_of(i: &Incident) -> IncidentRow {
         answer_time_us: i.answer_time.map(Micros::as_micros),
         resolved_at: i.resolved_at.map(wall),
         signal_count: i32::try_from(i.signal_count).unwrap_or(i32::MAX),
+        view: IncidentViewFields {
+            arrived_at: Some(wall(i.arrived_at)),
+            holder_id: i.holder.map(|a| a.id),
+            area: i
+                .area
+                .as_ref()
+                .or(match &i.subject {
+                    Subject::Group { area } => area.as_ref(),
+                    _ => None,
+                })
+                .map(ToString::to_string),
+            summary: i.summary.clone(),
+            outcome: i.resolution.as_ref().and_then(outcome_of),
+            group_count: i
+                .group
+                .as_ref()
+                .map(|g| i32::try_from(g.members.len()).unwrap_or(i32::MAX)),
+            sla_warned: i.sla.warned,
+            sla_overflowed: i.sla.overflowed,
+            sla_critical: i.sla.critical,
+        },
         doc: serde_json::to_value(i).unwrap_or_default(),
+    }
+}
+
+/// The operator's outcome code of a resolution (policy closures have none).
+pub(crate) fn outcome_of(r: &Resolution) -> Option<String> {
+    match r {
+        Resolution::Operator { outcome, .. } => Some(outcome.to_string()),
+        Resolution::Auto { .. } => None,
     }
 }

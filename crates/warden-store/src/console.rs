@@ -224,10 +224,7 @@ pub struct IncidentViewRow {
     pub claimed_at: Option<OffsetDateTime>,
     pub resolved_at: Option<OffsetDateTime>,
     pub signal_count: i32,
-    /// The fields of the core's record the queue shows (never the whole record: a storm
-    /// group's lists its thousands of member units): `arrived_at`, `holder`, `sla`, `area`,
-    /// `subject`, `summary`, `resolution`, `group_count`.
-    pub doc: Value,
+    pub fields: crate::IncidentViewFields,
     pub holder_name: Option<String>,
     pub device_id: Option<i64>,
     pub device_account: Option<String>,

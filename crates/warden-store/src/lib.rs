@@ -69,5 +69,5 @@ pub use model::{
 };
 pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
 pub use store::{ACQUIRE_TIMEOUT, Store};
-pub use triage::{EventRow, IncidentRow, PendingSignal, TriageBatch};
+pub use triage::{EventRow, IncidentRow, IncidentViewFields, PendingSignal, TriageBatch};
 pub use writer::{ACK_QUEUE_CAPACITY, WriterConfig, WriterHandle, WriterReport, spawn_writer};

@@ -23,8 +23,30 @@ pub struct IncidentRow {
     pub answer_time_us: Option<i64>,
     pub resolved_at: Option<OffsetDateTime>,
     pub signal_count: i32,
+    /// What the queue shows, written from the core's record (typed columns, so the console
+    /// never picks them out of `doc` by key name).
+    pub view: IncidentViewFields,
     /// The core's full record, for rebuilding.
     pub doc: Value,
+}
+
+/// The fields of an incident the queue and the console read, beside its lifecycle columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentViewFields {
+    /// When its first signal arrived (the answer clock starts here).
+    pub arrived_at: Option<OffsetDateTime>,
+    /// The console user holding it.
+    pub holder_id: Option<i64>,
+    pub area: Option<String>,
+    /// A readable line for incidents whose code Warden does not know.
+    pub summary: Option<String>,
+    /// The operator's outcome code, once resolved by an operator.
+    pub outcome: Option<String>,
+    /// Member units, for storm groups.
+    pub group_count: Option<i32>,
+    pub sla_warned: bool,
+    pub sla_overflowed: bool,
+    pub sla_critical: bool,
 }
 
 /// One effect for the history: the incident it concerns, a short kind, the effect itself.
@@ -64,6 +86,11 @@ impl TriageBatch {
             sanitize_text(&mut i.kind);
             sanitize_text(&mut i.state);
             sanitize_json(&mut i.doc);
+            for t in [&mut i.view.area, &mut i.view.summary, &mut i.view.outcome] {
+                if let Some(t) = t {
+                    sanitize_text(t);
+                }
+            }
         }
     }
 
@@ -152,15 +179,25 @@ impl Store {
         for r in &b.incidents {
             sqlx::query(
                 "INSERT INTO incidents (id, priority, kind, state, device_id, raised_at, offered_at, claimed_at, \
-                 answer_time_us, resolved_at, signal_count, doc) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) \
+                 answer_time_us, resolved_at, signal_count, doc, arrived_at, holder_id, area, summary, \
+                 outcome, group_count, sla_warned, sla_overflowed, sla_critical) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
                  ON CONFLICT (id) DO UPDATE SET \
                  state = EXCLUDED.state, answer_time_us = EXCLUDED.answer_time_us, \
                  resolved_at = EXCLUDED.resolved_at, updated_at = clock_timestamp(), \
+                 holder_id = EXCLUDED.holder_id, outcome = EXCLUDED.outcome, \
                  priority = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.priority ELSE EXCLUDED.priority END, \
                  kind = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.kind ELSE EXCLUDED.kind END, \
                  device_id = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.device_id ELSE EXCLUDED.device_id END, \
                  offered_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.offered_at ELSE EXCLUDED.offered_at END, \
                  claimed_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.claimed_at ELSE EXCLUDED.claimed_at END, \
+                 arrived_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.arrived_at ELSE EXCLUDED.arrived_at END, \
+                 area = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.area ELSE EXCLUDED.area END, \
+                 summary = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.summary ELSE EXCLUDED.summary END, \
+                 group_count = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.group_count ELSE EXCLUDED.group_count END, \
+                 sla_warned = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.sla_warned ELSE EXCLUDED.sla_warned END, \
+                 sla_overflowed = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.sla_overflowed ELSE EXCLUDED.sla_overflowed END, \
+                 sla_critical = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.sla_critical ELSE EXCLUDED.sla_critical END, \
                  signal_count = GREATEST(incidents.signal_count, EXCLUDED.signal_count), \
                  doc = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.doc || jsonb_build_object( \
                      'state', 'resolved', 'holder', NULL, 'resolution', EXCLUDED.doc -> 'resolution', \
@@ -180,6 +217,15 @@ impl Store {
             .bind(r.resolved_at)
             .bind(r.signal_count)
             .bind(&r.doc)
+            .bind(r.view.arrived_at)
+            .bind(r.view.holder_id)
+            .bind(&r.view.area)
+            .bind(&r.view.summary)
+            .bind(&r.view.outcome)
+            .bind(r.view.group_count)
+            .bind(r.view.sla_warned)
+            .bind(r.view.sla_overflowed)
+            .bind(r.view.sla_critical)
             .execute(&mut *tx)
             .await?;
         }

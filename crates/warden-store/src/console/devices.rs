@@ -143,15 +143,12 @@ impl Store {
     ) -> Result<Vec<IncidentViewRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.id, i.priority, i.kind, i.state, i.raised_at, i.claimed_at, i.resolved_at, \
-                    i.signal_count, \
-                    jsonb_build_object('arrived_at', i.doc -> 'arrived_at', 'holder', i.doc -> 'holder', \
-                        'sla', i.doc -> 'sla', 'area', i.doc -> 'area', 'subject', i.doc -> 'subject', \
-                        'summary', i.doc -> 'summary', 'resolution', i.doc -> 'resolution', \
-                        'group_count', jsonb_array_length(i.doc #> '{group,members}')), \
+                    i.signal_count, i.arrived_at, i.holder_id, i.area, i.summary, i.outcome, \
+                    i.group_count, i.sla_warned, i.sla_overflowed, i.sla_critical, \
                     u.display_name, d.id, d.account, d.label, \
                     c.id, c.name, NULLIF(concat_ws(', ', NULLIF(c.address, ''), NULLIF(c.postcode, '')), '') \
              FROM incidents i \
-             LEFT JOIN users u ON u.id = (i.doc #>> '{holder,id}')::bigint \
+             LEFT JOIN users u ON u.id = i.holder_id \
              LEFT JOIN devices d ON d.id = i.device_id \
              LEFT JOIN clients c ON c.external_ref = d.client_ref \
              WHERE CASE WHEN $1::bigint[] IS NULL THEN i.resolved_at IS NULL ELSE i.id = ANY($1) END \
@@ -171,14 +168,24 @@ impl Store {
                     claimed_at: r.try_get(5)?,
                     resolved_at: r.try_get(6)?,
                     signal_count: r.try_get(7)?,
-                    doc: r.try_get(8)?,
-                    holder_name: r.try_get(9)?,
-                    device_id: r.try_get(10)?,
-                    device_account: r.try_get(11)?,
-                    device_label: r.try_get(12)?,
-                    client_id: r.try_get(13)?,
-                    client_name: r.try_get(14)?,
-                    client_address: r.try_get(15)?,
+                    fields: crate::IncidentViewFields {
+                        arrived_at: r.try_get(8)?,
+                        holder_id: r.try_get(9)?,
+                        area: r.try_get(10)?,
+                        summary: r.try_get(11)?,
+                        outcome: r.try_get(12)?,
+                        group_count: r.try_get(13)?,
+                        sla_warned: r.try_get(14)?,
+                        sla_overflowed: r.try_get(15)?,
+                        sla_critical: r.try_get(16)?,
+                    },
+                    holder_name: r.try_get(17)?,
+                    device_id: r.try_get(18)?,
+                    device_account: r.try_get(19)?,
+                    device_label: r.try_get(20)?,
+                    client_id: r.try_get(21)?,
+                    client_name: r.try_get(22)?,
+                    client_address: r.try_get(23)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -86,10 +86,11 @@ impl TriageBatch {
             sanitize_text(&mut i.kind);
             sanitize_text(&mut i.state);
             sanitize_json(&mut i.doc);
-            for t in [&mut i.view.area, &mut i.view.summary, &mut i.view.outcome] {
-                if let Some(t) = t {
-                    sanitize_text(t);
-                }
+            for t in [&mut i.view.area, &mut i.view.summary, &mut i.view.outcome]
+                .into_iter()
+                .flatten()
+            {
+                sanitize_text(t);
             }
         }
     }

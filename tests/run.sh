@@ -24,6 +24,13 @@ for crate in warden-types warden-protocol warden-core; do
     fi
 done
 
+echo "== architecture invariant: the production build links no simulator"
+if cargo tree -p wardend -e normal --no-default-features --features embedded-broker --prefix none | grep -E '^warden-sim '; then
+    echo "error: wardend without the demo feature links warden-sim" >&2
+    exit 1
+fi
+cargo check -p wardend --no-default-features --features embedded-broker
+
 echo "== unit, vector, property, integration and end-to-end tests (benches run once as tests)"
 # Property tests run 256 cases each by default; PROPTEST_CASES raises it for a longer soak.
 cargo test --workspace --all-targets

@@ -1,7 +1,8 @@
 //! The triage configuration: windows, thresholds, answer-time targets, overrides.
 //!
-//! Every span is in microseconds ([`Micros`]) so the core needs no time library; the engine
-//! converts from its own config format.
+//! Every span is held in microseconds ([`Micros`]) so the core needs no clock; in the
+//! configuration file a span is written like every other duration, `"45s"`, `"2m"`,
+//! `"1h 30m"` (humantime), never as a bare number.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -18,6 +19,7 @@ use crate::time::Micros;
 pub struct Config {
     /// Signals with the same subject, kind and event within this window count once (the
     /// same alarm through two paths, a redelivery). Default 10 s.
+    #[serde(with = "span")]
     pub dedupe_window: Micros,
     /// Answer-time thresholds per priority lane.
     pub sla: SlaConfig,
@@ -56,10 +58,13 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 pub struct SlaThresholds {
     /// Warn the room. Default 45 s.
+    #[serde(with = "span")]
     pub warn: Micros,
     /// Overflow to supervisors (or another group). Default 60 s, the TSA target.
+    #[serde(with = "span")]
     pub overflow: Micros,
     /// Critical: the TSA 180 s limit. Default 180 s.
+    #[serde(with = "span")]
     pub critical: Micros,
 }
 
@@ -120,6 +125,7 @@ pub struct SupervisionConfig {
     /// Default 10.
     pub margin_percent: u32,
     /// Default 2 min.
+    #[serde(with = "span")]
     pub grace: Micros,
 }
 
@@ -147,6 +153,7 @@ impl SupervisionConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StormConfig {
     /// Default 60 s.
+    #[serde(with = "span")]
     pub window: Micros,
     /// Default 5: the sixth unit forms the group.
     pub devices: u32,
@@ -167,6 +174,7 @@ impl Default for StormConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RunawayConfig {
     /// Default 60 s.
+    #[serde(with = "span")]
     pub window: Micros,
     /// Default 10.
     pub max_signals: u32,
@@ -255,6 +263,45 @@ pub struct PolicyOverride {
     pub auto_close_on_restore: bool,
     /// Close an unclaimed incident when a cancel/reset arrives.
     pub auto_close_on_cancel: bool,
+}
+
+/// A span in the configuration: written `"45s"`, read from any humantime duration.
+mod span {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    use crate::time::Micros;
+
+    #[expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's `with` passes a reference"
+    )]
+    pub(super) fn serialize<S: Serializer>(v: &Micros, s: S) -> Result<S::Ok, S::Error> {
+        let us = u64::try_from(v.as_micros()).unwrap_or(0);
+        let text = humantime::format_duration(std::time::Duration::from_micros(us)).to_string();
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Micros, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(i64),
+        }
+        match Written::deserialize(d)? {
+            Written::Text(t) => {
+                let span = humantime::parse_duration(&t).map_err(|e| {
+                    D::Error::custom(format!("{t:?} is not a duration such as \"45s\": {e}"))
+                })?;
+                i64::try_from(span.as_micros())
+                    .map(Micros::from_micros)
+                    .map_err(|_| D::Error::custom(format!("{t:?} is too long")))
+            }
+            Written::Number(n) => Err(D::Error::custom(format!(
+                "{n} has no unit: write a duration such as \"45s\" or \"2m\""
+            ))),
+        }
+    }
 }
 
 /// Why a configuration was refused.

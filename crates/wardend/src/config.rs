@@ -437,8 +437,8 @@ mod tests {
         let path = dir.path().join("w.toml");
         std::fs::write(
             &path,
-            "[triage.sla.life_critical]\nwarn = 30000000\noverflow = 50000000\ncritical = 120000000\n\
-             [triage.storm]\nwindow = 60000000\ndevices = 50\n",
+            "[triage.sla.life_critical]\nwarn = \"30s\"\noverflow = \"50s\"\ncritical = \"2m\"\n\
+             [triage.storm]\nwindow = \"1m\"\ndevices = 50\n",
         )
         .expect("write");
         let cfg = Config::load(Some(&path)).expect("valid");
@@ -452,14 +452,30 @@ mod tests {
 
         std::fs::write(
             &path,
-            "[triage.supervision]\nmargin_percent = 10\ngrace = -1\n",
+            "[triage.sla.urgent]\nwarn = \"2m\"\noverflow = \"1m\"\ncritical = \"3m\"\n",
         )
         .expect("write");
-        let errors = Config::load(Some(&path)).expect_err("negative grace");
+        let errors = Config::load(Some(&path)).expect_err("thresholds out of order");
         assert!(
             errors.0.iter().any(|e| e.starts_with("triage:")),
             "{:?}",
             errors.0
         );
+
+        // A bare number (the old microseconds) is refused, naming the key and the fix.
+        std::fs::write(&path, "[triage.supervision]\ngrace = 120000000\n").expect("write");
+        let errors = Config::load(Some(&path)).expect_err("a duration without a unit");
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.contains("grace") && e.contains("write a duration such as")),
+            "{:?}",
+            errors.0
+        );
+
+        // print-config writes the spans the way they are read.
+        let printed = Config::load(None).expect("defaults").to_redacted_toml();
+        assert!(printed.contains("warn = \"45s\""), "{printed}");
     }
 }

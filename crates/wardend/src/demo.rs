@@ -108,8 +108,6 @@ async fn demo(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let broker_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    #[cfg(not(feature = "embedded-broker"))]
-    bail!("this wardend was built without the embedded-broker feature, which the demo needs");
 
     let pty = PtyPair::start(&cfg.data_dir.canonicalize()?)?;
     let store = run::connect(&cfg, &db.url).await?;
@@ -155,7 +153,6 @@ async fn demo(
         .remove(MANUAL_UNIT)
         .context("the manual demo unit's password")?;
     let service_password = crate::broker_auth::issue_service_password(&store).await?;
-    #[cfg(feature = "embedded-broker")]
     crate::broker::start(
         broker_addr,
         Some(crate::broker_auth::hook(

@@ -14,6 +14,7 @@ mod broker;
 mod broker_auth;
 mod config;
 mod decode;
+#[cfg(feature = "demo")]
 mod demo;
 mod embedded_pg;
 mod run;
@@ -59,6 +60,7 @@ enum Command {
     },
     /// Zero-configuration demonstration: private Postgres, embedded MQTT broker, a simulated
     /// Sur-Gard receiver on a pseudo-terminal and a simulated MQTT device fleet.
+    #[cfg(feature = "demo")]
     Demo(demo::Args),
     /// Decode raw alarm-protocol bytes from stdin and print one JSON object per frame.
     Decode(decode::Args),
@@ -157,17 +159,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, mut cfg: Config) -> anyhow::Result<()> {
+async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
     match command {
         Command::Run => {
             let metrics = warden_telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
             let db = run::Database::open(&cfg)?;
             #[cfg(feature = "embedded-broker")]
-            if cfg.broker.embedded {
+            let cfg = if cfg.broker.embedded {
+                let mut cfg = cfg;
                 let store = run::connect(&cfg, &db.url).await?;
                 let hook = embedded_broker_login(&mut cfg, &store).await?;
                 broker::start(cfg.broker.listen, Some(hook))?;
-            }
+                cfg
+            } else {
+                cfg
+            };
             let shutdown = shutdown_on_signal();
             let result = run::run(cfg, db.url.clone(), metrics, shutdown, |_| {}).await;
             db.stop();
@@ -278,6 +284,7 @@ async fn dispatch(command: Command, mut cfg: Config) -> anyhow::Result<()> {
             db.stop();
             result
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args, cfg, shutdown_on_signal()).await,
         Command::PrintConfig | Command::Decode(_) => Ok(()),
     }

@@ -183,11 +183,12 @@ pub async fn run(
     .await?;
     let admin_task = tokio::spawn(admin.instrument(tracing::info_span!("admin")));
     let console_addr = console.as_ref().map(|(a, _)| *a);
-    tracing::info!(admin = %admin_addr, console = ?console_addr, "wardend ready");
-    on_ready(Endpoints {
+    let endpoints = Endpoints {
         admin: admin_addr,
         console: console_addr,
-    });
+    };
+    tracing::info!(admin = %endpoints.admin, console = ?endpoints.console, "wardend ready");
+    on_ready(endpoints);
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: stopping sources");

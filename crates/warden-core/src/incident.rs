@@ -200,6 +200,13 @@ impl Incident {
     pub fn is_open(&self) -> bool {
         self.state != IncidentState::Resolved
     }
+
+    /// Counts a signal that joined it, received at `at` (signals may arrive out of order:
+    /// the latest arrival is kept).
+    pub fn record_signal(&mut self, at: Timestamp) {
+        self.signal_count = self.signal_count.saturating_add(1);
+        self.last_signal_at = self.last_signal_at.max(at);
+    }
 }
 
 #[cfg(test)]

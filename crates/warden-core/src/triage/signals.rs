@@ -191,8 +191,7 @@ impl Triage {
         if let RunawayHit::Fold(rid) = hit
             && let Some(inc) = self.incidents.get_mut(&rid)
         {
-            inc.signal_count = inc.signal_count.saturating_add(1);
-            inc.last_signal_at = inc.last_signal_at.max(sig.received_at);
+            inc.record_signal(sig.received_at);
             let r = inc.runaway.get_or_insert_default();
             r.folded = r.folded.saturating_add(1);
             let c = r.kinds.entry(sig.kind).or_default();
@@ -294,8 +293,7 @@ impl Triage {
         let Some(inc) = self.incidents.get_mut(&id) else {
             return;
         };
-        inc.signal_count = inc.signal_count.saturating_add(1);
-        inc.last_signal_at = inc.last_signal_at.max(sig.received_at);
+        inc.record_signal(sig.received_at);
         inc.condition_active = true;
         if sig.summary.is_some() {
             inc.summary.clone_from(&sig.summary);
@@ -462,8 +460,7 @@ impl Triage {
         let Some(inc) = self.incidents.get_mut(&gid) else {
             return;
         };
-        inc.signal_count = inc.signal_count.saturating_add(1);
-        inc.last_signal_at = inc.last_signal_at.max(sig.received_at);
+        inc.record_signal(sig.received_at);
         inc.condition_active = true;
         let g = inc.group.get_or_insert_default();
         g.members.insert(dev);
@@ -507,8 +504,7 @@ impl Triage {
             && let Some(inc) = self.incidents.get_mut(&id)
         {
             inc.restore_count = inc.restore_count.saturating_add(1);
-            inc.signal_count = inc.signal_count.saturating_add(1);
-            inc.last_signal_at = inc.last_signal_at.max(sig.received_at);
+            inc.record_signal(sig.received_at);
             inc.condition_active = false;
             let heard = matches!(reason, AutoReason::DeviceHeard);
             out.push(Effect::IncidentUpdated {
@@ -556,8 +552,7 @@ impl Triage {
             {
                 let active = count(g.active.len());
                 inc.restore_count = inc.restore_count.saturating_add(1);
-                inc.signal_count = inc.signal_count.saturating_add(1);
-                inc.last_signal_at = inc.last_signal_at.max(sig.received_at);
+                inc.record_signal(sig.received_at);
                 if active == 0 {
                     inc.condition_active = false;
                 }
@@ -636,8 +631,7 @@ impl Triage {
                 continue;
             };
             inc.cancelled_at = Some(sig.received_at);
-            inc.signal_count = inc.signal_count.saturating_add(1);
-            inc.last_signal_at = inc.last_signal_at.max(sig.received_at);
+            inc.record_signal(sig.received_at);
             out.push(Effect::IncidentUpdated {
                 incident: id,
                 change: Change::Cancelled,

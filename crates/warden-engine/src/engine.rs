@@ -9,16 +9,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, IncidentState, Input,
-    Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
-    Triage, lane_of,
+    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, Input, Micros, Name,
+    Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
+    lane_of,
 };
-use warden_store::{EventRow, IncidentRow, IncidentViewFields, PendingSignal, Store, TriageBatch};
+use warden_store::{EventRow, PendingSignal, Store, TriageBatch};
 use warden_telemetry as m;
 
 use crate::health::{EngineHealth, EngineState, Health, StoppedOnDrop};
 use crate::held::{GROUP_FLUSH_EVERY, Held};
-use crate::persist::{Background, Published, commit, commit_once, outcome_of, row_of};
+use crate::persist::{Background, Published, commit, commit_once, row_of};
 
 /// Tuning of the engine's lanes and batches.
 #[derive(Debug, Clone)]
@@ -369,6 +369,7 @@ pub async fn spawn(
         changes,
         report: EngineReport::default(),
         held: Held::default(),
+        closed: HashMap::new(),
         background: None,
         health,
         catch_up: false,
@@ -395,6 +396,8 @@ struct Engine {
     changes: broadcast::Sender<Arc<Changes>>,
     report: EngineReport,
     held: Held,
+    /// The final records of incidents resolved by the inputs of the batch being built.
+    closed: HashMap<u64, Incident>,
     background: Option<Background>,
     health: Health,
     /// A commit failed since the last catch-up: look for untriaged signals soon.
@@ -606,6 +609,7 @@ impl Engine {
         let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             core.handle_into(input, at, effects);
         })) else {
+            self.keep_closed();
             return Ok(());
         };
         effects.truncate(from);
@@ -628,11 +632,21 @@ impl Engine {
         match std::panic::catch_unwind(AssertUnwindSafe(|| {
             core.handle_into(Input::Signal(s), at, effects);
         })) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.keep_closed();
+                Ok(())
+            }
             Err(again) => {
                 effects.truncate(from);
                 Err(panic_message(&*again))
             }
+        }
+    }
+
+    /// Keeps the records of the incidents the last input resolved, for the batch's rows.
+    fn keep_closed(&mut self) {
+        for i in self.core.closed_by_last_input() {
+            self.closed.insert(i.id.0, i.clone());
         }
     }
 
@@ -875,18 +889,19 @@ impl Engine {
         (!groups.is_empty()).then_some(groups)
     }
 
-    fn batch(&self, triaged: Vec<Uuid>, effects: &[&Effect], extra: &BTreeSet<u64>) -> TriageBatch {
+    fn batch(
+        &mut self,
+        triaged: Vec<Uuid>,
+        effects: &[&Effect],
+        extra: &BTreeSet<u64>,
+    ) -> TriageBatch {
         let mut touched: BTreeSet<u64> = extra.clone();
         let mut events = Vec::with_capacity(effects.len());
         let mut outbox = Vec::new();
-        let mut resolved: HashMap<u64, &Effect> = HashMap::new();
         for &e in effects {
             let incident = e.incident().map(|i| i.0);
             if let Some(id) = incident {
                 touched.insert(id);
-                if matches!(e, Effect::Resolved { .. }) {
-                    resolved.insert(id, e);
-                }
             }
             let row = EventRow {
                 incident_id: incident.and_then(|i| i64::try_from(i).ok()),
@@ -898,9 +913,17 @@ impl Engine {
             }
             events.push(row);
         }
+        let closed = std::mem::take(&mut self.closed);
+        // An incident the core still holds is written from its current record; one resolved
+        // in this batch has left the core and is written from its final record.
         let incidents = touched
             .into_iter()
-            .filter_map(|id| self.incident_row(id, resolved.get(&id).copied()))
+            .filter_map(|id| {
+                self.core
+                    .incident(warden_core::IncidentId(id))
+                    .or_else(|| closed.get(&id))
+                    .map(row_of)
+            })
             .collect();
         TriageBatch {
             triaged,
@@ -909,45 +932,6 @@ impl Engine {
             outbox,
             must_flush: true,
         }
-    }
-
-    /// The current-state row of an incident the core still holds; a resolved incident has
-    /// left the core, so its row records the closure and the store keeps the rest of the
-    /// last persisted record.
-    fn incident_row(&self, id: u64, resolved: Option<&Effect>) -> Option<IncidentRow> {
-        if let Some(i) = self.core.incident(warden_core::IncidentId(id)) {
-            return Some(row_of(i));
-        }
-        let Some(Effect::Resolved {
-            resolution,
-            answer_time,
-            signal_count,
-            ..
-        }) = resolved
-        else {
-            return None;
-        };
-        let at = OffsetDateTime::now_utc();
-        Some(IncidentRow {
-            id: i64::try_from(id).unwrap_or(i64::MAX),
-            // Kept from the stored row on conflict; only a row never written before (which
-            // the engine does not produce) would take these.
-            priority: Priority::Urgent.as_str().to_owned(),
-            kind: "unknown".to_owned(),
-            state: IncidentState::Resolved.as_str().to_owned(),
-            device_id: None,
-            raised_at: at,
-            offered_at: None,
-            claimed_at: None,
-            answer_time_us: answer_time.map(Micros::as_micros),
-            resolved_at: Some(at),
-            signal_count: i32::try_from(*signal_count).unwrap_or(i32::MAX),
-            view: IncidentViewFields {
-                outcome: outcome_of(resolution),
-                ..IncidentViewFields::default()
-            },
-            doc: serde_json::to_value(resolved).unwrap_or_default(),
-        })
     }
 }
 

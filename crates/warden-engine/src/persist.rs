@@ -181,7 +181,7 @@ pub(crate) fn row_of(i: &Incident) -> IncidentRow {
 }
 
 /// The operator's outcome code of a resolution (policy closures have none).
-pub(crate) fn outcome_of(r: &Resolution) -> Option<String> {
+fn outcome_of(r: &Resolution) -> Option<String> {
     match r {
         Resolution::Operator { outcome, .. } => Some(outcome.to_string()),
         Resolution::Auto { .. } => None,

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use warden_core::{
-    Actor, AlarmKind, Decoded, Effect, IncidentId, Input, Micros, RejectReason, SignalWhat,
+    Actor, AlarmKind, Decoded, Effect, IncidentId, Input, Micros, OutcomeCode, RejectReason,
+    SignalWhat,
 };
 use warden_engine::{CommittedSignal, EngineConfig, EngineHandle, spawn};
 use warden_store::Store;
@@ -448,6 +449,71 @@ async fn every_event_of_a_stored_multi_event_block_is_triaged(pool: PgPool) {
         )
         .await,
         "the stored signal is marked triaged once"
+    );
+    stop.cancel();
+    task.await.expect("engine task");
+}
+
+/// What the queue reads is written as typed columns from the core's record, and a resolved
+/// incident's row is its whole final record (the core has already let it go).
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_view_columns_follow_the_record_through_claim_and_resolve(pool: PgPool) {
+    let (engine, stop, task) = start(&pool, EngineConfig::default()).await;
+    let dev = device(&pool, "pend-view", None).await;
+    let incident = press(&pool, &engine, dev).await;
+    engine
+        .command(Input::Claim {
+            incident,
+            actor: Actor::operator(7),
+        })
+        .await
+        .expect("claimed");
+    let (holder, arrived): (Option<i64>, Option<OffsetDateTime>) =
+        sqlx::query_as("SELECT holder_id, arrived_at FROM incidents")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert_eq!(holder, Some(7));
+    assert!(arrived.is_some(), "arrival time written");
+
+    let effects = engine
+        .command(Input::Resolve {
+            incident,
+            actor: Actor::operator(7),
+            outcome: OutcomeCode::parse("assistance_given").expect("code"),
+        })
+        .await
+        .expect("resolved");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Resolved { .. })),
+        "{effects:?}"
+    );
+    let row: (
+        String,
+        Option<i64>,
+        Option<String>,
+        bool,
+        String,
+        Option<String>,
+        Option<i64>,
+    ) = sqlx::query_as(
+        "SELECT state, holder_id, outcome, resolved_at IS NOT NULL, doc ->> 'state', \
+             doc #>> '{resolution,outcome}', device_id FROM incidents",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("row");
+    assert_eq!(
+        row,
+        (
+            "resolved".to_owned(),
+            None,
+            Some("assistance_given".to_owned()),
+            true,
+            "resolved".to_owned(),
+            Some("assistance_given".to_owned()),
+            Some(dev)
+        )
     );
     stop.cancel();
     task.await.expect("engine task");

@@ -184,27 +184,16 @@ impl Store {
                  outcome, group_count, sla_warned, sla_overflowed, sla_critical) \
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
                  ON CONFLICT (id) DO UPDATE SET \
-                 state = EXCLUDED.state, answer_time_us = EXCLUDED.answer_time_us, \
-                 resolved_at = EXCLUDED.resolved_at, updated_at = clock_timestamp(), \
-                 holder_id = EXCLUDED.holder_id, outcome = EXCLUDED.outcome, \
-                 priority = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.priority ELSE EXCLUDED.priority END, \
-                 kind = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.kind ELSE EXCLUDED.kind END, \
-                 device_id = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.device_id ELSE EXCLUDED.device_id END, \
-                 offered_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.offered_at ELSE EXCLUDED.offered_at END, \
-                 claimed_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.claimed_at ELSE EXCLUDED.claimed_at END, \
-                 arrived_at = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.arrived_at ELSE EXCLUDED.arrived_at END, \
-                 area = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.area ELSE EXCLUDED.area END, \
-                 summary = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.summary ELSE EXCLUDED.summary END, \
-                 group_count = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.group_count ELSE EXCLUDED.group_count END, \
-                 sla_warned = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.sla_warned ELSE EXCLUDED.sla_warned END, \
-                 sla_overflowed = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.sla_overflowed ELSE EXCLUDED.sla_overflowed END, \
-                 sla_critical = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.sla_critical ELSE EXCLUDED.sla_critical END, \
+                 priority = EXCLUDED.priority, kind = EXCLUDED.kind, state = EXCLUDED.state, \
+                 device_id = EXCLUDED.device_id, offered_at = EXCLUDED.offered_at, \
+                 claimed_at = EXCLUDED.claimed_at, answer_time_us = EXCLUDED.answer_time_us, \
+                 resolved_at = EXCLUDED.resolved_at, \
                  signal_count = GREATEST(incidents.signal_count, EXCLUDED.signal_count), \
-                 doc = CASE WHEN EXCLUDED.state = 'resolved' THEN incidents.doc || jsonb_build_object( \
-                     'state', 'resolved', 'holder', NULL, 'resolution', EXCLUDED.doc -> 'resolution', \
-                     'answer_time', EXCLUDED.doc -> 'answer_time', \
-                     'resolved_at', (extract(epoch FROM EXCLUDED.resolved_at) * 1000000)::bigint) \
-                 ELSE EXCLUDED.doc END"
+                 doc = EXCLUDED.doc, arrived_at = EXCLUDED.arrived_at, holder_id = EXCLUDED.holder_id, \
+                 area = EXCLUDED.area, summary = EXCLUDED.summary, outcome = EXCLUDED.outcome, \
+                 group_count = EXCLUDED.group_count, sla_warned = EXCLUDED.sla_warned, \
+                 sla_overflowed = EXCLUDED.sla_overflowed, sla_critical = EXCLUDED.sla_critical, \
+                 updated_at = clock_timestamp()"
             )
             .bind(r.id)
             .bind(&r.priority)

@@ -166,6 +166,7 @@ impl Triage {
             signal_count: inc.signal_count,
         });
         audit(out, now, actor, Some(id), action, detail);
+        self.closed.push(inc);
         true
     }
 

@@ -248,6 +248,9 @@ pub struct Triage {
     /// When idle runaway and storm windows are next swept (on a tick).
     next_sweep: Timestamp,
     offers: Vec<Effect>,
+    /// The final records of the incidents the last input resolved (they have left
+    /// `incidents`); cleared at the start of every input.
+    closed: Vec<Incident>,
 }
 
 impl Default for Triage {
@@ -276,6 +279,7 @@ impl Triage {
             timers: BTreeSet::new(),
             next_sweep: Timestamp(i64::MIN),
             offers: Vec::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -296,6 +300,7 @@ impl Triage {
     /// avoid an allocation per input). Offers produced by one input are appended last,
     /// life-critical first.
     pub fn handle_into(&mut self, input: Input, now: Timestamp, out: &mut Vec<Effect>) {
+        self.closed.clear();
         match input {
             Input::Signal(s) => self.on_signal(s, now, out),
             Input::Claim { incident, actor } => self.on_claim(incident, actor, now, out),
@@ -356,6 +361,13 @@ impl Triage {
     /// An open incident.
     pub fn incident(&self, id: IncidentId) -> Option<&Incident> {
         self.incidents.get(&id)
+    }
+
+    /// The final records of the incidents the last input resolved, as they were closed
+    /// (state, resolution, times). A resolved incident leaves the core, so this is the one
+    /// chance to persist its whole record; the next input clears it.
+    pub fn closed_by_last_input(&self) -> &[Incident] {
+        &self.closed
     }
 
     /// Every open incident, ordered by id.

@@ -488,32 +488,35 @@ async fn the_view_columns_follow_the_record_through_claim_and_resolve(pool: PgPo
         effects.iter().any(|e| matches!(e, Effect::Resolved { .. })),
         "{effects:?}"
     );
-    let row: (
-        String,
-        Option<i64>,
-        Option<String>,
-        bool,
-        String,
-        Option<String>,
-        Option<i64>,
-    ) = sqlx::query_as(
-        "SELECT state, holder_id, outcome, resolved_at IS NOT NULL, doc ->> 'state', \
-             doc #>> '{resolution,outcome}', device_id FROM incidents",
+    #[derive(sqlx::FromRow, Debug, PartialEq)]
+    struct Closed {
+        state: String,
+        holder_id: Option<i64>,
+        outcome: Option<String>,
+        resolved: bool,
+        doc_state: String,
+        doc_outcome: Option<String>,
+        device_id: Option<i64>,
+    }
+    let row: Closed = sqlx::query_as(
+        "SELECT state, holder_id, outcome, resolved_at IS NOT NULL AS resolved, \
+         doc ->> 'state' AS doc_state, doc #>> '{resolution,outcome}' AS doc_outcome, device_id \
+         FROM incidents",
     )
     .fetch_one(&pool)
     .await
     .expect("row");
     assert_eq!(
         row,
-        (
-            "resolved".to_owned(),
-            None,
-            Some("assistance_given".to_owned()),
-            true,
-            "resolved".to_owned(),
-            Some("assistance_given".to_owned()),
-            Some(dev)
-        )
+        Closed {
+            state: "resolved".to_owned(),
+            holder_id: None,
+            outcome: Some("assistance_given".to_owned()),
+            resolved: true,
+            doc_state: "resolved".to_owned(),
+            doc_outcome: Some("assistance_given".to_owned()),
+            device_id: Some(dev),
+        }
     );
     stop.cancel();
     task.await.expect("engine task");

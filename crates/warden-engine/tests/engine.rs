@@ -454,6 +454,18 @@ async fn every_event_of_a_stored_multi_event_block_is_triaged(pool: PgPool) {
     task.await.expect("engine task");
 }
 
+/// An incident's row after it was resolved.
+#[derive(sqlx::FromRow, Debug, PartialEq)]
+struct Closed {
+    state: String,
+    holder_id: Option<i64>,
+    outcome: Option<String>,
+    resolved: bool,
+    doc_state: String,
+    doc_outcome: Option<String>,
+    device_id: Option<i64>,
+}
+
 /// What the queue reads is written as typed columns from the core's record, and a resolved
 /// incident's row is its whole final record (the core has already let it go).
 #[sqlx::test(migrations = "../warden-store/migrations")]
@@ -488,16 +500,6 @@ async fn the_view_columns_follow_the_record_through_claim_and_resolve(pool: PgPo
         effects.iter().any(|e| matches!(e, Effect::Resolved { .. })),
         "{effects:?}"
     );
-    #[derive(sqlx::FromRow, Debug, PartialEq)]
-    struct Closed {
-        state: String,
-        holder_id: Option<i64>,
-        outcome: Option<String>,
-        resolved: bool,
-        doc_state: String,
-        doc_outcome: Option<String>,
-        device_id: Option<i64>,
-    }
     let row: Closed = sqlx::query_as(
         "SELECT state, holder_id, outcome, resolved_at IS NOT NULL AS resolved, \
          doc ->> 'state' AS doc_state, doc #>> '{resolution,outcome}' AS doc_outcome, device_id \

@@ -13,6 +13,7 @@ use crate::{Store, StoreError};
 
 mod clients;
 mod devices;
+mod incidents;
 mod ooh;
 
 /// A console account as stored.
@@ -214,7 +215,7 @@ pub struct SignalSummary {
 }
 
 /// One row of the queue view: the incident's current state joined with its device and client.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct IncidentViewRow {
     pub id: i64,
     pub priority: String,
@@ -224,6 +225,7 @@ pub struct IncidentViewRow {
     pub claimed_at: Option<OffsetDateTime>,
     pub resolved_at: Option<OffsetDateTime>,
     pub signal_count: i32,
+    #[sqlx(flatten)]
     pub fields: crate::IncidentViewFields,
     pub holder_name: Option<String>,
     pub device_id: Option<i64>,
@@ -235,7 +237,7 @@ pub struct IncidentViewRow {
 }
 
 /// One entry of an incident's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct IncidentEvent {
     pub seq: i64,
     pub kind: String,

@@ -31,7 +31,7 @@ pub struct IncidentRow {
 }
 
 /// The fields of an incident the queue and the console read, beside its lifecycle columns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct IncidentViewFields {
     /// When its first signal arrived (the answer clock starts here).
     pub arrived_at: Option<OffsetDateTime>,

@@ -1,4 +1,4 @@
-//! Device administration and the queue view.
+//! Device administration.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -132,83 +132,5 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         Ok(finish_import(tx, &row, commit).await?)
-    }
-
-    // ---- queue view -----------------------------------------------------------------
-
-    /// Open incidents (`ids == None`) or the given ones, with holder, device and client.
-    pub async fn incident_views(
-        &self,
-        ids: Option<&[i64]>,
-    ) -> Result<Vec<IncidentViewRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.id, i.priority, i.kind, i.state, i.raised_at, i.claimed_at, i.resolved_at, \
-                    i.signal_count, i.arrived_at, i.holder_id, i.area, i.summary, i.outcome, \
-                    i.group_count, i.sla_warned, i.sla_overflowed, i.sla_critical, \
-                    u.display_name, d.id, d.account, d.label, \
-                    c.id, c.name, NULLIF(concat_ws(', ', NULLIF(c.address, ''), NULLIF(c.postcode, '')), '') \
-             FROM incidents i \
-             LEFT JOIN users u ON u.id = i.holder_id \
-             LEFT JOIN devices d ON d.id = i.device_id \
-             LEFT JOIN clients c ON c.external_ref = d.client_ref \
-             WHERE CASE WHEN $1::bigint[] IS NULL THEN i.resolved_at IS NULL ELSE i.id = ANY($1) END \
-             ORDER BY i.id",
-        )
-        .bind(ids)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(IncidentViewRow {
-                    id: r.try_get(0)?,
-                    priority: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    state: r.try_get(3)?,
-                    raised_at: r.try_get(4)?,
-                    claimed_at: r.try_get(5)?,
-                    resolved_at: r.try_get(6)?,
-                    signal_count: r.try_get(7)?,
-                    fields: crate::IncidentViewFields {
-                        arrived_at: r.try_get(8)?,
-                        holder_id: r.try_get(9)?,
-                        area: r.try_get(10)?,
-                        summary: r.try_get(11)?,
-                        outcome: r.try_get(12)?,
-                        group_count: r.try_get(13)?,
-                        sla_warned: r.try_get(14)?,
-                        sla_overflowed: r.try_get(15)?,
-                        sla_critical: r.try_get(16)?,
-                    },
-                    holder_name: r.try_get(17)?,
-                    device_id: r.try_get(18)?,
-                    device_account: r.try_get(19)?,
-                    device_label: r.try_get(20)?,
-                    client_id: r.try_get(21)?,
-                    client_name: r.try_get(22)?,
-                    client_address: r.try_get(23)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, kind, at, effect FROM incident_events WHERE incident_id = $1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(IncidentEvent {
-                    seq: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    at: r.try_get(2)?,
-                    effect: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
     }
 }

@@ -520,7 +520,7 @@ async fn write_invalid(
     on_ok: u8,
     at: ReadTime,
 ) -> Done {
-    let res = if code == "unsupported_protocol" {
+    let res = if matches!(error, SurGardError::UnsupportedProtocol(_)) {
         // Well framed, so possibly an alarm in a format not decoded here: it reaches an
         // operator as an unreadable signal of the link.
         ingest

@@ -1068,7 +1068,7 @@ fn row_latencies(
     let sql = format!(
         "SELECT source, count(*), {}, {}, max(extract(epoch FROM {insert}) * 1000), \
          count(acked_at), {}, {}, {}, {} \
-         FROM signals WHERE source IN ('mqtt', 'serial') \
+         FROM signals_acked WHERE source IN ('mqtt', 'serial') \
          AND received_at >= '{}' AND received_at < '{}' GROUP BY source ORDER BY source",
         ms(insert, 0.5),
         ms(insert, 0.99),

@@ -258,15 +258,12 @@ impl Store {
 
     /// One stored signal by id, with its commit and acknowledgement times.
     pub async fn signal(&self, id: Uuid) -> Result<Option<StoredSignal>, StoreError> {
-        let row = sqlx::query!(
-            r#"
-            SELECT id, source, link_id, account, device_id, kind, raw, decoded, received_at,
-                   dedupe_key, committed_at, acked_at
-            FROM signals
-            WHERE id = $1
-            "#,
-            id
+        let row: Option<SignalRow> = sqlx::query_as(
+            "SELECT id, source, link_id, account, device_id, kind, raw, decoded, received_at, \
+                    dedupe_key, committed_at, acked_at \
+             FROM signals_acked WHERE id = $1",
         )
+        .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -299,11 +296,32 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<Option<OffsetDateTime>>, StoreError> {
-        let row = sqlx::query_scalar!(r#"SELECT acked_at FROM quarantine WHERE id = $1"#, id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query_scalar(
+            "SELECT COALESCE(q.acked_at, a.acked_at) FROM quarantine q \
+             LEFT JOIN first_acks a ON a.id = q.id WHERE q.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row)
     }
+}
+
+/// A `signals_acked` row.
+#[derive(sqlx::FromRow)]
+struct SignalRow {
+    id: Uuid,
+    source: String,
+    link_id: String,
+    account: Option<String>,
+    device_id: Option<i64>,
+    kind: String,
+    raw: Vec<u8>,
+    decoded: serde_json::Value,
+    received_at: OffsetDateTime,
+    dedupe_key: Option<String>,
+    committed_at: OffsetDateTime,
+    acked_at: Option<OffsetDateTime>,
 }
 
 fn parse_protocol(s: &str) -> Result<DeviceProtocol, StoreError> {

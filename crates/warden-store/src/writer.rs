@@ -717,13 +717,13 @@ fn without_nul(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Stamps `acked_at` on the signals and quarantine records named by `acks`, where not yet
-/// set (the append-only trigger allows exactly that change).
+/// Records when the signals and quarantine records named by `acks` were acknowledged: one
+/// multi-row insert into the append-only `acks` table (readers take the first time per id).
 async fn apply_acks(conn: &mut PgConnection, acks: &[AckMark]) -> Result<(), sqlx::Error> {
     if acks.is_empty() {
         return Ok(());
     }
-    // One row per id; if an id was marked twice, the earliest mark wins.
+    // One row per id; if an id was marked twice in this batch, the earliest mark wins.
     let mut earliest: HashMap<Uuid, OffsetDateTime> = HashMap::new();
     for mark in acks {
         for id in &mark.ids {
@@ -734,26 +734,11 @@ async fn apply_acks(conn: &mut PgConnection, acks: &[AckMark]) -> Result<(), sql
         }
     }
     let (ids, ats): (Vec<Uuid>, Vec<OffsetDateTime>) = earliest.into_iter().unzip();
-    sqlx::query!(
-        r#"
-        UPDATE signals AS s SET acked_at = a.at
-        FROM UNNEST($1::uuid[], $2::timestamptz[]) AS a (id, at)
-        WHERE s.id = a.id AND s.acked_at IS NULL
-        "#,
-        &ids as &[Uuid],
-        &ats as &[OffsetDateTime],
+    sqlx::query(
+        "INSERT INTO acks (id, acked_at) SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[])",
     )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        r#"
-        UPDATE quarantine AS q SET acked_at = a.at
-        FROM UNNEST($1::uuid[], $2::timestamptz[]) AS a (id, at)
-        WHERE q.id = a.id AND q.acked_at IS NULL
-        "#,
-        &ids as &[Uuid],
-        &ats as &[OffsetDateTime],
-    )
+    .bind(&ids)
+    .bind(&ats)
     .execute(&mut *conn)
     .await?;
     Ok(())

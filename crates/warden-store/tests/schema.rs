@@ -91,6 +91,42 @@ async fn the_append_only_trigger_rejects_delete_truncate_and_any_update_of_the_e
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn acknowledgement_times_are_append_only_and_the_first_one_counts(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let (sid, _) = one_of_each(&store).await;
+    for at in ["2026-01-01T00:00:02Z", "2026-01-01T00:00:01Z"] {
+        sqlx::query("INSERT INTO acks (id, acked_at) VALUES ($1, $2::timestamptz)")
+            .bind(sid)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .expect("insert");
+    }
+    let acked = store
+        .signal(sid)
+        .await
+        .expect("read")
+        .expect("row")
+        .acked_at;
+    assert_eq!(
+        acked.map(|t| t.unix_timestamp()),
+        Some(1_767_225_601),
+        "the earliest acknowledgement"
+    );
+    for sql in [
+        "UPDATE acks SET acked_at = now()",
+        "DELETE FROM acks",
+        "TRUNCATE acks",
+    ] {
+        let refused = sqlx::query(sql).execute(&pool).await;
+        assert!(
+            matches!(&refused, Err(sqlx::Error::Database(e)) if e.message().contains("append-only history")),
+            "{sql} was allowed: {refused:?}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn setting_acked_at_once_from_null_is_the_only_update_allowed(pool: PgPool) {
     let store = Store::from_pool(pool.clone());
     let (sid, _) = one_of_each(&store).await;

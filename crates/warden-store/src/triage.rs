@@ -177,47 +177,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for r in &b.incidents {
-            sqlx::query(
-                "INSERT INTO incidents (id, priority, kind, state, device_id, raised_at, offered_at, claimed_at, \
-                 answer_time_us, resolved_at, signal_count, doc, arrived_at, holder_id, area, summary, \
-                 outcome, group_count, sla_warned, sla_overflowed, sla_critical) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
-                 ON CONFLICT (id) DO UPDATE SET \
-                 priority = EXCLUDED.priority, kind = EXCLUDED.kind, state = EXCLUDED.state, \
-                 device_id = EXCLUDED.device_id, offered_at = EXCLUDED.offered_at, \
-                 claimed_at = EXCLUDED.claimed_at, answer_time_us = EXCLUDED.answer_time_us, \
-                 resolved_at = EXCLUDED.resolved_at, \
-                 signal_count = GREATEST(incidents.signal_count, EXCLUDED.signal_count), \
-                 doc = EXCLUDED.doc, arrived_at = EXCLUDED.arrived_at, holder_id = EXCLUDED.holder_id, \
-                 area = EXCLUDED.area, summary = EXCLUDED.summary, outcome = EXCLUDED.outcome, \
-                 group_count = EXCLUDED.group_count, sla_warned = EXCLUDED.sla_warned, \
-                 sla_overflowed = EXCLUDED.sla_overflowed, sla_critical = EXCLUDED.sla_critical, \
-                 updated_at = clock_timestamp()"
-            )
-            .bind(r.id)
-            .bind(&r.priority)
-            .bind(&r.kind)
-            .bind(&r.state)
-            .bind(r.device_id)
-            .bind(r.raised_at)
-            .bind(r.offered_at)
-            .bind(r.claimed_at)
-            .bind(r.answer_time_us)
-            .bind(r.resolved_at)
-            .bind(r.signal_count)
-            .bind(&r.doc)
-            .bind(r.view.arrived_at)
-            .bind(r.view.holder_id)
-            .bind(&r.view.area)
-            .bind(&r.view.summary)
-            .bind(&r.view.outcome)
-            .bind(r.view.group_count)
-            .bind(r.view.sla_warned)
-            .bind(r.view.sla_overflowed)
-            .bind(r.view.sla_critical)
-            .execute(&mut *tx)
-            .await?;
+        if !b.incidents.is_empty() {
+            upsert_incidents(&mut tx, &b.incidents).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -280,4 +241,77 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Writes the current-state rows of a batch's incidents in one statement (ids are unique
+/// within a batch).
+async fn upsert_incidents(
+    conn: &mut sqlx::PgConnection,
+    rows: &[IncidentRow],
+) -> Result<(), StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let priorities: Vec<&str> = rows.iter().map(|r| r.priority.as_str()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+    let devices: Vec<Option<i64>> = rows.iter().map(|r| r.device_id).collect();
+    let raised: Vec<OffsetDateTime> = rows.iter().map(|r| r.raised_at).collect();
+    let offered: Vec<Option<OffsetDateTime>> = rows.iter().map(|r| r.offered_at).collect();
+    let claimed: Vec<Option<OffsetDateTime>> = rows.iter().map(|r| r.claimed_at).collect();
+    let answer: Vec<Option<i64>> = rows.iter().map(|r| r.answer_time_us).collect();
+    let resolved: Vec<Option<OffsetDateTime>> = rows.iter().map(|r| r.resolved_at).collect();
+    let counts: Vec<i32> = rows.iter().map(|r| r.signal_count).collect();
+    let docs: Vec<&Value> = rows.iter().map(|r| &r.doc).collect();
+    let arrived: Vec<Option<OffsetDateTime>> = rows.iter().map(|r| r.view.arrived_at).collect();
+    let holders: Vec<Option<i64>> = rows.iter().map(|r| r.view.holder_id).collect();
+    let areas: Vec<Option<&str>> = rows.iter().map(|r| r.view.area.as_deref()).collect();
+    let summaries: Vec<Option<&str>> = rows.iter().map(|r| r.view.summary.as_deref()).collect();
+    let outcomes: Vec<Option<&str>> = rows.iter().map(|r| r.view.outcome.as_deref()).collect();
+    let groups: Vec<Option<i32>> = rows.iter().map(|r| r.view.group_count).collect();
+    let warned: Vec<bool> = rows.iter().map(|r| r.view.sla_warned).collect();
+    let overflowed: Vec<bool> = rows.iter().map(|r| r.view.sla_overflowed).collect();
+    let critical: Vec<bool> = rows.iter().map(|r| r.view.sla_critical).collect();
+    sqlx::query(
+        "INSERT INTO incidents (id, priority, kind, state, device_id, raised_at, offered_at, claimed_at, \
+         answer_time_us, resolved_at, signal_count, doc, arrived_at, holder_id, area, summary, \
+         outcome, group_count, sla_warned, sla_overflowed, sla_critical) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+             $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], \
+             $10::timestamptz[], $11::int[], $12::jsonb[], $13::timestamptz[], $14::bigint[], \
+             $15::text[], $16::text[], $17::text[], $18::int[], $19::bool[], $20::bool[], $21::bool[]) \
+         ON CONFLICT (id) DO UPDATE SET \
+         priority = EXCLUDED.priority, kind = EXCLUDED.kind, state = EXCLUDED.state, \
+         device_id = EXCLUDED.device_id, offered_at = EXCLUDED.offered_at, \
+         claimed_at = EXCLUDED.claimed_at, answer_time_us = EXCLUDED.answer_time_us, \
+         resolved_at = EXCLUDED.resolved_at, \
+         signal_count = GREATEST(incidents.signal_count, EXCLUDED.signal_count), \
+         doc = EXCLUDED.doc, arrived_at = EXCLUDED.arrived_at, holder_id = EXCLUDED.holder_id, \
+         area = EXCLUDED.area, summary = EXCLUDED.summary, outcome = EXCLUDED.outcome, \
+         group_count = EXCLUDED.group_count, sla_warned = EXCLUDED.sla_warned, \
+         sla_overflowed = EXCLUDED.sla_overflowed, sla_critical = EXCLUDED.sla_critical, \
+         updated_at = clock_timestamp()",
+    )
+    .bind(&ids)
+    .bind(&priorities)
+    .bind(&kinds)
+    .bind(&states)
+    .bind(&devices)
+    .bind(&raised)
+    .bind(&offered)
+    .bind(&claimed)
+    .bind(&answer)
+    .bind(&resolved)
+    .bind(&counts)
+    .bind(&docs)
+    .bind(&arrived)
+    .bind(&holders)
+    .bind(&areas)
+    .bind(&summaries)
+    .bind(&outcomes)
+    .bind(&groups)
+    .bind(&warned)
+    .bind(&overflowed)
+    .bind(&critical)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

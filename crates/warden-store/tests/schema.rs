@@ -109,7 +109,7 @@ async fn acknowledgement_times_are_append_only_and_the_first_one_counts(pool: Pg
         .expect("row")
         .acked_at;
     assert_eq!(
-        acked.map(|t| t.unix_timestamp()),
+        acked.map(time::OffsetDateTime::unix_timestamp),
         Some(1_767_225_601),
         "the earliest acknowledgement"
     );

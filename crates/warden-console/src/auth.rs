@@ -30,36 +30,7 @@ pub const COOKIE: &str = "warden_session";
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// A console role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Operator,
-    Supervisor,
-    Admin,
-    OnCall,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "operator" => Some(Role::Operator),
-            "supervisor" => Some(Role::Supervisor),
-            "admin" => Some(Role::Admin),
-            "on_call" => Some(Role::OnCall),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-            Role::OnCall => "on_call",
-        }
-    }
-}
+pub use warden_types::Role;
 
 /// Roles allowed to do a thing.
 pub const HANDLERS: &[Role] = &[Role::Operator, Role::Supervisor];
@@ -170,9 +141,7 @@ impl FromRequestParts<Console> for Auth {
                 ));
             }
         }
-        let Some(role) = Role::parse(&s.user.role) else {
-            return Err(ApiError::forbidden("your account has no valid role"));
-        };
+        let role = s.user.role;
         let (ip, request_id) = request_meta(parts);
         Ok(Auth {
             user: s.user,
@@ -274,7 +243,7 @@ pub struct UserOut {
     pub id: i64,
     pub username: String,
     pub display_name: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
 }
 
@@ -284,7 +253,7 @@ impl From<&UserRow> for UserOut {
             id: u.id,
             username: u.username.clone(),
             display_name: u.display_name.clone(),
-            role: u.role.clone(),
+            role: u.role,
             disabled: u.disabled,
         }
     }

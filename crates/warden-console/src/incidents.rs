@@ -106,10 +106,7 @@ fn actor(auth: &Auth) -> Result<Actor, ApiError> {
     auth.require(HANDLERS)?;
     Ok(Actor {
         id: auth.user.id,
-        role: match auth.role {
-            Role::Supervisor => warden_core::Role::Supervisor,
-            _ => warden_core::Role::Operator,
-        },
+        role: auth.role,
     })
 }
 

@@ -43,6 +43,7 @@ use warden_telemetry as m;
 pub use auth::{Role, check_password, hash_password};
 pub use csvio::{RowError, parse_clients, parse_devices};
 pub use ooh::{CategoryContact, Contact, OnCallRouter};
+pub use records::add_or_reset_user;
 pub use view::IncidentView;
 
 /// The OpenAPI document served at `/api/openapi.json`.

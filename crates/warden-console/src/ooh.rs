@@ -8,6 +8,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use warden_store::{NewOohJob, OohCategory, OohJob};
 use warden_telemetry as m;
+use warden_types::JobStatus;
 
 use crate::Console;
 use crate::auth::{ADMINS, Auth, OOH_DESK, OOH_READERS};
@@ -209,17 +210,17 @@ pub async fn set_status(
     ApiJson(b): ApiJson<StatusBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     auth.require(OOH_READERS)?;
-    if !["acknowledged", "in_progress", "closed"].contains(&b.status.as_str()) {
+    let Some(status) = JobStatus::parse(&b.status).filter(|s| s.is_settable()) else {
         return Err(ApiError::bad_request(
             "invalid_value",
             "status must be acknowledged, in_progress or closed",
         ));
-    }
+    };
     crate::text::check("note", &b.note, 5000)?;
     let audit = auth.audit("ooh.job.status", "ooh_job", None);
     if !c
         .store()
-        .ooh_set_status(&reference, &b.status, b.note.trim(), auth.user.id, audit)
+        .ooh_set_status(&reference, status, b.note.trim(), auth.user.id, audit)
         .await?
     {
         return Err(ApiError::not_found(format!("job {reference}")));

@@ -253,10 +253,13 @@ pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
             "account must be 1-64 characters",
         ));
     }
-    if !["contact_id", "sia", "mqtt", "dc09"].contains(&d.protocol.as_str()) {
+    if warden_types::DeviceProtocol::parse(&d.protocol).is_none() {
         return Err(ApiError::bad_request(
             "invalid_value",
-            "protocol must be one of contact_id, sia, mqtt, dc09",
+            format!(
+                "protocol must be one of {}",
+                warden_types::DeviceProtocol::names()
+            ),
         ));
     }
     if d.test_interval_seconds.is_some_and(|s| s <= 0) {
@@ -338,6 +341,36 @@ pub struct UserBody {
     disabled: bool,
 }
 
+/// `wardend user add`: adds a console account, or resets the password, role and name of the
+/// one with that username, with the API's checks (username, role, display name, password
+/// policy) and hashing; recorded in the audit trail as `user.cli`.
+pub async fn add_or_reset_user(
+    store: &warden_store::Store,
+    username: &str,
+    role: &str,
+    display_name: Option<&str>,
+    password: String,
+) -> Result<warden_store::UserRow, ApiError> {
+    check_password(&password)?;
+    let w = user_write(UserBody {
+        username: username.to_owned(),
+        display_name: display_name.unwrap_or(username).to_owned(),
+        role: role.to_owned(),
+        password: Some(password),
+        disabled: false,
+    })
+    .await?;
+    let audit = warden_store::AuditWrite {
+        action: "user.cli".into(),
+        object_type: "user".into(),
+        ..warden_store::AuditWrite::default()
+    };
+    Ok(match store.user_by_username(&w.username).await? {
+        Some(u) => store.update_user(u.id, &w, audit).await?,
+        None => store.insert_user(&w, audit).await?,
+    })
+}
+
 async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
     let username = b.username.trim().to_lowercase();
     if username.is_empty()
@@ -351,12 +384,12 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
             "username must be 1-64 characters of a-z, 0-9, '.', '_' or '-'",
         ));
     }
-    if Role::parse(&b.role).is_none() {
+    let Some(role) = Role::parse(&b.role) else {
         return Err(ApiError::bad_request(
             "invalid_value",
-            "role must be one of operator, supervisor, admin, on_call",
+            format!("role must be one of {}", Role::names()),
         ));
-    }
+    };
     crate::text::check("display_name", &b.display_name, 200)?;
     if b.display_name.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -379,7 +412,7 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
     Ok(UserWrite {
         username,
         display_name: b.display_name.trim().to_owned(),
-        role: b.role,
+        role,
         password_hash,
         disabled: b.disabled,
     })
@@ -417,7 +450,7 @@ pub async fn update_user(
 ) -> Result<Json<UserOut>, ApiError> {
     auth.require(ADMINS)?;
     let w = user_write(b).await?;
-    if id == auth.user.id && (w.disabled || w.role != "admin") {
+    if id == auth.user.id && (w.disabled || w.role != Role::Admin) {
         return Err(ApiError::bad_request(
             "self_lockout",
             "you cannot disable your own account or remove your own admin role",

@@ -16,11 +16,15 @@ use warden_types::Qualifier;
 
 const T0: i64 = common::T0;
 const DEVICES: [i64; 4] = [1, 2, 3, 4];
-const ACTORS: [Actor; 4] = [
+const ACTORS: [Actor; 5] = [
     Actor::operator(1),
     Actor::operator(2),
     Actor::supervisor(9),
     Actor::admin(7),
+    Actor {
+        id: 11,
+        role: Role::OnCall,
+    },
 ];
 /// The test interval of every unit: 10 min, so fail-to-report is due 13 min after last heard.
 const INTERVAL_S: i64 = 600;
@@ -479,15 +483,17 @@ impl Model {
         };
         let holder = inc.holder;
         let ok = match cmd {
-            Cmd::Claim => actor.role != Role::Admin && holder.is_none(),
+            Cmd::Claim => {
+                matches!(actor.role, Role::Operator | Role::Supervisor) && holder.is_none()
+            }
             Cmd::Release => {
-                actor.role != Role::Admin
+                matches!(actor.role, Role::Operator | Role::Supervisor)
                     && holder.is_some_and(|h| h.id == actor.id || actor.role == Role::Supervisor)
             }
             Cmd::Resolve => match actor.role {
                 Role::Supervisor => true,
                 Role::Operator => holder.is_some_and(|h| h.id == actor.id),
-                Role::Admin => false,
+                Role::Admin | Role::OnCall => false,
             },
             Cmd::TakeOver => {
                 actor.role == Role::Supervisor && holder.is_none_or(|h| h.id != actor.id)

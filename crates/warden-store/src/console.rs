@@ -22,8 +22,7 @@ pub struct UserRow {
     pub id: i64,
     pub username: String,
     pub display_name: String,
-    /// `operator`, `supervisor`, `admin` or `on_call` (a CHECK constraint holds this).
-    pub role: String,
+    pub role: warden_types::Role,
     /// argon2id PHC string.
     pub password_hash: String,
     pub disabled: bool,
@@ -36,7 +35,7 @@ pub struct UserRow {
 pub struct UserWrite {
     pub username: String,
     pub display_name: String,
-    pub role: String,
+    pub role: warden_types::Role,
     pub password_hash: Option<String>,
     pub disabled: bool,
 }
@@ -309,7 +308,12 @@ fn user_of(r: &sqlx::postgres::PgRow) -> Result<UserRow, sqlx::Error> {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         display_name: r.try_get("display_name")?,
-        role: r.try_get("role")?,
+        role: {
+            let role: String = r.try_get("role")?;
+            warden_types::Role::parse(&role).ok_or_else(|| {
+                sqlx::Error::Decode(format!("users.role {role:?} is not a role").into())
+            })?
+        },
         password_hash: r.try_get("password_hash")?,
         disabled: r.try_get("disabled")?,
         failed_logins: r.try_get("failed_logins")?,
@@ -426,7 +430,7 @@ impl Store {
         )))
         .bind(&u.username)
         .bind(&u.display_name)
-        .bind(&u.role)
+        .bind(u.role.as_str())
         .bind(hash)
         .bind(u.disabled)
         .fetch_one(&mut *tx)
@@ -470,7 +474,7 @@ impl Store {
         .bind(id)
         .bind(&u.username)
         .bind(&u.display_name)
-        .bind(&u.role)
+        .bind(u.role.as_str())
         .bind(&u.password_hash)
         .bind(u.disabled)
         .fetch_one(&mut *tx)

@@ -47,48 +47,7 @@ impl fmt::Display for LinkKind {
     }
 }
 
-/// The protocol a registered device speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceProtocol {
-    /// Contact ID (SIA DC-05), usually through a serial receiver.
-    ContactId,
-    /// SIA data blocks.
-    Sia,
-    /// Warden's MQTT JSON schema.
-    Mqtt,
-    /// SIA DC-09 over IP.
-    Dc09,
-}
-
-impl DeviceProtocol {
-    /// The name stored in the `protocol` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceProtocol::ContactId => "contact_id",
-            DeviceProtocol::Sia => "sia",
-            DeviceProtocol::Mqtt => "mqtt",
-            DeviceProtocol::Dc09 => "dc09",
-        }
-    }
-
-    /// The inverse of [`DeviceProtocol::as_str`].
-    pub fn parse(s: &str) -> Option<DeviceProtocol> {
-        match s {
-            "contact_id" => Some(DeviceProtocol::ContactId),
-            "sia" => Some(DeviceProtocol::Sia),
-            "mqtt" => Some(DeviceProtocol::Mqtt),
-            "dc09" => Some(DeviceProtocol::Dc09),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for DeviceProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use warden_types::DeviceProtocol;
 
 /// A decoded signal to be stored, raw bytes included.
 #[derive(Debug, Clone, PartialEq)]

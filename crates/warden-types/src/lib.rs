@@ -120,9 +120,141 @@ impl fmt::Display for Priority {
     }
 }
 
+/// An enum whose every value has one name, used for SQL columns, JSON and the API alike:
+/// `as_str` and `parse` are generated from the same list as the serde names, so the three
+/// cannot drift apart.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// Its one name (SQL, JSON, API).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value named `s`, if any.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// Every name, for error messages ("one of a, b, c").
+            pub fn names() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// What a console user may do in the control room.
+    Role {
+        /// Answers alarms: claims, releases and resolves their own incidents, writes notes,
+        /// takes out-of-hours calls.
+        Operator = "operator",
+        /// An operator who may also take over, release or resolve anyone's incident.
+        Supervisor = "supervisor",
+        /// Runs the system: clients, devices, users, categories. Never handles alarms.
+        Admin = "admin",
+        /// Out-of-hours officer: reads and updates the jobs routed to them.
+        OnCall = "on_call",
+    }
+}
+
+impl Role {
+    /// Whether the role answers alarms (claims, releases, resolves incidents).
+    pub fn handles_alarms(self) -> bool {
+        match self {
+            Role::Operator | Role::Supervisor => true,
+            Role::Admin | Role::OnCall => false,
+        }
+    }
+}
+
+vocabulary! {
+    /// The protocol a registered device speaks.
+    DeviceProtocol {
+        /// Contact ID (SIA DC-05), usually through a serial receiver.
+        ContactId = "contact_id",
+        /// SIA data blocks.
+        Sia = "sia",
+        /// Warden's MQTT JSON schema.
+        Mqtt = "mqtt",
+        /// SIA DC-09 over IP.
+        Dc09 = "dc09",
+    }
+}
+
+vocabulary! {
+    /// Where an out-of-hours job is.
+    JobStatus {
+        /// Handed to the category's on-call contact when it was logged.
+        Routed = "routed",
+        /// Logged with nobody to hand it to.
+        Unrouted = "unrouted",
+        /// The on-call officer has it.
+        Acknowledged = "acknowledged",
+        /// Being dealt with.
+        InProgress = "in_progress",
+        /// Done.
+        Closed = "closed",
+    }
+}
+
+impl JobStatus {
+    /// The statuses a person may set; `routed`/`unrouted` are only ever set when logging.
+    pub fn is_settable(self) -> bool {
+        match self {
+            JobStatus::Acknowledged | JobStatus::InProgress | JobStatus::Closed => true,
+            JobStatus::Routed | JobStatus::Unrouted => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vocabulary_names_are_the_serde_names_and_parse_back() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug + Serialize>(
+            all: &[T],
+            name: fn(T) -> &'static str,
+            parse: fn(&str) -> Option<T>,
+        ) {
+            for &v in all {
+                assert_eq!(serde_json::to_value(v).ok(), Some(name(v).into()), "{v:?}");
+                assert_eq!(parse(name(v)), Some(v));
+            }
+        }
+        check(Role::ALL, Role::as_str, Role::parse);
+        check(
+            DeviceProtocol::ALL,
+            DeviceProtocol::as_str,
+            DeviceProtocol::parse,
+        );
+        check(JobStatus::ALL, JobStatus::as_str, JobStatus::parse);
+        assert_eq!(Role::parse("root"), None);
+        assert_eq!(Role::names(), "operator, supervisor, admin, on_call");
+    }
 
     #[test]
     fn life_critical_sorts_before_everything_else() {

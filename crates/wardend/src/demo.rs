@@ -19,6 +19,7 @@ use warden_sim::fleet::{Fleet, FleetConfig};
 use warden_sim::surgard::{ReceiverConfig, SerialSettings, SurGardReceiver, open_serial};
 use warden_store::{DeviceProtocol, NewDevice};
 use warden_types::Qualifier;
+use warden_types::Role;
 
 use crate::config::Config;
 use crate::run::{self, Database};
@@ -162,15 +163,15 @@ async fn demo(
     )?;
     let password = demo_password()?;
     for (name, role, display) in [
-        ("operator", "operator", "Demo Operator"),
-        ("supervisor", "supervisor", "Demo Supervisor"),
-        ("admin", "admin", "Demo Admin"),
+        ("operator", Role::Operator, "Demo Operator"),
+        ("supervisor", Role::Supervisor, "Demo Supervisor"),
+        ("admin", Role::Admin, "Demo Admin"),
     ] {
         let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
         let write = warden_store::UserWrite {
             username: name.into(),
             display_name: display.into(),
-            role: role.into(),
+            role,
             password_hash: Some(hash),
             disabled: false,
         };

@@ -252,31 +252,18 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
-            warden_console::check_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
-            if warden_console::Role::parse(&role).is_none() {
-                anyhow::bail!("unknown role {role:?} (operator, supervisor, admin, on_call)");
-            }
-            let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
             let db = run::Database::open(&cfg)?;
             let result = async {
                 let store = run::connect(&cfg, &db.url).await?;
-                let write = warden_store::UserWrite {
-                    username: username.trim().to_lowercase(),
-                    display_name: display_name.unwrap_or_else(|| username.clone()),
-                    role,
-                    password_hash: Some(hash),
-                    disabled: false,
-                };
-                let audit = warden_store::AuditWrite {
-                    action: "user.cli".into(),
-                    object_type: "user".into(),
-                    ..warden_store::AuditWrite::default()
-                };
-                let user = match store.user_by_username(&write.username).await? {
-                    Some(u) => store.update_user(u.id, &write, audit).await,
-                    None => store.insert_user(&write, audit).await,
-                }
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let user = warden_console::add_or_reset_user(
+                    &store,
+                    &username,
+                    &role,
+                    display_name.as_deref(),
+                    password,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
                 println!("user {} {} ({})", user.id, user.username, user.role);
                 anyhow::Ok(())
             }

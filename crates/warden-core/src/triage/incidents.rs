@@ -242,7 +242,7 @@ impl Triage {
         out: &mut Vec<Effect>,
     ) {
         let r = self.find(id).and_then(|inc| {
-            if actor.role == Role::Admin {
+            if !actor.role.handles_alarms() {
                 return Err(RejectReason::RoleNotAllowed { role: actor.role });
             }
             match inc.holder {
@@ -287,7 +287,7 @@ impl Triage {
         out: &mut Vec<Effect>,
     ) {
         let r = self.find(id).and_then(|inc| {
-            if actor.role == Role::Admin {
+            if !actor.role.handles_alarms() {
                 return Err(RejectReason::RoleNotAllowed { role: actor.role });
             }
             match inc.holder {
@@ -365,7 +365,7 @@ impl Triage {
         out: &mut Vec<Effect>,
     ) {
         let r = self.find(id).and_then(|inc| match actor.role {
-            Role::Admin => Err(RejectReason::RoleNotAllowed { role: actor.role }),
+            Role::Admin | Role::OnCall => Err(RejectReason::RoleNotAllowed { role: actor.role }),
             Role::Supervisor => Ok(()),
             Role::Operator => match inc.holder {
                 Some(h) if h.id == actor.id => Ok(()),

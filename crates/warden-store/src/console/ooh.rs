@@ -81,10 +81,11 @@ impl Store {
         .await?;
         let reference = format!("OOH-{year:04}-{n:06}");
         let status = if routed.is_some() {
-            "routed"
+            warden_types::JobStatus::Routed
         } else {
-            "unrouted"
-        };
+            warden_types::JobStatus::Unrouted
+        }
+        .as_str();
         sqlx::query(
             "INSERT INTO ooh_jobs (reference, category, caller_name, caller_phone, address, \
                  description, urgency, status, routed_name, routed_phone, created_by) \
@@ -204,7 +205,7 @@ impl Store {
     pub async fn ooh_set_status(
         &self,
         reference: &str,
-        status: &str,
+        status: warden_types::JobStatus,
         note: &str,
         user_id: i64,
         audit: AuditWrite,
@@ -220,14 +221,14 @@ impl Store {
         };
         sqlx::query("UPDATE ooh_jobs SET status = $2 WHERE reference = $1")
             .bind(reference)
-            .bind(status)
+            .bind(status.as_str())
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO ooh_updates (reference, status, note, by_user) VALUES ($1, $2, $3, $4)",
         )
         .bind(reference)
-        .bind(status)
+        .bind(status.as_str())
         .bind(note)
         .bind(user_id)
         .execute(&mut *tx)

@@ -80,7 +80,6 @@ fn psql(url: &str, sql: &str) -> String {
 #[derive(Debug)]
 pub struct PrivatePg {
     pub url: String,
-    bin: PathBuf,
     data: PathBuf,
     port: u16,
     _dir: tempfile::TempDir,
@@ -93,17 +92,50 @@ fn running_as_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// The `bin` directory of the newest PostgreSQL server installed
+/// (`/usr/lib/postgresql/<major>/bin`; `tests/deps.sh` installs one).
+pub fn pg_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("postgresql server binaries installed: run tests/deps.sh")
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    versions.sort();
+    versions.pop().expect("a postgres version").1
+}
+
+/// Runs the server tool `tool` (`initdb`, `pg_ctl`) of [`pg_bin`] with `args`, as `postgres`
+/// when the test runs as root (PostgreSQL refuses to run as root). True when it succeeded.
+pub fn pg_tool(tool: &str, args: &[&str]) -> bool {
+    let exe = pg_bin().join(tool);
+    let mut c = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    c.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A single integer result of `sql` on `url`, or `None` when `psql` fails (the server is
+/// away, restarting) or answers something else.
+pub fn try_count(url: &str, sql: &str) -> Option<i64> {
+    let out = Command::new("psql")
+        .args([url, "-qtAc", sql])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 impl PrivatePg {
     /// `initdb` and start on a free port (a few seconds).
     pub fn start() -> Self {
         use std::os::unix::fs::PermissionsExt as _;
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("postgresql server binaries installed: run tests/deps.sh")
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-            .collect();
-        versions.sort();
-        let bin = versions.pop().expect("a postgres version").1;
         let dir = tempfile::tempdir().expect("temp dir");
         // The cluster runs as `postgres` when we are root: let it into the temp dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -121,34 +153,17 @@ impl PrivatePg {
         let port = free_port();
         let pg = Self {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            bin,
             data,
             port,
             _dir: dir,
         };
         let data = pg.data.to_string_lossy().into_owned();
         assert!(
-            pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"]),
+            pg_tool("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"]),
             "initdb failed"
         );
         pg.start_server();
         pg
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) -> bool {
-        let exe = self.bin.join(tool);
-        let mut c = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        c.args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
     }
 
     /// Starts the (stopped) server and waits until it accepts connections.
@@ -160,7 +175,7 @@ impl PrivatePg {
             self.port
         );
         assert!(
-            self.run(
+            pg_tool(
                 "pg_ctl",
                 &[
                     "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "30", "start"
@@ -174,7 +189,7 @@ impl PrivatePg {
     pub fn stop_server(&self) {
         let data = self.data.to_string_lossy().into_owned();
         assert!(
-            self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]),
+            pg_tool("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]),
             "pg_ctl stop failed"
         );
     }
@@ -188,6 +203,6 @@ impl PrivatePg {
 impl Drop for PrivatePg {
     fn drop(&mut self) {
         let data = self.data.to_string_lossy().into_owned();
-        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        let _ = pg_tool("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
     }
 }

@@ -22,7 +22,7 @@ pub mod pty;
 pub mod sim;
 pub mod wardend;
 
-pub use db::{PrivatePg, TestDb, server_url};
+pub use db::{PrivatePg, TestDb, pg_bin, pg_tool, server_url, try_count};
 pub use mosquitto::{Mosquitto, PubReport, mosquitto_pub};
 pub use net::{free_port, http_get, wait_until};
 pub use pty::{PtyPair, RawLine, ReplugPort};

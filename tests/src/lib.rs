@@ -27,4 +27,6 @@ pub use mosquitto::{Mosquitto, PubReport, mosquitto_pub};
 pub use net::{free_port, http_get, wait_until};
 pub use pty::{PtyPair, RawLine, ReplugPort};
 pub use sim::{Running, start_fleet, start_receiver, start_receiver_replug};
-pub use wardend::{Wardend, command_for, daemon_command, wardend_binary, workspace_root};
+pub use wardend::{
+    Wardend, command_for, daemon_command, target_dir, wardend_binary, workspace_root,
+};

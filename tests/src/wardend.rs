@@ -16,20 +16,24 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), PathBuf::from)
+}
+
 /// The `wardend` binary to test: `$WARDEN_BIN`, else `target/<profile>/wardend` (release
 /// when built, else debug). `cargo test --workspace` builds the debug one.
 pub fn wardend_binary() -> PathBuf {
     if let Ok(p) = std::env::var("WARDEN_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| workspace_root().join("target"), PathBuf::from);
     let profile = if std::env::var("WARDEN_PROFILE").as_deref() == Ok("release") {
         "release"
     } else {
         "debug"
     };
-    let bin = target.join(profile).join("wardend");
+    let bin = target_dir().join(profile).join("wardend");
     assert!(
         bin.is_file(),
         "{} not built: run `cargo build --bin wardend` (or set WARDEN_BIN)",
@@ -165,8 +169,50 @@ impl Wardend {
             .expect("run wardend")
     }
 
+    /// The daemon's log (its standard error) so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's log with its terminal colour codes (`ESC [ ... m`) removed, for matching
+    /// text in it.
+    pub fn log_plain(&self) -> String {
+        let text = self.log_text();
+        let mut out = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Registers a unit with `wardend device add --account <account> --protocol <protocol>`
+    /// and `extra` (e.g. `["--test-interval", "24h"]`), failing the test with the command's
+    /// error output when it is refused.
+    pub fn add_device(&self, account: &str, protocol: &str, extra: &[&str]) {
+        let mut args = vec![
+            "device",
+            "add",
+            "--account",
+            account,
+            "--protocol",
+            protocol,
+        ];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "wardend device add {account}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The value of one `/metrics` sample (sum over label sets matching `selector`, which

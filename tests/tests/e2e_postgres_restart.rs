@@ -48,26 +48,9 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
     })
     .expect("fleet");
     for id in fleet.handle().device_ids() {
-        assert!(
-            warden
-                .cli(&["device", "add", "--account", &id, "--protocol", "mqtt"])
-                .status
-                .success()
-        );
+        warden.add_device(&id, "mqtt", &[]);
     }
-    assert!(
-        warden
-            .cli(&[
-                "device",
-                "add",
-                "--account",
-                "3001",
-                "--protocol",
-                "contact_id"
-            ])
-            .status
-            .success()
-    );
+    warden.add_device("3001", "contact_id", &[]);
     warden.wait_mqtt_up(broker.port);
     let (fh, fleet) = start_fleet(fleet).await;
     let (rx, receiver) = start_receiver(&pty);

@@ -155,7 +155,7 @@ fn daemon_binary(bench: bool) -> Option<PathBuf> {
     if !bench {
         return Some(warden_tests::wardend_binary());
     }
-    let release = target_dir().join("release").join("wardend");
+    let release = warden_tests::target_dir().join("release").join("wardend");
     if !release.is_file() {
         eprintln!(
             "ingest_load: the load benchmark drives the release daemon, and {} is not built.\n\
@@ -166,13 +166,6 @@ fn daemon_binary(bench: bool) -> Option<PathBuf> {
     }
     warn_if_stale(&release);
     Some(release)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map_or_else(
-        |_| warden_tests::workspace_root().join("target"),
-        PathBuf::from,
-    )
 }
 
 /// Warns when a source file of the daemon is newer than the release binary: the figures

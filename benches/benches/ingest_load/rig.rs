@@ -68,21 +68,7 @@ heartbeat_window = "10m"
         // The daemon has migrated the schema by now. Its device cache asks the database on a
         // miss, so units registered now are accepted.
         for account in SERIAL_ACCOUNTS {
-            let out = warden.cli(&[
-                "device",
-                "add",
-                "--account",
-                account,
-                "--protocol",
-                "contact_id",
-                "--test-interval",
-                "24h",
-            ]);
-            assert!(
-                out.status.success(),
-                "wardend device add {account}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            warden.add_device(account, "contact_id", &["--test-interval", "24h"]);
         }
         assert!(plan.devices <= 99_999, "unit ids have five digits");
         db.query(&format!(
@@ -114,28 +100,10 @@ heartbeat_window = "10m"
 
     /// The daemon's log, for failure messages (the tail only).
     pub fn log_tail(&self) -> String {
-        let log = strip_ansi(&self.warden.log_text());
+        let log = self.warden.log_plain();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
-}
-
-/// The daemon's text log with its terminal colour codes (`ESC [ ... m`) removed.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Runs `fut` to completion on the runtime, failing the run when it takes longer than

@@ -1,6 +1,7 @@
 //! Warden's test kit: the real external parts a test or benchmark starts for itself, and the
-//! real `wardend` process. Every crate's integration tests and the benchmarks use it (as a
-//! dev-dependency); nothing here is a stand-in for a shipped part.
+//! real `wardend` process. The end-to-end tests here, the integration tests of `warden-sim`,
+//! `warden-store` and `warden-ingest` and the benchmarks use it (as a dev-dependency);
+//! nothing here is a stand-in for a shipped part.
 //!
 //! * [`net`]: free loopback ports, polling with a deadline, a minimal HTTP GET.
 //! * [`db`]: a throwaway database per test on the `$DATABASE_URL` server ([`TestDb`]), a

@@ -4,14 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Computer, Got, Mosquitto, tempdir};
-use tokio::process::{Child, Command};
+use common::{Computer, Got};
+use tokio::process::Command;
 use warden_protocol::ACK;
 use warden_sim::surgard::{SerialSettings, open_serial};
+use warden_tests::PtyPair;
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden-sim");
 
@@ -30,51 +31,6 @@ async fn output(cmd: &mut Command) -> (i32, serde_json::Value, String) {
     (out.status.code().unwrap_or(-1), json, stderr)
 }
 
-/// A socat pty pair, `a` for the simulator and `b` for the computer; `None` without socat.
-struct PtyPair {
-    child: Child,
-    a: PathBuf,
-    b: PathBuf,
-    _dir: tempdir::Dir,
-}
-
-impl PtyPair {
-    async fn start() -> Option<Self> {
-        if !Path::new("/usr/bin/socat").exists() {
-            eprintln!("skipping: socat is not installed (apt-get install socat)");
-            return None;
-        }
-        let dir = tempdir::Dir::new("warden-sim-pty");
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let child = Command::new("/usr/bin/socat")
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start socat");
-        for _ in 0..100 {
-            if a.exists() && b.exists() {
-                return Some(Self {
-                    child,
-                    a,
-                    b,
-                    _dir: dir,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("socat did not create the pty links");
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
 #[tokio::test]
 async fn check_accepts_the_shipped_scenarios_and_rejects_a_broken_one_with_status_64() {
     let files: Vec<PathBuf> = ["steady.toml", "storm.toml", "bad-input.toml"]
@@ -84,7 +40,7 @@ async fn check_accepts_the_shipped_scenarios_and_rejects_a_broken_one_with_statu
     let (code, _, stderr) = output(Command::new(BIN).arg("check").args(&files)).await;
     assert_eq!(code, 0, "{stderr}");
 
-    let dir = tempdir::Dir::new("warden-sim-check");
+    let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "name = \"x\"\nduration = \"1s\"\nbogus = 1\n").unwrap();
     let (code, _, stderr) = output(Command::new(BIN).arg("check").arg(&broken)).await;
@@ -106,19 +62,17 @@ async fn run_without_the_targets_a_scenario_needs_exits_64() {
 
 #[tokio::test]
 async fn surgard_sends_count_events_over_a_pty_and_exits_0_once_all_are_acknowledged() {
-    let Some(pty) = PtyPair::start().await else {
-        return;
-    };
+    let pty = PtyPair::start();
     let sim = Command::new(BIN)
         .args(["surgard", "--port"])
-        .arg(&pty.a)
+        .arg(&pty.receiver)
         .args(["--count", "3", "--events-per-s", "50", "--account", "4321"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let port = open_serial(pty.b.to_str().unwrap(), &SerialSettings::default()).unwrap();
+    let port = open_serial(pty.warden.to_str().unwrap(), &SerialSettings::default()).unwrap();
     let mut computer = Computer::new(port);
     for _ in 0..3 {
         let got = tokio::time::timeout(Duration::from_secs(10), computer.next())
@@ -142,15 +96,13 @@ async fn surgard_sends_count_events_over_a_pty_and_exits_0_once_all_are_acknowle
 
 #[tokio::test]
 async fn surgard_exits_1_when_the_computer_never_answers() {
-    let Some(pty) = PtyPair::start().await else {
-        return;
-    };
+    let pty = PtyPair::start();
     // Hold the computer's end open but never answer.
-    let _port = open_serial(pty.b.to_str().unwrap(), &SerialSettings::default()).unwrap();
+    let _port = open_serial(pty.warden.to_str().unwrap(), &SerialSettings::default()).unwrap();
     let (code, json, stderr) = output(
         Command::new(BIN)
             .args(["surgard", "--port"])
-            .arg(&pty.a)
+            .arg(&pty.receiver)
             .args([
                 "--count",
                 "1",
@@ -170,9 +122,7 @@ async fn surgard_exits_1_when_the_computer_never_answers() {
 
 #[tokio::test]
 async fn fleet_runs_for_its_duration_and_reports_every_puback() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let (code, json, stderr) = output(
         Command::new(BIN)
             .args(["fleet", "--port", &broker.port.to_string()])
@@ -202,9 +152,7 @@ async fn fleet_runs_for_its_duration_and_reports_every_puback() {
 
 #[tokio::test]
 async fn fleet_stops_cleanly_on_ctrl_c_and_still_prints_its_report() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let child = Command::new(BIN)
         .args(["fleet", "--port", &broker.port.to_string()])
         .args(["--devices", "2", "--heartbeat", "100ms"])

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Mosquitto, Proxy, Subscriber};
+use common::{Proxy, Subscriber};
 use tokio_util::sync::CancellationToken;
 use warden_protocol::mqtt::{self, AlarmKind, Body, Presence};
 use warden_sim::fleet::{Disconnect, Fleet, FleetConfig, FleetReport};
@@ -56,9 +56,7 @@ fn parse_all(messages: &[(String, Vec<u8>)]) -> Vec<mqtt::Uplink> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_unit_publishes_valid_payloads_and_the_report_counts_every_puback() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, FILTER).await;
     let report = run_for(
         FleetConfig {
@@ -108,9 +106,7 @@ async fn every_unit_publishes_valid_payloads_and_the_report_counts_every_puback(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_through_shared_connections_is_published_and_acknowledged_in_full() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, FILTER).await;
     let report = run_for(
         FleetConfig {
@@ -151,9 +147,7 @@ async fn a_storm_through_shared_connections_is_published_and_acknowledged_in_ful
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_cut_off_abruptly_leave_their_last_will_on_their_topic() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, FILTER).await;
     let report = run_for(
         FleetConfig {
@@ -183,9 +177,7 @@ async fn units_cut_off_abruptly_leave_their_last_will_on_their_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_survive_a_broker_restart_and_are_all_acknowledged_afterwards() {
-    let Some(mut broker) = Mosquitto::start().await else {
-        return;
-    };
+    let mut broker = common::broker();
     let fleet = Fleet::new(FleetConfig {
         devices: 4,
         connections: 2,
@@ -199,7 +191,7 @@ async fn messages_survive_a_broker_restart_and_are_all_acknowledged_afterwards()
     let task = tokio::spawn(fleet.run(stop.clone().cancelled_owned()));
     handle.wait_connected().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    broker.restart_after(Duration::from_millis(800)).await;
+    broker.crash_and_restart(Duration::from_millis(800)).await;
     // Units keep creating heartbeats while the broker is away; they must all get through.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
@@ -215,9 +207,7 @@ async fn messages_survive_a_broker_restart_and_are_all_acknowledged_afterwards()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_are_published_as_given_and_marked_invalid() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, "warden/#").await;
     let report = run_for(
         FleetConfig {
@@ -274,9 +264,7 @@ async fn messages_in_flight_when_the_connection_breaks_are_published_again_after
         .with_test_writer()
         .with_env_filter("warden_sim=info")
         .try_init();
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, FILTER).await;
     let proxy = Proxy::start(broker.port).await;
     let fleet = Fleet::new(FleetConfig {

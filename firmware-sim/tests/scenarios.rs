@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Computer, Got, Mosquitto, Subscriber};
+use common::{Computer, Got, Subscriber};
 use warden_protocol::mqtt::AlarmKind;
 use warden_protocol::{ACK, NAK};
 use warden_sim::scenario::{self, Scenario, ScenarioError, Targets};
@@ -169,9 +169,7 @@ async fn a_scenario_without_its_targets_is_refused_before_any_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bad_input_scenario_runs_end_to_end_and_every_good_signal_is_acknowledged() {
-    let Some(broker) = Mosquitto::start().await else {
-        return;
-    };
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, "warden/#").await;
     let (sim, computer) = tokio::io::duplex(8192);
     // The computer ACKs frames and NAKs bad chunks, as Warden does.

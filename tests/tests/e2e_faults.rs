@@ -85,23 +85,12 @@ fn config(db_url: &str, mqtt_port: Option<u16>, pty: Option<&PtyPair>, client: &
 
 /// Registers one unit with `wardend device add`; pendant units carry the label `pendant`.
 fn add_device(w: &Wardend, account: &str, protocol: &str, pendant: bool) {
-    let mut args = vec![
-        "device",
-        "add",
-        "--account",
-        account,
-        "--protocol",
-        protocol,
-    ];
-    if pendant {
-        args.extend(["--label", "pendant"]);
-    }
-    let out = w.cli(&args);
-    assert!(
-        out.status.success(),
-        "device add {account}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let extra: &[&str] = if pendant {
+        &["--label", "pendant"]
+    } else {
+        &[]
+    };
+    w.add_device(account, protocol, extra);
 }
 
 fn serial_pendant_account(i: usize) -> String {
@@ -287,18 +276,6 @@ impl Tally {
         self.invented.extend(other.invented);
         self.pendants.extend(other.pendants);
     }
-}
-
-/// The daemon's log without terminal colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut rest = log;
-    while let Some((before, after)) = rest.split_once('\u{1b}') {
-        out.push_str(before);
-        rest = after.split_once('m').map_or("", |(_, tail)| tail);
-    }
-    out.push_str(rest);
-    out
 }
 
 fn frame_text(bytes: &[u8]) -> String {
@@ -684,7 +661,7 @@ async fn every_pubacked_message_is_stored_once_across_a_mosquitto_restart_mid_bu
             "the restart reached every publisher (each needed a second process)"
         );
         assert!(
-            plain(&warden.log_text()).contains("session_present=true"),
+            warden.log_plain().contains("session_present=true"),
             "the broker kept Warden's session across its restart (else messages published before \
              Warden subscribed again were routed to nobody)"
         );

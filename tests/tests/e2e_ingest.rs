@@ -34,29 +34,10 @@ heartbeat_window = "10s"
 
 fn register(w: &Wardend, fleet_ids: &[String]) {
     for a in ACCOUNTS {
-        let out = w.cli(&[
-            "device",
-            "add",
-            "--account",
-            a,
-            "--protocol",
-            "contact_id",
-            "--test-interval",
-            "24h",
-        ]);
-        assert!(
-            out.status.success(),
-            "device add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        w.add_device(a, "contact_id", &["--test-interval", "24h"]);
     }
     for id in fleet_ids {
-        let out = w.cli(&["device", "add", "--account", id, "--protocol", "mqtt"]);
-        assert!(
-            out.status.success(),
-            "device add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        w.add_device(id, "mqtt", &[]);
     }
 }
 

@@ -3,56 +3,19 @@
 //! cluster in the middle of MQTT and serial traffic.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use warden_protocol::mqtt::AlarmKind;
 use warden_sim::fleet::{Fleet, FleetConfig};
 use warden_sim::surgard::FrameKind;
-use warden_tests::{Mosquitto, PtyPair, Wardend, start_fleet, start_receiver, wait_until};
+use warden_tests::{
+    Mosquitto, PtyPair, Wardend, pg_tool, start_fleet, start_receiver, try_count, wait_until,
+};
 use warden_types::Qualifier;
 
-fn pg_bin() -> std::path::PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("postgresql installed")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    dirs.sort();
-    dirs.pop().expect("a postgres version").join("bin")
-}
-
-fn as_postgres(args: &[&str]) -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    let exe = pg_bin().join(args[0]);
-    let status = if root {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(exe)
-            .args(&args[1..])
-            .stdout(Stdio::null())
-            .status()
-    } else {
-        Command::new(exe)
-            .args(&args[1..])
-            .stdout(Stdio::null())
-            .status()
-    };
-    status.is_ok_and(|s| s.success())
-}
-
+/// A count from the database wardend runs, or -1 while it is away.
 fn psql_count(url: &str, sql: &str) -> i64 {
-    let out = Command::new("psql")
-        .args([url, "-qtAc", sql])
-        .output()
-        .expect("psql");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(-1)
+    try_count(url, sql).unwrap_or(-1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,26 +48,9 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
     })
     .expect("fleet");
     for id in fleet.handle().device_ids() {
-        assert!(
-            warden
-                .cli(&["device", "add", "--account", &id, "--protocol", "mqtt"])
-                .status
-                .success()
-        );
+        warden.add_device(&id, "mqtt", &[]);
     }
-    assert!(
-        warden
-            .cli(&[
-                "device",
-                "add",
-                "--account",
-                "3001",
-                "--protocol",
-                "contact_id"
-            ])
-            .status
-            .success()
-    );
+    warden.add_device("3001", "contact_id", &[]);
     warden.wait_mqtt_up(broker.port);
     let (fh, fleet) = start_fleet(fleet).await;
     let (rx, receiver) = start_receiver(&pty);
@@ -131,9 +77,10 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
         let dir = pgdir.to_string_lossy().into_owned();
         move || {
             let log = format!("{dir}/restart.log");
-            as_postgres(&[
-                "pg_ctl", "-D", &dir, "-l", &log, "-m", "fast", "-w", "restart",
-            ])
+            pg_tool(
+                "pg_ctl",
+                &["-D", &dir, "-l", &log, "-m", "fast", "-w", "restart"],
+            )
         }
     })
     .await

@@ -11,49 +11,20 @@ use warden_ingest::mqtt::{MqttConfig, run};
 use warden_ingest::{DeviceCache, Ingest};
 use warden_store::{DeviceProtocol, NewDevice, Store, WriterConfig, spawn_writer};
 use warden_tests::Mosquitto;
+use warden_tests::ingest::IngestTask;
 
-struct Daemon {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_ingest(pool: &PgPool, port: u16) -> Daemon {
+async fn start_ingest(pool: &PgPool, port: u16) -> IngestTask {
     start_ingest_with(pool, port, false).await
 }
 
 /// Ingest, with the triage engine behind it when `triage`.
-async fn start_ingest_with(pool: &PgPool, port: u16, triage: bool) -> Daemon {
-    let store = Store::from_pool(pool.clone());
-    let devices = DeviceCache::load(store.clone()).await.expect("cache");
-    let stop = CancellationToken::new();
-    let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.child_token());
-    let engine = if triage {
-        let (engine, _) = warden_engine::spawn(
-            store.clone(),
-            warden_engine::EngineConfig::default(),
-            stop.child_token(),
-        )
-        .await
-        .expect("triage engine");
-        Some(engine)
-    } else {
-        None
-    };
-    let ingest = Ingest::new(writer, devices, store, engine);
+async fn start_ingest_with(pool: &PgPool, port: u16, triage: bool) -> IngestTask {
     let cfg = MqttConfig {
         port,
         client_id: "warden-test".into(),
         ..MqttConfig::default()
     };
-    let task = tokio::spawn(run(cfg, ingest, stop.clone()));
-    Daemon { stop, task }
-}
-
-impl Daemon {
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
+    IngestTask::mqtt(pool, cfg, triage).await
 }
 
 async fn register(pool: &PgPool, accounts: &[&str]) {
@@ -102,7 +73,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
 }
 
 /// A fresh broker, device `unit-1` registered, and ingest running and subscribed.
-async fn running(pool: &PgPool) -> (Mosquitto, Daemon) {
+async fn running(pool: &PgPool) -> (Mosquitto, IngestTask) {
     let broker = Mosquitto::start("");
     register(pool, &["unit-1"]).await;
     let daemon = start_ingest(pool, broker.port).await;

@@ -7,25 +7,13 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use warden_ingest::mqtt::{MqttConfig, run};
-use warden_ingest::{DeviceCache, Ingest, Secret};
-use warden_store::{DeviceProtocol, NewDevice, Store, WriterConfig, spawn_writer};
+use warden_ingest::Secret;
+use warden_ingest::mqtt::MqttConfig;
+use warden_store::{DeviceProtocol, NewDevice, Store};
 use warden_tests::Mosquitto;
+use warden_tests::ingest::IngestTask;
 
 const WARDEN_PASSWORD: &str = "warden-broker-pw";
-
-struct Daemon {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Daemon {
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
-}
 
 fn warden_config(port: u16, password: &str) -> MqttConfig {
     MqttConfig {
@@ -37,14 +25,8 @@ fn warden_config(port: u16, password: &str) -> MqttConfig {
     }
 }
 
-async fn start_ingest(pool: &PgPool, cfg: MqttConfig) -> Daemon {
-    let store = Store::from_pool(pool.clone());
-    let devices = DeviceCache::load(store.clone()).await.expect("cache");
-    let stop = CancellationToken::new();
-    let (writer, _) = spawn_writer(store.clone(), WriterConfig::default(), stop.child_token());
-    let ingest = Ingest::new(writer, devices, store, None);
-    let task = tokio::spawn(run(cfg, ingest, stop.clone()));
-    Daemon { stop, task }
+async fn start_ingest(pool: &PgPool, cfg: MqttConfig) -> IngestTask {
+    IngestTask::mqtt(pool, cfg, false).await
 }
 
 async fn register(pool: &PgPool, account: &str, protocol: DeviceProtocol) -> i64 {

@@ -10,18 +10,17 @@
 
 mod common;
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use warden_store::{
     Committed, NewSignal, Record, Source, Store, WriterConfig, raw_copy, spawn_writer,
 };
+use warden_tests::TestDb;
 
 fn storm_rows(n: usize, round: usize) -> Vec<NewSignal> {
     (0..n)
@@ -64,41 +63,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-/// Creates a scratch database, runs `body` against it, then drops it.
+/// Creates a scratch database (the test kit's [`TestDb`], dropped on drop), runs `body`
+/// against it, then drops it.
 async fn with_scratch_db<F, Fut>(body: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL must be set");
-    let admin_opts = PgConnectOptions::from_str(&url).expect("DATABASE_URL");
-    let admin = PgPool::connect_with(admin_opts.clone())
-        .await
-        .expect("connect");
-    let name = format!("warden_bench_{}", std::process::id());
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name}"
-        )))
-        .await
-        .expect("drop");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create");
+    let db = TestDb::create("warden_bench");
     let pool = PgPoolOptions::new()
         .max_connections(4)
-        .connect_with(admin_opts.database(&name))
+        .connect(&db.url)
         .await
         .expect("connect scratch");
     let store = Store::from_pool(pool.clone());
     store.migrate().await.expect("migrate");
     body(store).await;
     pool.close().await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .await
-        .expect("drop");
+    drop(db);
 }
 
 fn runtime() -> tokio::runtime::Runtime {

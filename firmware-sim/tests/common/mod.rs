@@ -1,5 +1,6 @@
-//! Test peers: the monitoring computer at the other end of a Sur-Gard link, and a Mosquitto
-//! broker on a free port.
+//! Test peers: the monitoring computer at the other end of a Sur-Gard link, an MQTT
+//! subscriber and a flaky-network proxy. Brokers, ports and ptys come from the test kit
+//! (`warden-tests`).
 
 #![allow(
     dead_code,
@@ -8,14 +9,12 @@
     clippy::expect_used
 )]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use warden_protocol::surgard::{SurGardDecoder, SurGardFrame};
 use warden_protocol::{DC4, Step};
+use warden_tests::{Mosquitto, free_port};
 
 /// One DC4-terminated chunk the computer received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,140 +93,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Computer<T> {
     }
 }
 
-/// A Mosquitto broker for one test, killed on drop.
-pub struct Mosquitto {
-    pub port: u16,
-    child: Child,
-    binary: PathBuf,
-    conf: PathBuf,
-    _dir: tempdir::Dir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The mosquitto binary, if installed (Debian puts it in /usr/sbin, often not on PATH).
-pub fn mosquitto_binary() -> Option<PathBuf> {
-    let candidates = [
-        PathBuf::from("/usr/sbin/mosquitto"),
-        PathBuf::from("/usr/local/sbin/mosquitto"),
-    ];
-    candidates.into_iter().find(|p| p.exists()).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("mosquitto"))
-                .find(|p| p.exists())
-        })
-    })
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
-}
-
-impl Mosquitto {
-    /// Starts a broker on a free localhost port, or `None` (after saying why) when mosquitto
-    /// is not installed.
-    pub async fn start() -> Option<Self> {
-        let Some(binary) = mosquitto_binary() else {
-            eprintln!("skipping: mosquitto is not installed (apt-get install mosquitto)");
-            return None;
-        };
-        let dir = tempdir::Dir::new("warden-sim-mosquitto");
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        // Mosquitto 2.0 only accepts anonymous clients on an explicitly configured listener.
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n"
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let child = spawn(&binary, &conf);
-        let broker = Self {
-            port,
-            child,
-            binary,
-            conf,
-            _dir: dir,
-        };
-        broker.wait_listening().await;
-        Some(broker)
-    }
-
-    /// Kills the broker (as a crash would) and starts it again on the same port.
-    pub async fn restart_after(&mut self, down_for: Duration) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        tokio::time::sleep(down_for).await;
-        self.child = spawn(&self.binary, &self.conf);
-        self.wait_listening().await;
-    }
-
-    async fn wait_listening(&self) {
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("mosquitto did not start listening on port {}", self.port);
-    }
-}
-
-fn spawn(binary: &Path, conf: &Path) -> Child {
-    Command::new(binary)
-        .arg("-c")
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto")
-}
-
-/// A throwaway directory removed on drop (the workspace carries no tempfile crate for us).
-pub mod tempdir {
-    use super::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new(prefix: &str) -> Self {
-            let unique = format!(
-                "{prefix}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default()
-            );
-            let path = std::env::temp_dir().join(unique);
-            std::fs::create_dir_all(&path).expect("create temp dir");
-            Self(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// A broker for these tests (the test kit's [`Mosquitto`]): any number of messages in flight
+/// per client and a deep queue, so a fleet's burst is never throttled or dropped by the
+/// broker.
+pub fn broker() -> Mosquitto {
+    Mosquitto::start_conf(
+        "allow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000",
+    )
 }
 
 /// Topic and payload of each message a subscriber received, in arrival order.

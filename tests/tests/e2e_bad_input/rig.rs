@@ -137,21 +137,7 @@ impl Rig {
             (NUMERIC_MQTT, "mqtt"),
             (BRIDGE, "mqtt"),
         ] {
-            let out = warden.cli(&[
-                "device",
-                "add",
-                "--account",
-                account,
-                "--protocol",
-                protocol,
-                "--test-interval",
-                "24h",
-            ]);
-            assert!(
-                out.status.success(),
-                "device add {account}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            warden.add_device(account, protocol, &["--test-interval", "24h"]);
         }
         // The units each case and each probe speaks for, registered in one statement.
         db.query(

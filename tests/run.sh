@@ -24,6 +24,9 @@ for crate in warden-types warden-protocol warden-core; do
     fi
 done
 
+echo "== console UI modules type-check (TypeScript, no build step in the product)"
+./tests/typecheck-console.sh
+
 echo "== unit, vector, property, integration and end-to-end tests (benches run once as tests)"
 # Property tests run 256 cases each by default; PROPTEST_CASES raises it for a longer soak.
 cargo test --workspace --all-targets

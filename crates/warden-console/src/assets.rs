@@ -17,25 +17,36 @@ const OPENAPI: &str = include_str!("../assets/openapi.json");
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
+/// A module under `assets/js/`: its path, the JavaScript content type, its text.
+macro_rules! js {
+    ($name:literal) => {
+        (
+            concat!("js/", $name),
+            JS,
+            include_str!(concat!("../assets/js/", $name)),
+        )
+    };
+}
+
 /// Every file under `/assets/`: path below `assets/`, content type, body.
 const FILES: &[(&str, &str, &str)] = &[
     ("app.css", CSS, include_str!("../assets/app.css")),
-    ("js/main.js", JS, include_str!("../assets/js/main.js")),
-    ("js/state.js", JS, include_str!("../assets/js/state.js")),
-    ("js/types.js", JS, include_str!("../assets/js/types.js")),
-    ("js/dom.js", JS, include_str!("../assets/js/dom.js")),
-    ("js/api.js", JS, include_str!("../assets/js/api.js")),
-    ("js/live.js", JS, include_str!("../assets/js/live.js")),
-    ("js/sound.js", JS, include_str!("../assets/js/sound.js")),
-    ("js/queue.js", JS, include_str!("../assets/js/queue.js")),
-    ("js/incident.js", JS, include_str!("../assets/js/incident.js")),
-    ("js/clients.js", JS, include_str!("../assets/js/clients.js")),
-    ("js/ooh.js", JS, include_str!("../assets/js/ooh.js")),
-    ("js/admin.js", JS, include_str!("../assets/js/admin.js")),
-    ("js/users.js", JS, include_str!("../assets/js/users.js")),
-    ("js/devices.js", JS, include_str!("../assets/js/devices.js")),
-    ("js/audit.js", JS, include_str!("../assets/js/audit.js")),
-    ("js/rejected.js", JS, include_str!("../assets/js/rejected.js")),
+    js!("main.js"),
+    js!("state.js"),
+    js!("types.js"),
+    js!("dom.js"),
+    js!("api.js"),
+    js!("live.js"),
+    js!("sound.js"),
+    js!("queue.js"),
+    js!("incident.js"),
+    js!("clients.js"),
+    js!("ooh.js"),
+    js!("admin.js"),
+    js!("users.js"),
+    js!("devices.js"),
+    js!("audit.js"),
+    js!("rejected.js"),
 ];
 
 /// Files in `assets/` that are not served under `/assets/`: the page itself (served at `/`),
@@ -107,6 +118,31 @@ mod tests {
         assert_eq!(on_disk, listed);
     }
 
+    /// types.js names every schema of the OpenAPI document, so the UI's JSDoc types cannot
+    /// silently fall behind the API (regenerate the typedefs when a schema is added).
+    #[test]
+    fn the_ui_has_a_typedef_for_every_openapi_schema() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("openapi.json");
+        let types = FILES
+            .iter()
+            .find(|(n, _, _)| *n == "js/types.js")
+            .map(|(_, _, body)| *body)
+            .expect("types.js is served");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let missing: Vec<&String> = schemas
+            .keys()
+            .filter(|name| {
+                !types
+                    .lines()
+                    .any(|l| l.contains("@typedef {") && l.ends_with(&format!("}} {name}")))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "types.js has no typedef for {missing:?}"
+        );
+    }
+
     #[test]
     fn modules_are_served_as_javascript_and_import_only_served_modules() {
         for (name, ct, body) in FILES {
@@ -114,7 +150,10 @@ mod tests {
                 continue;
             }
             assert!(ct.starts_with("text/javascript"), "{name}: {ct}");
-            assert!(body.starts_with("// @ts-check\n"), "{name} is not type-checked");
+            assert!(
+                body.starts_with("// @ts-check\n"),
+                "{name} is not type-checked"
+            );
             for line in body.lines().filter(|l| l.starts_with("import ")) {
                 let target = line
                     .rsplit_once(" from \"./")

@@ -1,8 +1,9 @@
 // @ts-check
 /* The shapes the console reads from and sends to /api/v1, one typedef per schema in
- * assets/openapi.json (same names; a test in src/assets.rs keeps the two lists equal). Types
- * only: modules import them in JSDoc (`@typedef {import("./types.js").Client} Client`), and the
- * browser never needs to load this file, though it is served like the others. */
+ * assets/openapi.json, with the same names and written from it (a test in src/assets.rs fails
+ * when a schema has no typedef here). Types only: modules import them in JSDoc
+ * (`@typedef {import("./types.js").Client} Client`); the browser never loads this file, though
+ * it is served like the others. */
 
 /**
  * The body of every error the console itself answers. (Rejections produced by the HTTP framework before a handler runs, such as a non-UTF-8 CSV body or a non-WebSocket request to /api/v1/ws, are plain text instead.)

@@ -20,8 +20,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# playwright-core drives the system chromium; `npm ci` installs exactly the locked version.
+# playwright-core drives the system chromium; typescript type-checks the console's modules
+# (tests/typecheck-console.sh). `npm ci` installs exactly the locked versions.
 browser="$(cd "$(dirname "$0")" && pwd)/browser"
-if [ ! -d "$browser/node_modules/playwright-core" ]; then
+if [ ! -d "$browser/node_modules/playwright-core" ] || [ ! -d "$browser/node_modules/typescript" ]; then
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

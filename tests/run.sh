@@ -31,6 +31,9 @@ if cargo tree -p wardend -e normal --no-default-features --features embedded-bro
 fi
 cargo check -p wardend --no-default-features --features embedded-broker
 
+echo "== console UI modules type-check (TypeScript, no build step in the product)"
+./tests/typecheck-console.sh
+
 echo "== unit, vector, property, integration and end-to-end tests (benches run once as tests)"
 # Property tests run 256 cases each by default; PROPTEST_CASES raises it for a longer soak.
 cargo test --workspace --all-targets

@@ -223,6 +223,7 @@ pub fn router(c: Console) -> Router {
     Router::new()
         .route("/", get(assets::index))
         .route("/assets/{file}", get(assets::file))
+        .route("/assets/js/{file}", get(assets::module))
         .route("/api/openapi.json", get(assets::openapi))
         .merge(api)
         .layer(middleware::from_fn(track))

@@ -314,7 +314,7 @@ async fn every_endpoint_without_a_session_answers_401(pool: PgPool) {
             .expect("ascii")
             .starts_with("text/html")
     );
-    app.call(Method::GET, "/assets/app.js")
+    app.call(Method::GET, "/assets/js/main.js")
         .send()
         .await
         .expect(StatusCode::OK);

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
 use warden_core::{
-    Actor, Config, DeviceInfo, Effect, IncidentId, Input, Micros, Name, OutcomeCode, Priority,
-    SignalId, SignalIn, SignalWhat, Source, Timestamp, Triage,
+    Actor, Config, DeviceId, DeviceInfo, Effect, IncidentId, Input, Micros, Name, OutcomeCode,
+    Priority, SignalId, SignalIn, SignalWhat, Source, Timestamp, Triage,
 };
 use warden_types::Qualifier;
 
@@ -96,7 +96,7 @@ impl Load {
             .map(|id| {
                 let i = usize::try_from(id).unwrap_or(0);
                 DeviceInfo {
-                    id,
+                    id: DeviceId(id),
                     area: Some(areas[i % AREAS].clone()),
                     test_interval: Some(Micros::from_hours(24)),
                     device_type: Some(types[i % 2].clone()),
@@ -339,7 +339,7 @@ fn memory_report() {
         let i = usize::try_from(id).unwrap_or(0);
         core.handle(
             Input::RegisterDevice(DeviceInfo {
-                id,
+                id: DeviceId(id),
                 area: Some(areas[i % AREAS].clone()),
                 test_interval: Some(Micros::from_hours(24)),
                 device_type: None,
@@ -366,7 +366,7 @@ fn memory_report() {
                 link: Name::from("serial:ttyS0"),
                 account: None,
                 device: Some(DeviceInfo {
-                    id,
+                    id: DeviceId(id),
                     area: Some(areas[usize::try_from(id).unwrap_or(0) % AREAS].clone()),
                     test_interval: Some(Micros::from_hours(24)),
                     device_type: None,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use warden_types::Priority;
 
 use crate::classify::{Event, Kind};
-use crate::ids::{Actor, IncidentId, Name, Role, SignalId};
+use crate::ids::{Actor, DeviceId, IncidentId, Name, Role, SignalId};
 use crate::incident::{Resolution, Subject};
 use crate::time::{Micros, Timestamp};
 
@@ -24,7 +24,7 @@ pub enum Effect {
         /// What it is about.
         subject: Subject,
         /// The device, for device subjects.
-        device: Option<i64>,
+        device: Option<DeviceId>,
         /// The client, when known.
         client: Option<i64>,
         /// The area, when known.
@@ -122,7 +122,7 @@ pub enum Effect {
         /// configuration made fail-to-report information-only.
         incident: Option<IncidentId>,
         /// The unit.
-        device: i64,
+        device: DeviceId,
         /// When it was last heard (`None`: never since registration).
         last_heard: Option<Timestamp>,
         /// When it became overdue.
@@ -147,7 +147,7 @@ pub enum Effect {
         /// The runaway incident.
         incident: IncidentId,
         /// The unit.
-        device: i64,
+        device: DeviceId,
         /// Signals seen within the window.
         signals: u32,
     },
@@ -247,7 +247,7 @@ pub enum Change {
     /// A unit joined the storm group.
     GroupMember {
         /// The unit.
-        device: i64,
+        device: DeviceId,
         /// Units in the group.
         devices: u32,
         /// Units still in fault.
@@ -256,7 +256,7 @@ pub enum Change {
     /// A member unit's condition restored.
     GroupMemberRestored {
         /// The unit.
-        device: i64,
+        device: DeviceId,
         /// Units still in fault.
         active: u32,
     },
@@ -411,7 +411,7 @@ pub enum RejectReason {
     /// No such device is registered.
     UnknownDevice {
         /// The id given.
-        device: i64,
+        device: DeviceId,
     },
     /// The snapshot was written by an incompatible version.
     UnsupportedSnapshot {

@@ -7,6 +7,21 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
+/// A registered device's identity: `devices.id` in the store.
+///
+/// Serialised as the bare number (`#[serde(transparent)]`), so incident records and stored
+/// effects read the same as when device ids were plain `i64`s. The store keeps `i64` for SQL;
+/// the engine converts at that boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(pub i64);
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// An incident's identity, assigned by the core in opening order (1, 2, 3, ...).
 ///
 /// Ids are deterministic so that replaying the same inputs gives the same ids; a rebuilt core
@@ -270,6 +285,15 @@ mod tests {
         assert_eq!(SignalId::from_bytes(id.to_bytes()), id);
         let json = serde_json::to_string(&id).expect("serialises");
         assert_eq!(serde_json::from_str::<SignalId>(&json).expect("parses"), id);
+    }
+
+    #[test]
+    fn device_ids_serialise_and_print_as_the_bare_number() {
+        let id = DeviceId(-42);
+        assert_eq!(serde_json::to_string(&id).expect("serialises"), "-42");
+        assert_eq!(serde_json::from_str::<DeviceId>("-42").expect("parses"), id);
+        assert_eq!(id.to_string(), "-42");
+        assert!(serde_json::from_str::<DeviceId>("\"-42\"").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use warden_types::Priority;
 
 use crate::classify::Kind;
-use crate::ids::{Actor, IncidentId, Name, OutcomeCode, SignalId};
+use crate::ids::{Actor, DeviceId, IncidentId, Name, OutcomeCode, SignalId};
 use crate::time::{Micros, Timestamp};
 
 /// What an incident is about: one unit, one link, or one area (a storm group).
@@ -16,7 +16,7 @@ pub enum Subject {
     /// A registered device.
     Device {
         /// `devices.id`.
-        id: i64,
+        id: DeviceId,
     },
     /// An account the engine could not resolve to a device.
     Account {
@@ -37,7 +37,7 @@ pub enum Subject {
 
 impl Subject {
     /// The device, for device subjects.
-    pub fn device(&self) -> Option<i64> {
+    pub fn device(&self) -> Option<DeviceId> {
         match self {
             Subject::Device { id } => Some(*id),
             _ => None,
@@ -122,9 +122,9 @@ pub struct SlaFired {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
     /// Every unit that reported the cause.
-    pub members: BTreeSet<i64>,
+    pub members: BTreeSet<DeviceId>,
     /// Units whose condition has not restored yet.
-    pub active: BTreeSet<i64>,
+    pub active: BTreeSet<DeviceId>,
 }
 
 /// What a runaway incident has swallowed.
@@ -152,7 +152,7 @@ pub struct Incident {
     /// The one operator holding it (`Claimed` only).
     pub holder: Option<Actor>,
     /// The device (device subjects).
-    pub device: Option<i64>,
+    pub device: Option<DeviceId>,
     /// The device's client, when known.
     pub client: Option<i64>,
     /// The device's area, when known (and the group's area).

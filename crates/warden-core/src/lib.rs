@@ -7,7 +7,7 @@
 //! nothing and depends on neither tokio nor sqlx.
 //!
 //! ```
-//! use warden_core::{Config, DeviceInfo, Effect, Input, Name, SignalId, SignalIn, SignalWhat,
+//! use warden_core::{Config, DeviceId, DeviceInfo, Effect, Input, Name, SignalId, SignalIn, SignalWhat,
 //!     Source, Timestamp, Triage};
 //! use warden_types::Qualifier;
 //!
@@ -18,7 +18,7 @@
 //!     source: Source::Serial,
 //!     link: Name::from("serial:ttyS0"),
 //!     account: None,
-//!     device: Some(DeviceInfo::new(42)),
+//!     device: Some(DeviceInfo::new(DeviceId(42))),
 //!     what: SignalWhat::ContactId { code: 101, qualifier: Qualifier::New },
 //!     received_at: now,
 //! };
@@ -91,7 +91,7 @@ pub use config::{
     PriorityOverride, RunawayConfig, SlaConfig, SlaThresholds, StormConfig, SupervisionConfig,
 };
 pub use effect::{AuditAction, AuditEntry, Change, Effect, InputKind, RejectReason};
-pub use ids::{Actor, IncidentId, Name, OutcomeCode, OutcomeCodeError, Role, SignalId};
+pub use ids::{Actor, DeviceId, IncidentId, Name, OutcomeCode, OutcomeCodeError, Role, SignalId};
 pub use incident::{
     AutoReason, GroupInfo, Incident, IncidentState, Resolution, RunawayInfo, SlaFired, Subject,
 };

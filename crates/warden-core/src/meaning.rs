@@ -415,7 +415,7 @@ pub fn drive_signal_path(selector: u8, data: &[u8]) -> usize {
                 source: crate::Source::Mqtt,
                 link: crate::Name::from("mqtt:fuzz"),
                 account: Some(crate::Name::from("7777")),
-                device: (k % 2 == 0).then(|| crate::DeviceInfo::new(1)),
+                device: (k % 2 == 0).then(|| crate::DeviceInfo::new(crate::DeviceId(1))),
                 what: what.clone(),
                 received_at: now,
             };

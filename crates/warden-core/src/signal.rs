@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use warden_protocol::mqtt::AlarmKind;
 use warden_types::Qualifier;
 
-use crate::ids::{Name, SignalId};
+use crate::ids::{DeviceId, Name, SignalId};
 use crate::time::{Micros, Timestamp};
 
 pub use warden_types::Source;
@@ -14,7 +14,7 @@ pub use warden_types::Source;
 #[serde(deny_unknown_fields)]
 pub struct DeviceInfo {
     /// The device's id (`devices.id`).
-    pub id: i64,
+    pub id: DeviceId,
     /// The scheme or area it belongs to; technical storms are grouped per area.
     #[serde(default)]
     pub area: Option<Name>,
@@ -32,7 +32,7 @@ pub struct DeviceInfo {
 
 impl DeviceInfo {
     /// A device with only an id.
-    pub fn new(id: i64) -> Self {
+    pub fn new(id: DeviceId) -> Self {
         DeviceInfo {
             id,
             area: None,

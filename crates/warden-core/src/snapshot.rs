@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::{Event, Kind};
 use crate::config::Config;
-use crate::ids::{IncidentId, Name, SignalId};
+use crate::ids::{DeviceId, IncidentId, Name, SignalId};
 use crate::incident::{Incident, IncidentState, Subject};
 use crate::signal::DeviceInfo;
 use crate::time::Timestamp;
@@ -100,7 +100,7 @@ pub struct SeenSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateSnapshot {
     /// The device.
-    pub device: i64,
+    pub device: DeviceId,
     /// Arrival times, oldest first.
     pub recent: Vec<Timestamp>,
 }
@@ -122,7 +122,7 @@ pub struct StormReport {
     /// When its signal arrived.
     pub at: Timestamp,
     /// The unit.
-    pub device: i64,
+    pub device: DeviceId,
     /// The individual incident it opened.
     pub incident: IncidentId,
 }
@@ -141,7 +141,7 @@ impl Snapshot {
         incidents: Vec<Incident>,
         now: Timestamp,
     ) -> Snapshot {
-        let outstanding = |id: i64| {
+        let outstanding = |id: DeviceId| {
             incidents.iter().any(|i| {
                 i.state != IncidentState::Resolved
                     && i.kind == Kind::FailToReport

@@ -2,8 +2,8 @@
 //! RSS". Its own test binary, so no other test's allocations disturb the measurement.
 
 use warden_core::{
-    Config, DeviceInfo, Incident, Input, Micros, Name, SignalId, SignalIn, SignalWhat, Source,
-    Timestamp, Triage,
+    Config, DeviceId, DeviceInfo, Incident, Input, Micros, Name, SignalId, SignalIn, SignalWhat,
+    Source, Timestamp, Triage,
 };
 use warden_types::Qualifier;
 
@@ -17,7 +17,7 @@ fn rss_bytes() -> Option<u64> {
 
 fn info(id: i64, areas: &[Name]) -> DeviceInfo {
     DeviceInfo {
-        id,
+        id: DeviceId(id),
         area: Some(areas[usize::try_from(id).unwrap_or(0) % areas.len()].clone()),
         test_interval: Some(Micros::from_hours(24)),
         device_type: Some(Name::from("pendant")),

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::prelude::*;
 use warden_core::{
-    Actor, AlarmKind, Config, DeviceInfo, Effect, Event, IncidentId, IncidentState, Input, Kind,
-    Micros, Name, OutcomeCode, Priority, Resolution, Role, SignalId, SignalIn, SignalWhat, Source,
-    Timestamp, Triage,
+    Actor, AlarmKind, Config, DeviceId, DeviceInfo, Effect, Event, IncidentId, IncidentState,
+    Input, Kind, Micros, Name, OutcomeCode, Priority, Resolution, Role, SignalId, SignalIn,
+    SignalWhat, Source, Timestamp, Triage,
 };
 use warden_types::Qualifier;
 
@@ -283,7 +283,7 @@ fn device(id: i64) -> DeviceInfo {
     DeviceInfo {
         area: Some(Name::from("riverside")),
         test_interval: Some(Micros::from_secs(INTERVAL_S)),
-        ..DeviceInfo::new(id)
+        ..DeviceInfo::new(DeviceId(id))
     }
 }
 
@@ -535,7 +535,7 @@ fn observed(effects: &[Effect]) -> Outcome {
             Effect::SlaWarning { incident, .. } => o.sla.push((incident.0, 0)),
             Effect::Overflow { incident, .. } => o.sla.push((incident.0, 1)),
             Effect::Critical { incident, .. } => o.sla.push((incident.0, 2)),
-            Effect::FailToReport { device, .. } => o.ftr.push(*device),
+            Effect::FailToReport { device, .. } => o.ftr.push(device.0),
             Effect::Duplicate { .. } => o.duplicate = true,
             Effect::Rejected { .. } => o.rejected = true,
             _ => {}
@@ -882,12 +882,12 @@ proptest! {
                         None => (Input::Tick, ts(d.now)),
                     }
                 }
-                Chaos::Forget { dev } => (Input::ForgetDevice { device: *dev }, ts(d.now)),
+                Chaos::Forget { dev } => (Input::ForgetDevice { device: DeviceId(*dev) }, ts(d.now)),
                 Chaos::Register { dev, area, interval_s } => (
                     Input::RegisterDevice(DeviceInfo {
                         area: (*area > 0).then(|| Name::from(format!("area-{area}"))),
                         test_interval: Some(Micros::from_secs(*interval_s)),
-                        ..DeviceInfo::new(*dev)
+                        ..DeviceInfo::new(DeviceId(*dev))
                     }),
                     ts(d.now),
                 ),

@@ -5,7 +5,7 @@ mod common;
 use common::{H, assert_audited, no_audit, opened, opened_one, rejected, resolved};
 use warden_core::{
     Actor, AlarmKind, AuditAction, AutoReason, Change, Classifier, CodeOverride, CodeRef, Config,
-    DeviceInfo, Effect, Event, IncidentId, IncidentState, Input, Kind, Micros, Name,
+    DeviceId, DeviceInfo, Effect, Event, IncidentId, IncidentState, Input, Kind, Micros, Name,
     PolicyOverride, Priority, PriorityOverride, RejectReason, Resolution, Role, SignalWhat,
     SlaThresholds, Snapshot, Subject, Timestamp, cid_kind, lane_of, sia_kind,
 };
@@ -215,7 +215,7 @@ fn overrides_remap_codes_per_device_type_and_priorities_per_client() {
     let c = Classifier::new(&config);
     let door = DeviceInfo {
         device_type: Some(Name::from("door-contact")),
-        ..DeviceInfo::new(1)
+        ..DeviceInfo::new(DeviceId(1))
     };
     let door_77 = DeviceInfo {
         client: Some(77),
@@ -224,7 +224,7 @@ fn overrides_remap_codes_per_device_type_and_priorities_per_client() {
     let smoke = |client| DeviceInfo {
         device_type: Some(Name::from("smoke")),
         client,
-        ..DeviceInfo::new(2)
+        ..DeviceInfo::new(DeviceId(2))
     };
     let burglary = cid(130, Qualifier::New);
     assert_eq!(c.classify(&burglary, None).kind, Kind::Intrusion);
@@ -591,10 +591,17 @@ fn bad_input_is_rejected_with_a_reason_never_a_panic() {
         rejected(&h.note(id, OP1, &"x".repeat(4001))),
         vec![RejectReason::NoteTooLong { max: 4000 }]
     );
-    let e = h.core.handle(Input::ForgetDevice { device: 404 }, h.now);
+    let e = h.core.handle(
+        Input::ForgetDevice {
+            device: DeviceId(404),
+        },
+        h.now,
+    );
     assert_eq!(
         rejected(&e),
-        vec![RejectReason::UnknownDevice { device: 404 }]
+        vec![RejectReason::UnknownDevice {
+            device: DeviceId(404)
+        }]
     );
     let mut bad = Config::default();
     bad.runaway.max_signals = 0;
@@ -658,7 +665,7 @@ fn supervised(id: i64, interval: Micros) -> DeviceInfo {
     DeviceInfo {
         test_interval: Some(interval),
         area: Some(Name::from("riverside")),
-        ..DeviceInfo::new(id)
+        ..DeviceInfo::new(DeviceId(id))
     }
 }
 
@@ -687,7 +694,7 @@ fn fail_to_report_fires_at_exactly_interval_plus_ten_percent_plus_two_minutes() 
     let id = opened_one(&e);
     assert!(e.iter().any(|e| matches!(
         e,
-        Effect::FailToReport { incident: Some(inc), device: 5, last_heard: Some(last), due: at } if *inc == id && *last == heard && *at == due
+        Effect::FailToReport { incident: Some(inc), device: DeviceId(5), last_heard: Some(last), due: at } if *inc == id && *last == heard && *at == due
     )));
     assert!(e.iter().any(|e| matches!(
         e,
@@ -833,7 +840,7 @@ fn presence_offline_opens_a_technical_incident_that_online_closes() {
 fn in_area(id: i64, area: &str) -> DeviceInfo {
     DeviceInfo {
         area: Some(Name::from(area)),
-        ..DeviceInfo::new(id)
+        ..DeviceInfo::new(DeviceId(id))
     }
 }
 
@@ -870,7 +877,7 @@ fn more_than_five_units_of_one_area_reporting_one_cause_become_one_group() {
     assert!(opened(&e).is_empty());
     assert!(e.iter().any(|e| matches!(
         e,
-        Effect::IncidentUpdated { incident, change: Change::GroupMember { device: 7, devices: 7, active: 7 }, .. } if *incident == group
+        Effect::IncidentUpdated { incident, change: Change::GroupMember { device: DeviceId(7), devices: 7, active: 7 }, .. } if *incident == group
     )));
     assert!(h.core.incident(other).is_some());
     assert_eq!(h.core.open_incident_count(), 2);
@@ -889,7 +896,7 @@ fn more_than_five_units_of_one_area_reporting_one_cause_become_one_group() {
     assert!(h.cid(8, 301, Qualifier::New).iter().any(|e| matches!(
         e,
         Effect::IncidentOpened {
-            subject: Subject::Device { id: 8 },
+            subject: Subject::Device { id: DeviceId(8) },
             ..
         }
     )));
@@ -1189,7 +1196,12 @@ fn forgetting_a_device_keeps_its_incidents_and_stops_its_supervision() {
     let mut h = H::new(Config::default());
     h.device(supervised(5, Micros::from_mins(10)));
     let id = opened_one(&h.press(5));
-    let e = h.core.handle(Input::ForgetDevice { device: 5 }, h.now);
+    let e = h.core.handle(
+        Input::ForgetDevice {
+            device: DeviceId(5),
+        },
+        h.now,
+    );
     assert!(
         e.iter()
             .any(|e| matches!(e, Effect::Audit(a) if a.action == AuditAction::DeviceForgotten))
@@ -1237,8 +1249,14 @@ fn a_core_rebuilt_from_persisted_rows_keeps_incidents_and_supervision() {
     // The engine restarts with only its tables: open incidents, devices, last heard.
     let incidents: Vec<_> = h.core.open_incidents().into_iter().cloned().collect();
     let devices = vec![
-        (h.devices[&5].clone(), h.core.device(5).and_then(|d| d.1)),
-        (h.devices[&6].clone(), h.core.device(6).and_then(|d| d.1)),
+        (
+            h.devices[&DeviceId(5)].clone(),
+            h.core.device(DeviceId(5)).and_then(|d| d.1),
+        ),
+        (
+            h.devices[&DeviceId(6)].clone(),
+            h.core.device(DeviceId(6)).and_then(|d| d.1),
+        ),
     ];
     let snap = Snapshot::rebuild(Config::default(), 3, devices, incidents, h.now);
     let mut t = warden_core::Triage::from_snapshot(snap).expect("restores");
@@ -1257,14 +1275,14 @@ fn a_core_rebuilt_from_persisted_rows_keeps_incidents_and_supervision() {
     // Unit 6 stays reported (no second fail-to-report); unit 5 is due from its last heard.
     let later = h.now.saturating_add(Micros::from_mins(30));
     let e = t.handle(Input::Tick, later);
-    let reports: Vec<i64> = e
+    let reports: Vec<DeviceId> = e
         .iter()
         .filter_map(|e| match e {
             Effect::FailToReport { device, .. } => Some(*device),
             _ => None,
         })
         .collect();
-    assert_eq!(reports, vec![5]);
+    assert_eq!(reports, vec![DeviceId(5)]);
     // New incidents continue the id sequence.
     assert!(opened(&e).iter().all(|i| i.0 >= 3));
     let _ = Timestamp::EPOCH;

@@ -5,7 +5,7 @@ mod common;
 
 use common::{H, opened};
 use warden_core::{
-    Config, DeviceInfo, Effect, IncidentState, Kind, Micros, Name, Priority, Subject,
+    Config, DeviceId, DeviceInfo, Effect, IncidentState, Kind, Micros, Name, Priority, Subject,
 };
 use warden_types::Qualifier;
 
@@ -24,7 +24,7 @@ fn a_pendant_press_inside_a_twenty_thousand_unit_mains_storm_is_offered_first() 
         h.device(DeviceInfo {
             area,
             test_interval: Some(Micros::from_hours(24)),
-            ..DeviceInfo::new(d)
+            ..DeviceInfo::new(DeviceId(d))
         });
     }
     let pendant_unit = UNITS + 1;

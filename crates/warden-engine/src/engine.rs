@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, Decoded, DeviceInfo, Effect, Incident, Input, Micros, Name,
-    Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
+    Change, Classifier, Config, Decoded, DeviceId, DeviceInfo, Effect, Incident, Input, Micros,
+    Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
     lane_of,
 };
 use warden_store::{EventRow, PendingSignal, Store, TriageBatch};
@@ -271,7 +271,7 @@ fn offered(c: &CommittedSignal<'_>) -> Vec<Offered> {
                 source: c.source,
                 link: Name::new(c.link),
                 account: c.account.map(Name::new),
-                device: c.device_id.map(DeviceInfo::new),
+                device: c.device_id.map(|d| DeviceInfo::new(DeviceId(d))),
                 what: what.clone(),
                 received_at: ts(c.received_at),
             },
@@ -407,7 +407,7 @@ struct Engine {
 /// The core's view of a device record.
 pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> DeviceInfo {
     DeviceInfo {
-        id: d.id,
+        id: DeviceId(d.id),
         area: d.area.as_deref().map(Name::new),
         test_interval: d
             .test_interval_seconds

@@ -148,7 +148,7 @@ pub(crate) fn row_of(i: &Incident) -> IncidentRow {
         priority: i.priority.as_str().to_owned(),
         kind: i.kind.as_str().to_owned(),
         state: i.state.as_str().to_owned(),
-        device_id: i.device,
+        device_id: i.device.map(|d| d.0),
         raised_at: wall(i.raised_at),
         offered_at: i.offered_at.map(wall),
         claimed_at: i.claimed_at.map(wall),

@@ -10,7 +10,7 @@ use crate::classify::{Class, Classifier, Event, Kind};
 use crate::config::{Config, SlaConfig};
 use crate::effect::{AuditAction, AuditEntry, Change, Effect, InputKind, RejectReason};
 use crate::hash::FastBuild;
-use crate::ids::{Actor, IncidentId, Name, OutcomeCode, Role, SignalId};
+use crate::ids::{Actor, DeviceId, IncidentId, Name, OutcomeCode, Role, SignalId};
 use crate::incident::{
     AutoReason, GroupInfo, Incident, IncidentState, Resolution, RunawayInfo, SlaFired, Subject,
 };
@@ -82,7 +82,7 @@ pub enum Input {
     /// Remove a device from the registry; its open incidents stay.
     ForgetDevice {
         /// `devices.id`.
-        device: i64,
+        device: DeviceId,
     },
     /// Replace the whole state with a snapshot (after a restart).
     Restore(Box<Snapshot>),
@@ -115,7 +115,7 @@ pub enum RestoreError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Supervision(i64),
+    Supervision(DeviceId),
     Sla(IncidentId),
 }
 
@@ -236,12 +236,12 @@ pub struct Triage {
     config: Config,
     classifier: Classifier,
     next_id: u64,
-    devices: HashMap<i64, Dev, FastBuild>,
+    devices: HashMap<DeviceId, Dev, FastBuild>,
     incidents: HashMap<IncidentId, Incident, FastBuild>,
     by_key: HashMap<(Subject, Kind), IncidentId, FastBuild>,
     dedupe: Window<DedupeKey>,
     seen: Window<SignalId>,
-    rates: HashMap<i64, VecDeque<Timestamp>, FastBuild>,
+    rates: HashMap<DeviceId, VecDeque<Timestamp>, FastBuild>,
     storms: HashMap<StormKey, Storm, FastBuild>,
     queues: [BTreeSet<(Timestamp, IncidentId)>; 4],
     timers: BTreeSet<(Timestamp, Timer)>,
@@ -388,7 +388,7 @@ impl Triage {
     }
 
     /// A registered device's info and when it was last heard.
-    pub fn device(&self, id: i64) -> Option<(&DeviceInfo, Option<Timestamp>)> {
+    pub fn device(&self, id: DeviceId) -> Option<(&DeviceInfo, Option<Timestamp>)> {
         self.devices.get(&id).map(|d| (&d.info, d.last_heard))
     }
 
@@ -417,7 +417,7 @@ impl Triage {
 }
 
 /// Puts a device's supervision timer at or before its due time.
-fn arm(timers: &mut BTreeSet<(Timestamp, Timer)>, id: i64, d: &mut Dev) {
+fn arm(timers: &mut BTreeSet<(Timestamp, Timer)>, id: DeviceId, d: &mut Dev) {
     let Some(due) = d.due else {
         return;
     };

@@ -37,7 +37,7 @@ impl Triage {
         }
     }
 
-    pub(super) fn on_forget(&mut self, device: i64, now: Timestamp, out: &mut Vec<Effect>) {
+    pub(super) fn on_forget(&mut self, device: DeviceId, now: Timestamp, out: &mut Vec<Effect>) {
         if self.devices.remove(&device).is_none() {
             Self::reject(
                 out,

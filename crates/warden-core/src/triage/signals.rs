@@ -119,7 +119,7 @@ impl Triage {
     /// Updates supervision for a unit that was just heard from.
     pub(super) fn heard(
         &mut self,
-        dev: i64,
+        dev: DeviceId,
         received_at: Timestamp,
         signal: Option<SignalId>,
         now: Timestamp,
@@ -158,7 +158,7 @@ impl Triage {
     /// Counts a non-life-critical signal towards the unit's rate and says whether it is to be
     /// folded: into the unit's open runaway incident, or into a new one because the rate is
     /// exceeded now.
-    pub(super) fn runaway_check(&mut self, dev: i64, received_at: Timestamp) -> RunawayHit {
+    pub(super) fn runaway_check(&mut self, dev: DeviceId, received_at: Timestamp) -> RunawayHit {
         let key = (Subject::Device { id: dev }, Kind::Runaway);
         if let Some(&rid) = self.by_key.get(&key) {
             return RunawayHit::Fold(rid);
@@ -183,7 +183,7 @@ impl Triage {
     pub(super) fn runaway_fold(
         &mut self,
         hit: RunawayHit,
-        dev: i64,
+        dev: DeviceId,
         sig: &Sig,
         now: Timestamp,
         out: &mut Vec<Effect>,
@@ -317,7 +317,7 @@ impl Triage {
     pub(super) fn storm_raise(
         &mut self,
         skey: StormKey,
-        dev: i64,
+        dev: DeviceId,
         sig: Sig,
         now: Timestamp,
         out: &mut Vec<Effect>,
@@ -358,7 +358,7 @@ impl Triage {
     pub(super) fn form_group(
         &mut self,
         skey: StormKey,
-        dev: i64,
+        dev: DeviceId,
         recent: Vec<StormReport>,
         sig: &Sig,
         now: Timestamp,
@@ -452,7 +452,7 @@ impl Triage {
     pub(super) fn group_join(
         &mut self,
         gid: IncidentId,
-        dev: i64,
+        dev: DeviceId,
         sig: &Sig,
         now: Timestamp,
         out: &mut Vec<Effect>,

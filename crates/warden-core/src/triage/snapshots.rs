@@ -216,7 +216,7 @@ impl Triage {
     pub fn approx_heap_bytes(&self) -> usize {
         use std::mem::size_of;
         let map = |cap: usize, entry: usize| cap * (entry + 1);
-        let mut n = map(self.devices.capacity(), size_of::<(i64, Dev)>())
+        let mut n = map(self.devices.capacity(), size_of::<(DeviceId, Dev)>())
             + map(
                 self.incidents.capacity(),
                 size_of::<(IncidentId, Incident)>(),
@@ -227,7 +227,7 @@ impl Triage {
             )
             + map(
                 self.rates.capacity(),
-                size_of::<(i64, VecDeque<Timestamp>)>(),
+                size_of::<(DeviceId, VecDeque<Timestamp>)>(),
             );
         // BTreeSet nodes hold up to 11 keys; assume two-thirds full.
         let btree = |len: usize, key: usize| len * key * 3 / 2;
@@ -245,7 +245,7 @@ impl Triage {
         for inc in self.incidents.values() {
             if let Some(g) = &inc.group {
                 n += size_of::<GroupInfo>()
-                    + btree(g.members.len() + g.active.len(), size_of::<i64>());
+                    + btree(g.members.len() + g.active.len(), size_of::<DeviceId>());
             }
             if inc.runaway.is_some() {
                 n += size_of::<RunawayInfo>() + 64;

@@ -74,7 +74,7 @@ impl Triage {
 
     pub(super) fn fail_to_report(
         &mut self,
-        dev: i64,
+        dev: DeviceId,
         at: Timestamp,
         now: Timestamp,
         out: &mut Vec<Effect>,

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use warden_core::{
-    Actor, Config, DeviceInfo, Effect, IncidentId, Input, Micros, Name, OutcomeCode, SignalId,
-    SignalIn, SignalWhat, Source, Timestamp, Triage,
+    Actor, Config, DeviceId, DeviceInfo, Effect, IncidentId, Input, Micros, Name, OutcomeCode,
+    SignalId, SignalIn, SignalWhat, Source, Timestamp, Triage,
 };
 use warden_types::Qualifier;
 
@@ -15,7 +15,7 @@ pub const T0: i64 = 1_800_000_000;
 pub struct H {
     pub core: Triage,
     pub now: Timestamp,
-    pub devices: HashMap<i64, DeviceInfo>,
+    pub devices: HashMap<DeviceId, DeviceInfo>,
     next_signal: u128,
 }
 
@@ -69,9 +69,9 @@ impl H {
             account: Some(Name::from(format!("{dev:04}").as_str())),
             device: Some(
                 self.devices
-                    .get(&dev)
+                    .get(&DeviceId(dev))
                     .cloned()
-                    .unwrap_or_else(|| DeviceInfo::new(dev)),
+                    .unwrap_or_else(|| DeviceInfo::new(DeviceId(dev))),
             ),
             what,
             received_at: self.now,

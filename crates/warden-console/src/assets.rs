@@ -1,4 +1,5 @@
-//! The web UI and the OpenAPI document, compiled into the binary: no separate web server.
+//! The web UI and the OpenAPI document (generated, see `openapi`), compiled into the binary:
+//! no separate web server.
 
 use axum::extract::Path;
 use axum::http::header;
@@ -9,7 +10,6 @@ use crate::error::ApiError;
 const INDEX: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
-const OPENAPI: &str = include_str!("../assets/openapi.json");
 
 fn typed(ct: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, ct)], body).into_response()
@@ -29,10 +29,14 @@ pub async fn file(Path(name): Path<String>) -> Response {
     }
 }
 
-/// `GET /api/openapi.json`.
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "Meta", operation_id = "getOpenApi",
+    summary = r#"This OpenAPI document"#,
+    description = r#"Roles: none (no session needed)."#,
+    responses(
+        (status = 200, description = r#"The OpenAPI 3.1 document."#, body = Object),
+    )
+)]
 pub async fn openapi() -> Response {
-    typed("application/json", OPENAPI)
+    typed("application/json", crate::openapi::document())
 }
-
-/// The OpenAPI document, for tests that compare it with the routes.
-pub const OPENAPI_DOC: &str = OPENAPI;

@@ -156,28 +156,8 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-/// What a console user may do in the control room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Answers alarms: claim, release and resolve their own incidents, write notes.
-    Operator,
-    /// An operator who may also take over, release or resolve anyone's incident.
-    Supervisor,
-    /// Runs the system; may write notes but never handles alarms.
-    Admin,
-}
-
-impl Role {
-    /// The name used in JSON and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-        }
-    }
-}
+/// What a console user may do in the control room (defined once, in `warden-types`).
+pub use warden_types::Role;
 
 /// The person behind a command: a console user id and the role they acted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -484,7 +484,7 @@ impl Model {
             Cmd::Resolve => match actor.role {
                 Role::Supervisor => true,
                 Role::Operator => holder.is_some_and(|h| h.id == actor.id),
-                Role::Admin => false,
+                Role::Admin | Role::OnCall => false,
             },
             Cmd::TakeOver => {
                 actor.role == Role::Supervisor && holder.is_none_or(|h| h.id != actor.id)

@@ -47,47 +47,21 @@ impl fmt::Display for LinkKind {
     }
 }
 
-/// The protocol a registered device speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceProtocol {
-    /// Contact ID (SIA DC-05), usually through a serial receiver.
-    ContactId,
-    /// SIA data blocks.
-    Sia,
-    /// Warden's MQTT JSON schema.
-    Mqtt,
-    /// SIA DC-09 over IP.
-    Dc09,
-}
+/// The protocol a registered device speaks (defined once, in `warden-types`).
+pub use warden_types::DeviceProtocol;
 
-impl DeviceProtocol {
-    /// The name stored in the `protocol` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceProtocol::ContactId => "contact_id",
-            DeviceProtocol::Sia => "sia",
-            DeviceProtocol::Mqtt => "mqtt",
-            DeviceProtocol::Dc09 => "dc09",
-        }
-    }
-
-    /// The inverse of [`DeviceProtocol::as_str`].
-    pub fn parse(s: &str) -> Option<DeviceProtocol> {
-        match s {
-            "contact_id" => Some(DeviceProtocol::ContactId),
-            "sia" => Some(DeviceProtocol::Sia),
-            "mqtt" => Some(DeviceProtocol::Mqtt),
-            "dc09" => Some(DeviceProtocol::Dc09),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for DeviceProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Reads a text column holding one of the names of a `warden-types` enum (`Role`,
+/// `DeviceProtocol`, `JobStatus`): the one place SQL text becomes the enum. A name the enum
+/// does not know is a decode error naming the column, never a silent default.
+pub(crate) fn name_column<T>(r: &sqlx::postgres::PgRow, column: &'static str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = warden_types::UnknownName>,
+{
+    let text: String = sqlx::Row::try_get(r, column)?;
+    text.parse().map_err(|e: warden_types::UnknownName| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    })
 }
 
 /// A decoded signal to be stored, raw bytes included.

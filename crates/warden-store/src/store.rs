@@ -307,7 +307,7 @@ impl Store {
 }
 
 fn parse_protocol(s: &str) -> Result<DeviceProtocol, StoreError> {
-    DeviceProtocol::parse(s).ok_or_else(|| StoreError::Corrupt {
+    s.parse().map_err(|_| StoreError::Corrupt {
         column: "devices.protocol",
         value: s.to_owned(),
     })

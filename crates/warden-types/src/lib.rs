@@ -120,8 +120,152 @@ impl fmt::Display for Priority {
     }
 }
 
+/// Why a stored or typed name is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a {what}; expected one of {expected}")]
+pub struct UnknownName {
+    /// What was expected ("role", "device protocol", ...).
+    pub what: &'static str,
+    /// The name that was given.
+    pub value: String,
+    /// The accepted names, comma separated.
+    pub expected: &'static str,
+}
+
+/// Defines a fieldless enum whose one name mapping (`as_str` / `FromStr`) is used for SQL,
+/// JSON (serde `snake_case`, checked equal by a test) and the OpenAPI schema.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident : $what:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The one name of this value: stored in SQL, sent in JSON, listed in OpenAPI.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+
+            /// The inverse of `as_str`.
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err(UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+).trim_ascii_end(),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// What a console user may do. The triage core knows the first three; `OnCall` is the
+    /// out-of-hours staff who see and update jobs but never handle alarms.
+    pub enum Role: "role" {
+        /// Answers alarms: claim, release and resolve their own incidents, write notes.
+        Operator = "operator",
+        /// An operator who may also take over, release or resolve anyone's incident.
+        Supervisor = "supervisor",
+        /// Runs the system; may write notes but never handles alarms.
+        Admin = "admin",
+        /// Out-of-hours staff: read and update out-of-hours jobs only.
+        OnCall = "on_call",
+    }
+}
+
+named_enum! {
+    /// The protocol a registered device speaks (the `devices.protocol` column).
+    pub enum DeviceProtocol: "device protocol" {
+        /// Contact ID (SIA DC-05), usually through a serial receiver.
+        ContactId = "contact_id",
+        /// SIA data blocks.
+        Sia = "sia",
+        /// Warden's MQTT JSON schema.
+        Mqtt = "mqtt",
+        /// SIA DC-09 over IP.
+        Dc09 = "dc09",
+    }
+}
+
+named_enum! {
+    /// Where an out-of-hours job stands (`ooh_jobs.status`, `ooh_updates.status`).
+    pub enum JobStatus: "job status" {
+        /// Logged and passed to the category's on-call contact.
+        Routed = "routed",
+        /// Logged, but nobody is on call for its category: the desk must act.
+        Unrouted = "unrouted",
+        /// The on-call person has seen it.
+        Acknowledged = "acknowledged",
+        /// Someone is working on it.
+        InProgress = "in_progress",
+        /// Done.
+        Closed = "closed",
+    }
+}
+
+impl JobStatus {
+    /// Whether a person may move a job to this status (the first two are set on creation
+    /// by routing only).
+    pub fn is_settable(self) -> bool {
+        match self {
+            JobStatus::Routed | JobStatus::Unrouted => false,
+            JobStatus::Acknowledged | JobStatus::InProgress | JobStatus::Closed => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// serde's names, `as_str` and `FromStr` are one mapping.
+    fn one_mapping<T>(all: &[T])
+    where
+        T: Copy + fmt::Display + PartialEq + fmt::Debug + Serialize + std::str::FromStr,
+    {
+        for v in all {
+            let json = serde_json::to_value(v).expect("a name");
+            assert_eq!(json, serde_json::Value::from(v.to_string()));
+            assert!(v.to_string().parse::<T>().ok() == Some(*v), "{v:?}");
+        }
+        assert!("no_such_name".parse::<T>().is_err());
+    }
+
+    #[test]
+    fn roles_protocols_and_job_statuses_have_one_name_each() {
+        one_mapping(Role::ALL);
+        one_mapping(DeviceProtocol::ALL);
+        one_mapping(JobStatus::ALL);
+        assert_eq!(Role::OnCall.as_str(), "on_call");
+        let e = "boss".parse::<Role>().expect_err("not a role");
+        assert_eq!(e.expected, "operator supervisor admin on_call");
+    }
+
     use super::*;
 
     #[test]

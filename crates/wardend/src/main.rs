@@ -247,9 +247,9 @@ async fn dispatch(command: Command, mut cfg: Config) -> anyhow::Result<()> {
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
             warden_console::check_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
-            if warden_console::Role::parse(&role).is_none() {
+            let Ok(role) = role.parse::<warden_console::Role>() else {
                 anyhow::bail!("unknown role {role:?} (operator, supervisor, admin, on_call)");
-            }
+            };
             let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
             let db = run::Database::open(&cfg)?;
             let result = async {

@@ -241,7 +241,8 @@ impl Triage {
         out: &mut Vec<Effect>,
     ) {
         let r = self.find(id).and_then(|inc| {
-            if actor.role == Role::Admin {
+            // Administrators and on-call staff never handle alarms.
+            if matches!(actor.role, Role::Admin | Role::OnCall) {
                 return Err(RejectReason::RoleNotAllowed { role: actor.role });
             }
             match inc.holder {
@@ -286,7 +287,8 @@ impl Triage {
         out: &mut Vec<Effect>,
     ) {
         let r = self.find(id).and_then(|inc| {
-            if actor.role == Role::Admin {
+            // Administrators and on-call staff never handle alarms.
+            if matches!(actor.role, Role::Admin | Role::OnCall) {
                 return Err(RejectReason::RoleNotAllowed { role: actor.role });
             }
             match inc.holder {
@@ -364,7 +366,7 @@ impl Triage {
         out: &mut Vec<Effect>,
     ) {
         let r = self.find(id).and_then(|inc| match actor.role {
-            Role::Admin => Err(RejectReason::RoleNotAllowed { role: actor.role }),
+            Role::Admin | Role::OnCall => Err(RejectReason::RoleNotAllowed { role: actor.role }),
             Role::Supervisor => Ok(()),
             Role::Operator => match inc.holder {
                 Some(h) if h.id == actor.id => Ok(()),

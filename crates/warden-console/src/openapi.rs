@@ -1,0 +1,202 @@
+//! The OpenAPI document of the console API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the request and response types they use, so the document cannot drift
+//! from the code: a route without an annotation, or an annotation without a route, fails
+//! `the_openapi_document_lists_exactly_the_routes_served`.
+//!
+//! Security is set here in one place, from the rule the `Auth` extractor enforces: every
+//! operation but sign-in needs the session cookie, and every one that is not a GET also
+//! needs the CSRF header.
+
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::auth::{COOKIE, CSRF_HEADER};
+
+/// The error shape of every API error: `{"error": code, "message": message}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// A short snake_case code (`forbidden`, `invalid_value`, ...).
+    pub error: String,
+    /// Plain English for people.
+    pub message: String,
+}
+
+/// Shared error responses, referenced as `#/components/responses/<Name>`.
+macro_rules! error_responses {
+    ($($name:ident => $description:literal,)+) => {
+        $(
+            #[doc = $description]
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl<'s> utoipa::ToResponse<'s> for $name {
+                fn response() -> (&'s str, RefOr<utoipa::openapi::Response>) {
+                    (
+                        stringify!($name),
+                        ResponseBuilder::new()
+                            .description($description)
+                            .content(
+                                "application/json",
+                                Content::new(Some(Ref::from_schema_name("Error"))),
+                            )
+                            .build()
+                            .into(),
+                    )
+                }
+            }
+        )+
+    };
+}
+
+error_responses! {
+    Unauthorized => "No live session: `not_signed_in` (no cookie) or `session_expired` (unknown, expired, idle too long, or the account was disabled).",
+    Forbidden => "`forbidden`: your role may not do this, or (for a change) the `X-CSRF-Token` header is missing or wrong.",
+    NotFound => "`not_found`: no such object.",
+    BadRequest => "Bad input: `invalid_path` or `invalid_query` (a parameter of the wrong type), `invalid_json` (malformed JSON or a field of the wrong type), `invalid_value` (a well-formed value that is not allowed, such as an unknown role, protocol or status), `control_character` (typed text holding a control character).",
+    Conflict => "`already_exists`, or an incident command that conflicts with the incident's state (`claimed_by_other`, `already_holder`, `not_holder`, `not_claimed`, `already_resolved`).",
+    Unavailable => "`database_unavailable` (the database did not answer) or, for incident commands, `engine_unavailable` (the triage engine is not running; the command was not carried out). Retry.",
+    TooLarge => "`body_too_large`: the body is larger than the limit (64 KiB for JSON by default).",
+    UnsupportedMediaType => "`unsupported_media_type`: the body was not sent with Content-Type: application/json.",
+}
+
+/// Adds the session cookie and CSRF header schemes and each operation's requirement.
+#[derive(Debug)]
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "sessionCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                COOKIE,
+                "The session cookie set by POST /api/v1/login.",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrfToken",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "The session's CSRF token (from login or GET /api/v1/me); required on every non-GET request except login.",
+            ))),
+        );
+        debug_assert!(CSRF_HEADER.eq_ignore_ascii_case("X-CSRF-Token"));
+        for (path, item) in &mut openapi.paths.paths {
+            let ops = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (changes, op) in ops {
+                let Some(op) = op else { continue };
+                op.security = Some(if path == "/api/v1/login" || path == "/api/openapi.json" {
+                    // Sign-in and this document need no session.
+                    Vec::new()
+                } else if changes {
+                    vec![
+                        SecurityRequirement::new("sessionCookie", Vec::<String>::new())
+                            .add("csrfToken", Vec::<String>::new()),
+                    ]
+                } else {
+                    vec![SecurityRequirement::new(
+                        "sessionCookie",
+                        Vec::<String>::new(),
+                    )]
+                });
+            }
+        }
+    }
+}
+
+/// The console API, as generated.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Warden console API",
+        version = "1",
+        description = include_str!("../assets/openapi-intro.md"),
+    ),
+    paths(
+        crate::auth::login,
+        crate::auth::logout,
+        crate::auth::me,
+        crate::incidents::queue,
+        crate::incidents::outcomes,
+        crate::hub::ws,
+        crate::incidents::bulk_resolve,
+        crate::incidents::detail,
+        crate::incidents::claim,
+        crate::incidents::release,
+        crate::incidents::takeover,
+        crate::incidents::note,
+        crate::incidents::resolve,
+        crate::records::clients,
+        crate::records::create_client,
+        crate::records::client,
+        crate::records::update_client,
+        crate::records::reveal_key_safe,
+        crate::records::devices,
+        crate::records::create_device,
+        crate::records::update_device,
+        crate::records::users,
+        crate::records::create_user,
+        crate::records::update_user,
+        crate::records::audit,
+        crate::rejected::rejected,
+        crate::ooh::categories,
+        crate::ooh::save_category,
+        crate::ooh::jobs,
+        crate::ooh::create_job,
+        crate::ooh::job,
+        crate::ooh::set_status,
+        crate::csvio::export_clients,
+        crate::csvio::export_devices,
+        crate::csvio::import_clients,
+        crate::csvio::import_devices,
+        crate::assets::openapi,
+    ),
+    components(
+        schemas(ErrorBody),
+        responses(
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            BadRequest,
+            Conflict,
+            Unavailable,
+            TooLarge,
+            UnsupportedMediaType
+        )
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "Auth", description = "Sign-in and sessions."),
+        (name = "Incidents", description = "The live queue and incident commands."),
+        (name = "Clients", description = "Client records (every view and change is audited)."),
+        (name = "Devices", description = "Device administration."),
+        (name = "Users", description = "Account administration."),
+        (name = "Audit", description = "The audit trail."),
+        (name = "Out of hours", description = "The out-of-hours desk."),
+        (name = "Import and export", description = "CSV import and export of clients and devices."),
+        (name = "Meta", description = "This document."),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The document served at `/api/openapi.json`, generated once on first use.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            // Serialising plain structs and maps cannot fail; should it ever, say so in JSON.
+            .unwrap_or_else(|e| serde_json::json!({ "error": "openapi", "message": e.to_string() }).to_string())
+    })
+}

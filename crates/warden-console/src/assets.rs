@@ -31,10 +31,10 @@ pub async fn file(Path(name): Path<String>) -> Response {
 
 /// This OpenAPI document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "Meta", operation_id = "getOpenApi",
-    summary = r#"This OpenAPI document"#,
-    description = r#"Roles: none (no session needed)."#,
+    summary = "This OpenAPI document",
+    description = "Roles: none (no session needed).",
     responses(
-        (status = 200, description = r#"The OpenAPI 3.1 document."#, body = Object),
+        (status = 200, description = "The OpenAPI 3.1 document.", body = Object),
     )
 )]
 pub async fn openapi() -> Response {

@@ -17,9 +17,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use warden_store::{AuditWrite, UserRow};
 use warden_telemetry as m;
 
@@ -277,21 +277,21 @@ fn login_failed(outcome: &'static str) {
 
 /// Sign in.
 #[utoipa::path(post, path = "/api/v1/login", tag = "Auth", operation_id = "login",
-    summary = r#"Sign in"#,
-    description = r#"Roles: none (no session needed).
+    summary = "Sign in",
+    description = "Roles: none (no session needed).
 
-Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure unless turned off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. Repeated failed passwords lock the account (5 by default, for 15 minutes); each client address may try 20 times a minute by default."#,
+Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure unless turned off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. Repeated failed passwords lock the account (5 by default, for 15 minutes); each client address may try 20 times a minute by default.",
     request_body = LoginBody,
     responses(
-        (status = 200, description = r#"Signed in."#, body = SessionResponse),
-        (status = 400, description = r#"`invalid_json`: the body is not JSON with `username` and `password`."#, body = crate::openapi::ErrorBody),
-        (status = 401, description = r#"`bad_credentials`: wrong username or password."#, body = crate::openapi::ErrorBody),
-        (status = 403, description = r#"`forbidden`: the password was right but the account is disabled."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "Signed in.", body = SessionResponse),
+        (status = 400, description = "`invalid_json`: the body is not JSON with `username` and `password`.", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`bad_credentials`: wrong username or password.", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the password was right but the account is disabled.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 423, description = r#"`account_locked`: the account is locked after repeated failed sign-ins."#, body = crate::openapi::ErrorBody),
-        (status = 429, description = r#"`rate_limited`: too many sign-in attempts from this address in the last minute."#, body = crate::openapi::ErrorBody),
-        (status = 503, description = r#"`database_unavailable`, or `unavailable` when no randomness was available for the session token."#, body = crate::openapi::ErrorBody),
+        (status = 423, description = "`account_locked`: the account is locked after repeated failed sign-ins.", body = crate::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address in the last minute.", body = crate::openapi::ErrorBody),
+        (status = 503, description = "`database_unavailable`, or `unavailable` when no randomness was available for the session token.", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn login(
@@ -405,14 +405,14 @@ pub async fn login(
 
 /// Sign out.
 #[utoipa::path(post, path = "/api/v1/logout", tag = "Auth", operation_id = "logout",
-    summary = r#"Sign out"#,
-    description = r#"Roles: operator, supervisor, admin, on_call.
+    summary = "Sign out",
+    description = "Roles: operator, supervisor, admin, on_call.
 
-Ends the session and clears the cookie."#,
+Ends the session and clears the cookie.",
     responses(
-        (status = 204, description = r#"Signed out."#),
+        (status = 204, description = "Signed out."),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -431,14 +431,14 @@ pub async fn logout(
 
 /// The signed-in user and CSRF token.
 #[utoipa::path(get, path = "/api/v1/me", tag = "Auth", operation_id = "getMe",
-    summary = r#"The signed-in user and CSRF token"#,
-    description = r#"Roles: operator, supervisor, admin, on_call.
+    summary = "The signed-in user and CSRF token",
+    description = "Roles: operator, supervisor, admin, on_call.
 
-Use on page load to learn whether a session is live and to recover the CSRF token."#,
+Use on page load to learn whether a session is live and to recover the CSRF token.",
     responses(
-        (status = 200, description = r#"The session's user and CSRF token."#, body = SessionResponse),
+        (status = 200, description = "The session's user and CSRF token.", body = SessionResponse),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: the account has no valid role."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the account has no valid role.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

@@ -14,8 +14,8 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
-use warden_types::DeviceProtocol;
 use warden_store::{ClientRecord, DeviceRecord, Store, StoreError};
+use warden_types::DeviceProtocol;
 
 use crate::Console;
 use crate::auth::{ADMINS, Auth};
@@ -109,15 +109,15 @@ fn csv_error(e: &csv::Error) -> ApiError {
 
 /// Export clients as CSV.
 #[utoipa::path(get, path = "/api/v1/export/clients.csv", tag = "Import and export", operation_id = "exportClients",
-    summary = r#"Export clients as CSV"#,
-    description = r#"Roles: admin.
+    summary = "Export clients as CSV",
+    description = "Roles: admin.
 
-Columns: external_ref, name, date_of_birth, address, postcode, phone, area, language, interpreter_needed, communication_needs, preferred_contact, access_notes, medical_notes, key_safe. The key_safe column is always empty: codes never leave in bulk. interpreter_needed is yes/no. Audited."#,
+Columns: external_ref, name, date_of_birth, address, postcode, phone, area, language, interpreter_needed, communication_needs, preferred_contact, access_notes, medical_notes, key_safe. The key_safe column is always empty: codes never leave in bulk. interpreter_needed is yes/no. Audited.",
     responses(
-        (status = 200, description = r#"All clients, by external_ref."#, body = String, content_type = "text/csv"),
-        (status = 400, description = r#"`invalid_csv` or `csv`: the file could not be written."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "All clients, by external_ref.", body = String, content_type = "text/csv"),
+        (status = 400, description = "`invalid_csv` or `csv`: the file could not be written.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -162,15 +162,15 @@ pub async fn export_clients(
 
 /// Export devices as CSV.
 #[utoipa::path(get, path = "/api/v1/export/devices.csv", tag = "Import and export", operation_id = "exportDevices",
-    summary = r#"Export devices as CSV"#,
-    description = r#"Roles: admin.
+    summary = "Export devices as CSV",
+    description = "Roles: admin.
 
-Columns: account, protocol, label, device_type, test_interval_seconds, client_ref, area. Audited."#,
+Columns: account, protocol, label, device_type, test_interval_seconds, client_ref, area. Audited.",
     responses(
-        (status = 200, description = r#"All devices, by id."#, body = String, content_type = "text/csv"),
-        (status = 400, description = r#"`invalid_csv` or `csv`: the file could not be written."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "All devices, by id.", body = String, content_type = "text/csv"),
+        (status = 400, description = "`invalid_csv` or `csv`: the file could not be written.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -403,15 +403,17 @@ pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
                     message: format!("{interval:?} is not a whole number of seconds"),
                 })?)
             };
-            let protocol = f("protocol").parse::<DeviceProtocol>().map_err(|e| RowError {
-                row,
-                column: Some("protocol".into()),
-                message: format!(
-                    "protocol must be one of {} (not {:?})",
-                    e.expected.replace(' ', ", "),
-                    e.value
-                ),
-            })?;
+            let protocol = f("protocol")
+                .parse::<DeviceProtocol>()
+                .map_err(|e| RowError {
+                    row,
+                    column: Some("protocol".into()),
+                    message: format!(
+                        "protocol must be one of {} (not {:?})",
+                        e.expected.replace(' ', ", "),
+                        e.value
+                    ),
+                })?;
             let d = DeviceRecord {
                 id: 0,
                 account: f("account"),
@@ -468,19 +470,19 @@ fn report(imported: u64, updated: u64, errors: &[RowError], dry_run: bool) -> Js
 
 /// Import clients from CSV.
 #[utoipa::path(post, path = "/api/v1/import/clients.csv", tag = "Import and export", operation_id = "importClients",
-    summary = r#"Import clients from CSV"#,
-    description = r#"Roles: admin.
+    summary = "Import clients from CSV",
+    description = "Roles: admin.
 
-Every row is checked first; if any row has an error, nothing is imported and every error is reported (still 200). Existing responders are kept. Audited per row."#,
+Every row is checked first; if any row has an error, nothing is imported and every error is reported (still 200). Existing responders are kept. Audited per row.",
     params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
     responses(
-        (status = 200, description = r#"The import report."#, body = ImportReport),
-        (status = 400, description = r#"A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The import report.", body = ImportReport),
+        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write)."#, body = crate::openapi::ErrorBody),
-        (status = 413, description = r#"The file is larger than the import limit (32 MiB by default); plain text from the framework."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write).", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The file is larger than the import limit (32 MiB by default); plain text from the framework.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -510,19 +512,19 @@ pub async fn import_clients(
 
 /// Import devices from CSV.
 #[utoipa::path(post, path = "/api/v1/import/devices.csv", tag = "Import and export", operation_id = "importDevices",
-    summary = r#"Import devices from CSV"#,
-    description = r#"Roles: admin.
+    summary = "Import devices from CSV",
+    description = "Roles: admin.
 
-Every row is checked first (including that each client_ref names an existing client: import clients first); if any row has an error, nothing is imported and every error is reported (still 200). Audited per row; the triage engine is told at once."#,
+Every row is checked first (including that each client_ref names an existing client: import clients first); if any row has an error, nothing is imported and every error is reported (still 200). Audited per row; the triage engine is told at once.",
     params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
     responses(
-        (status = 200, description = r#"The import report."#, body = ImportReport),
-        (status = 400, description = r#"A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The import report.", body = ImportReport),
+        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write)."#, body = crate::openapi::ErrorBody),
-        (status = 413, description = r#"The file is larger than the import limit (32 MiB by default); plain text from the framework."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write).", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The file is larger than the import limit (32 MiB by default); plain text from the framework.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

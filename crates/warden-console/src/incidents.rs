@@ -49,14 +49,14 @@ pub struct Outcome {
 
 /// Outcome codes.
 #[utoipa::path(get, path = "/api/v1/outcomes", tag = "Incidents", operation_id = "listOutcomes",
-    summary = r#"Outcome codes"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "Outcome codes",
+    description = "Roles: operator, supervisor.
 
-The centre's outcome codes, in the order the resolve picker shows them."#,
+The centre's outcome codes, in the order the resolve picker shows them.",
     responses(
-        (status = 200, description = r#"The outcome codes."#, body = Vec<Outcome>),
+        (status = 200, description = "The outcome codes.", body = Vec<Outcome>),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -88,6 +88,10 @@ pub struct QueueResponse {
 
 /// SLA timers in seconds since arrival.
 #[derive(Debug, Serialize, ToSchema)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the names are the JSON keys the browser reads"
+)]
 pub struct Thresholds {
     pub warn_s: i64,
     pub overflow_s: i64,
@@ -105,14 +109,14 @@ pub struct PriorityCounts {
 
 /// The live queue.
 #[utoipa::path(get, path = "/api/v1/queue", tag = "Incidents", operation_id = "getQueue",
-    summary = r#"The live queue"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "The live queue",
+    description = "Roles: operator, supervisor.
 
-Open (unresolved) incidents, life-critical first then urgent, technical, information, oldest first within each; with per-priority counts and the life-critical answer-time thresholds. Keep it current with GET /api/v1/ws."#,
+Open (unresolved) incidents, life-critical first then urgent, technical, information, oldest first within each; with per-priority counts and the life-critical answer-time thresholds. Keep it current with GET /api/v1/ws.",
     responses(
-        (status = 200, description = r#"The queue."#, body = QueueResponse),
+        (status = 200, description = "The queue.", body = QueueResponse),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -174,17 +178,17 @@ pub struct IncidentDetail {
 
 /// An incident with its history.
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "Incidents", operation_id = "getIncident",
-    summary = r#"An incident with its history"#,
-    description = r#"Roles: operator, supervisor, admin.
+    summary = "An incident with its history",
+    description = "Roles: operator, supervisor, admin.
 
-The incident, its history and the recent signals of its device."#,
+The incident, its history and the recent signals of its device.",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
-        (status = 200, description = r#"The incident."#, body = IncidentDetail),
-        (status = 400, description = r#"`invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The incident.", body = IncidentDetail),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, admin only)."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such incident."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -315,18 +319,18 @@ async fn answer(c: &Console, id: i64) -> Result<Json<IncidentResponse>, ApiError
 
 /// Claim an incident.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/claim", tag = "Incidents", operation_id = "claimIncident",
-    summary = r#"Claim an incident"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "Claim an incident",
+    description = "Roles: operator, supervisor.
 
-Takes the incident for the caller. The command goes to the triage engine and is answered once its effects are durable; it is audited."#,
+Takes the incident for the caller. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
-        (status = 200, description = r#"The incident after the command."#, body = IncidentResponse),
-        (status = 400, description = r#"`invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such incident."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`claimed_by_other` (the message names the holder; a supervisor may take it over); `already_holder`; `already_resolved`: the incident is already resolved."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`claimed_by_other` (the message names the holder; a supervisor may take it over); `already_holder`; `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -345,18 +349,18 @@ pub async fn claim(
 
 /// Release an incident back to the queue.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/release", tag = "Incidents", operation_id = "releaseIncident",
-    summary = r#"Release an incident back to the queue"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "Release an incident back to the queue",
+    description = "Roles: operator, supervisor.
 
-An operator may release only an incident they hold; a supervisor may release anyone's. The command goes to the triage engine and is answered once its effects are durable; it is audited."#,
+An operator may release only an incident they hold; a supervisor may release anyone's. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
-        (status = 200, description = r#"The incident after the command."#, body = IncidentResponse),
-        (status = 400, description = r#"`invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such incident."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`not_claimed` (nobody holds it); `not_holder` (held by someone else; the message names them); `already_resolved`: the incident is already resolved."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`not_claimed` (nobody holds it); `not_holder` (held by someone else; the message names them); `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -375,18 +379,18 @@ pub async fn release(
 
 /// Take over an incident.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/takeover", tag = "Incidents", operation_id = "takeOverIncident",
-    summary = r#"Take over an incident"#,
-    description = r#"Roles: supervisor.
+    summary = "Take over an incident",
+    description = "Roles: supervisor.
 
-Claims the incident for the supervisor, from whoever holds it (or from the queue if nobody does). The command goes to the triage engine and is answered once its effects are durable; it is audited."#,
+Claims the incident for the supervisor, from whoever holds it (or from the queue if nobody does). The command goes to the triage engine and is answered once its effects are durable; it is audited.",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
-        (status = 200, description = r#"The incident after the command."#, body = IncidentResponse),
-        (status = 400, description = r#"`invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such incident."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_holder`; `already_resolved`: the incident is already resolved."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_holder`; `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -411,19 +415,19 @@ pub struct NoteBody {
 
 /// Add a note to an incident.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/note", tag = "Incidents", operation_id = "addIncidentNote",
-    summary = r#"Add a note to an incident"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "Add a note to an incident",
+    description = "Roles: operator, supervisor.
 
-Anyone handling incidents may note any open incident; they need not hold it. The command goes to the triage engine and is answered once its effects are durable; it is audited."#,
+Anyone handling incidents may note any open incident; they need not hold it. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
     params(("id" = i64, Path, description = "The numeric id.")),
     request_body = NoteBody,
     responses(
-        (status = 200, description = r#"The incident after the command."#, body = IncidentResponse),
-        (status = 400, description = r#"`invalid_json`; `empty_note`; `note_too_long` (more than 4000 characters); `control_character` (the note holds a control character other than tab or a line break; refused before it reaches the triage engine). `invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_json`; `empty_note`; `note_too_long` (more than 4000 characters); `control_character` (the note holds a control character other than tab or a line break; refused before it reaches the triage engine). `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such incident."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_resolved`: the incident is already resolved."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -464,19 +468,19 @@ fn outcome(code: &str) -> Result<OutcomeCode, ApiError> {
 
 /// Resolve an incident.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/resolve", tag = "Incidents", operation_id = "resolveIncident",
-    summary = r#"Resolve an incident"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "Resolve an incident",
+    description = "Roles: operator, supervisor.
 
-An operator may resolve only an incident they hold; a supervisor may resolve any open incident, claimed or not. The command goes to the triage engine and is answered once its effects are durable; it is audited."#,
+An operator may resolve only an incident they hold; a supervisor may resolve any open incident, claimed or not. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
     params(("id" = i64, Path, description = "The numeric id.")),
     request_body = ResolveBody,
     responses(
-        (status = 200, description = r#"The incident after the command."#, body = IncidentResponse),
-        (status = 400, description = r#"`invalid_json`; `unknown_outcome`. `invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_json`; `unknown_outcome`. `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such incident."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`not_holder` (the message names the holder, or nobody); `already_resolved`: the incident is already resolved."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`not_holder` (the message names the holder, or nobody); `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -524,17 +528,17 @@ pub struct BulkRejection {
 
 /// Resolve many incidents with one outcome.
 #[utoipa::path(post, path = "/api/v1/incidents/bulk-resolve", tag = "Incidents", operation_id = "bulkResolveIncidents",
-    summary = r#"Resolve many incidents with one outcome"#,
-    description = r#"Roles: supervisor.
+    summary = "Resolve many incidents with one outcome",
+    description = "Roles: supervisor.
 
-E.g. a storm's group incidents after the power came back. Each incident is resolved separately: refusals are listed in `rejected` and do not stop the others. If the engine or database becomes unavailable part-way, the request answers 503 and the incidents already resolved stay resolved."#,
+E.g. a storm's group incidents after the power came back. Each incident is resolved separately: refusals are listed in `rejected` and do not stop the others. If the engine or database becomes unavailable part-way, the request answers 503 and the incidents already resolved stay resolved.",
     request_body = BulkBody,
     responses(
-        (status = 200, description = r#"What was resolved and what was refused."#, body = BulkResolveResponse),
-        (status = 400, description = r#"`invalid_json`; `bad_selection` (not between 1 and 10000 incidents); `unknown_outcome`."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "What was resolved and what was refused.", body = BulkResolveResponse),
+        (status = 400, description = "`invalid_json`; `bad_selection` (not between 1 and 10000 incidents); `unknown_outcome`.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: an id in the list is negative. The request stops there: incidents before it in the list that were already resolved stay resolved."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: an id in the list is negative. The request stops there: incidents before it in the list that were already resolved stay resolved.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),

@@ -5,11 +5,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use time::OffsetDateTime;
-use warden_types::JobStatus;
+use utoipa::{IntoParams, ToSchema};
 use warden_store::{NewOohJob, OohCategory, OohJob, OohUpdate};
 use warden_telemetry as m;
+use warden_types::JobStatus;
 
 use crate::Console;
 use crate::auth::{ADMINS, Auth, OOH_DESK, OOH_READERS};
@@ -120,14 +120,14 @@ impl From<OohJob> for JobOut {
 
 /// Out-of-hours categories.
 #[utoipa::path(get, path = "/api/v1/ooh/categories", tag = "Out of hours", operation_id = "listOohCategories",
-    summary = r#"Out-of-hours categories"#,
-    description = r#"Roles: operator, supervisor, on_call, admin.
+    summary = "Out-of-hours categories",
+    description = "Roles: operator, supervisor, on_call, admin.
 
-Ordered by name."#,
+Ordered by name.",
     responses(
-        (status = 200, description = r#"The categories."#, body = Vec<OohCategory>),
+        (status = 200, description = "The categories.", body = Vec<OohCategory>),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, on_call, admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -141,17 +141,17 @@ pub async fn categories(
 
 /// Create or update a category.
 #[utoipa::path(put, path = "/api/v1/ooh/categories/{code}", tag = "Out of hours", operation_id = "saveOohCategory",
-    summary = r#"Create or update a category"#,
-    description = r#"Roles: admin.
+    summary = "Create or update a category",
+    description = "Roles: admin.
 
-Sets the name and on-call contact of the category `code`, creating it if it does not exist (the body's `code` is ignored). Audited."#,
+Sets the name and on-call contact of the category `code`, creating it if it does not exist (the body's `code` is ignored). Audited.",
     params(("code" = String, Path, description = "The category code: 1-32 characters of a-z, 0-9 and _.")),
     request_body = OohCategory,
     responses(
-        (status = 200, description = r#"The category as saved."#, body = OohCategory),
-        (status = 400, description = r#"`invalid_json`; `invalid_value` (bad code, blank name, or the database refused a value)."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The category as saved.", body = OohCategory),
+        (status = 400, description = "`invalid_json`; `invalid_value` (bad code, blank name, or the database refused a value).", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -216,16 +216,16 @@ fn check_job(j: &NewOohJob) -> Result<(), ApiError> {
 
 /// Log an out-of-hours job.
 #[utoipa::path(post, path = "/api/v1/ooh/jobs", tag = "Out of hours", operation_id = "createOohJob",
-    summary = r#"Log an out-of-hours job"#,
-    description = r#"Roles: operator, supervisor.
+    summary = "Log an out-of-hours job",
+    description = "Roles: operator, supervisor.
 
-Takes the next reference of the year and routes the job to the category's on-call contact; with no contact it is recorded as `unrouted` (never silently skipped). Audited."#,
+Takes the next reference of the year and routes the job to the category's on-call contact; with no contact it is recorded as `unrouted` (never silently skipped). Audited.",
     request_body = NewOohJob,
     responses(
-        (status = 201, description = r#"The new job."#, body = JobOut),
-        (status = 400, description = r#"`invalid_json`; `invalid_value` (a required field is blank, a field is too long, or urgency is not emergency/urgent/routine); `unknown_category`."#, body = crate::openapi::ErrorBody),
+        (status = 201, description = "The new job.", body = JobOut),
+        (status = 400, description = "`invalid_json`; `invalid_value` (a required field is blank, a field is too long, or urgency is not emergency/urgent/routine); `unknown_category`.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -281,15 +281,15 @@ pub struct JobSearch {
 
 /// Search out-of-hours jobs.
 #[utoipa::path(get, path = "/api/v1/ooh/jobs", tag = "Out of hours", operation_id = "listOohJobs",
-    summary = r#"Search out-of-hours jobs"#,
-    description = r#"Roles: operator, supervisor, on_call, admin.
+    summary = "Search out-of-hours jobs",
+    description = "Roles: operator, supervisor, on_call, admin.
 
-Matches reference, address, caller name or caller phone (case-insensitive substring); all jobs when `q` is empty. Newest first, at most 100."#,
+Matches reference, address, caller name or caller phone (case-insensitive substring); all jobs when `q` is empty. Newest first, at most 100.",
     params(JobSearch),
     responses(
-        (status = 200, description = r#"Matching jobs."#, body = Vec<JobOut>),
+        (status = 200, description = "Matching jobs.", body = Vec<JobOut>),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, on_call, admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -305,14 +305,14 @@ pub async fn jobs(
 
 /// An out-of-hours job.
 #[utoipa::path(get, path = "/api/v1/ooh/jobs/{reference}", tag = "Out of hours", operation_id = "getOohJob",
-    summary = r#"An out-of-hours job"#,
-    description = r#"Roles: operator, supervisor, on_call, admin."#,
+    summary = "An out-of-hours job",
+    description = "Roles: operator, supervisor, on_call, admin.",
     params(("reference" = String, Path, description = "The job reference, e.g. OOH-2026-000123.")),
     responses(
-        (status = 200, description = r#"The job."#, body = JobOut),
+        (status = 200, description = "The job.", body = JobOut),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, on_call, admin only)."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such job."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only).", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -341,18 +341,18 @@ pub struct StatusBody {
 
 /// Change a job's status.
 #[utoipa::path(post, path = "/api/v1/ooh/jobs/{reference}/status", tag = "Out of hours", operation_id = "setOohJobStatus",
-    summary = r#"Change a job's status"#,
-    description = r#"Roles: operator, supervisor, on_call, admin.
+    summary = "Change a job's status",
+    description = "Roles: operator, supervisor, on_call, admin.
 
-Adds a status update with an optional note. Any of the three statuses may follow any other (a closed job can be reopened). Audited."#,
+Adds a status update with an optional note. Any of the three statuses may follow any other (a closed job can be reopened). Audited.",
     params(("reference" = String, Path, description = "The job reference, e.g. OOH-2026-000123.")),
     request_body = StatusBody,
     responses(
-        (status = 200, description = r#"The job after the change."#, body = JobOut),
-        (status = 400, description = r#"`invalid_json`; `invalid_value` (status is not acknowledged, in_progress or closed, or the note is longer than 5000 characters)."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The job after the change.", body = JobOut),
+        (status = 400, description = "`invalid_json`; `invalid_value` (status is not acknowledged, in_progress or closed, or the note is longer than 5000 characters).", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, on_call, admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such job."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),

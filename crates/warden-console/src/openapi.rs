@@ -55,10 +55,6 @@ macro_rules! error_responses {
 
 error_responses! {
     Unauthorized => "No live session: `not_signed_in` (no cookie) or `session_expired` (unknown, expired, idle too long, or the account was disabled).",
-    Forbidden => "`forbidden`: your role may not do this, or (for a change) the `X-CSRF-Token` header is missing or wrong.",
-    NotFound => "`not_found`: no such object.",
-    BadRequest => "Bad input: `invalid_path` or `invalid_query` (a parameter of the wrong type), `invalid_json` (malformed JSON or a field of the wrong type), `invalid_value` (a well-formed value that is not allowed, such as an unknown role, protocol or status), `control_character` (typed text holding a control character).",
-    Conflict => "`already_exists`, or an incident command that conflicts with the incident's state (`claimed_by_other`, `already_holder`, `not_holder`, `not_claimed`, `already_resolved`).",
     Unavailable => "`database_unavailable` (the database did not answer) or, for incident commands, `engine_unavailable` (the triage engine is not running; the command was not carried out). Retry.",
     TooLarge => "`body_too_large`: the body is larger than the limit (64 KiB for JSON by default).",
     UnsupportedMediaType => "`unsupported_media_type`: the body was not sent with Content-Type: application/json.",
@@ -165,10 +161,6 @@ impl Modify for Security {
         schemas(ErrorBody),
         responses(
             Unauthorized,
-            Forbidden,
-            NotFound,
-            BadRequest,
-            Conflict,
             Unavailable,
             TooLarge,
             UnsupportedMediaType
@@ -197,6 +189,8 @@ pub fn document() -> &'static str {
         ApiDoc::openapi()
             .to_pretty_json()
             // Serialising plain structs and maps cannot fail; should it ever, say so in JSON.
-            .unwrap_or_else(|e| serde_json::json!({ "error": "openapi", "message": e.to_string() }).to_string())
+            .unwrap_or_else(|e| {
+                serde_json::json!({ "error": "openapi", "message": e.to_string() }).to_string()
+            })
     })
 }

@@ -65,16 +65,16 @@ fn limit(l: Option<i64>) -> i64 {
 
 /// Search clients.
 #[utoipa::path(get, path = "/api/v1/clients", tag = "Clients", operation_id = "searchClients",
-    summary = r#"Search clients"#,
-    description = r#"Roles: operator, supervisor, admin.
+    summary = "Search clients",
+    description = "Roles: operator, supervisor, admin.
 
-Matches name, address, postcode, external_ref or phone (case-insensitive substring); all clients when `q` is empty. Ordered by name."#,
+Matches name, address, postcode, external_ref or phone (case-insensitive substring); all clients when `q` is empty. Ordered by name.",
     params(Search),
     responses(
-        (status = 200, description = r#"Matching clients."#, body = Vec<ClientSummary>),
-        (status = 400, description = r#"`invalid_query`: `limit` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "Matching clients.", body = Vec<ClientSummary>),
+        (status = 400, description = "`invalid_query`: `limit` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -119,17 +119,17 @@ async fn client_doc(c: &Console, id: i64) -> Result<ClientDoc, ApiError> {
 
 /// A client record.
 #[utoipa::path(get, path = "/api/v1/clients/{id}", tag = "Clients", operation_id = "getClient",
-    summary = r#"A client record"#,
-    description = r#"Roles: operator, supervisor, admin.
+    summary = "A client record",
+    description = "Roles: operator, supervisor, admin.
 
-The record holds health data, so every view is written to the audit trail (`client.view`)."#,
+The record holds health data, so every view is written to the audit trail (`client.view`).",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
-        (status = 200, description = r#"The client."#, body = ClientDoc),
-        (status = 400, description = r#"`invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The client.", body = ClientDoc),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, admin only)."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such client."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such client.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -148,17 +148,17 @@ pub async fn client(
 
 /// Reveal a client's key-safe code.
 #[utoipa::path(post, path = "/api/v1/clients/{id}/key-safe/reveal", tag = "Clients", operation_id = "revealKeySafe",
-    summary = r#"Reveal a client's key-safe code"#,
-    description = r#"Roles: operator, supervisor, admin.
+    summary = "Reveal a client's key-safe code",
+    description = "Roles: operator, supervisor, admin.
 
-Each reveal is written to the audit trail (`client.key_safe.reveal`) in the same transaction. No request body."#,
+Each reveal is written to the audit trail (`client.key_safe.reveal`) in the same transaction. No request body.",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
-        (status = 200, description = r#"The code (null when none is on file)."#, body = KeySafe),
-        (status = 400, description = r#"`invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The code (null when none is on file).", body = KeySafe),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (operator, supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 404, description = r#"`not_found`: no such client."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such client.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -292,17 +292,17 @@ async fn save_client(
 
 /// Create a client.
 #[utoipa::path(post, path = "/api/v1/clients", tag = "Clients", operation_id = "createClient",
-    summary = r#"Create a client"#,
-    description = r#"Roles: supervisor, admin.
+    summary = "Create a client",
+    description = "Roles: supervisor, admin.
 
-Creates the record and its responders; audited with the record after."#,
+Creates the record and its responders; audited with the record after.",
     request_body = ClientBody,
     responses(
-        (status = 201, description = r#"The new client."#, body = ClientDoc),
-        (status = 400, description = r#"`invalid_json`; `control_character` (a field holds a control character other than tab or a line break, e.g. NUL); `invalid_value` (external_ref, name, preferred_contact, date_of_birth or a responder's name is invalid, or the database refused a value); `missing_reference`."#, body = crate::openapi::ErrorBody),
+        (status = 201, description = "The new client.", body = ClientDoc),
+        (status = 400, description = "`invalid_json`; `control_character` (a field holds a control character other than tab or a line break, e.g. NUL); `invalid_value` (external_ref, name, preferred_contact, date_of_birth or a responder's name is invalid, or the database refused a value); `missing_reference`.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: a client with this external_ref exists."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: a client with this external_ref exists.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -321,18 +321,18 @@ pub async fn create_client(
 
 /// Replace a client record.
 #[utoipa::path(put, path = "/api/v1/clients/{id}", tag = "Clients", operation_id = "updateClient",
-    summary = r#"Replace a client record"#,
-    description = r#"Roles: supervisor, admin.
+    summary = "Replace a client record",
+    description = "Roles: supervisor, admin.
 
-Replaces the record and all its responders (omitted `responders` removes them); `key_safe` omitted or null keeps the code. Audited with before and after. An unknown id is answered 400 `missing_reference`, not 404."#,
+Replaces the record and all its responders (omitted `responders` removes them); `key_safe` omitted or null keeps the code. Audited with before and after. An unknown id is answered 400 `missing_reference`, not 404.",
     params(("id" = i64, Path, description = "The numeric id.")),
     request_body = ClientBody,
     responses(
-        (status = 200, description = r#"The client as saved."#, body = ClientDoc),
-        (status = 400, description = r#"`invalid_json`; `control_character` (a field holds a control character other than tab or a line break, e.g. NUL); `invalid_value` (external_ref, name, preferred_contact, date_of_birth or a responder's name is invalid, or the database refused a value); `missing_reference` (no client with this id). `invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The client as saved.", body = ClientDoc),
+        (status = 400, description = "`invalid_json`; `control_character` (a field holds a control character other than tab or a line break, e.g. NUL); `invalid_value` (external_ref, name, preferred_contact, date_of_birth or a responder's name is invalid, or the database refused a value); `missing_reference` (no client with this id). `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: another client has this external_ref."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: another client has this external_ref.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -351,16 +351,16 @@ pub async fn update_client(
 
 /// List devices.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "Devices", operation_id = "listDevices",
-    summary = r#"List devices"#,
-    description = r#"Roles: supervisor, admin.
+    summary = "List devices",
+    description = "Roles: supervisor, admin.
 
-Matches account, label or client_ref (case-insensitive substring); all devices when `q` is empty. Ordered by id."#,
+Matches account, label or client_ref (case-insensitive substring); all devices when `q` is empty. Ordered by id.",
     params(Search),
     responses(
-        (status = 200, description = r#"Matching devices."#, body = Vec<DeviceRecord>),
-        (status = 400, description = r#"`invalid_query`: `limit` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "Matching devices.", body = Vec<DeviceRecord>),
+        (status = 400, description = "`invalid_query`: `limit` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor, admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -421,17 +421,17 @@ pub async fn register_devices(c: &Console, pick: impl Fn(&DeviceRecord) -> bool)
 
 /// Create a device.
 #[utoipa::path(post, path = "/api/v1/devices", tag = "Devices", operation_id = "createDevice",
-    summary = r#"Create a device"#,
-    description = r#"Roles: admin.
+    summary = "Create a device",
+    description = "Roles: admin.
 
-Audited; the triage engine is told at once."#,
+Audited; the triage engine is told at once.",
     request_body = DeviceRecord,
     responses(
-        (status = 201, description = r#"The new device."#, body = DeviceRecord),
-        (status = 400, description = r#"`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value)."#, body = crate::openapi::ErrorBody),
+        (status = 201, description = "The new device.", body = DeviceRecord),
+        (status = 400, description = "`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value).", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: a device with this account exists."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: a device with this account exists.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -454,18 +454,18 @@ pub async fn create_device(
 
 /// Replace a device.
 #[utoipa::path(put, path = "/api/v1/devices/{id}", tag = "Devices", operation_id = "updateDevice",
-    summary = r#"Replace a device"#,
-    description = r#"Roles: admin.
+    summary = "Replace a device",
+    description = "Roles: admin.
 
-Audited with before and after; the triage engine is told at once. An unknown id is answered 400 `missing_reference`, not 404."#,
+Audited with before and after; the triage engine is told at once. An unknown id is answered 400 `missing_reference`, not 404.",
     params(("id" = i64, Path, description = "The numeric id.")),
     request_body = DeviceRecord,
     responses(
-        (status = 200, description = r#"The device as saved."#, body = DeviceRecord),
-        (status = 400, description = r#"`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value). `missing_reference`: no device with this id. `invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The device as saved.", body = DeviceRecord),
+        (status = 400, description = "`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value). `missing_reference`: no device with this id. `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: another device has this account."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: another device has this account.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -544,14 +544,14 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
 
 /// List accounts.
 #[utoipa::path(get, path = "/api/v1/users", tag = "Users", operation_id = "listUsers",
-    summary = r#"List accounts"#,
-    description = r#"Roles: admin.
+    summary = "List accounts",
+    description = "Roles: admin.
 
-All accounts, ordered by username."#,
+All accounts, ordered by username.",
     responses(
-        (status = 200, description = r#"The accounts."#, body = Vec<UserOut>),
+        (status = 200, description = "The accounts.", body = Vec<UserOut>),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -564,17 +564,17 @@ pub async fn users(State(c): State<Console>, auth: Auth) -> Result<Json<Vec<User
 
 /// Create an account.
 #[utoipa::path(post, path = "/api/v1/users", tag = "Users", operation_id = "createUser",
-    summary = r#"Create an account"#,
-    description = r#"Roles: admin.
+    summary = "Create an account",
+    description = "Roles: admin.
 
-Audited (never with the password)."#,
+Audited (never with the password).",
     request_body = UserBody,
     responses(
-        (status = 201, description = r#"The new account."#, body = UserOut),
-        (status = 400, description = r#"`invalid_json`; `invalid_value` (username, role or display_name is invalid, or no password was given); `weak_password`."#, body = crate::openapi::ErrorBody),
+        (status = 201, description = "The new account.", body = UserOut),
+        (status = 400, description = "`invalid_json`; `invalid_value` (username, role or display_name is invalid, or no password was given); `weak_password`.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: the username is taken."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the username is taken.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -596,18 +596,18 @@ pub async fn create_user(
 
 /// Replace an account.
 #[utoipa::path(put, path = "/api/v1/users/{id}", tag = "Users", operation_id = "updateUser",
-    summary = r#"Replace an account"#,
-    description = r#"Roles: admin.
+    summary = "Replace an account",
+    description = "Roles: admin.
 
-Audited with before and after. Disabling the account, changing its password or changing its role ends its sessions. An unknown id is answered 400 `missing_reference`, not 404."#,
+Audited with before and after. Disabling the account, changing its password or changing its role ends its sessions. An unknown id is answered 400 `missing_reference`, not 404.",
     params(("id" = i64, Path, description = "The numeric id.")),
     request_body = UserBody,
     responses(
-        (status = 200, description = r#"The account as saved."#, body = UserOut),
-        (status = 400, description = r#"`invalid_json`; `invalid_value`; `weak_password`; `self_lockout` (you cannot disable your own account or remove your own admin role); `missing_reference` (no user with this id). `invalid_path`: `id` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The account as saved.", body = UserOut),
+        (status = 400, description = "`invalid_json`; `invalid_value`; `weak_password`; `self_lockout` (you cannot disable your own account or remove your own admin role); `missing_reference` (no user with this id). `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong."#, body = crate::openapi::ErrorBody),
-        (status = 409, description = r#"`already_exists`: the username is taken."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the username is taken.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 503, response = crate::openapi::Unavailable),
@@ -663,16 +663,16 @@ pub struct AuditQuery {
 
 /// Read the audit trail.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "Audit", operation_id = "listAudit",
-    summary = r#"Read the audit trail"#,
-    description = r#"Roles: supervisor, admin.
+    summary = "Read the audit trail",
+    description = "Roles: supervisor, admin.
 
-Newest first. Empty filter values are ignored."#,
+Newest first. Empty filter values are ignored.",
     params(AuditQuery),
     responses(
-        (status = 200, description = r#"Audit lines."#, body = Vec<AuditEntry>),
-        (status = 400, description = r#"`invalid_query`: `user_id` or `limit` is not an integer."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "Audit lines.", body = Vec<AuditEntry>),
+        (status = 400, description = "`invalid_query`: `user_id` or `limit` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor, admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

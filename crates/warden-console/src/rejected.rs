@@ -5,10 +5,10 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::{IntoParams, ToSchema};
-use warden_store::{RejectedCount, RejectedRow};
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 use warden_store::RejectedQuery;
+use warden_store::{RejectedCount, RejectedRow};
 
 use crate::Console;
 use crate::auth::{AUDITORS, Auth};
@@ -80,16 +80,16 @@ fn number(name: &str, v: Option<&str>, default: i64, max: i64) -> Result<i64, Ap
 
 /// Read what Warden refused (quarantined inputs).
 #[utoipa::path(get, path = "/api/v1/rejected", tag = "Audit", operation_id = "listRejected",
-    summary = r#"Read what Warden refused (quarantined inputs)"#,
-    description = r#"Roles: supervisor, admin.
+    summary = "Read what Warden refused (quarantined inputs)",
+    description = "Roles: supervisor, admin.
 
-Counts of refused inputs by reason and source over the window, and the most recent of them within it (newest first), each with its raw bytes as hex and as printable text. Each read is written to the audit trail (`rejected.view`)."#,
+Counts of refused inputs by reason and source over the window, and the most recent of them within it (newest first), each with its raw bytes as hex and as printable text. Each read is written to the audit trail (`rejected.view`).",
     params(RejectedParams),
     responses(
-        (status = 200, description = r#"The counts and a page of rows."#, body = RejectedResponse),
-        (status = 400, description = r#"`invalid_query`: `hours` or `limit` out of range or not a number, `reason` not a reason code, `before` not a uuid or naming no rejected signal."#, body = crate::openapi::ErrorBody),
+        (status = 200, description = "The counts and a page of rows.", body = RejectedResponse),
+        (status = 400, description = "`invalid_query`: `hours` or `limit` out of range or not a number, `reason` not a reason code, `before` not a uuid or naming no rejected signal.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = r#"`forbidden`: your role may not do this (supervisor, admin only)."#, body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

@@ -2,9 +2,9 @@
 //! and client, shaped for the queue.
 
 use serde::Serialize;
-use utoipa::ToSchema;
 use serde_json::Value;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use warden_store::IncidentViewRow;
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]

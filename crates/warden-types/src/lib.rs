@@ -1,7 +1,13 @@
 //! Warden's shared vocabulary.
 //!
-//! Architecture invariant: this crate depends on `serde` and `thiserror` only. It holds the
-//! words every other crate speaks (what a qualifier is, how urgent a signal is), never I/O.
+//! Architecture invariant: this crate depends on `serde` and `thiserror` only (and, with the
+//! optional `utoipa` feature the console turns on, `utoipa` for `ToSchema`). It holds the
+//! words every other crate speaks (what a qualifier is, how urgent a signal is, what a role,
+//! a device protocol or an out-of-hours job status is), never I/O.
+//!
+//! `Role`, `DeviceProtocol` and `JobStatus` each have one name mapping (`as_str` and
+//! `FromStr`, equal to their serde names, checked by a test): the store writes and reads
+//! those names, the API sends and accepts them, and the OpenAPI schema lists them.
 
 use std::fmt;
 

@@ -165,15 +165,19 @@ async fn demo(
     )?;
     let password = demo_password()?;
     for (name, role, display) in [
-        ("operator", "operator", "Demo Operator"),
-        ("supervisor", "supervisor", "Demo Supervisor"),
-        ("admin", "admin", "Demo Admin"),
+        ("operator", warden_types::Role::Operator, "Demo Operator"),
+        (
+            "supervisor",
+            warden_types::Role::Supervisor,
+            "Demo Supervisor",
+        ),
+        ("admin", warden_types::Role::Admin, "Demo Admin"),
     ] {
         let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
         let write = warden_store::UserWrite {
             username: name.into(),
             display_name: display.into(),
-            role: role.into(),
+            role,
             password_hash: Some(hash),
             disabled: false,
         };

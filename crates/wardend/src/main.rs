@@ -201,8 +201,9 @@ async fn dispatch(command: Command, mut cfg: Config) -> anyhow::Result<()> {
                 let interval = test_interval
                     .map(|d| i32::try_from(d.as_secs()).context("test interval too long"))
                     .transpose()?;
-                let protocol =
-                    warden_store::DeviceProtocol::parse(&protocol).with_context(|| {
+                let protocol = protocol
+                    .parse::<warden_store::DeviceProtocol>()
+                    .with_context(|| {
                         format!("unknown protocol {protocol:?} (contact_id, sia, mqtt, dc09)")
                     })?;
                 let id = store

@@ -194,3 +194,101 @@ pub fn document() -> &'static str {
             })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use warden_types::{DeviceProtocol, JobStatus, Role};
+
+    fn doc() -> Value {
+        serde_json::from_str(super::document()).expect("the document is JSON")
+    }
+
+    /// The names the document lists for each enum are the names its `as_str` gives (and so
+    /// the names the store writes and serde reads).
+    #[test]
+    fn roles_protocols_and_job_statuses_are_listed_with_their_one_mapping() {
+        let d = doc();
+        let listed = |schema: &str| -> Vec<String> {
+            d["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema} is an enum schema"))
+                .iter()
+                .map(|v| v.as_str().expect("a name").to_owned())
+                .collect()
+        };
+        let names = |all: &mut dyn Iterator<Item = &'static str>| -> Vec<String> {
+            all.map(str::to_owned).collect()
+        };
+        assert_eq!(
+            listed("Role"),
+            names(&mut Role::ALL.iter().map(|r| r.as_str()))
+        );
+        assert_eq!(
+            listed("DeviceProtocol"),
+            names(&mut DeviceProtocol::ALL.iter().map(|p| p.as_str()))
+        );
+        assert_eq!(
+            listed("JobStatus"),
+            names(&mut JobStatus::ALL.iter().map(|s| s.as_str()))
+        );
+    }
+
+    /// Sign-in and the document need no session; every other GET needs the cookie and every
+    /// other change the cookie and the CSRF header, as the `Auth` extractor enforces.
+    #[test]
+    fn every_operation_states_the_session_and_csrf_rule() {
+        let d = doc();
+        let schemes = &d["components"]["securitySchemes"];
+        assert_eq!(schemes["sessionCookie"]["in"], "cookie");
+        assert_eq!(schemes["sessionCookie"]["name"], crate::auth::COOKIE);
+        assert_eq!(schemes["csrfToken"]["in"], "header");
+        let mut checked = 0;
+        for (path, ops) in d["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let security = op["security"]
+                    .as_array()
+                    .expect("security on every operation");
+                let open = path == "/api/v1/login" || path == "/api/openapi.json";
+                let wanted: Vec<&str> = match (open, method.as_str()) {
+                    (true, _) => vec![],
+                    (false, "get") => vec!["sessionCookie"],
+                    (false, _) => vec!["csrfToken", "sessionCookie"],
+                };
+                let got: Vec<&str> = security
+                    .iter()
+                    .flat_map(|r| r.as_object().expect("a requirement").keys())
+                    .map(String::as_str)
+                    .collect();
+                assert_eq!(got, wanted, "{method} {path}");
+                if !open {
+                    assert!(
+                        op["responses"]["401"].is_object(),
+                        "{method} {path} documents 401"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "only {checked} operations");
+    }
+
+    /// Bodies are typed: every JSON answer names a schema, never a bare object (except this
+    /// document itself).
+    #[test]
+    fn json_answers_name_their_schema() {
+        let d = doc();
+        for (path, ops) in d["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                for (status, r) in op["responses"].as_object().expect("responses") {
+                    let schema = &r["content"]["application/json"]["schema"];
+                    if schema.is_null() || path == "/api/openapi.json" {
+                        continue;
+                    }
+                    let text = schema.to_string();
+                    assert!(text.contains("$ref"), "{method} {path} {status}: {text}");
+                }
+            }
+        }
+    }
+}

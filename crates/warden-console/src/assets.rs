@@ -1,4 +1,5 @@
-//! The web UI and the OpenAPI document, compiled into the binary: no separate web server.
+//! The web UI and the OpenAPI document (generated from the handlers' types, see `openapi`),
+//! compiled into the binary: no separate web server.
 //!
 //! The UI is native ES modules loaded by `<script type="module">` with no build step: the
 //! browser fetches `js/main.js` and follows its imports, all from `/assets/` (the CSP allows
@@ -12,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 
 const INDEX: &str = include_str!("../assets/index.html");
-const OPENAPI: &str = include_str!("../assets/openapi.json");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -50,9 +50,10 @@ const FILES: &[(&str, &str, &str)] = &[
 ];
 
 /// Files in `assets/` that are not served under `/assets/`: the page itself (served at `/`),
-/// the OpenAPI document (at `/api/openapi.json`) and documentation for people.
+/// the OpenAPI document's introduction (compiled into the generated document) and
+/// documentation for people.
 #[cfg(test)]
-const NOT_UNDER_ASSETS: &[&str] = &["index.html", "openapi.json", "TESTIDS.md"];
+const NOT_UNDER_ASSETS: &[&str] = &["index.html", "openapi-intro.md", "TESTIDS.md"];
 
 fn typed(ct: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, ct)], body).into_response()
@@ -80,13 +81,17 @@ pub async fn module(Path(name): Path<String>) -> Response {
     served(&format!("js/{name}"))
 }
 
-/// `GET /api/openapi.json`.
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "Meta", operation_id = "getOpenApi",
+    summary = "This OpenAPI document",
+    description = "Roles: none (no session needed).",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document.", body = Object),
+    )
+)]
 pub async fn openapi() -> Response {
-    typed("application/json", OPENAPI)
+    typed("application/json", crate::openapi::document())
 }
-
-/// The OpenAPI document, for tests that compare it with the routes.
-pub const OPENAPI_DOC: &str = OPENAPI;
 
 #[cfg(test)]
 mod tests {
@@ -122,7 +127,8 @@ mod tests {
     /// silently fall behind the API (regenerate the typedefs when a schema is added).
     #[test]
     fn the_ui_has_a_typedef_for_every_openapi_schema() {
-        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("openapi.json");
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::openapi::document()).expect("the OpenAPI document");
         let types = FILES
             .iter()
             .find(|(n, _, _)| *n == "js/types.js")

@@ -19,6 +19,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use warden_store::{AuditWrite, UserRow};
 use warden_telemetry as m;
 
@@ -30,6 +31,7 @@ pub const COOKIE: &str = "warden_session";
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// A console role (defined once, in `warden-types`; the store decodes it).
 pub use warden_types::Role;
 
 /// Roles allowed to do a thing.
@@ -231,14 +233,15 @@ impl LoginLimiter {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginBody {
     username: String,
     password: String,
 }
 
 /// The user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserOut {
     pub id: i64,
     pub username: String,
@@ -259,11 +262,38 @@ impl From<&UserRow> for UserOut {
     }
 }
 
+/// A session: the signed-in user and the CSRF token every change must carry.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
+pub struct SessionResponse {
+    pub user: UserOut,
+    /// Send as the `X-CSRF-Token` header on every request that is not a GET.
+    pub csrf_token: String,
+}
+
 fn login_failed(outcome: &'static str) {
     metrics::counter!(m::CONSOLE_LOGINS, "outcome" => outcome).increment(1);
 }
 
-/// `POST /api/v1/login`.
+/// Sign in.
+#[utoipa::path(post, path = "/api/v1/login", tag = "Auth", operation_id = "login",
+    summary = "Sign in",
+    description = "Roles: none (no session needed).
+
+Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure unless turned off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. Repeated failed passwords lock the account (5 by default, for 15 minutes); each client address may try 20 times a minute by default.",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in.", body = SessionResponse),
+        (status = 400, description = "`invalid_json`: the body is not JSON with `username` and `password`.", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`bad_credentials`: wrong username or password.", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the password was right but the account is disabled.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 423, description = "`account_locked`: the account is locked after repeated failed sign-ins.", body = crate::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sign-in attempts from this address in the last minute.", body = crate::openapi::ErrorBody),
+        (status = 503, description = "`database_unavailable`, or `unavailable` when no randomness was available for the session token.", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn login(
     State(c): State<Console>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -366,11 +396,26 @@ pub async fn login(
             i64::try_from(cfg.session_ttl.as_secs()).unwrap_or(i64::MAX),
         ))
         .build();
-    let body = Json(serde_json::json!({ "user": UserOut::from(&user), "csrf_token": csrf }));
+    let body = Json(SessionResponse {
+        user: UserOut::from(&user),
+        csrf_token: csrf,
+    });
     Ok((jar.add(cookie), body).into_response())
 }
 
-/// `POST /api/v1/logout`.
+/// Sign out.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "Auth", operation_id = "logout",
+    summary = "Sign out",
+    description = "Roles: operator, supervisor, admin, on_call.
+
+Ends the session and clears the cookie.",
+    responses(
+        (status = 204, description = "Signed out."),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn logout(
     State(c): State<Console>,
     auth: Auth,
@@ -384,7 +429,22 @@ pub async fn logout(
     Ok((jar.remove(gone), StatusCode::NO_CONTENT).into_response())
 }
 
-/// `GET /api/v1/me`.
-pub async fn me(auth: Auth) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "user": UserOut::from(&auth.user), "csrf_token": auth.csrf }))
+/// The signed-in user and CSRF token.
+#[utoipa::path(get, path = "/api/v1/me", tag = "Auth", operation_id = "getMe",
+    summary = "The signed-in user and CSRF token",
+    description = "Roles: operator, supervisor, admin, on_call.
+
+Use on page load to learn whether a session is live and to recover the CSRF token.",
+    responses(
+        (status = 200, description = "The session's user and CSRF token.", body = SessionResponse),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: the account has no valid role.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn me(auth: Auth) -> Json<SessionResponse> {
+    Json(SessionResponse {
+        user: UserOut::from(&auth.user),
+        csrf_token: auth.csrf,
+    })
 }

@@ -13,7 +13,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use warden_store::{ClientRecord, DeviceRecord, Store, StoreError};
+use warden_types::DeviceProtocol;
 
 use crate::Console;
 use crate::auth::{ADMINS, Auth};
@@ -50,15 +52,17 @@ const DEVICE_COLUMNS: &[&str] = &[
 ];
 
 /// One problem in an import file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RowError {
     pub row: u64,
     pub column: Option<String>,
     pub message: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
+    /// Check every row and report, but import nothing.
     #[serde(default)]
     dry_run: bool,
 }
@@ -103,8 +107,20 @@ fn csv_error(e: &csv::Error) -> ApiError {
     ApiError::bad_request("invalid_csv", format!("the file is not valid CSV: {e}"))
 }
 
-/// `GET /api/v1/export/clients.csv`. The key-safe column is left empty: codes never leave
-/// in bulk.
+/// Export clients as CSV.
+#[utoipa::path(get, path = "/api/v1/export/clients.csv", tag = "Import and export", operation_id = "exportClients",
+    summary = "Export clients as CSV",
+    description = "Roles: admin.
+
+Columns: external_ref, name, date_of_birth, address, postcode, phone, area, language, interpreter_needed, communication_needs, preferred_contact, access_notes, medical_notes, key_safe. The key_safe column is always empty: codes never leave in bulk. interpreter_needed is yes/no. Audited.",
+    responses(
+        (status = 200, description = "All clients, by external_ref.", body = String, content_type = "text/csv"),
+        (status = 400, description = "`invalid_csv` or `csv`: the file could not be written.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn export_clients(
     State(c): State<Console>,
     auth: Auth,
@@ -144,7 +160,20 @@ pub async fn export_clients(
     Ok(csv_response("clients.csv", body))
 }
 
-/// `GET /api/v1/export/devices.csv`.
+/// Export devices as CSV.
+#[utoipa::path(get, path = "/api/v1/export/devices.csv", tag = "Import and export", operation_id = "exportDevices",
+    summary = "Export devices as CSV",
+    description = "Roles: admin.
+
+Columns: account, protocol, label, device_type, test_interval_seconds, client_ref, area. Audited.",
+    responses(
+        (status = 200, description = "All devices, by id.", body = String, content_type = "text/csv"),
+        (status = 400, description = "`invalid_csv` or `csv`: the file could not be written.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn export_devices(
     State(c): State<Console>,
     auth: Auth,
@@ -157,7 +186,7 @@ pub async fn export_devices(
         for d in &rows {
             w.write_record([
                 d.account.as_str(),
-                &d.protocol,
+                d.protocol.as_str(),
                 d.label.as_deref().unwrap_or(""),
                 d.device_type.as_deref().unwrap_or(""),
                 &d.test_interval_seconds
@@ -374,10 +403,21 @@ pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
                     message: format!("{interval:?} is not a whole number of seconds"),
                 })?)
             };
+            let protocol = f("protocol")
+                .parse::<DeviceProtocol>()
+                .map_err(|e| RowError {
+                    row,
+                    column: Some("protocol".into()),
+                    message: format!(
+                        "protocol must be one of {} (not {:?})",
+                        e.expected.replace(' ', ", "),
+                        e.value
+                    ),
+                })?;
             let d = DeviceRecord {
                 id: 0,
                 account: f("account"),
-                protocol: f("protocol"),
+                protocol,
                 label: opt(&f("label")),
                 device_type: opt(&f("device_type")),
                 test_interval_seconds,
@@ -407,22 +447,51 @@ async fn known_client_refs(store: &Store) -> Result<HashSet<String>, StoreError>
         .collect())
 }
 
-fn report(
-    imported: u64,
-    updated: u64,
-    errors: &[RowError],
-    dry_run: bool,
-) -> Json<serde_json::Value> {
-    Json(json!({ "imported": imported, "updated": updated, "errors": errors, "dry_run": dry_run }))
+/// What an import did (or, with `dry_run`, would do).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportReport {
+    /// New rows.
+    pub imported: u64,
+    /// Rows that replaced existing ones.
+    pub updated: u64,
+    /// Every problem found; when there is any, nothing was imported.
+    pub errors: Vec<RowError>,
+    pub dry_run: bool,
 }
 
-/// `POST /api/v1/import/clients.csv[?dry_run=true]`.
+fn report(imported: u64, updated: u64, errors: &[RowError], dry_run: bool) -> Json<ImportReport> {
+    Json(ImportReport {
+        imported,
+        updated,
+        errors: errors.to_vec(),
+        dry_run,
+    })
+}
+
+/// Import clients from CSV.
+#[utoipa::path(post, path = "/api/v1/import/clients.csv", tag = "Import and export", operation_id = "importClients",
+    summary = "Import clients from CSV",
+    description = "Roles: admin.
+
+Every row is checked first; if any row has an error, nothing is imported and every error is reported (still 200). Existing responders are kept. Audited per row.",
+    params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
+    responses(
+        (status = 200, description = "The import report.", body = ImportReport),
+        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write).", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The file is larger than the import limit (32 MiB by default); plain text from the framework.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn import_clients(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(q): ApiQuery<ImportQuery>,
     body: Result<String, StringRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ImportReport>, ApiError> {
     auth.require(ADMINS)?;
     let body = csv_body(body)?;
     let (rows, errors) = parse_clients(&body);
@@ -441,13 +510,30 @@ pub async fn import_clients(
     Ok(report(ins, upd, &[], q.dry_run))
 }
 
-/// `POST /api/v1/import/devices.csv[?dry_run=true]`.
+/// Import devices from CSV.
+#[utoipa::path(post, path = "/api/v1/import/devices.csv", tag = "Import and export", operation_id = "importDevices",
+    summary = "Import devices from CSV",
+    description = "Roles: admin.
+
+Every row is checked first (including that each client_ref names an existing client: import clients first); if any row has an error, nothing is imported and every error is reported (still 200). Audited per row; the triage engine is told at once.",
+    params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
+    responses(
+        (status = 200, description = "The import report.", body = ImportReport),
+        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write).", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The file is larger than the import limit (32 MiB by default); plain text from the framework.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn import_devices(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(q): ApiQuery<ImportQuery>,
     body: Result<String, StringRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ImportReport>, ApiError> {
     auth.require(ADMINS)?;
     let body = csv_body(body)?;
     let (rows, mut errors) = parse_devices(&body);

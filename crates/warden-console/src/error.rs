@@ -127,6 +127,12 @@ fn json_rejection(r: &JsonRejection) -> ApiError {
             too_large()
         }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        // Well-formed JSON naming a value an enum field does not have (a role, a protocol,
+        // a job status): refused for its value, like the handlers' own checks. serde's
+        // derived enums report exactly this phrase (`de::Error::unknown_variant`).
+        JsonRejection::JsonDataError(e) if e.body_text().contains("unknown variant `") => {
+            ApiError::bad_request("invalid_value", e.body_text())
+        }
         other => ApiError::bad_request("invalid_json", other.body_text()),
     }
 }

@@ -129,7 +129,27 @@ async fn send_views(
     true
 }
 
-/// `GET /api/v1/ws`: the live queue for operators and supervisors.
+/// Live queue push (WebSocket).
+#[utoipa::path(get, path = "/api/v1/ws", tag = "Incidents", operation_id = "openQueueSocket",
+    summary = "Live queue push (WebSocket)",
+    description = "Roles: operator, supervisor.
+
+A WebSocket (send a normal WebSocket upgrade GET with the session cookie; no CSRF header is needed, but a browser `Origin` whose host differs from `Host` is refused). The server pushes JSON text frames, each a `WsMessage` (see components.schemas):
+
+- `{\"type\":\"hello\",\"server_time_ms\":n}` once on connect;
+- `{\"type\":\"incidents\",\"server_time_ms\":n,\"incidents\":[IncidentView]}` whenever incidents change (an incident whose state is \"resolved\" is to be removed from the queue);
+- `{\"type\":\"resync\"}` when this console (or the server's push) fell behind: re-fetch GET /api/v1/queue.
+
+The client sends nothing but pongs and close frames. The server pings every 20 seconds and closes the socket when the session has ended (sign-out, expiry, disabled account) or the server shuts down.",
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open and the messages above follow."),
+        (status = 400, description = "Not a valid WebSocket upgrade request (plain text from the framework).", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `Origin` header names another host than `Host` (cross-origin WebSocket refused).", body = crate::openapi::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded (plain text from the framework).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn ws(
     State(c): State<Console>,
     auth: Auth,

@@ -4,10 +4,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use warden_core::{Actor, Effect, IncidentId, Input, OutcomeCode, RejectReason};
+use warden_store::IncidentEvent;
 
 use crate::Console;
 use crate::auth::{Auth, HANDLERS, Role, SUPERVISORS};
@@ -36,18 +38,89 @@ pub const OUTCOMES: &[(&str, &str)] = &[
     ("other", "Other (see notes)"),
 ];
 
-/// `GET /api/v1/outcomes`.
-pub async fn outcomes(auth: Auth) -> Result<Json<Value>, ApiError> {
-    auth.require(HANDLERS)?;
-    let list: Vec<Value> = OUTCOMES
-        .iter()
-        .map(|(code, label)| json!({ "code": code, "label": label }))
-        .collect();
-    Ok(Json(Value::Array(list)))
+/// One of the centre's outcome codes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Outcome {
+    /// The code sent to resolve an incident.
+    pub code: String,
+    /// What the resolve picker shows.
+    pub label: String,
 }
 
-/// `GET /api/v1/queue`.
-pub async fn queue(State(c): State<Console>, auth: Auth) -> Result<Json<Value>, ApiError> {
+/// Outcome codes.
+#[utoipa::path(get, path = "/api/v1/outcomes", tag = "Incidents", operation_id = "listOutcomes",
+    summary = "Outcome codes",
+    description = "Roles: operator, supervisor.
+
+The centre's outcome codes, in the order the resolve picker shows them.",
+    responses(
+        (status = 200, description = "The outcome codes.", body = Vec<Outcome>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn outcomes(auth: Auth) -> Result<Json<Vec<Outcome>>, ApiError> {
+    auth.require(HANDLERS)?;
+    Ok(Json(
+        OUTCOMES
+            .iter()
+            .map(|(code, label)| Outcome {
+                code: (*code).to_owned(),
+                label: (*label).to_owned(),
+            })
+            .collect(),
+    ))
+}
+
+/// The open queue and what the console needs to age it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueResponse {
+    /// The server's clock in epoch milliseconds, so the console can correct its own.
+    pub server_time_ms: i64,
+    /// The life-critical SLA timers.
+    pub thresholds: Thresholds,
+    /// Incidents in the queue by priority.
+    pub counts: PriorityCounts,
+    /// The queue, most urgent first.
+    pub incidents: Vec<IncidentView>,
+}
+
+/// SLA timers in seconds since arrival.
+#[derive(Debug, Serialize, ToSchema)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the names are the JSON keys the browser reads"
+)]
+pub struct Thresholds {
+    pub warn_s: i64,
+    pub overflow_s: i64,
+    pub critical_s: i64,
+}
+
+/// Incidents in the queue by priority.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct PriorityCounts {
+    pub life_critical: u64,
+    pub urgent: u64,
+    pub technical: u64,
+    pub information: u64,
+}
+
+/// The live queue.
+#[utoipa::path(get, path = "/api/v1/queue", tag = "Incidents", operation_id = "getQueue",
+    summary = "The live queue",
+    description = "Roles: operator, supervisor.
+
+Open (unresolved) incidents, life-critical first then urgent, technical, information, oldest first within each; with per-priority counts and the life-critical answer-time thresholds. Keep it current with GET /api/v1/ws.",
+    responses(
+        (status = 200, description = "The queue.", body = QueueResponse),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn queue(State(c): State<Console>, auth: Auth) -> Result<Json<QueueResponse>, ApiError> {
     auth.require(HANDLERS)?;
     let mut views: Vec<IncidentView> = c
         .store()
@@ -57,20 +130,29 @@ pub async fn queue(State(c): State<Console>, auth: Auth) -> Result<Json<Value>, 
         .map(IncidentView::from)
         .collect();
     sort_queue(&mut views);
-    let mut counts = json!({ "life_critical": 0, "urgent": 0, "technical": 0, "information": 0 });
+    let mut counts = PriorityCounts::default();
     for v in &views {
-        if let Some(n) = counts.get_mut(v.priority.as_str()) {
-            *n = json!(n.as_u64().unwrap_or(0) + 1);
+        match v.priority.as_str() {
+            "life_critical" => counts.life_critical += 1,
+            "urgent" => counts.urgent += 1,
+            "technical" => counts.technical += 1,
+            "information" => counts.information += 1,
+            _ => {}
         }
     }
     let t = c.engine().sla().life_critical.unwrap_or_default();
     let secs = |m: warden_core::Micros| m.as_micros() / 1_000_000;
-    Ok(Json(json!({
-        "server_time_ms": i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-        "thresholds": { "warn_s": secs(t.warn), "overflow_s": secs(t.overflow), "critical_s": secs(t.critical) },
-        "counts": counts,
-        "incidents": views,
-    })))
+    Ok(Json(QueueResponse {
+        server_time_ms: i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(0),
+        thresholds: Thresholds {
+            warn_s: secs(t.warn),
+            overflow_s: secs(t.overflow),
+            critical_s: secs(t.critical),
+        },
+        counts,
+        incidents: views,
+    }))
 }
 
 async fn view(c: &Console, id: i64) -> Result<IncidentView, ApiError> {
@@ -83,12 +165,38 @@ async fn view(c: &Console, id: i64) -> Result<IncidentView, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("incident {id}")))
 }
 
-/// `GET /api/v1/incidents/{id}`.
+/// An incident with its history and its device's recent signals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentDetail {
+    pub incident: IncidentView,
+    /// The incident's history, oldest first.
+    pub events: Vec<IncidentEvent>,
+    /// The device's last 20 signals, newest first, each with a `summary` for people.
+    #[schema(value_type = Vec<Object>)]
+    pub signals: Value,
+}
+
+/// An incident with its history.
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "Incidents", operation_id = "getIncident",
+    summary = "An incident with its history",
+    description = "Roles: operator, supervisor, admin.
+
+The incident, its history and the recent signals of its device.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    responses(
+        (status = 200, description = "The incident.", body = IncidentDetail),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn detail(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentDetail>, ApiError> {
     auth.require(&[Role::Operator, Role::Supervisor, Role::Admin])?;
     let incident = view(&c, id).await?;
     let events = c.store().incident_events(id).await?;
@@ -97,9 +205,11 @@ pub async fn detail(
         None => Vec::new(),
     };
     let signals = crate::view::signals_json(&signals);
-    Ok(Json(
-        json!({ "incident": incident, "events": events, "signals": signals }),
-    ))
+    Ok(Json(IncidentDetail {
+        incident,
+        events,
+        signals,
+    }))
 }
 
 fn actor(auth: &Auth) -> Result<Actor, ApiError> {
@@ -195,16 +305,40 @@ async fn refusal(c: &Console, id: i64, reason: &RejectReason) -> ApiError {
     }
 }
 
-async fn answer(c: &Console, id: i64) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "incident": view(c, id).await? })))
+/// The incident after a command.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentResponse {
+    pub incident: IncidentView,
 }
 
-/// `POST /api/v1/incidents/{id}/claim`.
+async fn answer(c: &Console, id: i64) -> Result<Json<IncidentResponse>, ApiError> {
+    Ok(Json(IncidentResponse {
+        incident: view(c, id).await?,
+    }))
+}
+
+/// Claim an incident.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/claim", tag = "Incidents", operation_id = "claimIncident",
+    summary = "Claim an incident",
+    description = "Roles: operator, supervisor.
+
+Takes the incident for the caller. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    responses(
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`claimed_by_other` (the message names the holder; a supervisor may take it over); `already_holder`; `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn claim(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentResponse>, ApiError> {
     let input = Input::Claim {
         incident: incident_id(id)?,
         actor: actor(&auth)?,
@@ -213,12 +347,28 @@ pub async fn claim(
     answer(&c, id).await
 }
 
-/// `POST /api/v1/incidents/{id}/release`.
+/// Release an incident back to the queue.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/release", tag = "Incidents", operation_id = "releaseIncident",
+    summary = "Release an incident back to the queue",
+    description = "Roles: operator, supervisor.
+
+An operator may release only an incident they hold; a supervisor may release anyone's. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    responses(
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`not_claimed` (nobody holds it); `not_holder` (held by someone else; the message names them); `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn release(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentResponse>, ApiError> {
     let input = Input::Release {
         incident: incident_id(id)?,
         actor: actor(&auth)?,
@@ -227,12 +377,28 @@ pub async fn release(
     answer(&c, id).await
 }
 
-/// `POST /api/v1/incidents/{id}/takeover` (supervisors).
+/// Take over an incident.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/takeover", tag = "Incidents", operation_id = "takeOverIncident",
+    summary = "Take over an incident",
+    description = "Roles: supervisor.
+
+Claims the incident for the supervisor, from whoever holds it (or from the queue if nobody does). The command goes to the triage engine and is answered once its effects are durable; it is audited.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    responses(
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_holder`; `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn takeover(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentResponse>, ApiError> {
     auth.require(SUPERVISORS)?;
     let input = Input::TakeOver {
         incident: incident_id(id)?,
@@ -242,18 +408,37 @@ pub async fn takeover(
     answer(&c, id).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct NoteBody {
     text: String,
 }
 
-/// `POST /api/v1/incidents/{id}/note`.
+/// Add a note to an incident.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/note", tag = "Incidents", operation_id = "addIncidentNote",
+    summary = "Add a note to an incident",
+    description = "Roles: operator, supervisor.
+
+Anyone handling incidents may note any open incident; they need not hold it. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    request_body = NoteBody,
+    responses(
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_json`; `empty_note`; `note_too_long` (more than 4000 characters); `control_character` (the note holds a control character other than tab or a line break; refused before it reaches the triage engine). `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn note(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<NoteBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentResponse>, ApiError> {
     // Checked here, before the engine: see `text` for why a NUL must never reach it.
     crate::text::check_note(&body.text)?;
     let input = Input::Note {
@@ -265,8 +450,9 @@ pub async fn note(
     answer(&c, id).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ResolveBody {
+    /// One of the codes of `GET /api/v1/outcomes`.
     outcome: String,
 }
 
@@ -280,13 +466,32 @@ fn outcome(code: &str) -> Result<OutcomeCode, ApiError> {
     OutcomeCode::parse(code).map_err(|e| ApiError::bad_request("unknown_outcome", e.to_string()))
 }
 
-/// `POST /api/v1/incidents/{id}/resolve`.
+/// Resolve an incident.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/resolve", tag = "Incidents", operation_id = "resolveIncident",
+    summary = "Resolve an incident",
+    description = "Roles: operator, supervisor.
+
+An operator may resolve only an incident they hold; a supervisor may resolve any open incident, claimed or not. The command goes to the triage engine and is answered once its effects are durable; it is audited.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    request_body = ResolveBody,
+    responses(
+        (status = 200, description = "The incident after the command.", body = IncidentResponse),
+        (status = 400, description = "`invalid_json`; `unknown_outcome`. `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such incident.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`not_holder` (the message names the holder, or nobody); `already_resolved`: the incident is already resolved.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn resolve(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResolveBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentResponse>, ApiError> {
     let input = Input::Resolve {
         incident: incident_id(id)?,
         actor: actor(&auth)?,
@@ -296,19 +501,54 @@ pub async fn resolve(
     answer(&c, id).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct BulkBody {
+    /// 1 to 10,000 incident ids.
     incidents: Vec<i64>,
+    /// One of the codes of `GET /api/v1/outcomes`.
     outcome: String,
 }
 
-/// `POST /api/v1/incidents/bulk-resolve` (supervisors): one outcome for many incidents,
-/// e.g. a storm's group incidents after the power came back.
+/// What a bulk resolve did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResolveResponse {
+    /// The incidents resolved.
+    pub resolved: Vec<i64>,
+    /// The incidents refused, each with the error a single resolve would have given.
+    pub rejected: Vec<BulkRejection>,
+}
+
+/// One incident a bulk resolve refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRejection {
+    pub id: i64,
+    pub error: String,
+    pub message: String,
+}
+
+/// Resolve many incidents with one outcome.
+#[utoipa::path(post, path = "/api/v1/incidents/bulk-resolve", tag = "Incidents", operation_id = "bulkResolveIncidents",
+    summary = "Resolve many incidents with one outcome",
+    description = "Roles: supervisor.
+
+E.g. a storm's group incidents after the power came back. Each incident is resolved separately: refusals are listed in `rejected` and do not stop the others. If the engine or database becomes unavailable part-way, the request answers 503 and the incidents already resolved stay resolved.",
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "What was resolved and what was refused.", body = BulkResolveResponse),
+        (status = 400, description = "`invalid_json`; `bad_selection` (not between 1 and 10000 incidents); `unknown_outcome`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: an id in the list is negative. The request stops there: incidents before it in the list that were already resolved stay resolved.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn bulk_resolve(
     State(c): State<Console>,
     auth: Auth,
     ApiJson(body): ApiJson<BulkBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BulkResolveResponse>, ApiError> {
     auth.require(SUPERVISORS)?;
     if body.incidents.is_empty() || body.incidents.len() > 10_000 {
         return Err(ApiError::bad_request(
@@ -336,8 +576,12 @@ pub async fn bulk_resolve(
         match run(&c, &auth, id, "incident.bulk_resolve", input).await {
             Ok(_) => resolved.push(id),
             Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => return Err(e),
-            Err(e) => rejected.push(json!({ "id": id, "error": e.code, "message": e.message })),
+            Err(e) => rejected.push(BulkRejection {
+                id,
+                error: e.code.to_owned(),
+                message: e.message,
+            }),
         }
     }
-    Ok(Json(json!({ "resolved": resolved, "rejected": rejected })))
+    Ok(Json(BulkResolveResponse { resolved, rejected }))
 }

@@ -16,6 +16,7 @@ pub mod error;
 mod hub;
 mod incidents;
 mod ooh;
+pub mod openapi;
 mod records;
 mod rejected;
 mod text;
@@ -46,8 +47,21 @@ pub use ooh::{CategoryContact, Contact, OnCallRouter};
 pub use records::add_or_reset_user;
 pub use view::IncidentView;
 
-/// The OpenAPI document served at `/api/openapi.json`.
-pub const OPENAPI: &str = assets::OPENAPI_DOC;
+/// The OpenAPI document served at `/api/openapi.json`, generated from the handlers' types and
+/// annotations on first use (it dereferences to the JSON text).
+pub const OPENAPI: &OpenApiDocument = &OpenApiDocument;
+
+/// The generated OpenAPI document as JSON text (see [`OPENAPI`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenApiDocument;
+
+impl std::ops::Deref for OpenApiDocument {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        openapi::document()
+    }
+}
 
 /// Console settings.
 #[derive(Debug, Clone)]
@@ -290,7 +304,7 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_exactly_the_routes_served() {
         let doc: serde_json::Value =
-            serde_json::from_str(super::OPENAPI).expect("openapi.json is valid JSON");
+            serde_json::from_str(super::OPENAPI).expect("the document is valid JSON");
         let paths = doc["paths"].as_object().expect("paths");
         // The route table with all whitespace removed, however rustfmt wrapped it.
         let source: String = include_str!("lib.rs")

@@ -4,9 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use warden_store::{NewOohJob, OohCategory, OohJob};
+use utoipa::{IntoParams, ToSchema};
+use warden_store::{NewOohJob, OohCategory, OohJob, OohUpdate};
 use warden_telemetry as m;
 use warden_types::JobStatus;
 
@@ -45,17 +46,91 @@ impl OnCallRouter for CategoryContact {
     }
 }
 
-fn job_json(j: &OohJob) -> serde_json::Value {
-    let mut v = serde_json::to_value(j).unwrap_or_default();
-    v["routed_to"] = match (&j.routed_name, &j.routed_phone) {
-        (Some(n), Some(p)) => serde_json::json!({ "name": n, "phone": p }),
-        _ => serde_json::Value::Null,
-    };
-    v["created_by"] = serde_json::json!({ "id": j.created_by, "name": j.created_by_name });
-    v
+/// An out-of-hours job as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OohJob)]
+pub struct JobOut {
+    /// `OOH-<year>-<number>`, for the caller to quote.
+    pub reference: String,
+    pub category: String,
+    pub caller_name: String,
+    pub caller_phone: String,
+    pub address: String,
+    pub description: String,
+    pub urgency: String,
+    pub status: JobStatus,
+    pub routed_name: Option<String>,
+    pub routed_phone: Option<String>,
+    /// Who logged it.
+    pub created_by: Person,
+    pub created_by_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Status changes, oldest first (the first is the routing).
+    pub updates: Vec<OohUpdate>,
+    /// Where it was routed; `null` when nobody was on call for its category.
+    pub routed_to: Option<RoutedTo>,
 }
 
-/// `GET /api/v1/ooh/categories`.
+/// A console user named in a job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Person {
+    pub id: i64,
+    pub name: String,
+}
+
+/// The on-call contact a job was routed to.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Contact)]
+pub struct RoutedTo {
+    pub name: String,
+    pub phone: String,
+}
+
+impl From<OohJob> for JobOut {
+    fn from(j: OohJob) -> Self {
+        JobOut {
+            routed_to: match (&j.routed_name, &j.routed_phone) {
+                (Some(name), Some(phone)) => Some(RoutedTo {
+                    name: name.clone(),
+                    phone: phone.clone(),
+                }),
+                _ => None,
+            },
+            created_by: Person {
+                id: j.created_by,
+                name: j.created_by_name.clone(),
+            },
+            reference: j.reference,
+            category: j.category,
+            caller_name: j.caller_name,
+            caller_phone: j.caller_phone,
+            address: j.address,
+            description: j.description,
+            urgency: j.urgency,
+            status: j.status,
+            routed_name: j.routed_name,
+            routed_phone: j.routed_phone,
+            created_by_name: j.created_by_name,
+            created_at: j.created_at,
+            updates: j.updates,
+        }
+    }
+}
+
+/// Out-of-hours categories.
+#[utoipa::path(get, path = "/api/v1/ooh/categories", tag = "Out of hours", operation_id = "listOohCategories",
+    summary = "Out-of-hours categories",
+    description = "Roles: operator, supervisor, on_call, admin.
+
+Ordered by name.",
+    responses(
+        (status = 200, description = "The categories.", body = Vec<OohCategory>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn categories(
     State(c): State<Console>,
     auth: Auth,
@@ -64,7 +139,24 @@ pub async fn categories(
     Ok(Json(c.store().ooh_categories().await?))
 }
 
-/// `PUT /api/v1/ooh/categories/{code}` (admin): name and on-call contact of a category.
+/// Create or update a category.
+#[utoipa::path(put, path = "/api/v1/ooh/categories/{code}", tag = "Out of hours", operation_id = "saveOohCategory",
+    summary = "Create or update a category",
+    description = "Roles: admin.
+
+Sets the name and on-call contact of the category `code`, creating it if it does not exist (the body's `code` is ignored). Audited.",
+    params(("code" = String, Path, description = "The category code: 1-32 characters of a-z, 0-9 and _.")),
+    request_body = OohCategory,
+    responses(
+        (status = 200, description = "The category as saved.", body = OohCategory),
+        (status = 400, description = "`invalid_json`; `invalid_value` (bad code, blank name, or the database refused a value).", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn save_category(
     State(c): State<Console>,
     auth: Auth,
@@ -122,12 +214,28 @@ fn check_job(j: &NewOohJob) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /api/v1/ooh/jobs`.
+/// Log an out-of-hours job.
+#[utoipa::path(post, path = "/api/v1/ooh/jobs", tag = "Out of hours", operation_id = "createOohJob",
+    summary = "Log an out-of-hours job",
+    description = "Roles: operator, supervisor.
+
+Takes the next reference of the year and routes the job to the category's on-call contact; with no contact it is recorded as `unrouted` (never silently skipped). Audited.",
+    request_body = NewOohJob,
+    responses(
+        (status = 201, description = "The new job.", body = JobOut),
+        (status = 400, description = "`invalid_json`; `invalid_value` (a required field is blank, a field is too long, or urgency is not emergency/urgent/routine); `unknown_category`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create_job(
     State(c): State<Console>,
     auth: Auth,
     ApiJson(job): ApiJson<NewOohJob>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<JobOut>), ApiError> {
     auth.require(OOH_DESK)?;
     check_job(&job)?;
     let categories = c.store().ooh_categories().await?;
@@ -160,67 +268,114 @@ pub async fn create_job(
         .ooh_job(&reference)
         .await?
         .ok_or_else(|| ApiError::not_found(&reference))?;
-    Ok((StatusCode::CREATED, Json(job_json(&stored))))
+    Ok((StatusCode::CREATED, Json(JobOut::from(stored))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobSearch {
+    /// A reference, address, caller name or phone (all jobs when empty).
     #[serde(default)]
     q: String,
 }
 
-/// `GET /api/v1/ooh/jobs?q=`.
+/// Search out-of-hours jobs.
+#[utoipa::path(get, path = "/api/v1/ooh/jobs", tag = "Out of hours", operation_id = "listOohJobs",
+    summary = "Search out-of-hours jobs",
+    description = "Roles: operator, supervisor, on_call, admin.
+
+Matches reference, address, caller name or caller phone (case-insensitive substring); all jobs when `q` is empty. Newest first, at most 100.",
+    params(JobSearch),
+    responses(
+        (status = 200, description = "Matching jobs.", body = Vec<JobOut>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn jobs(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(s): ApiQuery<JobSearch>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+) -> Result<Json<Vec<JobOut>>, ApiError> {
     auth.require(OOH_READERS)?;
     let list = c.store().ooh_jobs(&s.q, 100).await?;
-    Ok(Json(list.iter().map(job_json).collect()))
+    Ok(Json(list.into_iter().map(JobOut::from).collect()))
 }
 
-/// `GET /api/v1/ooh/jobs/{reference}`.
+/// An out-of-hours job.
+#[utoipa::path(get, path = "/api/v1/ooh/jobs/{reference}", tag = "Out of hours", operation_id = "getOohJob",
+    summary = "An out-of-hours job",
+    description = "Roles: operator, supervisor, on_call, admin.",
+    params(("reference" = String, Path, description = "The job reference, e.g. OOH-2026-000123.")),
+    responses(
+        (status = 200, description = "The job.", body = JobOut),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only).", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn job(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(reference): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobOut>, ApiError> {
     auth.require(OOH_READERS)?;
     let j = c
         .store()
         .ooh_job(&reference)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {reference}")))?;
-    Ok(Json(job_json(&j)))
+    Ok(Json(JobOut::from(j)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = OohStatusRequest)]
 pub struct StatusBody {
-    status: String,
+    /// `acknowledged`, `in_progress` or `closed` (the others are set by routing).
+    status: JobStatus,
     #[serde(default)]
     note: String,
 }
 
-/// `POST /api/v1/ooh/jobs/{reference}/status`.
+/// Change a job's status.
+#[utoipa::path(post, path = "/api/v1/ooh/jobs/{reference}/status", tag = "Out of hours", operation_id = "setOohJobStatus",
+    summary = "Change a job's status",
+    description = "Roles: operator, supervisor, on_call, admin.
+
+Adds a status update with an optional note. Any of the three statuses may follow any other (a closed job can be reopened). Audited.",
+    params(("reference" = String, Path, description = "The job reference, e.g. OOH-2026-000123.")),
+    request_body = StatusBody,
+    responses(
+        (status = 200, description = "The job after the change.", body = JobOut),
+        (status = 400, description = "`invalid_json`; `invalid_value` (status is not acknowledged, in_progress or closed, or the note is longer than 5000 characters).", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, on_call, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn set_status(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(reference): ApiPath<String>,
     ApiJson(b): ApiJson<StatusBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobOut>, ApiError> {
     auth.require(OOH_READERS)?;
-    let Some(status) = JobStatus::parse(&b.status).filter(|s| s.is_settable()) else {
+    if !b.status.is_settable() {
         return Err(ApiError::bad_request(
             "invalid_value",
             "status must be acknowledged, in_progress or closed",
         ));
-    };
+    }
     crate::text::check("note", &b.note, 5000)?;
     let audit = auth.audit("ooh.job.status", "ooh_job", None);
     if !c
         .store()
-        .ooh_set_status(&reference, status, b.note.trim(), auth.user.id, audit)
+        .ooh_set_status(&reference, b.status, b.note.trim(), auth.user.id, audit)
         .await?
     {
         return Err(ApiError::not_found(format!("job {reference}")));

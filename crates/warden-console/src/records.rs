@@ -4,8 +4,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use warden_core::Input;
 use warden_store::{ClientRecord, DeviceRecord, Responder, UserWrite};
 
@@ -16,37 +17,89 @@ use crate::auth::{
 };
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Search {
+    /// Text to look for (all when empty).
     #[serde(default)]
     q: String,
+    /// At most this many (1-1000, default 100).
     #[serde(default)]
     limit: Option<i64>,
+}
+
+/// A client in a search result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientSummary {
+    pub id: i64,
+    pub external_ref: String,
+    pub name: String,
+    pub address: String,
+    pub postcode: String,
+    pub area: Option<String>,
+}
+
+/// A client record with its responders, devices and recent signals.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Client)]
+pub struct ClientDoc {
+    #[serde(flatten)]
+    pub record: ClientRecord,
+    /// In call order.
+    pub responders: Vec<Responder>,
+    pub devices: Vec<DeviceRecord>,
+    /// The client's last 20 signals, newest first, each with a `summary` for people.
+    #[schema(value_type = Vec<Object>)]
+    pub recent_signals: Value,
+}
+
+/// A revealed key-safe code (`null`: none on file).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeySafe {
+    pub key_safe: Option<String>,
 }
 
 fn limit(l: Option<i64>) -> i64 {
     l.unwrap_or(100).clamp(1, 1000)
 }
 
-/// `GET /api/v1/clients?q=`.
+/// Search clients.
+#[utoipa::path(get, path = "/api/v1/clients", tag = "Clients", operation_id = "searchClients",
+    summary = "Search clients",
+    description = "Roles: operator, supervisor, admin.
+
+Matches name, address, postcode, external_ref or phone (case-insensitive substring); all clients when `q` is empty. Ordered by name.",
+    params(Search),
+    responses(
+        (status = 200, description = "Matching clients.", body = Vec<ClientSummary>),
+        (status = 400, description = "`invalid_query`: `limit` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn clients(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(s): ApiQuery<Search>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<ClientSummary>>, ApiError> {
     auth.require(RECORD_READERS)?;
     let list = c.store().client_search(&s.q, limit(s.limit)).await?;
-    let out: Vec<Value> = list
-        .iter()
-        .map(|r| {
-            json!({ "id": r.id, "external_ref": r.external_ref, "name": r.name,
-                    "address": r.address, "postcode": r.postcode, "area": r.area })
-        })
-        .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(
+        list.into_iter()
+            .map(|r| ClientSummary {
+                id: r.id,
+                external_ref: r.external_ref,
+                name: r.name,
+                address: r.address,
+                postcode: r.postcode,
+                area: r.area,
+            })
+            .collect(),
+    ))
 }
 
-async fn client_doc(c: &Console, id: i64) -> Result<Value, ApiError> {
+async fn client_doc(c: &Console, id: i64) -> Result<ClientDoc, ApiError> {
     let Some(rec) = c.store().client(id).await? else {
         return Err(ApiError::not_found(format!("client {id}")));
     };
@@ -56,19 +109,35 @@ async fn client_doc(c: &Console, id: i64) -> Result<Value, ApiError> {
         .store()
         .recent_signals(Some(&rec.external_ref), None, 20)
         .await?;
-    let mut v = serde_json::to_value(&rec).unwrap_or_default();
-    v["responders"] = serde_json::to_value(responders).unwrap_or_default();
-    v["devices"] = serde_json::to_value(devices).unwrap_or_default();
-    v["recent_signals"] = crate::view::signals_json(&signals);
-    Ok(v)
+    Ok(ClientDoc {
+        record: rec,
+        responders,
+        devices,
+        recent_signals: crate::view::signals_json(&signals),
+    })
 }
 
-/// `GET /api/v1/clients/{id}`: health data, so each view is audited.
+/// A client record.
+#[utoipa::path(get, path = "/api/v1/clients/{id}", tag = "Clients", operation_id = "getClient",
+    summary = "A client record",
+    description = "Roles: operator, supervisor, admin.
+
+The record holds health data, so every view is written to the audit trail (`client.view`).",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    responses(
+        (status = 200, description = "The client.", body = ClientDoc),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such client.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn client(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientDoc>, ApiError> {
     auth.require(RECORD_READERS)?;
     let doc = client_doc(&c, id).await?;
     c.store()
@@ -77,23 +146,39 @@ pub async fn client(
     Ok(Json(doc))
 }
 
-/// `POST /api/v1/clients/{id}/key-safe/reveal`.
+/// Reveal a client's key-safe code.
+#[utoipa::path(post, path = "/api/v1/clients/{id}/key-safe/reveal", tag = "Clients", operation_id = "revealKeySafe",
+    summary = "Reveal a client's key-safe code",
+    description = "Roles: operator, supervisor, admin.
+
+Each reveal is written to the audit trail (`client.key_safe.reveal`) in the same transaction. No request body.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    responses(
+        (status = 200, description = "The code (null when none is on file).", body = KeySafe),
+        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such client.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn reveal_key_safe(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeySafe>, ApiError> {
     auth.require(RECORD_READERS)?;
     let audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
     match c.store().reveal_key_safe(id, audit).await? {
         None => Err(ApiError::not_found(format!("client {id}"))),
-        Some(code) => Ok(Json(json!({ "key_safe": code }))),
+        Some(key_safe) => Ok(Json(KeySafe { key_safe })),
     }
 }
 
 /// A client record as written by the API: the record, its responders in call order and an
 /// optional new key-safe code (write-only).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ClientInput)]
 pub struct ClientBody {
     #[serde(flatten)]
     record: ClientRecord,
@@ -164,7 +249,7 @@ async fn save_client(
     auth: &Auth,
     id: Option<i64>,
     body: ClientBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientDoc>, ApiError> {
     auth.require(RECORD_EDITORS)?;
     check_client(&body.record)?;
     crate::text::check_opt("key_safe", body.key_safe.as_deref(), 64)?;
@@ -205,31 +290,80 @@ async fn save_client(
     Ok(Json(client_doc(c, saved.id).await?))
 }
 
-/// `POST /api/v1/clients`.
+/// Create a client.
+#[utoipa::path(post, path = "/api/v1/clients", tag = "Clients", operation_id = "createClient",
+    summary = "Create a client",
+    description = "Roles: supervisor, admin.
+
+Creates the record and its responders; audited with the record after.",
+    request_body = ClientBody,
+    responses(
+        (status = 201, description = "The new client.", body = ClientDoc),
+        (status = 400, description = "`invalid_json`; `control_character` (a field holds a control character other than tab or a line break, e.g. NUL); `invalid_value` (external_ref, name, preferred_contact, date_of_birth or a responder's name is invalid, or the database refused a value); `missing_reference`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: a client with this external_ref exists.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create_client(
     State(c): State<Console>,
     auth: Auth,
     ApiJson(body): ApiJson<ClientBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ClientDoc>), ApiError> {
     Ok((
         StatusCode::CREATED,
         save_client(&c, &auth, None, body).await?,
     ))
 }
 
-/// `PUT /api/v1/clients/{id}`.
+/// Replace a client record.
+#[utoipa::path(put, path = "/api/v1/clients/{id}", tag = "Clients", operation_id = "updateClient",
+    summary = "Replace a client record",
+    description = "Roles: supervisor, admin.
+
+Replaces the record and all its responders (omitted `responders` removes them); `key_safe` omitted or null keeps the code. Audited with before and after. An unknown id is answered 400 `missing_reference`, not 404.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    request_body = ClientBody,
+    responses(
+        (status = 200, description = "The client as saved.", body = ClientDoc),
+        (status = 400, description = "`invalid_json`; `control_character` (a field holds a control character other than tab or a line break, e.g. NUL); `invalid_value` (external_ref, name, preferred_contact, date_of_birth or a responder's name is invalid, or the database refused a value); `missing_reference` (no client with this id). `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: another client has this external_ref.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn update_client(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ClientBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClientDoc>, ApiError> {
     save_client(&c, &auth, Some(id), body).await
 }
 
 // ---- devices ------------------------------------------------------------------------
 
-/// `GET /api/v1/devices?q=`.
+/// List devices.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "Devices", operation_id = "listDevices",
+    summary = "List devices",
+    description = "Roles: supervisor, admin.
+
+Matches account, label or client_ref (case-insensitive substring); all devices when `q` is empty. Ordered by id.",
+    params(Search),
+    responses(
+        (status = 200, description = "Matching devices.", body = Vec<DeviceRecord>),
+        (status = 400, description = "`invalid_query`: `limit` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn devices(
     State(c): State<Console>,
     auth: Auth,
@@ -242,7 +376,6 @@ pub async fn devices(
 pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
     use crate::text::{check, check_opt};
     check("account", &d.account, 64)?;
-    check("protocol", &d.protocol, 32)?;
     check_opt("label", d.label.as_deref(), 200)?;
     check_opt("device_type", d.device_type.as_deref(), 100)?;
     check_opt("client_ref", d.client_ref.as_deref(), 64)?;
@@ -251,15 +384,6 @@ pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "invalid_value",
             "account must be 1-64 characters",
-        ));
-    }
-    if warden_types::DeviceProtocol::parse(&d.protocol).is_none() {
-        return Err(ApiError::bad_request(
-            "invalid_value",
-            format!(
-                "protocol must be one of {}",
-                warden_types::DeviceProtocol::names()
-            ),
         ));
     }
     if d.test_interval_seconds.is_some_and(|s| s <= 0) {
@@ -295,7 +419,24 @@ pub async fn register_devices(c: &Console, pick: impl Fn(&DeviceRecord) -> bool)
     }
 }
 
-/// `POST /api/v1/devices`.
+/// Create a device.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "Devices", operation_id = "createDevice",
+    summary = "Create a device",
+    description = "Roles: admin.
+
+Audited; the triage engine is told at once.",
+    request_body = DeviceRecord,
+    responses(
+        (status = 201, description = "The new device.", body = DeviceRecord),
+        (status = 400, description = "`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value).", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: a device with this account exists.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create_device(
     State(c): State<Console>,
     auth: Auth,
@@ -311,7 +452,25 @@ pub async fn create_device(
     Ok((StatusCode::CREATED, Json(saved)))
 }
 
-/// `PUT /api/v1/devices/{id}`.
+/// Replace a device.
+#[utoipa::path(put, path = "/api/v1/devices/{id}", tag = "Devices", operation_id = "updateDevice",
+    summary = "Replace a device",
+    description = "Roles: admin.
+
+Audited with before and after; the triage engine is told at once. An unknown id is answered 400 `missing_reference`, not 404.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    request_body = DeviceRecord,
+    responses(
+        (status = 200, description = "The device as saved.", body = DeviceRecord),
+        (status = 400, description = "`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value). `missing_reference`: no device with this id. `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: another device has this account.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn update_device(
     State(c): State<Console>,
     auth: Auth,
@@ -330,11 +489,12 @@ pub async fn update_device(
 
 // ---- users --------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = UserInput)]
 pub struct UserBody {
     username: String,
     display_name: String,
-    role: String,
+    role: Role,
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
@@ -351,11 +511,17 @@ pub async fn add_or_reset_user(
     display_name: Option<&str>,
     password: String,
 ) -> Result<warden_store::UserRow, ApiError> {
+    let role: Role = role.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_value",
+            format!("unknown role {role:?} (operator, supervisor, admin, on_call)"),
+        )
+    })?;
     check_password(&password)?;
     let w = user_write(UserBody {
         username: username.to_owned(),
         display_name: display_name.unwrap_or(username).to_owned(),
-        role: role.to_owned(),
+        role,
         password: Some(password),
         disabled: false,
     })
@@ -384,12 +550,6 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
             "username must be 1-64 characters of a-z, 0-9, '.', '_' or '-'",
         ));
     }
-    let Some(role) = Role::parse(&b.role) else {
-        return Err(ApiError::bad_request(
-            "invalid_value",
-            format!("role must be one of {}", Role::names()),
-        ));
-    };
     crate::text::check("display_name", &b.display_name, 200)?;
     if b.display_name.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -412,13 +572,25 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
     Ok(UserWrite {
         username,
         display_name: b.display_name.trim().to_owned(),
-        role,
+        role: b.role,
         password_hash,
         disabled: b.disabled,
     })
 }
 
-/// `GET /api/v1/users`.
+/// List accounts.
+#[utoipa::path(get, path = "/api/v1/users", tag = "Users", operation_id = "listUsers",
+    summary = "List accounts",
+    description = "Roles: admin.
+
+All accounts, ordered by username.",
+    responses(
+        (status = 200, description = "The accounts.", body = Vec<UserOut>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn users(State(c): State<Console>, auth: Auth) -> Result<Json<Vec<UserOut>>, ApiError> {
     auth.require(ADMINS)?;
     Ok(Json(
@@ -426,7 +598,24 @@ pub async fn users(State(c): State<Console>, auth: Auth) -> Result<Json<Vec<User
     ))
 }
 
-/// `POST /api/v1/users`.
+/// Create an account.
+#[utoipa::path(post, path = "/api/v1/users", tag = "Users", operation_id = "createUser",
+    summary = "Create an account",
+    description = "Roles: admin.
+
+Audited (never with the password).",
+    request_body = UserBody,
+    responses(
+        (status = 201, description = "The new account.", body = UserOut),
+        (status = 400, description = "`invalid_json`; `invalid_value` (username, role or display_name is invalid, or no password was given); `weak_password`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the username is taken.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create_user(
     State(c): State<Console>,
     auth: Auth,
@@ -441,7 +630,25 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(UserOut::from(&u))))
 }
 
-/// `PUT /api/v1/users/{id}`.
+/// Replace an account.
+#[utoipa::path(put, path = "/api/v1/users/{id}", tag = "Users", operation_id = "updateUser",
+    summary = "Replace an account",
+    description = "Roles: admin.
+
+Audited with before and after. Disabling the account, changing its password or changing its role ends its sessions. An unknown id is answered 400 `missing_reference`, not 404.",
+    params(("id" = i64, Path, description = "The numeric id.")),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "The account as saved.", body = UserOut),
+        (status = 400, description = "`invalid_json`; `invalid_value`; `weak_password`; `self_lockout` (you cannot disable your own account or remove your own admin role); `missing_reference` (no user with this id). `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: the username is taken.", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn update_user(
     State(c): State<Console>,
     auth: Auth,
@@ -465,7 +672,24 @@ pub async fn update_user(
 
 // ---- audit --------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// One line of the audit trail, with who did it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    #[serde(flatten)]
+    pub row: warden_store::AuditRow,
+    /// The user, `null` for the system.
+    pub user: Option<UserRef>,
+}
+
+/// A user named in a record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserRef {
+    pub id: i64,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     object_type: Option<String>,
     object_id: Option<String>,
@@ -473,12 +697,26 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/audit`.
+/// Read the audit trail.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "Audit", operation_id = "listAudit",
+    summary = "Read the audit trail",
+    description = "Roles: supervisor, admin.
+
+Newest first. Empty filter values are ignored.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit lines.", body = Vec<AuditEntry>),
+        (status = 400, description = "`invalid_query`: `user_id` or `limit` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn audit(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     auth.require(AUDITORS)?;
     let rows = c
         .store()
@@ -489,14 +727,15 @@ pub async fn audit(
             limit(q.limit),
         )
         .await?;
-    let out: Vec<Value> = rows
-        .into_iter()
-        .map(|r| {
-            let user = r.user_id.map(|id| json!({ "id": id, "name": r.user_name }));
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            v["user"] = user.unwrap_or(Value::Null);
-            v
-        })
-        .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| AuditEntry {
+                user: r.user_id.map(|id| UserRef {
+                    id,
+                    name: r.user_name.clone(),
+                }),
+                row: r,
+            })
+            .collect(),
+    ))
 }

@@ -3,10 +3,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 use warden_store::RejectedQuery;
+use warden_store::{RejectedCount, RejectedRow};
 
 use crate::Console;
 use crate::auth::{AUDITORS, Auth};
@@ -23,12 +25,44 @@ pub const MAX_LIMIT: i64 = 200;
 
 /// The query string of `GET /api/v1/rejected`. Numbers are read as text so a bad one is
 /// named in the error rather than refused by the parser in its own words.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RejectedParams {
+    /// The window in hours back from now (1-720, default 24).
     hours: Option<String>,
+    /// At most this many rows (1-200, default 50).
     limit: Option<String>,
+    /// The `next_before` of the previous page.
     before: Option<String>,
+    /// Only rows of this reason code (the counts are never filtered).
     reason: Option<String>,
+}
+
+/// A page of what Warden refused.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RejectedPage)]
+pub struct RejectedResponse {
+    pub window: Window,
+    /// The reason code the rows were filtered by, if any.
+    pub reason: Option<String>,
+    /// Everything refused in the window.
+    pub total: i64,
+    /// By reason and source, largest first.
+    pub counts: Vec<RejectedCount>,
+    /// The most recent rows, newest first.
+    pub rejected: Vec<RejectedRow>,
+    /// The cursor of the next (older) page, `null` on the last.
+    pub next_before: Option<uuid::Uuid>,
+}
+
+/// The time window read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Window {
+    pub hours: i64,
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339.
+    pub until: String,
 }
 
 fn number(name: &str, v: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -44,15 +78,26 @@ fn number(name: &str, v: Option<&str>, default: i64, max: i64) -> Result<i64, Ap
     }
 }
 
-/// `GET /api/v1/rejected?hours=&reason=&before=&limit=` (supervisors, admins): counts of
-/// refused inputs by reason and source over the last `hours` (default 24, at most 720),
-/// and the most recent of them (newest first, `limit` per page, default 50, at most 200;
-/// `before` is the `next_before` of the previous page), optionally of one `reason` only.
+/// Read what Warden refused (quarantined inputs).
+#[utoipa::path(get, path = "/api/v1/rejected", tag = "Audit", operation_id = "listRejected",
+    summary = "Read what Warden refused (quarantined inputs)",
+    description = "Roles: supervisor, admin.
+
+Counts of refused inputs by reason and source over the window, and the most recent of them within it (newest first), each with its raw bytes as hex and as printable text. Each read is written to the audit trail (`rejected.view`).",
+    params(RejectedParams),
+    responses(
+        (status = 200, description = "The counts and a page of rows.", body = RejectedResponse),
+        (status = 400, description = "`invalid_query`: `hours` or `limit` out of range or not a number, `reason` not a reason code, `before` not a uuid or naming no rejected signal.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn rejected(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(p): ApiQuery<RejectedParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RejectedResponse>, ApiError> {
     auth.require(AUDITORS)?;
     let hours = number("hours", p.hours.as_deref(), DEFAULT_HOURS, MAX_HOURS)?;
     let limit = number("limit", p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
@@ -107,12 +152,16 @@ pub async fn rejected(
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     };
-    Ok(Json(json!({
-        "window": { "hours": hours, "since": fmt(since), "until": fmt(until) },
-        "reason": reason,
-        "total": total,
-        "counts": page.counts,
-        "rejected": page.rows,
-        "next_before": page.next_before,
-    })))
+    Ok(Json(RejectedResponse {
+        window: Window {
+            hours,
+            since: fmt(since),
+            until: fmt(until),
+        },
+        reason,
+        total,
+        counts: page.counts,
+        rejected: page.rows,
+        next_before: page.next_before,
+    }))
 }

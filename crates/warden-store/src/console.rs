@@ -9,7 +9,9 @@ use serde_json::Value;
 use sqlx::{Postgres, Row as _, Transaction};
 use time::OffsetDateTime;
 
+use crate::model::name_column;
 use crate::{Store, StoreError};
+use warden_types::{DeviceProtocol, JobStatus, Role};
 
 mod clients;
 mod devices;
@@ -22,7 +24,7 @@ pub struct UserRow {
     pub id: i64,
     pub username: String,
     pub display_name: String,
-    pub role: warden_types::Role,
+    pub role: Role,
     /// argon2id PHC string.
     pub password_hash: String,
     pub disabled: bool,
@@ -35,7 +37,7 @@ pub struct UserRow {
 pub struct UserWrite {
     pub username: String,
     pub display_name: String,
-    pub role: warden_types::Role,
+    pub role: Role,
     pub password_hash: Option<String>,
     pub disabled: bool,
 }
@@ -109,6 +111,7 @@ pub struct AuditWrite {
 
 /// One line of the audit trail as read back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct AuditRow {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -124,6 +127,7 @@ pub struct AuditRow {
 
 /// A client record (without its responders, devices and history).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ClientRecord {
     #[serde(default)]
     pub id: i64,
@@ -166,6 +170,7 @@ fn phone() -> String {
 
 /// A responder or keyholder, in call order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Responder {
     #[serde(default)]
     pub position: i32,
@@ -181,12 +186,13 @@ pub struct Responder {
 }
 
 /// A device as administrators see and edit it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct DeviceRecord {
     #[serde(default)]
     pub id: i64,
     pub account: String,
-    pub protocol: String,
+    pub protocol: DeviceProtocol,
     #[serde(default)]
     pub label: Option<String>,
     #[serde(default)]
@@ -201,6 +207,7 @@ pub struct DeviceRecord {
 
 /// A signal in a client's or incident's recent history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct SignalSummary {
     pub id: uuid::Uuid,
     #[serde(with = "time::serde::rfc3339")]
@@ -237,6 +244,7 @@ pub struct IncidentViewRow {
 
 /// One entry of an incident's history.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct IncidentEvent {
     pub seq: i64,
     pub kind: String,
@@ -247,6 +255,7 @@ pub struct IncidentEvent {
 
 /// An out-of-hours category and who is on call for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct OohCategory {
     #[serde(default)]
     pub code: String,
@@ -259,6 +268,7 @@ pub struct OohCategory {
 
 /// A new out-of-hours job as the desk logs it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct NewOohJob {
     pub category: String,
     pub caller_name: String,
@@ -280,7 +290,7 @@ pub struct OohJob {
     pub address: String,
     pub description: String,
     pub urgency: String,
-    pub status: String,
+    pub status: JobStatus,
     pub routed_name: Option<String>,
     pub routed_phone: Option<String>,
     pub created_by: i64,
@@ -292,10 +302,11 @@ pub struct OohJob {
 
 /// A status change of an out-of-hours job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct OohUpdate {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    pub status: String,
+    pub status: JobStatus,
     pub note: String,
     pub by: Option<String>,
 }
@@ -308,12 +319,7 @@ fn user_of(r: &sqlx::postgres::PgRow) -> Result<UserRow, sqlx::Error> {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         display_name: r.try_get("display_name")?,
-        role: {
-            let role: String = r.try_get("role")?;
-            warden_types::Role::parse(&role).ok_or_else(|| {
-                sqlx::Error::Decode(format!("users.role {role:?} is not a role").into())
-            })?
-        },
+        role: name_column(r, "role")?,
         password_hash: r.try_get("password_hash")?,
         disabled: r.try_get("disabled")?,
         failed_logins: r.try_get("failed_logins")?,
@@ -358,7 +364,7 @@ fn device_of(r: &sqlx::postgres::PgRow) -> Result<DeviceRecord, sqlx::Error> {
     Ok(DeviceRecord {
         id: r.try_get("id")?,
         account: r.try_get("account")?,
-        protocol: r.try_get("protocol")?,
+        protocol: name_column(r, "protocol")?,
         label: r.try_get("label")?,
         device_type: r.try_get("device_type")?,
         test_interval_seconds: r.try_get("test_interval_seconds")?,
@@ -878,7 +884,7 @@ async fn save_device_tx(
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(&d.account)
-        .bind(&d.protocol)
+        .bind(d.protocol.as_str())
         .bind(&d.label)
         .bind(&d.device_type)
         .bind(d.test_interval_seconds)

@@ -38,9 +38,9 @@ fn identity(row: &sqlx::postgres::PgRow) -> Result<DeviceIdentity, StoreError> {
     Ok(DeviceIdentity {
         id: row.try_get("id").map_err(StoreError::Database)?,
         account: row.try_get("account").map_err(StoreError::Database)?,
-        protocol: DeviceProtocol::parse(&protocol).ok_or(StoreError::Corrupt {
+        protocol: protocol.parse().map_err(|_| StoreError::Corrupt {
             column: "devices.protocol",
-            value: protocol,
+            value: protocol.clone(),
         })?,
         bridge_device_id: row
             .try_get("bridge_device_id")

@@ -18,6 +18,7 @@ use crate::{Store, StoreError};
 /// large; a page of 200 rows must stay small); `len` is always the full length and
 /// `truncated` says whether the rendering stops short of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RawBytes {
     /// Lower-case hex of the rendered bytes, two digits per byte, no separators.
     pub hex: String,
@@ -123,6 +124,7 @@ fn printable(raw: &[u8]) -> String {
 
 /// How many inputs were refused for one reason on one kind of link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RejectedCount {
     pub reason_code: String,
     pub source: String,
@@ -131,6 +133,7 @@ pub struct RejectedCount {
 
 /// One refused input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RejectedRow {
     pub id: Uuid,
     #[serde(with = "time::serde::rfc3339")]

@@ -325,7 +325,7 @@ struct SignalRow {
 }
 
 fn parse_protocol(s: &str) -> Result<DeviceProtocol, StoreError> {
-    DeviceProtocol::parse(s).ok_or_else(|| StoreError::Corrupt {
+    s.parse().map_err(|_| StoreError::Corrupt {
         column: "devices.protocol",
         value: s.to_owned(),
     })

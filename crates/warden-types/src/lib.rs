@@ -1,7 +1,13 @@
 //! Warden's shared vocabulary.
 //!
-//! Architecture invariant: this crate depends on `serde` and `thiserror` only. It holds the
-//! words every other crate speaks (what a qualifier is, how urgent a signal is), never I/O.
+//! Architecture invariant: this crate depends on `serde` and `thiserror` only (and, with the
+//! optional `utoipa` feature the console turns on, `utoipa` for `ToSchema`). It holds the
+//! words every other crate speaks (what a qualifier is, how urgent a signal is, what a role,
+//! a device protocol or an out-of-hours job status is), never I/O.
+//!
+//! `Role`, `DeviceProtocol` and `JobStatus` each have one name mapping (`as_str` and
+//! `FromStr`, equal to their serde names, checked by a test): the store writes and reads
+//! those names, the API sends and accepts them, and the OpenAPI schema lists them.
 
 use std::fmt;
 
@@ -120,39 +126,60 @@ impl fmt::Display for Priority {
     }
 }
 
-/// An enum whose every value has one name, used for SQL columns, JSON and the API alike:
-/// `as_str` and `parse` are generated from the same list as the serde names, so the three
-/// cannot drift apart.
-macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+/// Why a stored or typed name is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a {what}; expected one of {expected}")]
+pub struct UnknownName {
+    /// What was expected ("role", "device protocol", ...).
+    pub what: &'static str,
+    /// The name that was given.
+    pub value: String,
+    /// The accepted names, comma separated.
+    pub expected: &'static str,
+}
+
+/// Defines a fieldless enum whose one name mapping (`as_str` / `FromStr`) is used for SQL,
+/// JSON (serde `snake_case`, checked equal by a test) and the OpenAPI schema.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident : $what:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
         }
 
         impl $name {
             /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            /// Its one name (SQL, JSON, API).
+            /// The one name of this value: stored in SQL, sent in JSON, listed in OpenAPI.
             pub fn as_str(self) -> &'static str {
                 match self {
-                    $($name::$variant => $text,)+
+                    $( $name::$variant => $text, )+
                 }
             }
+        }
 
-            /// The value named `s`, if any.
-            pub fn parse(s: &str) -> Option<Self> {
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+
+            /// The inverse of `as_str`.
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
                 match s {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err(UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+).trim_ascii_end(),
+                    }),
                 }
-            }
-
-            /// Every name, for error messages ("one of a, b, c").
-            pub fn names() -> String {
-                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
             }
         }
 
@@ -164,17 +191,17 @@ macro_rules! vocabulary {
     };
 }
 
-vocabulary! {
-    /// What a console user may do in the control room.
-    Role {
-        /// Answers alarms: claims, releases and resolves their own incidents, writes notes,
-        /// takes out-of-hours calls.
+named_enum! {
+    /// What a console user may do. The triage core knows the first three; `OnCall` is the
+    /// out-of-hours staff who see and update jobs but never handle alarms.
+    pub enum Role: "role" {
+        /// Answers alarms: claim, release and resolve their own incidents, write notes.
         Operator = "operator",
         /// An operator who may also take over, release or resolve anyone's incident.
         Supervisor = "supervisor",
-        /// Runs the system: clients, devices, users, categories. Never handles alarms.
+        /// Runs the system; may write notes but never handles alarms.
         Admin = "admin",
-        /// Out-of-hours officer: reads and updates the jobs routed to them.
+        /// Out-of-hours staff: read and update out-of-hours jobs only.
         OnCall = "on_call",
     }
 }
@@ -189,9 +216,9 @@ impl Role {
     }
 }
 
-vocabulary! {
-    /// The protocol a registered device speaks.
-    DeviceProtocol {
+named_enum! {
+    /// The protocol a registered device speaks (the `devices.protocol` column).
+    pub enum DeviceProtocol: "device protocol" {
         /// Contact ID (SIA DC-05), usually through a serial receiver.
         ContactId = "contact_id",
         /// SIA data blocks.
@@ -203,16 +230,16 @@ vocabulary! {
     }
 }
 
-vocabulary! {
-    /// Where an out-of-hours job is.
-    JobStatus {
-        /// Handed to the category's on-call contact when it was logged.
+named_enum! {
+    /// Where an out-of-hours job stands (`ooh_jobs.status`, `ooh_updates.status`).
+    pub enum JobStatus: "job status" {
+        /// Logged and passed to the category's on-call contact.
         Routed = "routed",
-        /// Logged with nobody to hand it to.
+        /// Logged, but nobody is on call for its category: the desk must act.
         Unrouted = "unrouted",
-        /// The on-call officer has it.
+        /// The on-call person has seen it.
         Acknowledged = "acknowledged",
-        /// Being dealt with.
+        /// Someone is working on it.
         InProgress = "in_progress",
         /// Done.
         Closed = "closed",
@@ -220,41 +247,42 @@ vocabulary! {
 }
 
 impl JobStatus {
-    /// The statuses a person may set; `routed`/`unrouted` are only ever set when logging.
+    /// Whether a person may move a job to this status (the first two are set on creation
+    /// by routing only).
     pub fn is_settable(self) -> bool {
         match self {
-            JobStatus::Acknowledged | JobStatus::InProgress | JobStatus::Closed => true,
             JobStatus::Routed | JobStatus::Unrouted => false,
+            JobStatus::Acknowledged | JobStatus::InProgress | JobStatus::Closed => true,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    /// serde's names, `as_str` and `FromStr` are one mapping.
+    fn one_mapping<T>(all: &[T])
+    where
+        T: Copy + fmt::Display + PartialEq + fmt::Debug + Serialize + std::str::FromStr,
+    {
+        for v in all {
+            let json = serde_json::to_value(v).expect("a name");
+            assert_eq!(json, serde_json::Value::from(v.to_string()));
+            assert!(v.to_string().parse::<T>().ok() == Some(*v), "{v:?}");
+        }
+        assert!("no_such_name".parse::<T>().is_err());
+    }
 
     #[test]
-    fn vocabulary_names_are_the_serde_names_and_parse_back() {
-        fn check<T: Copy + PartialEq + std::fmt::Debug + Serialize>(
-            all: &[T],
-            name: fn(T) -> &'static str,
-            parse: fn(&str) -> Option<T>,
-        ) {
-            for &v in all {
-                assert_eq!(serde_json::to_value(v).ok(), Some(name(v).into()), "{v:?}");
-                assert_eq!(parse(name(v)), Some(v));
-            }
-        }
-        check(Role::ALL, Role::as_str, Role::parse);
-        check(
-            DeviceProtocol::ALL,
-            DeviceProtocol::as_str,
-            DeviceProtocol::parse,
-        );
-        check(JobStatus::ALL, JobStatus::as_str, JobStatus::parse);
-        assert_eq!(Role::parse("root"), None);
-        assert_eq!(Role::names(), "operator, supervisor, admin, on_call");
+    fn roles_protocols_and_job_statuses_have_one_name_each() {
+        one_mapping(Role::ALL);
+        one_mapping(DeviceProtocol::ALL);
+        one_mapping(JobStatus::ALL);
+        assert_eq!(Role::OnCall.as_str(), "on_call");
+        let e = "boss".parse::<Role>().expect_err("not a role");
+        assert_eq!(e.expected, "operator supervisor admin on_call");
     }
+
+    use super::*;
 
     #[test]
     fn life_critical_sorts_before_everything_else() {

@@ -19,7 +19,6 @@ use warden_sim::fleet::{Fleet, FleetConfig};
 use warden_sim::surgard::{ReceiverConfig, SerialSettings, SurGardReceiver, open_serial};
 use warden_store::{DeviceProtocol, NewDevice};
 use warden_types::Qualifier;
-use warden_types::Role;
 
 use crate::config::Config;
 use crate::run::{self, Database};
@@ -109,6 +108,8 @@ async fn demo(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let broker_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    #[cfg(not(feature = "embedded-broker"))]
+    bail!("this wardend was built without the embedded-broker feature, which the demo needs");
 
     let pty = PtyPair::start(&cfg.data_dir.canonicalize()?)?;
     let store = run::connect(&cfg, &db.url).await?;
@@ -154,6 +155,7 @@ async fn demo(
         .remove(MANUAL_UNIT)
         .context("the manual demo unit's password")?;
     let service_password = crate::broker_auth::issue_service_password(&store).await?;
+    #[cfg(feature = "embedded-broker")]
     crate::broker::start(
         broker_addr,
         Some(crate::broker_auth::hook(
@@ -163,9 +165,13 @@ async fn demo(
     )?;
     let password = demo_password()?;
     for (name, role, display) in [
-        ("operator", Role::Operator, "Demo Operator"),
-        ("supervisor", Role::Supervisor, "Demo Supervisor"),
-        ("admin", Role::Admin, "Demo Admin"),
+        ("operator", warden_types::Role::Operator, "Demo Operator"),
+        (
+            "supervisor",
+            warden_types::Role::Supervisor,
+            "Demo Supervisor",
+        ),
+        ("admin", warden_types::Role::Admin, "Demo Admin"),
     ] {
         let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
         let write = warden_store::UserWrite {

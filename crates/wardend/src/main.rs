@@ -207,10 +207,8 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 let interval = test_interval
                     .map(|d| i32::try_from(d.as_secs()).context("test interval too long"))
                     .transpose()?;
-                let protocol =
-                    warden_store::DeviceProtocol::parse(&protocol).with_context(|| {
-                        format!("unknown protocol {protocol:?} (contact_id, sia, mqtt, dc09)")
-                    })?;
+                let protocol: warden_store::DeviceProtocol =
+                    protocol.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
                 let id = store
                     .upsert_device(&warden_store::NewDevice {
                         account: account.clone(),

@@ -452,4 +452,63 @@
  * @property {string | null} next_before Pass as `before` for the next (older) page; null on the last page.
  */
 
+// ---- names the generated OpenAPI document (utoipa) uses -----------------------------
+// The document is generated from the handlers' Rust types; where its schema name differs
+// from the name the UI code has used, the typedef below is that schema under its name.
+
+/**
+ * @typedef {"contact_id" | "sia" | "mqtt" | "dc09"} DeviceProtocol
+ */
+/**
+ * @typedef {"routed" | "unrouted" | "acknowledged" | "in_progress" | "closed"} JobStatus
+ */
+/**
+ * @typedef {AuditEntry} AuditRow
+ */
+/**
+ * @typedef {Client} ClientRecord
+ */
+/**
+ * @typedef {Device} DeviceRecord
+ */
+/**
+ * @typedef {RejectedSignal} RejectedRow
+ */
+/**
+ * @typedef {LoginRequest} LoginBody
+ */
+/**
+ * @typedef {NoteRequest} NoteBody
+ */
+/**
+ * @typedef {ResolveRequest} ResolveBody
+ */
+/**
+ * @typedef {BulkResolveRequest} BulkBody
+ */
+/**
+ * One incident a bulk resolve refused.
+ * @typedef {{ id: number, error: string, message: string }} BulkRejection
+ */
+/**
+ * A console user named in an out-of-hours job.
+ * @typedef {{ id: number, name: string }} Person
+ */
+/**
+ * A user named in a record.
+ * @typedef {{ id: number, name?: string | null }} UserRef
+ */
+/**
+ * Incidents in the queue by priority.
+ * @typedef {{ life_critical: number, urgent: number, technical: number, information: number }} PriorityCounts
+ */
+/**
+ * SLA timers in seconds since arrival.
+ * @typedef {{ warn_s: number, overflow_s: number, critical_s: number }} Thresholds
+ */
+/**
+ * The time window the rejected-signals view read.
+ * @typedef {{ hours: number, since: string, until: string }} Window
+ */
+
 export {};

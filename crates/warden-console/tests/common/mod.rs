@@ -492,7 +492,7 @@ async fn add_user(store: &Store, username: &str, display_name: &str, role: &'sta
             &UserWrite {
                 username: username.to_owned(),
                 display_name: display_name.to_owned(),
-                role: warden_types::Role::parse(role).expect("a role"),
+                role: role.parse().expect("a role name"),
                 password_hash: Some(password_hash().to_owned()),
                 disabled: false,
             },

@@ -81,11 +81,10 @@ impl Store {
         .await?;
         let reference = format!("OOH-{year:04}-{n:06}");
         let status = if routed.is_some() {
-            warden_types::JobStatus::Routed
+            JobStatus::Routed
         } else {
-            warden_types::JobStatus::Unrouted
-        }
-        .as_str();
+            JobStatus::Unrouted
+        };
         sqlx::query(
             "INSERT INTO ooh_jobs (reference, category, caller_name, caller_phone, address, \
                  description, urgency, status, routed_name, routed_phone, created_by) \
@@ -98,7 +97,7 @@ impl Store {
         .bind(&job.address)
         .bind(&job.description)
         .bind(&job.urgency)
-        .bind(status)
+        .bind(status.as_str())
         .bind(routed.map(|r| r.0))
         .bind(routed.map(|r| r.1))
         .bind(user_id)
@@ -112,13 +111,13 @@ impl Store {
             "INSERT INTO ooh_updates (reference, status, note, by_user) VALUES ($1, $2, $3, $4)",
         )
         .bind(&reference)
-        .bind(status)
+        .bind(status.as_str())
         .bind(&note)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
         let mut after = serde_json::to_value(JobAudit::from(job)).unwrap_or_default();
-        after["status"] = status.into();
+        after["status"] = status.as_str().into();
         after["reference"] = reference.clone().into();
         insert_audit(
             &mut tx,
@@ -177,7 +176,7 @@ impl Store {
         .map(|u| {
             Ok(OohUpdate {
                 at: u.try_get(0)?,
-                status: u.try_get(1)?,
+                status: name_column(u, "status")?,
                 note: u.try_get(2)?,
                 by: u.try_get(3)?,
             })
@@ -191,7 +190,7 @@ impl Store {
             address: r.try_get(4)?,
             description: r.try_get(5)?,
             urgency: r.try_get(6)?,
-            status: r.try_get(7)?,
+            status: name_column(&r, "status")?,
             routed_name: r.try_get(8)?,
             routed_phone: r.try_get(9)?,
             created_by: r.try_get(10)?,
@@ -205,7 +204,7 @@ impl Store {
     pub async fn ooh_set_status(
         &self,
         reference: &str,
-        status: warden_types::JobStatus,
+        status: JobStatus,
         note: &str,
         user_id: i64,
         audit: AuditWrite,
@@ -238,7 +237,7 @@ impl Store {
             &AuditWrite {
                 object_id: Some(reference.to_owned()),
                 before: Some(serde_json::json!({ "status": before })),
-                after: Some(serde_json::json!({ "status": status, "note": note })),
+                after: Some(serde_json::json!({ "status": status.as_str(), "note": note })),
                 ..audit
             },
         )

@@ -1,0 +1,53 @@
+//! The audit trail: who did what to which record, and when.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl Store {
+    pub async fn audit(&self, a: &AuditWrite) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        insert_audit(&mut tx, a).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn audit_list(
+        &self,
+        object_type: Option<&str>,
+        object_id: Option<&str>,
+        user_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.at, a.user_id, u.display_name, a.action, a.object_type, a.object_id, \
+                    a.before, a.after \
+             FROM audit a LEFT JOIN users u ON u.id = a.user_id \
+             WHERE ($1::text IS NULL OR a.object_type = $1) \
+               AND ($2::text IS NULL OR a.object_id = $2) \
+               AND ($3::bigint IS NULL OR a.user_id = $3) \
+             ORDER BY a.id DESC LIMIT $4",
+        )
+        .bind(object_type)
+        .bind(object_id)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    user_id: r.try_get(2)?,
+                    user_name: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    object_type: r.try_get(5)?,
+                    object_id: r.try_get(6)?,
+                    before: r.try_get(7)?,
+                    after: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}

@@ -511,11 +511,8 @@ pub async fn add_or_reset_user(
     display_name: Option<&str>,
     password: String,
 ) -> Result<warden_store::UserRow, ApiError> {
-    let role: Role = role.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_value",
-            format!("unknown role {role:?} (operator, supervisor, admin, on_call)"),
-        )
+    let role: Role = role.parse().map_err(|e: warden_types::UnknownName| {
+        ApiError::bad_request("invalid_value", e.to_string())
     })?;
     check_password(&password)?;
     let w = user_write(UserBody {

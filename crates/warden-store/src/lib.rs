@@ -22,7 +22,8 @@
 //! `acked_at` is a best-effort annotation that a crash may also lose.
 //!
 //! Architecture Invariant: `signals` and `quarantine` are append-only evidence. A trigger
-//! rejects `DELETE`, `TRUNCATE` and every `UPDATE` except setting `acked_at` once from NULL.
+//! rejects `DELETE`, `TRUNCATE` and every `UPDATE` except setting `acked_at` once from NULL
+//! (rows from before migration 0009; ACK times now go into the append-only `acks` table).
 //!
 //! Redeliveries are recognised by dedupe key *and* payload within a bounded window
 //! ([`WriterConfig::dedupe_window`], default 24 h): a signal with the same key and the same

@@ -137,7 +137,8 @@ impl WriterHandle {
     /// Notes that the senders of these signals or quarantine records were acknowledged now.
     /// Never waits: the mark is queued for the writer's next transaction, or dropped with a
     /// warning when the mark queue ([`ACK_QUEUE_CAPACITY`]) is full or the writer stopped.
-    /// Marks queued but not yet committed are lost on a crash; `acked_at` then stays NULL,
+    /// Marks queued but not yet committed are lost on a crash; the record then has no row in
+    /// `acks` (its `acked_at` reads NULL),
     /// which reads as "not known to have been acknowledged", never the other way round.
     pub fn mark_acked(&self, ids: Vec<Uuid>) {
         if ids.is_empty() {
@@ -363,7 +364,7 @@ impl Writer {
         let records = batch.len();
         let started = Instant::now();
         let result = self.transact(batch, acks).await;
-        // Applied or lost with the failed transaction: acked_at is best effort.
+        // Applied or lost with the failed transaction: ACK times are best effort.
         acks.clear();
         match result {
             Ok(outcomes) => {

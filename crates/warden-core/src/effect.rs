@@ -207,6 +207,12 @@ impl Effect {
         )
     }
 
+    /// Whether the effect records a change to its incident's record (and so that record
+    /// must be written with it). A duplicate or a refused input leaves the record as it was.
+    pub fn changes_incident(&self) -> bool {
+        !matches!(self, Effect::Duplicate { .. } | Effect::Rejected { .. })
+    }
+
     /// The incident this effect concerns, if any.
     pub fn incident(&self) -> Option<IncidentId> {
         match self {

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, Decoded, DeviceId, DeviceInfo, Effect, Incident, Input, Micros,
-    Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
-    lane_of,
+    Change, Classifier, Config, Decoded, DeviceId, DeviceInfo, Effect, Incident, IncidentId, Input,
+    Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
+    Triage, lane_of,
 };
 use warden_store::{EventRow, PendingSignal, Store, TriageBatch};
 use warden_telemetry as m;
@@ -741,7 +741,8 @@ impl Engine {
             Held::default()
         };
         triaged.extend(held.marks.iter().copied());
-        own.extend(held.effects.iter());
+        // Held changes happened before this batch's own effects: their history lines go first.
+        let own: Vec<&Effect> = held.effects.iter().chain(own).collect();
         let mut batch = self.batch(triaged, &own, &held.groups);
         // A batch that answers someone, or that offers a life-critical alarm, waits for the
         // WAL flush: neither may be lost in a Postgres crash while Warden runs on.
@@ -868,6 +869,11 @@ impl Engine {
     /// The storm groups a signal's effects only added it to (or restored it in), or `None`
     /// when it did anything else: those are the effects that may be held back.
     fn group_only(&self, effects: &[Effect]) -> Option<BTreeSet<u64>> {
+        let open_group = |id: &IncidentId| {
+            self.core
+                .incident(*id)
+                .is_some_and(|i| i.is_open() && i.group.is_some())
+        };
         let mut groups = BTreeSet::new();
         for e in effects {
             match e {
@@ -875,11 +881,13 @@ impl Engine {
                     incident,
                     change: Change::GroupMember { .. } | Change::GroupMemberRestored { .. },
                     ..
-                } if self
-                    .core
-                    .incident(*incident)
-                    .is_some_and(|i| i.is_open() && i.group.is_some()) =>
-                {
+                }
+                // A member repeating itself changes nothing, but its history line must land
+                // after the group's held changes, so it waits with them.
+                | Effect::Duplicate {
+                    incident: Some(incident),
+                    ..
+                } if open_group(incident) => {
                     groups.insert(incident.0);
                 }
                 Effect::Audit(_) => {}
@@ -900,7 +908,9 @@ impl Engine {
         let mut outbox = Vec::new();
         for &e in effects {
             let incident = e.incident().map(|i| i.0);
-            if let Some(id) = incident {
+            if let Some(id) = incident
+                && e.changes_incident()
+            {
                 touched.insert(id);
             }
             let row = EventRow {
@@ -920,7 +930,7 @@ impl Engine {
             .into_iter()
             .filter_map(|id| {
                 self.core
-                    .incident(warden_core::IncidentId(id))
+                    .incident(IncidentId(id))
                     .or_else(|| closed.get(&id))
                     .map(row_of)
             })

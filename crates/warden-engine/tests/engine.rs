@@ -523,3 +523,89 @@ async fn the_view_columns_follow_the_record_through_claim_and_resolve(pool: PgPo
     stop.cancel();
     task.await.expect("engine task");
 }
+
+fn mains_fail() -> Decoded {
+    Decoded::new(
+        vec![SignalWhat::Mqtt {
+            kind: AlarmKind::MainsFail,
+            restore: false,
+        }],
+        serde_json::Value::Null,
+    )
+}
+
+/// A storm's members repeating themselves: the repeats change nothing and wait with the
+/// group's held changes, so the group's history still reads in the order things happened
+/// (each unit joined before its repeat was noted) and every signal is triaged.
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_storm_members_repeats_are_triaged_after_their_group_changes(pool: PgPool) {
+    let (engine, stop, task) = start(&pool, EngineConfig::default()).await;
+    let decoded = mains_fail();
+    let mut devices = Vec::new();
+    for n in 0..10 {
+        devices.push(device(&pool, &format!("storm-{n}"), None).await);
+    }
+    // Which unit sent which signal, to read the history by unit.
+    let mut sender: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for round in 0..2 {
+        // The second round starts with the last units, whose joins are still held then.
+        let order: Vec<i64> = if round == 0 {
+            devices.clone()
+        } else {
+            devices.iter().rev().copied().collect()
+        };
+        for &dev in &order {
+            let id = signal(&pool, dev, &decoded, OffsetDateTime::now_utc()).await;
+            sender.insert(id, dev);
+            submit(&engine, id, dev, &decoded).await;
+        }
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(
+        wait_for(&pool, "SELECT count(*) FROM triaged", 20, Duration::from_secs(5)).await,
+        "every signal of the storm is triaged"
+    );
+    let group: i64 = sqlx::query_scalar("SELECT id FROM incidents WHERE group_count = 10")
+        .fetch_one(&pool)
+        .await
+        .expect("one group of all ten units");
+    let events: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT seq, kind, effect FROM incident_events WHERE incident_id = $1 ORDER BY seq",
+    )
+    .bind(group)
+    .fetch_all(&pool)
+    .await
+    .expect("history");
+    let device_of = |effect: &serde_json::Value| {
+        let signal: Uuid = serde_json::from_value(effect["signal"].clone()).expect("signal id");
+        sender[&signal]
+    };
+    // The units that formed the group joined with its `storm_grouped`; later ones each with
+    // a `group_member` change.
+    let formed = events
+        .iter()
+        .find(|(_, kind, _)| kind == "storm_grouped")
+        .map(|(seq, _, _)| *seq);
+    let joined: std::collections::HashMap<i64, i64> = events
+        .iter()
+        .filter(|(_, kind, effect)| {
+            kind == "incident_updated" && effect["change"]["what"] == "group_member"
+        })
+        .map(|(seq, _, effect)| (device_of(effect), *seq))
+        .collect();
+    let mut repeats = 0;
+    for (seq, _, effect) in events.iter().filter(|(_, kind, _)| kind == "duplicate") {
+        repeats += 1;
+        let dev = device_of(effect);
+        let join = joined.get(&dev).copied().or(formed);
+        assert!(
+            join.is_some_and(|j| j < *seq),
+            "unit {dev}: its repeat (event {seq}) is written after it joined ({join:?})"
+        );
+    }
+    assert!(repeats > 0, "the second round repeated into the group: {events:?}");
+    stop.cancel();
+    task.await.expect("engine");
+}

@@ -54,18 +54,24 @@ pub struct DeviceCache {
 impl DeviceCache {
     /// Loads every registered device.
     pub async fn load(store: Store) -> Result<Self, StoreError> {
-        let devices = store.device_identities().await?;
-        let known = devices
+        let cache = Self::empty(store);
+        cache.reload().await?;
+        Ok(cache)
+    }
+
+    /// Replaces what the cache knows with every registered device, read in one query.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let known = self
+            .store
+            .device_identities()
+            .await?
             .into_iter()
             .map(|d| (d.account.clone(), CachedDevice::from(d)))
             .collect();
-        Ok(Self {
-            store,
-            inner: Arc::new(RwLock::new(Inner {
-                known,
-                unknown: HashMap::new(),
-            })),
-        })
+        let mut inner = self.inner();
+        inner.known = known;
+        inner.unknown.clear();
+        Ok(())
     }
 
     /// A cache that starts empty and asks the database on every miss (for tests and for a
@@ -137,14 +143,20 @@ impl DeviceCache {
     }
 
     /// Follows registry edits until `shutdown`: each notified account is forgotten at once.
-    /// While the listener is disconnected notices may be missed, so the whole cache is
-    /// forgotten on every (re)connection.
+    /// While the listener is disconnected notices may be missed, so the whole registry is
+    /// read again on every (re)connection, after listening started (a change made during
+    /// the read is notified and forgotten after it). The cache is replaced in one query,
+    /// not emptied: emptied, a storm after a restart would ask the database once per unit
+    /// on the ingest path.
     pub async fn follow(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(250);
         while !shutdown.is_cancelled() {
             match self.store.device_listener().await {
                 Ok(mut listener) => {
-                    self.forget_all();
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "device registry could not be read again; asking per account");
+                        self.forget_all();
+                    }
                     backoff = Duration::from_millis(250);
                     loop {
                         tokio::select! {

@@ -72,3 +72,37 @@ async fn a_unit_registered_moved_or_removed_is_seen_by_the_cache_at_once(pool: P
     stop.cancel();
     follower.await.expect("follower");
 }
+
+/// Following the registry keeps what was loaded: a restart followed by a storm must not ask
+/// the database once per unit on the ingest path. The cache knows every device without a
+/// single `resolve` miss, also after the listener connected (it reads the registry again
+/// then rather than emptying the cache).
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn following_the_registry_keeps_every_device_known(pool: PgPool) {
+    sqlx::query(
+        "INSERT INTO devices (account, protocol) \
+         SELECT 'u' || g, 'mqtt' FROM generate_series(1, 500) AS g",
+    )
+    .execute(&pool)
+    .await
+    .expect("register");
+    let cache = DeviceCache::load(Store::from_pool(pool.clone()))
+        .await
+        .expect("load");
+    assert_eq!(cache.len(), 500);
+    // Registered after the load and before anyone listened: only reading the registry
+    // again when the follower connects can know it.
+    sqlx::query("INSERT INTO devices (account, protocol) VALUES ('late', 'mqtt')")
+        .execute(&pool)
+        .await
+        .expect("register late");
+    let stop = CancellationToken::new();
+    let follower = tokio::spawn(cache.clone().follow(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cache.len() != 501 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cache.len(), 501, "every registered device stays known while followed");
+    stop.cancel();
+    follower.await.expect("follower");
+}

@@ -110,6 +110,12 @@ enum UserCommand {
     },
 }
 
+/// mimalloc instead of glibc's malloc: ingest and triage allocate small, short-lived values
+/// for every message (JSON, rows, effects), and under a storm glibc's allocator was the
+/// daemon's largest cost (about a third of its CPU in `benches/ingest_load`, phase B).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Decode(args) = &cli.command {

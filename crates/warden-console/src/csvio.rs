@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
-use warden_store::{ClientRecord, DeviceRecord, Store, StoreError};
+use warden_store::{ClientRecord, NewDevice, Store, StoreError};
 use warden_types::DeviceProtocol;
 
 use crate::Console;
@@ -386,7 +386,7 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
 }
 
 /// Parses a devices file into records with their row numbers, collecting every error.
-pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
+pub fn parse_devices(text: &str) -> (Vec<(u64, NewDevice)>, Vec<RowError>) {
     parse_rows(
         text,
         DEVICE_COLUMNS,
@@ -414,8 +414,7 @@ pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRecord)>, Vec<RowError>) {
                         e.value
                     ),
                 })?;
-            let d = DeviceRecord {
-                id: 0,
+            let d = NewDevice {
                 account: f("account"),
                 protocol,
                 label: opt(&f("label")),
@@ -554,7 +553,7 @@ pub async fn import_devices(
         return Ok(report(0, 0, &errors, q.dry_run));
     }
     let audit = auth.audit("import.devices", "device", None);
-    let rows: Vec<DeviceRecord> = rows.into_iter().map(|(_, d)| d).collect();
+    let rows: Vec<NewDevice> = rows.into_iter().map(|(_, d)| d).collect();
     let (ins, upd) = c.store().import_devices(&rows, &audit, !q.dry_run).await?;
     if !q.dry_run {
         let accounts: HashSet<&str> = rows.iter().map(|d| d.account.as_str()).collect();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::Input;
-use warden_store::{ClientRecord, DeviceRecord, Responder, UserWrite};
+use warden_store::{ClientRecord, Device, NewDevice, Responder, UserWrite};
 
 use crate::Console;
 use crate::auth::{
@@ -47,7 +47,7 @@ pub struct ClientDoc {
     pub record: ClientRecord,
     /// In call order.
     pub responders: Vec<Responder>,
-    pub devices: Vec<DeviceRecord>,
+    pub devices: Vec<Device>,
     /// The client's last 20 signals, newest first, each with a `summary` for people.
     #[schema(value_type = Vec<Object>)]
     pub recent_signals: Value,
@@ -357,7 +357,7 @@ pub async fn update_client(
 Matches account, label or client_ref (case-insensitive substring); all devices when `q` is empty. Ordered by id.",
     params(Search),
     responses(
-        (status = 200, description = "Matching devices.", body = Vec<DeviceRecord>),
+        (status = 200, description = "Matching devices.", body = Vec<Device>),
         (status = 400, description = "`invalid_query`: `limit` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
@@ -368,12 +368,12 @@ pub async fn devices(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(s): ApiQuery<Search>,
-) -> Result<Json<Vec<DeviceRecord>>, ApiError> {
+) -> Result<Json<Vec<Device>>, ApiError> {
     auth.require(&[Role::Admin, Role::Supervisor])?;
     Ok(Json(c.store().device_records(&s.q, limit(s.limit)).await?))
 }
 
-pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
+pub fn check_device(d: &NewDevice) -> Result<(), ApiError> {
     use crate::text::{check, check_opt};
     check("account", &d.account, 64)?;
     check_opt("label", d.label.as_deref(), 200)?;
@@ -398,7 +398,7 @@ pub fn check_device(d: &DeviceRecord) -> Result<(), ApiError> {
 /// Re-registers the devices `pick` selects with the triage core after their records
 /// changed, so supervision intervals, areas and client links apply at once. A failure only
 /// delays that until the next restart, so it is logged, not returned.
-pub async fn register_devices(c: &Console, pick: impl Fn(&DeviceRecord) -> bool) {
+pub async fn register_devices(c: &Console, pick: impl Fn(&Device) -> bool) {
     let all = match c.store().device_records_for_triage().await {
         Ok(all) => all,
         Err(e) => {
@@ -406,8 +406,8 @@ pub async fn register_devices(c: &Console, pick: impl Fn(&DeviceRecord) -> bool)
             return;
         }
     };
-    for (d, client) in all.iter().filter(|(d, _)| pick(d)) {
-        let info = warden_engine::device_info(d, *client);
+    for t in all.iter().filter(|t| pick(&t.device)) {
+        let info = warden_engine::device_info(t);
         if c.engine()
             .command(Input::RegisterDevice(info))
             .await
@@ -425,9 +425,9 @@ pub async fn register_devices(c: &Console, pick: impl Fn(&DeviceRecord) -> bool)
     description = "Roles: admin.
 
 Audited; the triage engine is told at once.",
-    request_body = DeviceRecord,
+    request_body = NewDevice,
     responses(
-        (status = 201, description = "The new device.", body = DeviceRecord),
+        (status = 201, description = "The new device.", body = Device),
         (status = 400, description = "`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value).", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
@@ -440,8 +440,8 @@ Audited; the triage engine is told at once.",
 pub async fn create_device(
     State(c): State<Console>,
     auth: Auth,
-    ApiJson(d): ApiJson<DeviceRecord>,
-) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
+    ApiJson(d): ApiJson<NewDevice>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
     auth.require(ADMINS)?;
     check_device(&d)?;
     let saved = c
@@ -459,9 +459,9 @@ pub async fn create_device(
 
 Audited with before and after; the triage engine is told at once. An unknown id is answered 400 `missing_reference`, not 404.",
     params(("id" = i64, Path, description = "The numeric id.")),
-    request_body = DeviceRecord,
+    request_body = NewDevice,
     responses(
-        (status = 200, description = "The device as saved.", body = DeviceRecord),
+        (status = 200, description = "The device as saved.", body = Device),
         (status = 400, description = "`invalid_json`; `invalid_value` (account, protocol or test_interval_seconds is invalid, or the database refused a value). `missing_reference`: no device with this id. `invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
@@ -475,8 +475,8 @@ pub async fn update_device(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(d): ApiJson<DeviceRecord>,
-) -> Result<Json<DeviceRecord>, ApiError> {
+    ApiJson(d): ApiJson<NewDevice>,
+) -> Result<Json<Device>, ApiError> {
     auth.require(ADMINS)?;
     check_device(&d)?;
     let saved = c

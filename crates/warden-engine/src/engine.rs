@@ -315,9 +315,9 @@ pub async fn spawn(
         .device_records_for_triage()
         .await?
         .into_iter()
-        .map(|(d, client)| {
-            let last = heard.get(&d.id).map(|t| ts(*t));
-            (device_info(&d, client), last)
+        .map(|t| {
+            let last = heard.get(&t.device.id).map(|at| ts(*at));
+            (device_info(&t), last)
         })
         .collect();
     let incidents: Vec<Incident> = store
@@ -405,7 +405,8 @@ struct Engine {
 }
 
 /// The core's view of a device record.
-pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> DeviceInfo {
+pub fn device_info(t: &warden_store::TriageDevice) -> DeviceInfo {
+    let d = &t.device;
     DeviceInfo {
         id: DeviceId(d.id),
         area: d.area.as_deref().map(Name::new),
@@ -413,7 +414,7 @@ pub fn device_info(d: &warden_store::DeviceRecord, client: Option<i64>) -> Devic
             .test_interval_seconds
             .map(|s| Micros::from_micros(i64::from(s) * 1_000_000)),
         device_type: d.device_type.as_deref().map(Name::new),
-        client,
+        client: t.client_id,
     }
 }
 

@@ -564,7 +564,13 @@ async fn a_storm_members_repeats_are_triaged_after_their_group_changes(pool: PgP
         }
     }
     assert!(
-        wait_for(&pool, "SELECT count(*) FROM triaged", 20, Duration::from_secs(5)).await,
+        wait_for(
+            &pool,
+            "SELECT count(*) FROM triaged",
+            20,
+            Duration::from_secs(5)
+        )
+        .await,
         "every signal of the storm is triaged"
     );
     let group: i64 = sqlx::query_scalar("SELECT id FROM incidents WHERE group_count = 10")
@@ -605,7 +611,10 @@ async fn a_storm_members_repeats_are_triaged_after_their_group_changes(pool: PgP
             "unit {dev}: its repeat (event {seq}) is written after it joined ({join:?})"
         );
     }
-    assert!(repeats > 0, "the second round repeated into the group: {events:?}");
+    assert!(
+        repeats > 0,
+        "the second round repeated into the group: {events:?}"
+    );
     stop.cancel();
     task.await.expect("engine");
 }

@@ -28,8 +28,8 @@ pub struct CachedDevice {
     pub bridge: Option<i64>,
 }
 
-impl From<warden_store::DeviceIdentity> for CachedDevice {
-    fn from(d: warden_store::DeviceIdentity) -> Self {
+impl From<warden_store::Device> for CachedDevice {
+    fn from(d: warden_store::Device) -> Self {
         Self {
             id: d.id,
             protocol: d.protocol,
@@ -63,7 +63,7 @@ impl DeviceCache {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let known = self
             .store
-            .device_identities()
+            .devices()
             .await?
             .into_iter()
             .map(|d| (d.account.clone(), CachedDevice::from(d)))
@@ -112,7 +112,7 @@ impl DeviceCache {
         }
         let found = self
             .store
-            .device_identity(account)
+            .device_by_account(account)
             .await?
             .map(CachedDevice::from);
         let mut inner = self.inner();

@@ -102,7 +102,11 @@ async fn following_the_registry_keeps_every_device_known(pool: PgPool) {
     while cache.len() != 501 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(cache.len(), 501, "every registered device stays known while followed");
+    assert_eq!(
+        cache.len(),
+        501,
+        "every registered device stays known while followed"
+    );
     stop.cancel();
     follower.await.expect("follower");
 }

@@ -31,13 +31,7 @@ async fn register(pool: &PgPool, accounts: &[&str]) {
     let store = Store::from_pool(pool.clone());
     for a in accounts {
         store
-            .upsert_device(&NewDevice {
-                account: (*a).into(),
-                protocol: DeviceProtocol::Mqtt,
-                test_interval_seconds: None,
-                client_ref: None,
-                label: None,
-            })
+            .upsert_device(&NewDevice::new(*a, DeviceProtocol::Mqtt))
             .await
             .expect("device");
     }

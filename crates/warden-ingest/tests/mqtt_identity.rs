@@ -32,11 +32,8 @@ async fn start_ingest(pool: &PgPool, cfg: MqttConfig) -> IngestTask {
 async fn register(pool: &PgPool, account: &str, protocol: DeviceProtocol) -> i64 {
     Store::from_pool(pool.clone())
         .upsert_device(&NewDevice {
-            account: account.into(),
-            protocol,
             test_interval_seconds: Some(86_400),
-            client_ref: None,
-            label: None,
+            ..NewDevice::new(account, protocol)
         })
         .await
         .expect("device")

@@ -24,11 +24,8 @@ async fn rig(pool: PgPool, window: Duration) -> Rig {
     for account in ["1234", "0123"] {
         store
             .upsert_device(&NewDevice {
-                account: account.into(),
-                protocol: DeviceProtocol::ContactId,
                 test_interval_seconds: Some(86_400),
-                client_ref: None,
-                label: None,
+                ..NewDevice::new(account, DeviceProtocol::ContactId)
             })
             .await
             .expect("device");

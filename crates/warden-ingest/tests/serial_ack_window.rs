@@ -139,11 +139,8 @@ async fn a_database_stall_beyond_the_ack_window_costs_resends_but_no_early_ack_a
     let store = Store::from_pool(pool.clone());
     store
         .upsert_device(&NewDevice {
-            account: "1234".into(),
-            protocol: DeviceProtocol::ContactId,
             test_interval_seconds: Some(86_400),
-            client_ref: None,
-            label: None,
+            ..NewDevice::new("1234", DeviceProtocol::ContactId)
         })
         .await
         .expect("device");

@@ -9,9 +9,9 @@ use serde_json::Value;
 use sqlx::{Postgres, Row as _, Transaction};
 use time::OffsetDateTime;
 
-use crate::model::name_column;
+use crate::model::{DEVICE_COLUMNS, Device, NewDevice, name_column};
 use crate::{Store, StoreError};
-use warden_types::{DeviceProtocol, JobStatus, Role};
+use warden_types::{JobStatus, Role};
 
 mod audit;
 mod clients;
@@ -187,24 +187,13 @@ pub struct Responder {
     pub notes: String,
 }
 
-/// A device as administrators see and edit it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-pub struct DeviceRecord {
-    #[serde(default)]
-    pub id: i64,
-    pub account: String,
-    pub protocol: DeviceProtocol,
-    #[serde(default)]
-    pub label: Option<String>,
-    #[serde(default)]
-    pub device_type: Option<String>,
-    #[serde(default)]
-    pub test_interval_seconds: Option<i32>,
-    #[serde(default)]
-    pub client_ref: Option<String>,
-    #[serde(default)]
-    pub area: Option<String>,
+/// A device as the triage registry loads it: its area falls back to its client's.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TriageDevice {
+    #[sqlx(flatten)]
+    pub device: Device,
+    /// The client record the device belongs to, if its `client_ref` names one.
+    pub client_id: Option<i64>,
 }
 
 /// A signal in a client's or incident's recent history.
@@ -353,27 +342,12 @@ fn client_of(r: &sqlx::postgres::PgRow) -> Result<ClientRecord, sqlx::Error> {
     })
 }
 
-/// A device row as audit JSON (the same fields as [`DeviceRecord`]), for statements that
-/// build it in SQL.
+/// A device row as audit JSON (the same fields as [`Device`]), for statements that build it
+/// in SQL.
 const DEVICE_JSON: &str = "'id', d.id, 'account', d.account, 'protocol', d.protocol, \
      'label', d.label, 'device_type', d.device_type, \
-     'test_interval_seconds', d.test_interval_seconds, 'client_ref', d.client_ref, 'area', d.area";
-
-const DEVICE_COLUMNS: &str =
-    "id, account, protocol, label, device_type, test_interval_seconds, client_ref, area";
-
-fn device_of(r: &sqlx::postgres::PgRow) -> Result<DeviceRecord, sqlx::Error> {
-    Ok(DeviceRecord {
-        id: r.try_get("id")?,
-        account: r.try_get("account")?,
-        protocol: name_column(r, "protocol")?,
-        label: r.try_get("label")?,
-        device_type: r.try_get("device_type")?,
-        test_interval_seconds: r.try_get("test_interval_seconds")?,
-        client_ref: r.try_get("client_ref")?,
-        area: r.try_get("area")?,
-    })
-}
+     'test_interval_seconds', d.test_interval_seconds, 'client_ref', d.client_ref, \
+     'area', d.area, 'bridge_device_id', d.bridge_device_id";
 
 /// `%text%` for ILIKE, with the pattern characters of the user's text escaped.
 fn like(q: &str) -> String {
@@ -588,18 +562,18 @@ async fn save_client_tx(
 async fn save_device_tx(
     tx: &mut Transaction<'_, Postgres>,
     id: Option<i64>,
-    d: &DeviceRecord,
-) -> Result<(DeviceRecord, Option<Value>), WriteRefused> {
+    d: &NewDevice,
+) -> Result<(Device, Option<Value>), WriteRefused> {
     let before = match id {
         Some(id) => {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let old: Device = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 FOR UPDATE"
             )))
             .bind(id)
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| Refused::Missing(format!("device {id}")))?;
-            Some(serde_json::to_value(device_of(&row)?).unwrap_or_default())
+            Some(serde_json::to_value(old).unwrap_or_default())
         }
         None => None,
     };
@@ -616,7 +590,7 @@ async fn save_device_tx(
              RETURNING {DEVICE_COLUMNS}"
         )
     };
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let saved: Device = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(&d.account)
         .bind(d.protocol.as_str())
@@ -627,5 +601,5 @@ async fn save_device_tx(
         .bind(&d.area)
         .fetch_one(&mut **tx)
         .await?;
-    Ok((device_of(&row)?, before))
+    Ok((saved, before))
 }

@@ -1,23 +1,8 @@
-//! Who may speak for a device: the bridges of panels reached through MQTT. Runtime-checked
-//! queries (no offline data needed).
-
-use sqlx::Row as _;
+//! Who may speak for a device: the bridges of panels reached through MQTT, and the embedded
+//! broker's logins. Runtime-checked queries (no offline data needed).
 
 use crate::model::DeviceProtocol;
 use crate::{Store, StoreError};
-
-/// A registered device as ingest attributes signals to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceIdentity {
-    /// `devices.id`.
-    pub id: i64,
-    /// The account the unit sends.
-    pub account: String,
-    /// The protocol it is registered with.
-    pub protocol: DeviceProtocol,
-    /// The MQTT unit (its `devices.id`) allowed to pass this panel's Contact ID through.
-    pub bridge_device_id: Option<i64>,
-}
 
 /// Why a bridge could not be set.
 #[derive(Debug, thiserror::Error)]
@@ -33,45 +18,7 @@ pub enum BridgeError {
     Store(#[from] StoreError),
 }
 
-fn identity(row: &sqlx::postgres::PgRow) -> Result<DeviceIdentity, StoreError> {
-    let protocol: String = row.try_get("protocol").map_err(StoreError::Database)?;
-    Ok(DeviceIdentity {
-        id: row.try_get("id").map_err(StoreError::Database)?,
-        account: row.try_get("account").map_err(StoreError::Database)?,
-        protocol: protocol.parse().map_err(|_| StoreError::Corrupt {
-            column: "devices.protocol",
-            value: protocol.clone(),
-        })?,
-        bridge_device_id: row
-            .try_get("bridge_device_id")
-            .map_err(StoreError::Database)?,
-    })
-}
-
 impl Store {
-    /// Every registered device with its bridge.
-    pub async fn device_identities(&self) -> Result<Vec<DeviceIdentity>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, account, protocol, bridge_device_id FROM devices ORDER BY id")
-                .fetch_all(self.pool())
-                .await?;
-        rows.iter().map(identity).collect()
-    }
-
-    /// The device registered for `account`, with its bridge.
-    pub async fn device_identity(
-        &self,
-        account: &str,
-    ) -> Result<Option<DeviceIdentity>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, account, protocol, bridge_device_id FROM devices WHERE account = $1",
-        )
-        .bind(account)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(identity).transpose()
-    }
-
     /// Names the MQTT unit `bridge` as the one allowed to pass the Contact ID or SIA panel
     /// `account` through, or (`None`) allows none. Every ingest cache forgets the panel at
     /// once (the registry's change notice).
@@ -81,7 +28,7 @@ impl Store {
         bridge: Option<&str>,
     ) -> Result<(), BridgeError> {
         let panel = self
-            .device_identity(account)
+            .device_by_account(account)
             .await?
             .ok_or_else(|| BridgeError::UnknownAccount(account.to_owned()))?;
         if !matches!(
@@ -97,7 +44,7 @@ impl Store {
             None => None,
             Some(b) => {
                 let unit = self
-                    .device_identity(b)
+                    .device_by_account(b)
                     .await?
                     .ok_or_else(|| BridgeError::UnknownAccount(b.to_owned()))?;
                 if unit.protocol != DeviceProtocol::Mqtt {
@@ -120,7 +67,7 @@ impl Store {
 }
 
 /// A login to the embedded MQTT broker.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MqttCredential {
     /// The user name: a unit's account, or Warden's service user.
     pub username: String,
@@ -166,20 +113,11 @@ impl Store {
         &self,
         username: &str,
     ) -> Result<Option<MqttCredential>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT username, device_id, password_hash FROM mqtt_credentials WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(self.pool())
-        .await?;
-        row.map(|r| {
-            Ok(MqttCredential {
-                username: r.try_get("username")?,
-                device_id: r.try_get("device_id")?,
-                password_hash: r.try_get("password_hash")?,
-            })
-        })
-        .transpose()
-        .map_err(StoreError::Database)
+        .await?)
     }
 }

@@ -56,13 +56,13 @@ mod triage;
 mod writer;
 
 pub use console::{
-    AuditRow, AuditWrite, ClientRecord, DeviceRecord, IncidentEvent, IncidentViewRow, NewOohJob,
-    OohCategory, OohJob, OohUpdate, Refused, Responder, SessionRow, SignalSummary, UserRow,
+    AuditRow, AuditWrite, ClientRecord, IncidentEvent, IncidentViewRow, NewOohJob, OohCategory,
+    OohJob, OohUpdate, Refused, Responder, SessionRow, SignalSummary, TriageDevice, UserRow,
     UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
-pub use identity::{BridgeError, DeviceIdentity, MqttCredential};
+pub use identity::{BridgeError, MqttCredential};
 pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,

@@ -164,36 +164,72 @@ pub enum Committed {
     Quarantined(Uuid),
 }
 
-/// A registered device as the ingest cache needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A registered device, as everything reads it: ingest's account cache, the broker's
+/// credential check, the console and the triage registry. Read with `FromRow` from
+/// [`DEVICE_COLUMNS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Device {
     /// Database id, referenced by `signals.device_id`.
     pub id: i64,
-    /// The account the unit sends.
+    /// Unique account number of the device (1-64 characters): what the unit sends.
     pub account: String,
     /// The protocol it speaks.
+    #[sqlx(try_from = "String")]
     pub protocol: DeviceProtocol,
-    /// Expected periodic-test interval, if the unit is supervised.
-    pub test_interval_seconds: Option<i32>,
-    /// Reference to the client record (outside this crate for now).
-    pub client_ref: Option<String>,
     /// A human label, e.g. "Flat 3 pendant".
     pub label: Option<String>,
+    pub device_type: Option<String>,
+    /// Expected test-call interval (supervision) in seconds; null for none.
+    pub test_interval_seconds: Option<i32>,
+    /// The `external_ref` of the client the device belongs to.
+    pub client_ref: Option<String>,
+    pub area: Option<String>,
+    /// The MQTT unit (its `devices.id`) allowed to pass this panel's Contact ID or SIA
+    /// through (`wardend device add --bridge`); null for none.
+    pub bridge_device_id: Option<i64>,
 }
 
-/// A device to register or update, keyed by account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The `devices` columns [`Device`] is read from, in its field order.
+pub(crate) const DEVICE_COLUMNS: &str = "id, account, protocol, label, device_type, \
+     test_interval_seconds, client_ref, area, bridge_device_id";
+
+/// A device as written: registered, or updated by account (CLI, provisioning, CSV import)
+/// or by id (the console). Omitted optional fields become null. The bridge is set on its
+/// own ([`crate::Store::set_device_bridge`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct NewDevice {
-    /// The account the unit sends; unique.
+    /// 1-64 characters, unique.
     pub account: String,
     /// The protocol it speaks.
     pub protocol: DeviceProtocol,
-    /// Expected periodic-test interval in seconds (must be positive), if supervised.
-    pub test_interval_seconds: Option<i32>,
-    /// Reference to the client record.
-    pub client_ref: Option<String>,
-    /// A human label.
+    #[serde(default)]
     pub label: Option<String>,
+    #[serde(default)]
+    pub device_type: Option<String>,
+    /// Expected test-call interval in seconds (must be positive), if supervised.
+    #[serde(default)]
+    pub test_interval_seconds: Option<i32>,
+    #[serde(default)]
+    pub client_ref: Option<String>,
+    #[serde(default)]
+    pub area: Option<String>,
+}
+
+impl NewDevice {
+    /// A device with only an account and a protocol.
+    pub fn new(account: impl Into<String>, protocol: DeviceProtocol) -> Self {
+        Self {
+            account: account.into(),
+            protocol,
+            label: None,
+            device_type: None,
+            test_interval_seconds: None,
+            client_ref: None,
+            area: None,
+        }
+    }
 }
 
 /// The last known state of a link.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::model::{
-    Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewSignal, Source, StoredSignal,
+    DEVICE_COLUMNS, Device, LinkKind, LinkState, NewDevice, NewSignal, Source, StoredSignal,
 };
 
 /// How long a caller waits for a free pool connection before getting an error. Short on
@@ -63,124 +63,97 @@ impl Store {
         Ok(())
     }
 
-    /// Registers a device, or updates the one with the same account; returns its id.
+    /// Registers a device, or updates the one with the same account; returns its id. An
+    /// update replaces the protocol, label, test interval and client; the type and area
+    /// replace the stored ones only when given (`wardend device add` has no flags for them,
+    /// and re-running it must not drop what the console set).
     pub async fn upsert_device(&self, device: &NewDevice) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar!(
-            r#"
-            INSERT INTO devices (account, protocol, test_interval_seconds, client_ref, label)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (account) DO UPDATE SET
-                protocol = EXCLUDED.protocol,
-                test_interval_seconds = EXCLUDED.test_interval_seconds,
-                client_ref = EXCLUDED.client_ref,
-                label = EXCLUDED.label
-            RETURNING id
-            "#,
-            device.account,
-            device.protocol.as_str(),
-            device.test_interval_seconds,
-            device.client_ref,
-            device.label,
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        let mut ids = self
+            .upsert_device_rows(std::slice::from_ref(device))
+            .await?;
+        ids.pop().ok_or(StoreError::Corrupt {
+            column: "devices.id",
+            value: "no id returned for an upsert".to_owned(),
+        })
     }
 
     /// Registers or updates many devices in one statement (provisioning, imports, tests);
-    /// returns how many rows were inserted or updated. When an account appears more than once
-    /// in `devices`, the last occurrence wins.
+    /// returns how many rows were inserted or updated, each as [`Store::upsert_device`]. When
+    /// an account appears more than once in `devices`, the last occurrence wins.
     pub async fn upsert_devices(&self, devices: &[NewDevice]) -> Result<u64, StoreError> {
+        Ok(self.upsert_device_rows(devices).await?.len() as u64)
+    }
+
+    async fn upsert_device_rows(&self, devices: &[NewDevice]) -> Result<Vec<i64>, StoreError> {
         // `ON CONFLICT DO UPDATE` refuses to touch one row twice in a statement, so keep only
         // the last occurrence of each account.
         let mut last = std::collections::HashMap::with_capacity(devices.len());
         for (i, d) in devices.iter().enumerate() {
             last.insert(d.account.as_str(), i);
         }
-        let mut accounts = Vec::with_capacity(last.len());
-        let mut protocols = Vec::with_capacity(last.len());
-        let mut intervals = Vec::with_capacity(last.len());
-        let mut client_refs = Vec::with_capacity(last.len());
-        let mut labels = Vec::with_capacity(last.len());
-        for (i, d) in devices.iter().enumerate() {
-            if last.get(d.account.as_str()) != Some(&i) {
-                continue;
-            }
-            accounts.push(d.account.as_str());
-            protocols.push(d.protocol.as_str());
-            intervals.push(d.test_interval_seconds);
-            client_refs.push(d.client_ref.as_deref());
-            labels.push(d.label.as_deref());
-        }
-        let done = sqlx::query!(
-            r#"
-            INSERT INTO devices (account, protocol, test_interval_seconds, client_ref, label)
-            SELECT * FROM UNNEST($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[])
+        let rows: Vec<&NewDevice> = devices
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| last.get(d.account.as_str()) == Some(i))
+            .map(|(_, d)| d)
+            .collect();
+        let ids = sqlx::query_scalar(
+            r"
+            INSERT INTO devices AS d (account, protocol, label, device_type,
+                                      test_interval_seconds, client_ref, area)
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[],
+                                 $6::text[], $7::text[])
             ON CONFLICT (account) DO UPDATE SET
                 protocol = EXCLUDED.protocol,
+                label = EXCLUDED.label,
+                device_type = COALESCE(EXCLUDED.device_type, d.device_type),
                 test_interval_seconds = EXCLUDED.test_interval_seconds,
                 client_ref = EXCLUDED.client_ref,
-                label = EXCLUDED.label
-            "#,
-            &accounts as &[&str],
-            &protocols as &[&str],
-            &intervals as &[Option<i32>],
-            &client_refs as &[Option<&str>],
-            &labels as &[Option<&str>],
+                area = COALESCE(EXCLUDED.area, d.area)
+            RETURNING id
+            ",
         )
-        .execute(&self.pool)
+        .bind(rows.iter().map(|d| d.account.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|d| d.protocol.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|d| d.label.as_deref()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|d| d.device_type.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|d| d.test_interval_seconds)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|d| d.client_ref.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|d| d.area.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(ids)
     }
 
     /// Every registered device, ordered by id (the ingest cache loads this at start).
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        let rows = sqlx::query!(
-            r#"
-            SELECT id, account, protocol, test_interval_seconds, client_ref, label
-            FROM devices
-            ORDER BY id
-            "#
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id"
+        )))
         .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Device {
-                    id: r.id,
-                    account: r.account,
-                    protocol: parse_protocol(&r.protocol)?,
-                    test_interval_seconds: r.test_interval_seconds,
-                    client_ref: r.client_ref,
-                    label: r.label,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// The device registered under `account`, if any.
     pub async fn device_by_account(&self, account: &str) -> Result<Option<Device>, StoreError> {
-        let row = sqlx::query!(
-            r#"
-            SELECT id, account, protocol, test_interval_seconds, client_ref, label
-            FROM devices
-            WHERE account = $1
-            "#,
-            account
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE account = $1"
+        )))
+        .bind(account)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(Device {
-                id: r.id,
-                account: r.account,
-                protocol: parse_protocol(&r.protocol)?,
-                test_interval_seconds: r.test_interval_seconds,
-                client_ref: r.client_ref,
-                label: r.label,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     /// Records that `link_id` is up or down as of `at`. Reporting a link up also moves its
@@ -322,11 +295,4 @@ struct SignalRow {
     dedupe_key: Option<String>,
     committed_at: OffsetDateTime,
     acked_at: Option<OffsetDateTime>,
-}
-
-fn parse_protocol(s: &str) -> Result<DeviceProtocol, StoreError> {
-    s.parse().map_err(|_| StoreError::Corrupt {
-        column: "devices.protocol",
-        value: s.to_owned(),
-    })
 }

@@ -153,11 +153,10 @@ async fn setting_acked_at_once_from_null_is_the_only_update_allowed(pool: PgPool
 async fn devices_are_upserted_by_account_and_read_back(pool: PgPool) {
     let store = Store::from_pool(pool);
     let mut device = NewDevice {
-        account: "1234".to_owned(),
-        protocol: DeviceProtocol::ContactId,
         test_interval_seconds: Some(86_400),
         client_ref: Some("C-001".to_owned()),
         label: Some("Flat 3 pendant".to_owned()),
+        ..NewDevice::new("1234", DeviceProtocol::ContactId)
     };
     let id = store.upsert_device(&device).await.expect("insert");
     device.label = Some("Flat 3 pendant (new battery)".to_owned());
@@ -186,15 +185,17 @@ async fn one_hundred_thousand_devices_load_in_well_under_a_second(pool: PgPool) 
     let store = Store::from_pool(pool);
     let devices: Vec<NewDevice> = (0..100_000)
         .map(|i| NewDevice {
-            account: format!("{i:06}"),
-            protocol: if i % 2 == 0 {
-                DeviceProtocol::ContactId
-            } else {
-                DeviceProtocol::Mqtt
-            },
             test_interval_seconds: Some(86_400),
             client_ref: Some(format!("C-{i}")),
             label: Some(format!("unit {i}")),
+            ..NewDevice::new(
+                format!("{i:06}"),
+                if i % 2 == 0 {
+                    DeviceProtocol::ContactId
+                } else {
+                    DeviceProtocol::Mqtt
+                },
+            )
         })
         .collect();
     assert_eq!(
@@ -267,13 +268,7 @@ async fn link_state_reports_each_change_once_and_keeps_the_last_heard_time(pool:
 async fn raw_copy_stores_rows_exactly_as_the_writer_would(pool: PgPool) {
     let store = Store::from_pool(pool);
     let device_id = store
-        .upsert_device(&NewDevice {
-            account: "1234".to_owned(),
-            protocol: DeviceProtocol::Mqtt,
-            test_interval_seconds: None,
-            client_ref: None,
-            label: None,
-        })
+        .upsert_device(&NewDevice::new("1234", DeviceProtocol::Mqtt))
         .await
         .expect("device");
 

@@ -183,6 +183,15 @@ macro_rules! named_enum {
             }
         }
 
+        impl TryFrom<String> for $name {
+            type Error = UnknownName;
+
+            /// The inverse of `as_str`, for text read from SQL.
+            fn try_from(s: String) -> Result<Self, UnknownName> {
+                s.parse()
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())

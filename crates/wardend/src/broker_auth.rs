@@ -51,7 +51,7 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 /// Generates, stores (hashed) and returns a unit's broker password.
 pub async fn issue_device_password(store: &Store, account: &str) -> anyhow::Result<String> {
     let device = store
-        .device_identity(account)
+        .device_by_account(account)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no device with account {account:?}"))?;
     if device.protocol != warden_store::DeviceProtocol::Mqtt {

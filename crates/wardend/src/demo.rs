@@ -115,26 +115,20 @@ async fn demo(
     let store = run::connect(&cfg, &db.url).await?;
     let mut devices: Vec<NewDevice> = (1..=args.devices)
         .map(|n| NewDevice {
-            account: format!("sim-{n:05}"),
-            protocol: DeviceProtocol::Mqtt,
             test_interval_seconds: Some(86_400),
-            client_ref: None,
             label: Some(format!("Simulated MQTT unit {n}")),
+            ..NewDevice::new(format!("sim-{n:05}"), DeviceProtocol::Mqtt)
         })
         .collect();
     devices.push(NewDevice {
-        account: MANUAL_UNIT.to_owned(),
-        protocol: DeviceProtocol::Mqtt,
-        test_interval_seconds: None,
-        client_ref: None,
         label: Some("Demo unit for mosquitto_pub".into()),
+        ..NewDevice::new(MANUAL_UNIT, DeviceProtocol::Mqtt)
     });
     devices.extend(RECEIVER_ACCOUNTS.iter().map(|a| NewDevice {
-        account: (*a).to_owned(),
-        protocol: DeviceProtocol::ContactId,
         test_interval_seconds: Some(86_400),
         client_ref: Some(format!("DEMO-{a}")),
         label: Some(format!("Simulated dispersed alarm {a}")),
+        ..NewDevice::new(*a, DeviceProtocol::ContactId)
     }));
     seed_clients(&store).await?;
     store

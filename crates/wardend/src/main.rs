@@ -217,11 +217,9 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     protocol.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
                 let id = store
                     .upsert_device(&warden_store::NewDevice {
-                        account: account.clone(),
-                        protocol,
                         test_interval_seconds: interval,
-                        client_ref: None,
                         label,
+                        ..warden_store::NewDevice::new(account.clone(), protocol)
                     })
                     .await?;
                 if let Some(bridge) = &bridge {

@@ -222,6 +222,7 @@
  * @property {number | null} test_interval_seconds Expected test-call interval (supervision); null for none.
  * @property {string | null} client_ref The `external_ref` of the client the device belongs to.
  * @property {string | null} area
+ * @property {number | null} bridge_device_id The MQTT unit (device id) allowed to pass this panel's signals through; null for none.
  */
 
 /**
@@ -469,7 +470,7 @@
  * @typedef {Client} ClientRecord
  */
 /**
- * @typedef {Device} DeviceRecord
+ * @typedef {DeviceInput} NewDevice
  */
 /**
  * @typedef {RejectedSignal} RejectedRow

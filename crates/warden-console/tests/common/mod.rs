@@ -21,8 +21,8 @@ use uuid::Uuid;
 use warden_console::{Console, ConsoleConfig};
 use warden_engine::{CommittedSignal, EngineConfig, EngineHandle};
 use warden_store::{
-    AuditWrite, Committed, DeviceProtocol, DeviceRecord, NewDevice, NewSignal, Record, Source,
-    Store, UserWrite, WriterConfig, WriterHandle,
+    AuditWrite, Committed, Device, DeviceProtocol, NewDevice, NewSignal, Record, Source, Store,
+    UserWrite, WriterConfig, WriterHandle,
 };
 
 /// Every test account's password.
@@ -345,26 +345,24 @@ impl App {
         let id = self
             .store
             .upsert_device(&NewDevice {
-                account: account.to_owned(),
-                protocol: DeviceProtocol::ContactId,
-                test_interval_seconds: None,
                 client_ref: client_ref.map(str::to_owned),
                 label: Some(format!("Pendant {account}")),
+                ..NewDevice::new(account, DeviceProtocol::ContactId)
             })
             .await
             .expect("insert a device");
-        let (rec, client) = self
+        let rec = self
             .store
             .device_records_for_triage()
             .await
             .expect("read devices")
             .into_iter()
-            .find(|(d, _)| d.id == id)
+            .find(|t| t.device.id == id)
             .expect("the new device");
         let effects = self
             .engine
             .command(warden_core::Input::RegisterDevice(
-                warden_engine::device_info(&rec, client),
+                warden_engine::device_info(&rec),
             ))
             .await
             .expect("the engine runs");
@@ -464,7 +462,7 @@ impl App {
     }
 
     /// The device record of an account.
-    pub async fn device_record(&self, account: &str) -> DeviceRecord {
+    pub async fn device_record(&self, account: &str) -> Device {
         self.store
             .device_records(account, 10)
             .await

@@ -50,17 +50,13 @@ impl Store {
         Ok(responders_of(self.pool(), client_id).await?)
     }
 
-    pub async fn client_devices(
-        &self,
-        external_ref: &str,
-    ) -> Result<Vec<DeviceRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    pub async fn client_devices(&self, external_ref: &str) -> Result<Vec<Device>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE client_ref = $1 ORDER BY id"
         )))
         .bind(external_ref)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(device_of).collect::<Result<_, _>>()?)
+        .await?)
     }
 
     /// The most recent signals of the devices of a client (or of one device).

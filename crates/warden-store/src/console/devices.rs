@@ -6,12 +6,8 @@ use super::*;
 impl Store {
     // ---- devices (administration) ---------------------------------------------------
 
-    pub async fn device_records(
-        &self,
-        q: &str,
-        limit: i64,
-    ) -> Result<Vec<DeviceRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    pub async fn device_records(&self, q: &str, limit: i64) -> Result<Vec<Device>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {DEVICE_COLUMNS} FROM devices \
              WHERE $1 = '%%' OR account ILIKE $1 OR label ILIKE $1 OR client_ref ILIKE $1 \
              ORDER BY id LIMIT $2"
@@ -19,25 +15,20 @@ impl Store {
         .bind(like(q))
         .bind(limit)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(device_of).collect::<Result<_, _>>()?)
+        .await?)
     }
 
-    /// Every device with its area, type and client id: what the triage core needs.
-    pub async fn device_records_for_triage(
-        &self,
-    ) -> Result<Vec<(DeviceRecord, Option<i64>)>, StoreError> {
-        let rows = sqlx::query(
+    /// Every device with its area (its own, else its client's) and its client's id: what the
+    /// triage core needs.
+    pub async fn device_records_for_triage(&self) -> Result<Vec<TriageDevice>, StoreError> {
+        Ok(sqlx::query_as(
             "SELECT d.id, d.account, d.protocol, d.label, d.device_type, d.test_interval_seconds, \
-                    d.client_ref, COALESCE(d.area, c.area) AS area, c.id AS client_id \
+                    d.client_ref, COALESCE(d.area, c.area) AS area, d.bridge_device_id, \
+                    c.id AS client_id \
              FROM devices d LEFT JOIN clients c ON c.external_ref = d.client_ref ORDER BY d.id",
         )
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| Ok((device_of(r)?, r.try_get("client_id")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// When each supervised device (one with a test interval) was last heard, from the
@@ -61,9 +52,9 @@ impl Store {
     pub async fn save_device(
         &self,
         id: Option<i64>,
-        d: &DeviceRecord,
+        d: &NewDevice,
         audit: AuditWrite,
-    ) -> Result<DeviceRecord, WriteRefused> {
+    ) -> Result<Device, WriteRefused> {
         let mut tx = self.pool().begin().await?;
         let (saved, before) = save_device_tx(&mut tx, id, d).await?;
         let audit = AuditWrite {
@@ -81,7 +72,7 @@ impl Store {
     /// row in the same transaction; returns (inserted, updated).
     pub async fn import_devices(
         &self,
-        rows: &[DeviceRecord],
+        rows: &[NewDevice],
         audit: &AuditWrite,
         commit: bool,
     ) -> Result<(u64, u64), WriteRefused> {

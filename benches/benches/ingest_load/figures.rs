@@ -336,7 +336,7 @@ pub fn signal_from_json(line: &str) -> NewSignal {
         id: Uuid::now_v7(),
         source: text("source")
             .as_deref()
-            .and_then(Source::parse)
+            .and_then(|s| s.parse::<Source>().ok())
             .expect("source"),
         link_id: text("link_id").expect("link_id"),
         account: text("account"),

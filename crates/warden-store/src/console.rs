@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Postgres, Row as _, Transaction};
+use sqlx::{FromRow as _, Postgres, Row as _, Transaction};
 use time::OffsetDateTime;
 
-use crate::model::{DEVICE_COLUMNS, Device, NewDevice, name_column};
+use crate::model::{DEVICE_COLUMNS, Device, NewDevice};
 use crate::{Store, StoreError};
 use warden_types::{JobStatus, Role};
 
@@ -21,11 +21,12 @@ mod ooh;
 mod users;
 
 /// A console account as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
     pub display_name: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     /// argon2id PHC string.
     pub password_hash: String,
@@ -91,10 +92,11 @@ impl From<sqlx::Error> for WriteRefused {
 }
 
 /// A live session and its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
     pub csrf_token: String,
     pub expires_at: OffsetDateTime,
+    #[sqlx(flatten)]
     pub user: UserRow,
 }
 
@@ -112,7 +114,7 @@ pub struct AuditWrite {
 }
 
 /// One line of the audit trail as read back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct AuditRow {
     pub id: i64,
@@ -128,7 +130,7 @@ pub struct AuditRow {
 }
 
 /// A client record (without its responders, devices and history).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ClientRecord {
     #[serde(default)]
@@ -171,7 +173,7 @@ fn phone() -> String {
 }
 
 /// A responder or keyholder, in call order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Responder {
     #[serde(default)]
@@ -245,7 +247,7 @@ pub struct IncidentEvent {
 }
 
 /// An out-of-hours category and who is on call for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct OohCategory {
     #[serde(default)]
@@ -272,7 +274,7 @@ pub struct NewOohJob {
 }
 
 /// An out-of-hours job as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct OohJob {
     pub reference: String,
     pub category: String,
@@ -281,6 +283,7 @@ pub struct OohJob {
     pub address: String,
     pub description: String,
     pub urgency: String,
+    #[sqlx(try_from = "String")]
     pub status: JobStatus,
     pub routed_name: Option<String>,
     pub routed_phone: Option<String>,
@@ -288,15 +291,18 @@ pub struct OohJob {
     pub created_by_name: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Read with a second query (see `Store::ooh_jobs`).
+    #[sqlx(skip)]
     pub updates: Vec<OohUpdate>,
 }
 
 /// A status change of an out-of-hours job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct OohUpdate {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    #[sqlx(try_from = "String")]
     pub status: JobStatus,
     pub note: String,
     pub by: Option<String>,
@@ -305,42 +311,9 @@ pub struct OohUpdate {
 const USER_COLUMNS: &str =
     "id, username, display_name, role, password_hash, disabled, failed_logins, locked_until";
 
-fn user_of(r: &sqlx::postgres::PgRow) -> Result<UserRow, sqlx::Error> {
-    Ok(UserRow {
-        id: r.try_get("id")?,
-        username: r.try_get("username")?,
-        display_name: r.try_get("display_name")?,
-        role: name_column(r, "role")?,
-        password_hash: r.try_get("password_hash")?,
-        disabled: r.try_get("disabled")?,
-        failed_logins: r.try_get("failed_logins")?,
-        locked_until: r.try_get("locked_until")?,
-    })
-}
-
 const CLIENT_COLUMNS: &str = "id, external_ref, name, to_char(date_of_birth, 'YYYY-MM-DD') AS date_of_birth, \
      address, postcode, phone, area, language, interpreter_needed, communication_needs, \
      preferred_contact, access_notes, medical_notes, key_safe IS NOT NULL AS key_safe_set";
-
-fn client_of(r: &sqlx::postgres::PgRow) -> Result<ClientRecord, sqlx::Error> {
-    Ok(ClientRecord {
-        id: r.try_get("id")?,
-        external_ref: r.try_get("external_ref")?,
-        name: r.try_get("name")?,
-        date_of_birth: r.try_get("date_of_birth")?,
-        address: r.try_get("address")?,
-        postcode: r.try_get("postcode")?,
-        phone: r.try_get("phone")?,
-        area: r.try_get("area")?,
-        language: r.try_get("language")?,
-        interpreter_needed: r.try_get("interpreter_needed")?,
-        communication_needs: r.try_get("communication_needs")?,
-        preferred_contact: r.try_get("preferred_contact")?,
-        access_notes: r.try_get("access_notes")?,
-        medical_notes: r.try_get("medical_notes")?,
-        key_safe_set: r.try_get("key_safe_set")?,
-    })
-}
 
 /// A device row as audit JSON (the same fields as [`Device`]), for statements that build it
 /// in SQL.
@@ -444,25 +417,13 @@ async fn responders_of<'e>(
     exec: impl sqlx::PgExecutor<'e>,
     client_id: i64,
 ) -> Result<Vec<Responder>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT position, name, relationship, phone, is_keyholder, notes \
          FROM responders WHERE client_id = $1 ORDER BY position",
     )
     .bind(client_id)
     .fetch_all(exec)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Responder {
-                position: r.try_get(0)?,
-                name: r.try_get(1)?,
-                relationship: r.try_get(2)?,
-                phone: r.try_get(3)?,
-                is_keyholder: r.try_get(4)?,
-                notes: r.try_get(5)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 type Saved = ((ClientRecord, Vec<Responder>), Option<Value>);
@@ -483,7 +444,7 @@ async fn save_client_tx(
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| Refused::Missing(format!("client {id}")))?;
-            let old = client_of(&row)?;
+            let old = ClientRecord::from_row(&row)?;
             let old_responders = responders_of(&mut **tx, id).await?;
             Some(client_json(&old, &old_responders))
         }
@@ -526,7 +487,7 @@ async fn save_client_tx(
         .bind(key_safe)
         .fetch_one(&mut **tx)
         .await?;
-    let saved = client_of(&row)?;
+    let saved = ClientRecord::from_row(&row)?;
     let Some(responders) = responders else {
         let kept = responders_of(&mut **tx, saved.id).await?;
         return Ok(((saved, kept), before));

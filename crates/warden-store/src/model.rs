@@ -50,24 +50,6 @@ impl fmt::Display for LinkKind {
 /// The protocol a registered device speaks (defined once, in `warden-types`).
 pub use warden_types::DeviceProtocol;
 
-/// Reads a text column holding one of the names of a `warden-types` enum (`Role`,
-/// `DeviceProtocol`, `JobStatus`): the one place SQL text becomes the enum. A name the enum
-/// does not know is a decode error naming the column, never a silent default.
-pub(crate) fn name_column<T>(
-    r: &sqlx::postgres::PgRow,
-    column: &'static str,
-) -> Result<T, sqlx::Error>
-where
-    T: std::str::FromStr<Err = warden_types::UnknownName>,
-{
-    let text: String = sqlx::Row::try_get(r, column)?;
-    text.parse()
-        .map_err(|e: warden_types::UnknownName| sqlx::Error::ColumnDecode {
-            index: column.to_owned(),
-            source: Box::new(e),
-        })
-}
-
 /// A decoded signal to be stored, raw bytes included.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSignal {

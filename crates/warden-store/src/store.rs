@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::model::{
-    DEVICE_COLUMNS, Device, LinkKind, LinkState, NewDevice, NewSignal, Source, StoredSignal,
+    DEVICE_COLUMNS, Device, LinkKind, LinkState, NewDevice, NewSignal, StoredSignal,
 };
 
 /// How long a caller waits for a free pool connection before getting an error. Short on
@@ -243,7 +243,7 @@ impl Store {
             Ok(StoredSignal {
                 signal: NewSignal {
                     id: r.id,
-                    source: Source::parse(&r.source).ok_or(StoreError::Corrupt {
+                    source: r.source.parse().map_err(|_| StoreError::Corrupt {
                         column: "signals.source",
                         value: r.source.clone(),
                     })?,

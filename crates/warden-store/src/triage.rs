@@ -131,9 +131,10 @@ fn sanitize_json(v: &mut Value) {
 }
 
 /// A committed signal not yet triaged, for replay after a restart.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PendingSignal {
     pub id: Uuid,
+    #[sqlx(try_from = "String")]
     pub source: Source,
     pub link_id: String,
     pub account: Option<String>,
@@ -211,7 +212,7 @@ impl Store {
         before: Option<OffsetDateTime>,
         limit: i64,
     ) -> Result<Vec<PendingSignal>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT s.id, s.source, s.link_id, s.account, s.device_id, s.kind, s.decoded, s.received_at \
              FROM signals s WHERE s.received_at > $1 AND ($3::timestamptz IS NULL OR s.received_at < $3) \
              AND NOT EXISTS (SELECT 1 FROM triaged t WHERE t.signal_id = s.id) \
@@ -221,25 +222,7 @@ impl Store {
         .bind(limit)
         .bind(before)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let source: String = r.try_get("source")?;
-                Ok(PendingSignal {
-                    id: r.try_get("id")?,
-                    source: Source::parse(&source).ok_or(StoreError::Corrupt {
-                        column: "signals.source",
-                        value: source,
-                    })?,
-                    link_id: r.try_get("link_id")?,
-                    account: r.try_get("account")?,
-                    device_id: r.try_get("device_id")?,
-                    kind: r.try_get("kind")?,
-                    decoded: r.try_get("decoded")?,
-                    received_at: r.try_get("received_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }
 

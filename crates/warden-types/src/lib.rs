@@ -52,49 +52,6 @@ impl fmt::Display for Qualifier {
     }
 }
 
-/// Which kind of link a signal arrived on (the `signals.source` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// An RS-232 hardware receiver (Sur-Gard automation output).
-    Serial,
-    /// An MQTT unit, sensor or gateway.
-    Mqtt,
-    /// A SIA DC-09 transmitter over TCP/UDP.
-    Dc09,
-    /// Warden itself (link lost/restored, supervision results).
-    Internal,
-}
-
-impl Source {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Serial => "serial",
-            Source::Mqtt => "mqtt",
-            Source::Dc09 => "dc09",
-            Source::Internal => "internal",
-        }
-    }
-
-    /// The inverse of [`Source::as_str`].
-    pub fn parse(s: &str) -> Option<Source> {
-        match s {
-            "serial" => Some(Source::Serial),
-            "mqtt" => Some(Source::Mqtt),
-            "dc09" => Some(Source::Dc09),
-            "internal" => Some(Source::Internal),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How urgently a signal needs a person. Ordered: `LifeCritical` sorts first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,6 +158,20 @@ macro_rules! named_enum {
 }
 
 named_enum! {
+    /// Which kind of link a signal arrived on (the `signals.source` column).
+    pub enum Source: "signal source" {
+        /// An RS-232 hardware receiver (Sur-Gard automation output).
+        Serial = "serial",
+        /// An MQTT unit, sensor or gateway.
+        Mqtt = "mqtt",
+        /// A SIA DC-09 transmitter over TCP/UDP.
+        Dc09 = "dc09",
+        /// Warden itself (link lost/restored, supervision results).
+        Internal = "internal",
+    }
+}
+
+named_enum! {
     /// What a console user may do. The triage core knows the first three; `OnCall` is the
     /// out-of-hours staff who see and update jobs but never handle alarms.
     pub enum Role: "role" {
@@ -286,6 +257,7 @@ mod tests {
         one_mapping(Role::ALL);
         one_mapping(DeviceProtocol::ALL);
         one_mapping(JobStatus::ALL);
+        one_mapping(Source::ALL);
         assert_eq!(Role::OnCall.as_str(), "on_call");
         let e = "boss".parse::<Role>().expect_err("not a role");
         assert_eq!(e.expected, "operator supervisor admin on_call");

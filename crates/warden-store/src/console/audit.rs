@@ -18,8 +18,8 @@ impl Store {
         user_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.at, a.user_id, u.display_name, a.action, a.object_type, a.object_id, \
+        Ok(sqlx::query_as(
+            "SELECT a.id, a.at, a.user_id, u.display_name AS user_name, a.action, a.object_type, a.object_id, \
                     a.before, a.after \
              FROM audit a LEFT JOIN users u ON u.id = a.user_id \
              WHERE ($1::text IS NULL OR a.object_type = $1) \
@@ -32,22 +32,6 @@ impl Store {
         .bind(user_id)
         .bind(limit)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    user_id: r.try_get(2)?,
-                    user_name: r.try_get(3)?,
-                    action: r.try_get(4)?,
-                    object_type: r.try_get(5)?,
-                    object_id: r.try_get(6)?,
-                    before: r.try_get(7)?,
-                    after: r.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 }

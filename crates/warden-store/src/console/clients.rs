@@ -21,7 +21,10 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(client_of).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(ClientRecord::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     pub async fn client(&self, id: i64) -> Result<Option<ClientRecord>, StoreError> {
@@ -31,7 +34,7 @@ impl Store {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.as_ref().map(client_of).transpose()?)
+        Ok(row.as_ref().map(ClientRecord::from_row).transpose()?)
     }
 
     pub async fn all_clients(&self) -> Result<Vec<(ClientRecord, Option<String>)>, StoreError> {
@@ -41,7 +44,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok((client_of(r)?, r.try_get("key_safe")?)))
+            .map(|r| Ok((ClientRecord::from_row(r)?, r.try_get("key_safe")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }

@@ -7,22 +7,11 @@ impl Store {
     // ---- out-of-hours desk ----------------------------------------------------------
 
     pub async fn ooh_categories(&self) -> Result<Vec<OohCategory>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT code, name, oncall_name, oncall_phone FROM ooh_categories ORDER BY name",
         )
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OohCategory {
-                    code: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    oncall_name: r.try_get(2)?,
-                    oncall_phone: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     pub async fn save_ooh_category(
@@ -134,70 +123,48 @@ impl Store {
 
     /// Jobs matching a reference, address or caller (all when `q` is empty), newest first.
     pub async fn ooh_jobs(&self, q: &str, limit: i64) -> Result<Vec<OohJob>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT j.reference FROM ooh_jobs j \
-             WHERE $1 = '%%' OR j.reference ILIKE $1 OR j.address ILIKE $1 \
+        let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{JOB_SELECT} WHERE $1 = '%%' OR j.reference ILIKE $1 OR j.address ILIKE $1 \
                 OR j.caller_name ILIKE $1 OR j.caller_phone ILIKE $1 \
-             ORDER BY j.created_at DESC, j.reference DESC LIMIT $2",
-        )
+             ORDER BY j.created_at DESC, j.reference DESC LIMIT $2"
+        )))
         .bind(like(q))
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let reference: String = r.try_get(0)?;
-            if let Some(j) = self.ooh_job(&reference).await? {
-                out.push(j);
-            }
-        }
-        Ok(out)
+        self.with_updates(jobs).await
     }
 
     pub async fn ooh_job(&self, reference: &str) -> Result<Option<OohJob>, StoreError> {
-        let row = sqlx::query(
-            "SELECT j.reference, j.category, j.caller_name, j.caller_phone, j.address, \
-                    j.description, j.urgency, j.status, j.routed_name, j.routed_phone, \
-                    j.created_by, u.display_name, j.created_at \
-             FROM ooh_jobs j JOIN users u ON u.id = j.created_by WHERE j.reference = $1",
-        )
-        .bind(reference)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let updates = sqlx::query(
-            "SELECT o.at, o.status, o.note, u.display_name FROM ooh_updates o \
-             LEFT JOIN users u ON u.id = o.by_user WHERE o.reference = $1 ORDER BY o.seq",
-        )
+        let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{JOB_SELECT} WHERE j.reference = $1"
+        )))
         .bind(reference)
         .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|u| {
-            Ok(OohUpdate {
-                at: u.try_get(0)?,
-                status: name_column(u, "status")?,
-                note: u.try_get(2)?,
-                by: u.try_get(3)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-        Ok(Some(OohJob {
-            reference: r.try_get(0)?,
-            category: r.try_get(1)?,
-            caller_name: r.try_get(2)?,
-            caller_phone: r.try_get(3)?,
-            address: r.try_get(4)?,
-            description: r.try_get(5)?,
-            urgency: r.try_get(6)?,
-            status: name_column(&r, "status")?,
-            routed_name: r.try_get(8)?,
-            routed_phone: r.try_get(9)?,
-            created_by: r.try_get(10)?,
-            created_by_name: r.try_get(11)?,
-            created_at: r.try_get(12)?,
-            updates,
-        }))
+        .await?;
+        Ok(self.with_updates(jobs).await?.pop())
+    }
+
+    /// Fills in each job's updates, in order, with one query for all of them.
+    async fn with_updates(&self, mut jobs: Vec<OohJob>) -> Result<Vec<OohJob>, StoreError> {
+        let references: Vec<&str> = jobs.iter().map(|j| j.reference.as_str()).collect();
+        let updates: Vec<JobUpdate> = sqlx::query_as(
+            "SELECT o.reference, o.at, o.status, o.note, u.display_name AS by \
+             FROM ooh_updates o LEFT JOIN users u ON u.id = o.by_user \
+             WHERE o.reference = ANY($1) ORDER BY o.seq",
+        )
+        .bind(&references)
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_reference: std::collections::HashMap<String, Vec<OohUpdate>> =
+            std::collections::HashMap::new();
+        for u in updates {
+            by_reference.entry(u.reference).or_default().push(u.update);
+        }
+        for job in &mut jobs {
+            job.updates = by_reference.remove(&job.reference).unwrap_or_default();
+        }
+        Ok(jobs)
     }
 
     /// Moves a job to a new status with a note; `Ok(false)` when there is no such job.
@@ -245,4 +212,18 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// The columns of [`OohJob`], with its author's name.
+const JOB_SELECT: &str = "SELECT j.reference, j.category, j.caller_name, j.caller_phone, \
+     j.address, j.description, j.urgency, j.status, j.routed_name, j.routed_phone, \
+     j.created_by, u.display_name AS created_by_name, j.created_at \
+     FROM ooh_jobs j JOIN users u ON u.id = j.created_by";
+
+/// One update with the job it belongs to.
+#[derive(sqlx::FromRow)]
+struct JobUpdate {
+    reference: String,
+    #[sqlx(flatten)]
+    update: OohUpdate,
 }

@@ -11,7 +11,7 @@ impl Store {
         .bind(username)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.as_ref().map(user_of).transpose()?)
+        Ok(row.as_ref().map(UserRow::from_row).transpose()?)
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
@@ -21,7 +21,7 @@ impl Store {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.as_ref().map(user_of).transpose()?)
+        Ok(row.as_ref().map(UserRow::from_row).transpose()?)
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
@@ -30,7 +30,10 @@ impl Store {
         )))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(UserRow::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Creates an account; the audit line is written in the same transaction.
@@ -55,7 +58,7 @@ impl Store {
         .bind(u.disabled)
         .fetch_one(&mut *tx)
         .await?;
-        let user = user_of(&row)?;
+        let user = UserRow::from_row(&row)?;
         let audit = AuditWrite {
             object_id: Some(user.id.to_string()),
             after: Some(user_json(&user)),
@@ -81,7 +84,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .as_ref()
-        .map(user_of)
+        .map(UserRow::from_row)
         .transpose()?
         .ok_or_else(|| Refused::Missing(format!("user {id}")))?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -99,7 +102,7 @@ impl Store {
         .bind(u.disabled)
         .fetch_one(&mut *tx)
         .await?;
-        let user = user_of(&row)?;
+        let user = UserRow::from_row(&row)?;
         if user.disabled || u.password_hash.is_some() || user.role != before.role {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(id)
@@ -190,7 +193,7 @@ impl Store {
         idle: std::time::Duration,
     ) -> Result<Option<SessionRow>, StoreError> {
         let idle_secs = f64::from(u32::try_from(idle.as_secs()).unwrap_or(u32::MAX));
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "UPDATE sessions s SET last_seen_at = now() FROM users u \
              WHERE s.token_hash = $1 AND u.id = s.user_id AND NOT u.disabled \
                AND s.expires_at > now() \
@@ -201,13 +204,7 @@ impl Store {
         .bind(token_hash)
         .bind(idle_secs)
         .fetch_optional(self.pool())
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(SessionRow {
-            csrf_token: r.try_get("csrf_token")?,
-            expires_at: r.try_get("expires_at")?,
-            user: user_of(&r)?,
-        }))
+        .await?)
     }
 
     pub async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {

@@ -79,6 +79,7 @@ mod hash;
 mod ids;
 mod incident;
 mod meaning;
+pub mod oncall;
 mod signal;
 mod snapshot;
 mod time;

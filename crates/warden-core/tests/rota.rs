@@ -21,7 +21,7 @@ fn at(rota: &Rota, dt: DateTime) -> Timestamp {
         .to_ambiguous_timestamp(dt)
         .compatible()
         .expect("in range");
-    Timestamp::from_micros(i64::try_from(i.as_microsecond()).expect("fits"))
+    Timestamp::from_micros(i.as_microsecond())
 }
 
 fn local(rota: &Rota, t: Timestamp) -> DateTime {
@@ -107,8 +107,13 @@ fn a_daily_nine_oclock_hand_off_stays_at_nine_through_both_clock_changes() {
         .expect("a shift");
     assert_eq!(local(&r, autumn.end), date(2026, 10, 25).at(9, 0, 0, 0));
     assert_eq!(autumn.end.as_micros() - autumn.start.as_micros(), 25 * HOUR);
-    // Turns keep their order: 1 March is person 1, 28 March is 27 days later.
-    assert_eq!(spring.person, 1 + (27 % 3));
+    // Turns keep their order: 1 March is person 1, so 28 March (27 turns later, a multiple
+    // of three) is person 1 again and the Sunday after the change person 2.
+    assert_eq!(spring.person, 1);
+    let sunday = r
+        .shift_at(l, at(&r, date(2026, 3, 29).at(12, 0, 0, 0)))
+        .expect("a shift");
+    assert_eq!((sunday.index, sunday.person), (28, 2));
 }
 
 #[test]

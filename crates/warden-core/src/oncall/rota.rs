@@ -183,7 +183,7 @@ fn instant(t: Timestamp) -> Instant {
 }
 
 fn timestamp(i: Instant) -> Timestamp {
-    Timestamp::from_micros(i64::try_from(i.as_microsecond()).unwrap_or(i64::MAX))
+    Timestamp::from_micros(i.as_microsecond())
 }
 
 impl Rota {

@@ -340,3 +340,141 @@ proptest! {
         }
     }
 }
+
+mod lint {
+    use std::collections::BTreeSet;
+
+    use jiff::civil::date;
+    use warden_core::Micros;
+    use warden_core::oncall::lint::check;
+    use warden_core::oncall::{Chain, Finding, Setup, ShiftLength, Step, Target};
+
+    use super::{at, layer, local, out_of_hours, rota};
+
+    fn chain(targets: Vec<Target>, fallback: Vec<i64>) -> Chain {
+        Chain {
+            steps: vec![Step {
+                targets,
+                wait: Micros::from_secs(120),
+                keep_calling_every: None,
+            }],
+            repeat: 0,
+            fallback,
+            ack_timeout: Micros::from_secs(1_800),
+            reminder_every: None,
+        }
+    }
+
+    /// Over the fortnight around the spring change: the out-of-hours rota a chain pages is
+    /// empty every weekday daytime, and on its bank holiday when that layer does not cover
+    /// holidays; one person has no verified contact; one chain has no fallback and names a
+    /// team that does not exist.
+    #[test]
+    fn the_lint_finds_gaps_holidays_unreachable_people_and_chains_without_a_fallback() {
+        let mut ooh = rota(vec![out_of_hours(
+            date(2026, 3, 2).at(9, 0, 0, 0),
+            ShiftLength::Weeks(1),
+            2,
+        )]);
+        ooh.layers[0].bank_holidays = false;
+        ooh.bank_holidays = vec![date(2026, 4, 3)]; // Good Friday
+        let always = rota(vec![layer(
+            date(2026, 3, 2).at(9, 0, 0, 0),
+            ShiftLength::Days(1),
+            3,
+        )]);
+        let rotas = [(1, ooh), (2, always)];
+        let chains = [
+            (10, chain(vec![Target::Rota(1)], vec![900])),
+            (
+                11,
+                chain(vec![Target::Rota(2), Target::Team(5)], Vec::new()),
+            ),
+        ];
+        let teams = [];
+        let reachable: BTreeSet<i64> = [1, 3, 900].into_iter().collect();
+        let setup = Setup {
+            rotas: &rotas,
+            chains: &chains,
+            teams: &teams,
+            reachable: &reachable,
+        };
+        let r = &rotas[0].1;
+        let from = at(r, date(2026, 3, 30).at(0, 0, 0, 0)); // a Monday
+        let to = at(r, date(2026, 4, 6).at(0, 0, 0, 0));
+        let findings = check(&setup, from, to);
+
+        let gaps: Vec<_> = findings
+            .iter()
+            .filter_map(|f| match f {
+                Finding::NobodyOnCall {
+                    chain: 10,
+                    rota: 1,
+                    from,
+                    to,
+                } => Some((local(r, *from), local(r, *to))),
+                _ => None,
+            })
+            .collect();
+        // Monday to Friday 09:00-17:00: Good Friday is a gap too, the layer does not cover
+        // holidays.
+        assert_eq!(gaps.len(), 5, "{gaps:?}");
+        assert_eq!(
+            gaps[0],
+            (
+                date(2026, 3, 30).at(9, 0, 0, 0),
+                date(2026, 3, 30).at(17, 0, 0, 0)
+            )
+        );
+        assert!(findings.contains(&Finding::EmptyOnBankHoliday {
+            rota: 1,
+            date: date(2026, 4, 3)
+        }));
+        assert!(findings.contains(&Finding::NoFallback { chain: 11 }));
+        assert!(!findings.contains(&Finding::NoFallback { chain: 10 }));
+        assert!(findings.contains(&Finding::MissingTarget {
+            chain: 11,
+            target: Target::Team(5)
+        }));
+        // People 1 and 2 (out of hours) and 1-3 (always) can be paged; 2 has no verified
+        // contact method.
+        let unreachable: Vec<_> = findings
+            .iter()
+            .filter_map(|f| match f {
+                Finding::NoVerifiedContact { person } => Some(*person),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unreachable, vec![2]);
+        // The rota that always has someone raises no gap.
+        assert!(
+            !findings
+                .iter()
+                .any(|f| matches!(f, Finding::NobodyOnCall { rota: 2, .. }))
+        );
+
+        // Covering holidays closes the holiday finding and that Friday's gap.
+        let mut covered = rotas.clone();
+        covered[0].1.layers[0].bank_holidays = true;
+        let findings = check(
+            &Setup {
+                rotas: &covered,
+                ..setup
+            },
+            from,
+            to,
+        );
+        assert!(
+            !findings
+                .iter()
+                .any(|f| matches!(f, Finding::EmptyOnBankHoliday { .. }))
+        );
+        assert_eq!(
+            findings
+                .iter()
+                .filter(|f| matches!(f, Finding::NobodyOnCall { rota: 1, .. }))
+                .count(),
+            4
+        );
+    }
+}

@@ -34,7 +34,7 @@ pub type RotaId = i64;
 pub type TeamId = i64;
 
 /// Whom a step pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "id")]
 pub enum Target {
     /// One person.

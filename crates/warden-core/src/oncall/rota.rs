@@ -205,6 +205,11 @@ impl Rota {
             .map_or(Timestamp::from_micros(i64::MAX), timestamp)
     }
 
+    /// When `date` begins in the rota's zone.
+    pub fn start_of(&self, date: Date) -> Timestamp {
+        self.resolve(date.to_datetime(Time::midnight()))
+    }
+
     fn local(&self, t: Timestamp) -> DateTime {
         self.zone.to_datetime(instant(t))
     }

@@ -50,6 +50,7 @@ mod error;
 mod identity;
 mod listen;
 mod model;
+mod oncall;
 mod rejected;
 mod store;
 mod triage;
@@ -67,6 +68,10 @@ pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,
     Record, Source, StoredSignal,
+};
+pub use oncall::{
+    ChainRow, ContactRow, DueEscalation, NewPage, OncallConfig, OncallTx, OutboxEntry, OverrideRow,
+    PageRow, RotaRow, RouteRow,
 };
 pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
 pub use store::{ACQUIRE_TIMEOUT, Store};

@@ -91,6 +91,23 @@ pub const CONSOLE_PUSH: &str = "warden_console_push_seconds";
 pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
+/// Pages recorded by the escalator. Labels: `channel` (console, none), `status` (delivered,
+/// failed).
+pub const PAGES: &str = "warden_pages_total";
+/// Pages acknowledged.
+pub const PAGES_ACKNOWLEDGED: &str = "warden_pages_acknowledged_total";
+/// Escalations started (an answer-time threshold passed, a unit failed to report).
+pub const ESCALATIONS_STARTED: &str = "warden_escalations_started_total";
+/// Incidents that should have escalated but no route matched them.
+pub const ESCALATIONS_UNROUTED: &str = "warden_escalations_unrouted_total";
+/// Chain targets that reached nobody (nobody on call, an empty team); the fallback was paged.
+pub const ESCALATION_GAPS: &str = "warden_escalation_gaps_total";
+/// Escalations that could page nobody at all (no target and no fallback, unreadable chain).
+pub const ESCALATIONS_UNREACHABLE: &str = "warden_escalations_unreachable_total";
+/// Chains that ran every round unanswered.
+pub const ESCALATIONS_EXHAUSTED: &str = "warden_escalations_exhausted_total";
+/// Escalation passes that failed (nothing of them was committed; the next one retries).
+pub const ESCALATOR_FAILURES: &str = "warden_escalator_failures_total";
 
 /// Every `outcome` of [`CONSOLE_LOGINS`].
 pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
@@ -221,6 +238,41 @@ pub const INGEST_ZERO: &[ZeroCounter] = &[
         name: ENGINE_BATCH_FAILURES,
         labels: &[("reason", &["timeout", "database", "refused"])],
     },
+    ZeroCounter {
+        name: PAGES,
+        labels: &[
+            ("channel", &["console", "none"]),
+            ("status", &["delivered", "failed"]),
+        ],
+    },
+    ZeroCounter {
+        name: PAGES_ACKNOWLEDGED,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ESCALATIONS_STARTED,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ESCALATIONS_UNROUTED,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ESCALATION_GAPS,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ESCALATIONS_UNREACHABLE,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ESCALATIONS_EXHAUSTED,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: ESCALATOR_FAILURES,
+        labels: &[],
+    },
 ];
 
 /// Registers the per-link counters of one configured link at zero.
@@ -340,6 +392,35 @@ pub fn describe() {
     describe_counter!(
         OOH_JOBS,
         "Out-of-hours jobs logged, by whether they were routed"
+    );
+    describe_counter!(
+        PAGES,
+        "Pages the escalator recorded, by channel and delivery status"
+    );
+    describe_counter!(PAGES_ACKNOWLEDGED, "Pages acknowledged by the person paged");
+    describe_counter!(
+        ESCALATIONS_STARTED,
+        "Escalations started by an answer-time threshold or a failure to report"
+    );
+    describe_counter!(
+        ESCALATIONS_UNROUTED,
+        "Incidents that should have escalated but matched no route"
+    );
+    describe_counter!(
+        ESCALATION_GAPS,
+        "Chain targets that reached nobody; the fallback was paged"
+    );
+    describe_counter!(
+        ESCALATIONS_UNREACHABLE,
+        "Escalations that could page nobody at all"
+    );
+    describe_counter!(
+        ESCALATIONS_EXHAUSTED,
+        "Escalation chains that ran every round unanswered"
+    );
+    describe_counter!(
+        ESCALATOR_FAILURES,
+        "Escalation passes that failed and were retried"
     );
     describe_gauge!(ENGINE_RUNNING, "1 while the triage engine task runs");
     describe_gauge!(
@@ -501,6 +582,14 @@ mod tests {
             super::CONSOLE_PUSH,
             super::CONSOLE_PUSH_LAGGED,
             super::OOH_JOBS,
+            super::PAGES,
+            super::PAGES_ACKNOWLEDGED,
+            super::ESCALATIONS_STARTED,
+            super::ESCALATIONS_UNROUTED,
+            super::ESCALATION_GAPS,
+            super::ESCALATIONS_UNREACHABLE,
+            super::ESCALATIONS_EXHAUSTED,
+            super::ESCALATOR_FAILURES,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -123,6 +123,14 @@ pub async fn run(
     };
     let engine_health = engine.clone();
     let ingest = Ingest::new(writer, devices, store.clone(), Some(engine));
+    // Unanswered incidents climb their escalation chains (outbox → pages); a pass in
+    // progress when it stops is either committed or rolled back whole.
+    let escalator_stop = CancellationToken::new();
+    let escalator = warden_notify::spawn(
+        store.clone(),
+        warden_notify::EscalatorConfig::default(),
+        escalator_stop.clone(),
+    );
 
     let sources = shutdown.child_token();
     let mut tasks = JoinSet::new();
@@ -210,6 +218,13 @@ pub async fn run(
         Ok(Ok(report)) => tracing::info!(?report, "writer drained"),
         Ok(Err(e)) => tracing::error!(error = %e, "writer task failed"),
         Err(_) => tracing::error!("writer did not drain within 10s"),
+    }
+    escalator_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), escalator)
+        .await
+        .is_err()
+    {
+        tracing::error!("escalator did not stop within 10s");
     }
     // The engine stops last; whatever was committed but not yet triaged is replayed from
     // the database on the next start.

@@ -1,0 +1,369 @@
+//! The escalator against a real Postgres: an unanswered incident pages whoever is on call,
+//! climbs its chain, stops at an acknowledgement and starts again when it runs out; a claimed
+//! incident is never paged; nobody on call pages the fallback and records the gap; two
+//! escalators on one database page once per step; an acknowledgement racing a pass never
+//! lets another page through. Time is passed in, so chains run in milliseconds.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use warden_notify::{acknowledge, pass};
+use warden_store::Store;
+
+/// 2026-06-01 12:00 UTC, a Monday.
+fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_780_315_200).expect("valid")
+}
+
+fn later(secs: i64) -> OffsetDateTime {
+    t0() + Duration::from_secs(secs.unsigned_abs())
+}
+
+/// People 1 (on call, console login `oncall1`), 2 (duty manager), 3 (fallback), each with a
+/// verified console method; rota 1 has person 1 on call all the time; chain 1 pages the rota,
+/// waits 120 s, then person 2, waits 120 s; repeats once; ack timeout 30 min. Life-critical
+/// incidents route to it. Returns the ids (people, rota, chain).
+struct Setup {
+    people: [i64; 3],
+    user: i64,
+    rota: i64,
+}
+
+async fn setup(pool: &PgPool, layers: serde_json::Value) -> Setup {
+    let user: i64 = sqlx::query_scalar(
+        "INSERT INTO users (username, display_name, role, password_hash) \
+         VALUES ('oncall1', 'On Call One', 'on_call', 'x') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("user");
+    let mut people = [0; 3];
+    for (n, name) in ["On Call One", "Duty Manager", "Director"]
+        .iter()
+        .enumerate()
+    {
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO people (name, user_id) VALUES ($1, $2) RETURNING id")
+                .bind(name)
+                .bind((n == 0).then_some(user))
+                .fetch_one(pool)
+                .await
+                .expect("person");
+        sqlx::query(
+            "INSERT INTO contact_methods (person_id, position, kind, verified) \
+             VALUES ($1, 1, 'console', true)",
+        )
+        .bind(id)
+        .execute(pool)
+        .await
+        .expect("contact");
+        people[n] = id;
+    }
+    let layers = serde_json::to_string(&layers)
+        .expect("json")
+        .replace("\"P1\"", &people[0].to_string());
+    let rota: i64 = sqlx::query_scalar(
+        "INSERT INTO rotas (name, zone, layers) VALUES ('Out of hours', 'Europe/London', $1::jsonb) \
+         RETURNING id",
+    )
+    .bind(layers)
+    .fetch_one(pool)
+    .await
+    .expect("rota");
+    let chain = json!({
+        "steps": [
+            { "targets": [{ "kind": "rota", "id": rota }], "wait": 120_000_000 },
+            { "targets": [{ "kind": "person", "id": people[1] }], "wait": 120_000_000 },
+        ],
+        "repeat": 1,
+        "fallback": [people[2]],
+        "ack_timeout": 1_800_000_000_i64,
+        "reminder_every": null,
+    });
+    let chain: i64 = sqlx::query_scalar(
+        "INSERT INTO chains (name, doc) VALUES ('Life-critical', $1) RETURNING id",
+    )
+    .bind(chain)
+    .fetch_one(pool)
+    .await
+    .expect("chain");
+    sqlx::query(
+        "INSERT INTO routes (position, priority, chain_id) VALUES (1, 'life_critical', $1)",
+    )
+    .bind(chain)
+    .execute(pool)
+    .await
+    .expect("route");
+    Setup { people, user, rota }
+}
+
+/// Person `P1` on call all the time, daily turns.
+fn always() -> serde_json::Value {
+    json!([{
+        "name": "primary",
+        "participants": ["P1"],
+        "start": "2026-01-05T09:00:00",
+        "shift": { "unit": "days", "count": 1 },
+    }])
+}
+
+/// An unanswered incident of `priority` whose answer time just overflowed.
+async fn overflowing(pool: &PgPool, id: i64, priority: &str) {
+    sqlx::query(
+        "INSERT INTO incidents (id, priority, kind, state, raised_at, signal_count, doc) \
+         VALUES ($1, $2, 'pendant', 'offered', $3, 1, '{}')",
+    )
+    .bind(id)
+    .bind(priority)
+    .bind(t0())
+    .execute(pool)
+    .await
+    .expect("incident");
+    sqlx::query("INSERT INTO outbox (incident_id, kind, payload) VALUES ($1, 'overflow', '{}')")
+        .bind(id)
+        .execute(pool)
+        .await
+        .expect("outbox");
+}
+
+/// (person, step, round, reason, status) of every page of `incident`, in order.
+async fn pages(pool: &PgPool, incident: i64) -> Vec<(i64, i32, i32, String, String)> {
+    sqlx::query_as(
+        "SELECT person_id, step, round, reason, status FROM pages WHERE incident_id = $1 ORDER BY id",
+    )
+    .bind(incident)
+    .fetch_all(pool)
+    .await
+    .expect("pages")
+}
+
+async fn history(pool: &PgPool, incident: i64) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT kind FROM incident_events WHERE incident_id = $1 AND kind LIKE 'escalation%' ORDER BY seq",
+    )
+    .bind(incident)
+    .fetch_all(pool)
+    .await
+    .expect("history")
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_unanswered_alarm_climbs_its_chain_an_acknowledgement_holds_it_and_runs_out(
+    pool: PgPool,
+) {
+    let s = setup(&pool, always()).await;
+    let store = Store::from_pool(pool.clone());
+    overflowing(&pool, 1, "life_critical").await;
+
+    let first = pass(&store, t0(), 100).await.expect("pass");
+    assert_eq!((first.started, first.pages), (1, 1));
+    let p = s.people;
+    let step = |person, step, round: i32, status: &str| {
+        (person, step, round, "step".to_owned(), status.to_owned())
+    };
+    assert_eq!(pages(&pool, 1).await, vec![step(p[0], 0, 0, "delivered")]);
+    // Nothing before the step's wait is over, however often the escalator runs.
+    for secs in [1, 30, 119] {
+        assert_eq!(pass(&store, later(secs), 100).await.expect("pass").pages, 0);
+    }
+    assert_eq!(pass(&store, later(120), 100).await.expect("pass").pages, 1);
+    assert_eq!(pages(&pool, 1).await[1], step(p[1], 1, 0, "delivered"));
+
+    // The on-call person acknowledges from the console: paging stops.
+    let page: i64 = sqlx::query_scalar("SELECT min(id) FROM pages WHERE incident_id = 1")
+        .fetch_one(&pool)
+        .await
+        .expect("page");
+    acknowledge(&store, page, s.user, later(130))
+        .await
+        .expect("ack");
+    for secs in [240, 600, 1_800] {
+        assert_eq!(pass(&store, later(secs), 100).await.expect("pass").pages, 0);
+    }
+    assert!(
+        pages(&pool, 1).await.iter().all(|p| p.4 == "acknowledged"),
+        "every page of the incident reads acknowledged"
+    );
+    // 30 minutes after the acknowledgement, still unresolved: the chain starts again.
+    assert_eq!(
+        pass(&store, later(1_930), 100).await.expect("pass").pages,
+        1
+    );
+    assert_eq!(pages(&pool, 1).await[2], step(p[0], 0, 0, "delivered"));
+    assert_eq!(
+        history(&pool, 1).await,
+        [
+            "escalation_started",
+            "escalation_page",
+            "escalation_page",
+            "escalation_acknowledged",
+            "escalation_ack_expired",
+            "escalation_page",
+        ]
+    );
+    // The console inbox of the person paged lists their pages, newest first.
+    let inbox = store.pages_for_user(s.user, 10).await.expect("inbox");
+    assert_eq!(inbox.len(), 2);
+    assert_eq!(inbox[0].status, "delivered");
+    assert_eq!(inbox[1].status, "acknowledged");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_claimed_incident_is_never_paged_again_and_an_unrouted_one_is_recorded(pool: PgPool) {
+    setup(&pool, always()).await;
+    let store = Store::from_pool(pool.clone());
+    overflowing(&pool, 1, "life_critical").await;
+    overflowing(&pool, 2, "technical").await; // no route for technical incidents
+    pass(&store, t0(), 100).await.expect("pass");
+    assert_eq!(pages(&pool, 1).await.len(), 1);
+    assert!(pages(&pool, 2).await.is_empty());
+    assert_eq!(history(&pool, 2).await, ["escalation_unrouted"]);
+
+    sqlx::query("UPDATE incidents SET state = 'claimed' WHERE id = 1")
+        .execute(&pool)
+        .await
+        .expect("claim");
+    let p = pass(&store, later(120), 100).await.expect("pass");
+    assert_eq!((p.stopped, p.pages), (1, 0));
+    assert_eq!(pages(&pool, 1).await.len(), 1);
+    let next: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT next_at FROM escalations WHERE incident_id = 1")
+            .fetch_one(&pool)
+            .await
+            .expect("escalation");
+    assert_eq!(next, None, "a stopped escalation is never due again");
+    assert_eq!(
+        pass(&store, later(10_000), 100).await.expect("pass").pages,
+        0
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn nobody_on_call_pages_the_fallback_at_once_and_records_the_gap(pool: PgPool) {
+    // Only on Sundays 03:00-04:00: nobody is on call on a Monday noon.
+    let sundays = json!([{
+        "name": "primary",
+        "participants": ["P1"],
+        "start": "2026-01-05T09:00:00",
+        "shift": { "unit": "weeks", "count": 1 },
+        "windows": [{ "days": ["sun"], "from": "03:00", "to": "04:00" }],
+    }]);
+    let s = setup(&pool, sundays).await;
+    let store = Store::from_pool(pool.clone());
+    overflowing(&pool, 1, "life_critical").await;
+    pass(&store, t0(), 100).await.expect("pass");
+    assert_eq!(
+        pages(&pool, 1).await,
+        vec![(
+            s.people[2],
+            0,
+            0,
+            "fallback".to_owned(),
+            "delivered".to_owned()
+        )]
+    );
+    assert_eq!(
+        history(&pool, 1).await,
+        ["escalation_started", "escalation_gap", "escalation_page"]
+    );
+    let gap: serde_json::Value = sqlx::query_scalar(
+        "SELECT effect FROM incident_events WHERE incident_id = 1 AND kind = 'escalation_gap'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("gap");
+    assert_eq!(gap["target"], json!({ "kind": "rota", "id": s.rota }));
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn two_escalators_on_one_database_page_once_per_step(pool: PgPool) {
+    setup(&pool, always()).await;
+    let a = Store::from_pool(pool.clone());
+    let b = Store::from_pool(pool.clone());
+    for id in 1..=30 {
+        overflowing(&pool, id, "life_critical").await;
+    }
+    for secs in [0, 0, 60, 120, 120, 121, 240, 240] {
+        let (x, y) = tokio::join!(pass(&a, later(secs), 7), pass(&b, later(secs), 7));
+        x.expect("pass a");
+        y.expect("pass b");
+    }
+    // Batches of 7 leave work for later passes; finish what is due.
+    for _ in 0..10 {
+        pass(&a, later(240), 7).await.expect("pass");
+    }
+    let per_step: Vec<(i64, i32, i32, i64)> = sqlx::query_as(
+        "SELECT incident_id, step, round, count(*) FROM pages GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("pages");
+    // Every escalation reached its second step (those started in the first passes also
+    // round two), and no step paged twice.
+    for id in 1..=30 {
+        for step in [0, 1] {
+            assert!(
+                per_step.iter().any(|r| (r.0, r.1, r.2) == (id, step, 0)),
+                "incident {id} step {step}: {per_step:?}"
+            );
+        }
+    }
+    assert!(
+        per_step.iter().all(|r| r.3 == 1),
+        "one page per step: {per_step:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_acknowledgement_racing_a_pass_lets_no_later_page_through(pool: PgPool) {
+    let s = setup(&pool, always()).await;
+    let store = Store::from_pool(pool.clone());
+    for id in 1..=20 {
+        overflowing(&pool, id, "life_critical").await;
+    }
+    pass(&store, t0(), 100).await.expect("pass");
+    let first_pages: Vec<i64> = sqlx::query_scalar("SELECT id FROM pages ORDER BY incident_id")
+        .fetch_all(&pool)
+        .await
+        .expect("pages");
+    // Step two falls due while every incident is being acknowledged.
+    let acks = async {
+        for page in &first_pages {
+            acknowledge(&store, *page, s.user, later(120))
+                .await
+                .expect("ack");
+        }
+    };
+    let (passed, ()) = tokio::join!(pass(&store, later(120), 100), acks);
+    passed.expect("pass");
+    // Whatever the interleaving, after both: every escalation is acknowledged and nothing
+    // more is paged until the acknowledgements run out.
+    let states: Vec<serde_json::Value> = sqlx::query_scalar("SELECT state FROM escalations")
+        .fetch_all(&pool)
+        .await
+        .expect("escalations");
+    assert!(
+        states
+            .iter()
+            .all(|st| st["state"]["state"] == "acknowledged"),
+        "{states:?}"
+    );
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM pages")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    for secs in [121, 240, 600, 1_800] {
+        assert_eq!(pass(&store, later(secs), 100).await.expect("pass").pages, 0);
+    }
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM pages")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(before, after);
+    assert!(
+        before <= 40,
+        "at most one step-two page per incident: {before}"
+    );
+}

@@ -1,0 +1,408 @@
+//! On call and escalation (migration 0010): the configuration the escalator reads, and the
+//! transaction in which it turns outbox entries into escalations, fires due steps and
+//! records pages. Rules are kept as JSON (`warden_core::oncall` records) and evaluated by the
+//! caller; this module only stores them.
+//!
+//! Every escalation step runs in one [`OncallTx`]: the due escalation rows are locked with
+//! `FOR UPDATE SKIP LOCKED` and read together with their incident's current state, so two
+//! wardend processes never fire the same step, and an incident acknowledged, claimed or
+//! resolved before the commit is never paged for it.
+
+use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+use time::{Date, OffsetDateTime};
+
+use crate::{Store, StoreError};
+
+/// A rota as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RotaRow {
+    pub id: i64,
+    pub name: String,
+    /// IANA zone name.
+    pub zone: String,
+    pub bank_holidays: Vec<Date>,
+    /// `[warden_core::oncall::Layer]`.
+    pub layers: Value,
+}
+
+/// A rota override as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OverrideRow {
+    pub rota_id: i64,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+    pub person_id: i64,
+}
+
+/// A chain as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ChainRow {
+    pub id: i64,
+    pub name: String,
+    /// A `warden_core::oncall::Chain`.
+    pub doc: Value,
+}
+
+/// A routing rule: NULL fields match anything.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RouteRow {
+    pub position: i32,
+    pub priority: Option<String>,
+    pub kind: Option<String>,
+    pub area: Option<String>,
+    pub chain_id: i64,
+}
+
+/// A way to reach a person.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContactRow {
+    pub person_id: i64,
+    pub position: i32,
+    /// `console`, `webhook`, `email`, `sms` or `voice`.
+    pub kind: String,
+    pub address: String,
+    pub verified: bool,
+}
+
+/// Everything the escalator evaluates, read at once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OncallConfig {
+    pub rotas: Vec<RotaRow>,
+    pub overrides: Vec<OverrideRow>,
+    pub chains: Vec<ChainRow>,
+    pub routes: Vec<RouteRow>,
+    /// (team, person).
+    pub team_members: Vec<(i64, i64)>,
+    /// In position order per person.
+    pub contacts: Vec<ContactRow>,
+}
+
+/// An incident event the triage engine wrote to the outbox (an answer-time threshold passed,
+/// a unit failed to report), with what the incident looks like now.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    /// The effect's name: `overflow`, `critical`, `fail_to_report`.
+    pub kind: String,
+    pub priority: Option<String>,
+    pub incident_kind: Option<String>,
+    pub area: Option<String>,
+    /// `incidents.state`; `None` when the incident row is missing.
+    pub state: Option<String>,
+}
+
+/// A due escalation, locked, with its incident's state.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DueEscalation {
+    pub incident_id: i64,
+    pub chain_id: i64,
+    /// A `warden_core::oncall::Escalation`.
+    pub state: Value,
+    /// `incidents.state` (`None`: the incident row is missing).
+    pub incident_state: Option<String>,
+}
+
+/// A page to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPage<'a> {
+    pub incident_id: i64,
+    pub person_id: i64,
+    pub step: i32,
+    pub round: i32,
+    /// `step`, `fallback` or `reminder`.
+    pub reason: &'a str,
+    pub channel: &'a str,
+    pub address: &'a str,
+    /// `delivered` or `failed`.
+    pub status: &'a str,
+    pub outcome: Option<&'a str>,
+}
+
+/// A page as people see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct PageRow {
+    pub id: i64,
+    pub incident_id: i64,
+    pub person_id: i64,
+    pub step: i32,
+    pub round: i32,
+    /// `step`, `fallback` or `reminder`.
+    pub reason: String,
+    pub channel: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// `delivered`, `failed` or `acknowledged`.
+    pub status: String,
+    pub outcome: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub acked_at: Option<OffsetDateTime>,
+    /// The incident's summary line, for the inbox.
+    pub summary: Option<String>,
+    pub incident_kind: String,
+    pub priority: String,
+}
+
+impl Store {
+    /// Rotas, overrides ending after `since`, chains, routes, teams and contact methods.
+    pub async fn oncall_config(&self, since: OffsetDateTime) -> Result<OncallConfig, StoreError> {
+        let pool = self.pool();
+        Ok(OncallConfig {
+            rotas: sqlx::query_as(
+                "SELECT id, name, zone, bank_holidays, layers FROM rotas ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?,
+            overrides: sqlx::query_as(
+                "SELECT rota_id, starts_at, ends_at, person_id FROM rota_overrides \
+                 WHERE ends_at > $1 ORDER BY id",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?,
+            chains: sqlx::query_as("SELECT id, name, doc FROM chains ORDER BY id")
+                .fetch_all(pool)
+                .await?,
+            routes: sqlx::query_as(
+                "SELECT position, priority, kind, area, chain_id FROM routes ORDER BY position",
+            )
+            .fetch_all(pool)
+            .await?,
+            team_members: sqlx::query_as(
+                "SELECT team_id, person_id FROM team_members ORDER BY team_id, person_id",
+            )
+            .fetch_all(pool)
+            .await?,
+            contacts: sqlx::query_as(
+                "SELECT person_id, position, kind, address, verified FROM contact_methods \
+                 ORDER BY person_id, position",
+            )
+            .fetch_all(pool)
+            .await?,
+        })
+    }
+
+    /// Opens the transaction one escalation pass runs in.
+    pub async fn begin_oncall(&self) -> Result<OncallTx, StoreError> {
+        Ok(OncallTx {
+            tx: self.pool().begin().await?,
+        })
+    }
+
+    /// The pages of the person linked to console user `user_id`, newest first.
+    pub async fn pages_for_user(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<PageRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT p.id, p.incident_id, p.person_id, p.step, p.round, p.reason, p.channel, \
+                    p.created_at, p.status, p.outcome, p.acked_at, i.summary, \
+                    i.kind AS incident_kind, i.priority \
+             FROM pages p JOIN people pe ON pe.id = p.person_id \
+             JOIN incidents i ON i.id = p.incident_id \
+             WHERE pe.user_id = $1 ORDER BY p.id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The person linked to console user `user_id`, if any.
+    pub async fn person_of_user(&self, user_id: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM people WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+}
+
+/// One escalation pass: outbox entries taken, due steps fired, pages recorded, all or none.
+pub struct OncallTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl std::fmt::Debug for OncallTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OncallTx").finish_non_exhaustive()
+    }
+}
+
+impl OncallTx {
+    /// Outbox entries not yet handled, oldest first, locked (other passes skip them).
+    pub async fn pending_outbox(&mut self, limit: i64) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT o.id, o.incident_id, o.kind, i.priority, i.kind AS incident_kind, i.area, \
+                    i.state \
+             FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id \
+             WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT $1 \
+             FOR UPDATE OF o SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    /// Marks outbox entries handled.
+    pub async fn outbox_done(&mut self, ids: &[i64], at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivered_at = $2 WHERE id = ANY($1)")
+            .bind(ids)
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts an escalation for `incident_id` unless it has one; returns whether it started.
+    pub async fn start_escalation(
+        &mut self,
+        incident_id: i64,
+        chain_id: i64,
+        state: &Value,
+        next_at: Option<OffsetDateTime>,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO escalations (incident_id, chain_id, state, next_at, started_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id) DO NOTHING",
+        )
+        .bind(incident_id)
+        .bind(chain_id)
+        .bind(state)
+        .bind(next_at)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Escalations due at `now`, oldest first, locked, with their incident's state.
+    pub async fn due_escalations(
+        &mut self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<DueEscalation>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT e.incident_id, e.chain_id, e.state, i.state AS incident_state \
+             FROM escalations e LEFT JOIN incidents i ON i.id = e.incident_id \
+             WHERE e.next_at <= $1 ORDER BY e.next_at LIMIT $2 \
+             FOR UPDATE OF e SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    /// The escalation of `incident_id`, locked (waits for a pass holding it), with its
+    /// incident's state; `None` when the incident never escalated.
+    pub async fn lock_escalation(
+        &mut self,
+        incident_id: i64,
+    ) -> Result<Option<DueEscalation>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT e.incident_id, e.chain_id, e.state, i.state AS incident_state \
+             FROM escalations e LEFT JOIN incidents i ON i.id = e.incident_id \
+             WHERE e.incident_id = $1 FOR UPDATE OF e",
+        )
+        .bind(incident_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    /// Writes an escalation's new state.
+    pub async fn save_escalation(
+        &mut self,
+        incident_id: i64,
+        state: &Value,
+        next_at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE escalations SET state = $2, next_at = $3, updated_at = clock_timestamp() \
+             WHERE incident_id = $1",
+        )
+        .bind(incident_id)
+        .bind(state)
+        .bind(next_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a page; returns its id.
+    pub async fn insert_page(&mut self, p: &NewPage<'_>) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO pages (incident_id, person_id, step, round, reason, channel, address, \
+                                status, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(p.incident_id)
+        .bind(p.person_id)
+        .bind(p.step)
+        .bind(p.round)
+        .bind(p.reason)
+        .bind(p.channel)
+        .bind(p.address)
+        .bind(p.status)
+        .bind(p.outcome)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    /// The incident of page `page_id` and whom it paged.
+    pub async fn page(&mut self, page_id: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT incident_id, person_id FROM pages WHERE id = $1")
+                .bind(page_id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    /// Marks every unacknowledged page of `incident_id` acknowledged by `person_id`.
+    pub async fn acknowledge_pages(
+        &mut self,
+        incident_id: i64,
+        person_id: i64,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pages SET status = 'acknowledged', acked_at = $3, acked_by = $2 \
+             WHERE incident_id = $1 AND status <> 'acknowledged'",
+        )
+        .bind(incident_id)
+        .bind(person_id)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a line to the incident's history (the same append-only table the engine writes),
+    /// so escalation is read beside everything else that happened to the incident.
+    pub async fn incident_event(
+        &mut self,
+        incident_id: Option<i64>,
+        kind: &str,
+        detail: &Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO incident_events (incident_id, kind, effect) VALUES ($1, $2, $3)")
+            .bind(incident_id)
+            .bind(kind)
+            .bind(detail)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the pass durable.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

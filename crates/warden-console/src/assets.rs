@@ -47,6 +47,7 @@ const FILES: &[(&str, &str, &str)] = &[
     js!("devices.js"),
     js!("audit.js"),
     js!("rejected.js"),
+    js!("pages.js"),
 ];
 
 /// Files in `assets/` that are not served under `/assets/`: the page itself (served at `/`),

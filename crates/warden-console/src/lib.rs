@@ -17,6 +17,7 @@ mod hub;
 mod incidents;
 mod ooh;
 pub mod openapi;
+mod pages;
 mod records;
 mod rejected;
 mod text;
@@ -224,6 +225,8 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/users/{id}", put(records::update_user))
         .route("/api/v1/audit", get(records::audit))
         .route("/api/v1/rejected", get(rejected::rejected))
+        .route("/api/v1/pages", get(pages::mine))
+        .route("/api/v1/pages/{id}/ack", post(pages::acknowledge))
         .route("/api/v1/ooh/categories", get(ooh::categories))
         .route("/api/v1/ooh/categories/{code}", put(ooh::save_category))
         .route("/api/v1/ooh/jobs", get(ooh::jobs).post(ooh::create_job))

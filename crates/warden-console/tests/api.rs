@@ -181,6 +181,9 @@ fn routes(f: &Fixture) -> Vec<Route> {
         route(M::GET, "/api/v1/rejected", "/api/v1/rejected?hours=24&limit=10", Empty, EDITORS, "supervisor", S::OK),
         route(M::GET, "/api/v1/ooh/categories", "/api/v1/ooh/categories", Empty, ANYONE, "on_call", S::OK),
         route(M::PUT, "/api/v1/ooh/categories/{code}", "/api/v1/ooh/categories/other", Json(json!({ "name": "Other", "oncall_name": "Duty manager", "oncall_phone": "0113 496 0001" })), ADMINS, "admin", S::OK),
+        route(M::GET, "/api/v1/pages", "/api/v1/pages", Empty, ANYONE, "on_call", S::OK),
+        // Any role, but only the person paged: this account is linked to nobody on call.
+        route(M::POST, "/api/v1/pages/{id}/ack", "/api/v1/pages/999999/ack", Empty, ANYONE, "on_call", S::FORBIDDEN),
         route(M::GET, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Empty, ANYONE, "on_call", S::OK),
         route(M::POST, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Json(json!({ "category": "other", "caller_name": "Gina Caller", "description": "Boiler out", "urgency": "urgent" })), HANDLERS, "operator", S::CREATED),
         route(M::GET, "/api/v1/ooh/jobs/{reference}", format!("/api/v1/ooh/jobs/{job}"), Empty, ANYONE, "on_call", S::OK),
@@ -3041,4 +3044,125 @@ async fn a_claim_on_an_incident_id_that_is_not_a_number_is_refused_with_400_in_t
     let inc = incident_state(&app, &operator, id).await;
     assert_eq!(inc["state"], "offered");
     assert_eq!(inc["holder"], Value::Null);
+}
+
+/// The on-call inbox: an unanswered alarm escalated to the on-call person shows in their
+/// pages; only they can acknowledge it; the acknowledgement is audited and written into the
+/// incident's history.
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_escalated_alarm_reaches_the_on_call_inbox_and_only_its_person_acknowledges(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let olly = app.login_as("on_call").await;
+    let incident = app.incident(&operator, "5001", None).await["id"]
+        .as_i64()
+        .expect("id");
+    // Olly is on call all the time; life-critical alarms escalate to that rota.
+    let person: i64 =
+        sqlx::query_scalar("INSERT INTO people (name, user_id) VALUES ('Olly', $1) RETURNING id")
+            .bind(olly.user_id())
+            .fetch_one(&app.pool)
+            .await
+            .expect("person");
+    sqlx::query("INSERT INTO contact_methods (person_id, position, kind, verified) VALUES ($1, 1, 'console', true)")
+        .bind(person)
+        .execute(&app.pool)
+        .await
+        .expect("contact");
+    let layers = json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00",
+                          "shift": { "unit": "weeks", "count": 1 } }]);
+    let rota: i64 = sqlx::query_scalar(
+        "INSERT INTO rotas (name, zone, layers) VALUES ('On call', 'Europe/London', $1) RETURNING id",
+    )
+    .bind(layers)
+    .fetch_one(&app.pool)
+    .await
+    .expect("rota");
+    let chain = json!({ "steps": [{ "targets": [{ "kind": "rota", "id": rota }], "wait": 300_000_000 }],
+                        "fallback": [person], "ack_timeout": 1_800_000_000_i64, "reminder_every": null });
+    let chain: i64 =
+        sqlx::query_scalar("INSERT INTO chains (name, doc) VALUES ('Alarms', $1) RETURNING id")
+            .bind(chain)
+            .fetch_one(&app.pool)
+            .await
+            .expect("chain");
+    sqlx::query(
+        "INSERT INTO routes (position, priority, chain_id) VALUES (1, 'life_critical', $1)",
+    )
+    .bind(chain)
+    .execute(&app.pool)
+    .await
+    .expect("route");
+    // The engine's answer-time threshold passed (what its outbox row says), and the
+    // escalator ran.
+    sqlx::query("INSERT INTO outbox (incident_id, kind, payload) VALUES ($1, 'overflow', '{}')")
+        .bind(incident)
+        .execute(&app.pool)
+        .await
+        .expect("outbox");
+    let pass = warden_notify::pass(&app.store, time::OffsetDateTime::now_utc(), 100)
+        .await
+        .expect("escalation pass");
+    assert_eq!(pass.pages, 1);
+
+    let pages = app
+        .get(&olly, "/api/v1/pages")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let page = &pages[0];
+    assert_eq!(page["incident_id"], incident);
+    assert_eq!(page["status"], "delivered");
+    assert_eq!(page["channel"], "console");
+    assert_eq!(page["priority"], "life_critical");
+    let page_id = page["id"].as_i64().expect("page id");
+    // Someone not on call has an empty inbox and cannot acknowledge it.
+    let none = app
+        .get(&operator, "/api/v1/pages")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(none, json!([]));
+    app.command(&operator, &format!("/api/v1/pages/{page_id}/ack"))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.command(&olly, "/api/v1/pages/999999/ack")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    app.command(&olly, &format!("/api/v1/pages/{page_id}/ack"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let pages = app
+        .get(&olly, "/api/v1/pages")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(pages[0]["status"], "acknowledged");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit WHERE action = 'page.ack' AND object_id = $1 AND user_id = $2",
+    )
+    .bind(page_id.to_string())
+    .bind(olly.user_id())
+    .fetch_one(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+    let history: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM incident_events WHERE incident_id = $1 AND kind LIKE 'escalation%' ORDER BY seq",
+    )
+    .bind(incident)
+    .fetch_all(&app.pool)
+    .await
+    .expect("history");
+    assert_eq!(
+        history,
+        [
+            "escalation_started",
+            "escalation_page",
+            "escalation_acknowledged"
+        ]
+    );
 }

@@ -89,6 +89,9 @@ pub enum NotifyError {
     /// The console user is not linked to a person of the on-call directory.
     #[error("this account is not linked to anyone on call")]
     NotAPerson,
+    /// The page was sent to someone else.
+    #[error("page {0} was sent to someone else")]
+    NotYours(i64),
     /// The escalation's chain could not be read.
     #[error("chain {0} cannot be read")]
     BadChain(i64),

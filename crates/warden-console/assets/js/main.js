@@ -9,7 +9,8 @@
  * errors, status messages) · live (WebSocket push) · sound (alarm sound) · queue (queue model,
  * rendering, SLA ticking) · incident (incident panel) · clients (client record, Clients
  * screen) · ooh (out-of-hours desk) · admin (administration tabs, categories, CSV import) ·
- * users · devices · audit · rejected (rejected signals).
+ * users · devices · audit · rejected (rejected signals) · pages (my pages: escalations sent
+ * to me, acknowledging them).
  *
  * Security: every piece of server or user data is put into the page with textContent or
  * createElement, never innerHTML. The CSP forbids inline script and inline style attributes,
@@ -23,6 +24,7 @@ import { $, $$, clear, fieldValue, human } from "./dom.js";
 import { closePanel, incidentCommand, onNote, onResolve, openIncident } from "./incident.js";
 import { setConn, wsRetryNow, wsStart, wsStop } from "./live.js";
 import { copyReference, enterOoh, onJobStatus, onOohSubmit, searchJobs, updateCategoryHint } from "./ooh.js";
+import { enterPages, loadPages } from "./pages.js";
 import { enterQueue, loadOutcomes, loadQueue, moveSelection, onBulkResolve, renderQueue, selectRow, tick, updateAlarmIndicators } from "./queue.js";
 import { enterRejected, loadRejected } from "./rejected.js";
 import { setMuted, toggleMute, unlockAudio } from "./sound.js";
@@ -199,7 +201,7 @@ export function showScreen(name) {
   }
   updateAlarmIndicators();
   /** @type {Record<string, () => unknown>} */
-  const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected };
+  const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected, pages: enterPages };
   loaders[name]();
 }
 
@@ -276,6 +278,7 @@ function bind() {
   $("login-form", HTMLFormElement).addEventListener("submit", onLoginSubmit);
   $("logout", HTMLButtonElement).addEventListener("click", logout);
   for (const b of $$(".nav-btn")) b.addEventListener("click", () => showScreen(b.dataset.screen || ""));
+  $("pages-refresh").addEventListener("click", () => loadPages());
   $("alarm-waiting", HTMLButtonElement).addEventListener("click", () => {
     showScreen("queue");
     const [first] = $$("#queue-table tbody.lane-life_critical tr[data-incident-id]");

@@ -453,6 +453,25 @@
  * @property {string | null} next_before Pass as `before` for the next (older) page; null on the last page.
  */
 
+/**
+ * A page the escalator sent (GET /pages: mine, newest first).
+ * @typedef {object} PageRow
+ * @property {number} id
+ * @property {number} incident_id
+ * @property {number} person_id
+ * @property {number} step The chain step that paged (0 is the first).
+ * @property {number} round Rounds of the chain completed before this page.
+ * @property {"step" | "fallback" | "reminder"} reason
+ * @property {string} channel How it was delivered (`console`), or `none` when it could not be.
+ * @property {string} created_at
+ * @property {"delivered" | "failed" | "acknowledged"} status
+ * @property {string | null} outcome Why delivery failed, if it did.
+ * @property {string | null} acked_at
+ * @property {string | null} summary The incident's summary line.
+ * @property {string} incident_kind
+ * @property {string} priority
+ */
+
 // ---- names the generated OpenAPI document (utoipa) uses -----------------------------
 // The document is generated from the handlers' Rust types; where its schema name differs
 // from the name the UI code has used, the typedef below is that schema under its name.

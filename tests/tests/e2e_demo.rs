@@ -1,6 +1,7 @@
 //! README command one: `wardend demo` with zero configuration starts a private Postgres, the
 //! embedded broker, a simulated receiver and fleet, becomes ready, stores signals from both
-//! paths, and on Ctrl-C stops everything, its Postgres included.
+//! paths, escalates unanswered life-critical alarms to the on-call person's console inbox,
+//! and on Ctrl-C stops everything, its Postgres included.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
@@ -39,6 +40,11 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
             "WARDEN_CONSOLE__LISTEN",
             std::net::SocketAddr::from(([127, 0, 0, 1], free_port())).to_string(),
         )
+        // Life-critical alarms overflow after 2 s instead of 60 s, so the demo's escalation
+        // (nobody answers in a test) pages within the test's patience.
+        .env("WARDEN_TRIAGE__SLA__LIFE_CRITICAL__WARN", "1s")
+        .env("WARDEN_TRIAGE__SLA__LIFE_CRITICAL__OVERFLOW", "2s")
+        .env("WARDEN_TRIAGE__SLA__LIFE_CRITICAL__CRITICAL", "30s")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -59,6 +65,31 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         both_paths,
         "signals from both paths acknowledged and triaged:\n{}",
         log_text()
+    );
+
+    // Unanswered life-critical alarms page the demo's on-call person in the console.
+    let paged = wait_until(Duration::from_secs(30), || {
+        let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
+        metric(&body, "warden_escalations_started_total") > 0.0
+            && metric(
+                &body,
+                "warden_pages_total{channel=\"console\",status=\"delivered\"}",
+            ) > 0.0
+    });
+    let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
+    let (sum, count) = (
+        metric(&body, "warden_escalation_first_page_seconds_sum"),
+        metric(&body, "warden_escalation_first_page_seconds_count"),
+    );
+    eprintln!(
+        "threshold → first page: {count} escalations, mean {:.0} ms",
+        1000.0 * sum / count.max(1.0)
+    );
+    assert!(paged, "no escalation paged anyone:\n{}", log_text());
+    assert_eq!(
+        metric(&body, "warden_escalations_unreachable_total"),
+        0.0,
+        "every escalation reached someone"
     );
 
     let _ = Command::new("kill")

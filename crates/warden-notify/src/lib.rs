@@ -27,7 +27,7 @@ mod directory;
 
 use std::time::Duration;
 
-use metrics::counter;
+use metrics::{counter, histogram};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -137,6 +137,8 @@ pub async fn pass(store: &Store, now: OffsetDateTime, batch: i64) -> Result<Pass
     }
     let at = ts(now);
     let mut report = Pass::default();
+    // When the thresholds of the escalations started in this pass were passed.
+    let mut crossed: Vec<OffsetDateTime> = Vec::new();
     let mut tx = store.begin_oncall().await?;
 
     let entries = tx.pending_outbox(batch).await?;
@@ -179,6 +181,7 @@ pub async fn pass(store: &Store, now: OffsetDateTime, batch: i64) -> Result<Pass
             )
             .await?;
             counter!(m::ESCALATIONS_STARTED).increment(1);
+            crossed.push(entry.created_at);
             report.started += 1;
         }
     }
@@ -227,6 +230,10 @@ pub async fn pass(store: &Store, now: OffsetDateTime, batch: i64) -> Result<Pass
             .await?;
     }
     tx.commit().await?;
+    // Their first step fired in this pass (escalations start due).
+    for t in crossed {
+        histogram!(m::ESCALATION_FIRST_PAGE).record((now - t).as_seconds_f64().max(0.0));
+    }
     Ok(report)
 }
 

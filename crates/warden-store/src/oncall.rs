@@ -91,6 +91,8 @@ pub struct OutboxEntry {
     pub area: Option<String>,
     /// `incidents.state`; `None` when the incident row is missing.
     pub state: Option<String>,
+    /// When the engine wrote the entry (the threshold passed).
+    pub created_at: OffsetDateTime,
 }
 
 /// A due escalation, locked, with its incident's state.
@@ -184,6 +186,108 @@ impl Store {
         })
     }
 
+    /// Registers the on-call person of console user `user_id` (or renames them); returns
+    /// their id.
+    pub async fn upsert_person_for_user(
+        &self,
+        name: &str,
+        user_id: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO people (name, user_id) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        )
+        .bind(name)
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Sets contact method number `position` of a person.
+    pub async fn set_contact_method(
+        &self,
+        person_id: i64,
+        position: i32,
+        kind: &str,
+        address: &str,
+        verified: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO contact_methods (person_id, position, kind, address, verified) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id, position) DO UPDATE \
+             SET kind = EXCLUDED.kind, address = EXCLUDED.address, verified = EXCLUDED.verified",
+        )
+        .bind(person_id)
+        .bind(position)
+        .bind(kind)
+        .bind(address)
+        .bind(verified)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Creates or replaces the rota called `name`; returns its id. `layers` is a JSON array
+    /// of `warden_core::oncall::Layer`.
+    pub async fn upsert_rota(
+        &self,
+        name: &str,
+        zone: &str,
+        layers: &Value,
+        bank_holidays: &[Date],
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO rotas (name, zone, layers, bank_holidays) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET zone = EXCLUDED.zone, layers = EXCLUDED.layers, \
+             bank_holidays = EXCLUDED.bank_holidays RETURNING id",
+        )
+        .bind(name)
+        .bind(zone)
+        .bind(layers)
+        .bind(bank_holidays)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Creates or replaces the chain called `name` (`doc`: a `warden_core::oncall::Chain`);
+    /// returns its id.
+    pub async fn upsert_chain(&self, name: &str, doc: &Value) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO chains (name, doc) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc RETURNING id",
+        )
+        .bind(name)
+        .bind(doc)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Sets routing rule number `position`: incidents matching every given field climb
+    /// `chain_id`.
+    pub async fn set_route(
+        &self,
+        position: i32,
+        priority: Option<&str>,
+        kind: Option<&str>,
+        area: Option<&str>,
+        chain_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO routes (position, priority, kind, area, chain_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO UPDATE \
+             SET priority = EXCLUDED.priority, kind = EXCLUDED.kind, area = EXCLUDED.area, \
+                 chain_id = EXCLUDED.chain_id",
+        )
+        .bind(position)
+        .bind(priority)
+        .bind(kind)
+        .bind(area)
+        .bind(chain_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Opens the transaction one escalation pass runs in.
     pub async fn begin_oncall(&self) -> Result<OncallTx, StoreError> {
         Ok(OncallTx {
@@ -238,7 +342,7 @@ impl OncallTx {
     pub async fn pending_outbox(&mut self, limit: i64) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT o.id, o.incident_id, o.kind, i.priority, i.kind AS incident_kind, i.area, \
-                    i.state \
+                    i.state, o.created_at \
              FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id \
              WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT $1 \
              FOR UPDATE OF o SKIP LOCKED",

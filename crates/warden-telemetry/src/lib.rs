@@ -108,6 +108,9 @@ pub const ESCALATIONS_UNREACHABLE: &str = "warden_escalations_unreachable_total"
 pub const ESCALATIONS_EXHAUSTED: &str = "warden_escalations_exhausted_total";
 /// Escalation passes that failed (nothing of them was committed; the next one retries).
 pub const ESCALATOR_FAILURES: &str = "warden_escalator_failures_total";
+/// From an answer-time threshold passing (the engine's outbox entry) to the escalation's
+/// first page being recorded.
+pub const ESCALATION_FIRST_PAGE: &str = "warden_escalation_first_page_seconds";
 
 /// Every `outcome` of [`CONSOLE_LOGINS`].
 pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
@@ -422,6 +425,11 @@ pub fn describe() {
         ESCALATOR_FAILURES,
         "Escalation passes that failed and were retried"
     );
+    describe_histogram!(
+        ESCALATION_FIRST_PAGE,
+        Unit::Seconds,
+        "Answer-time threshold passed to the escalation's first page"
+    );
     describe_gauge!(ENGINE_RUNNING, "1 while the triage engine task runs");
     describe_gauge!(
         ENGINE_REPLAYING,
@@ -590,6 +598,7 @@ mod tests {
             super::ESCALATIONS_UNREACHABLE,
             super::ESCALATIONS_EXHAUSTED,
             super::ESCALATOR_FAILURES,
+            super::ESCALATION_FIRST_PAGE,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -166,6 +166,7 @@ async fn demo(
             "Demo Supervisor",
         ),
         ("admin", warden_types::Role::Admin, "Demo Admin"),
+        ("oncall", warden_types::Role::OnCall, "Demo On-Call"),
     ] {
         let hash = warden_console::hash_password(&password).map_err(anyhow::Error::msg)?;
         let write = warden_store::UserWrite {
@@ -186,6 +187,8 @@ async fn demo(
         }
         .map_err(|e| anyhow::anyhow!("demo user {name}: {e}"))?;
     }
+
+    seed_oncall(&store).await?;
 
     cfg.mqtt = Some(MqttConfig {
         port: broker_addr.port(),
@@ -282,8 +285,12 @@ async fn demo(
     println!("  metrics:    http://{}/metrics", endpoints.admin);
     if let Some(console) = endpoints.console {
         println!(
-            "  console:    http://localhost:{}/   (operator / supervisor / admin, password {password})",
+            "  console:    http://localhost:{}/   (operator / supervisor / admin / oncall, password {password})",
             console.port()
+        );
+        println!(
+            "  on call:    a life-critical alarm unanswered past its overflow threshold (60 s) pages \
+             'oncall' (My pages), then the supervisor; acknowledging stops it"
         );
     }
     println!(
@@ -353,6 +360,77 @@ fn demo_password() -> anyhow::Result<String> {
 }
 
 /// Made-up clients for the receiver's accounts, so the console shows a client record.
+/// The demo's escalation: the on-call user is on call all the time in rota "Out of hours";
+/// unanswered life-critical and urgent alarms page them, then the supervisor two minutes
+/// later (also the fallback), twice round; both are reached in the console's "My pages".
+async fn seed_oncall(store: &warden_store::Store) -> anyhow::Result<()> {
+    use warden_core::Micros;
+    use warden_core::oncall::{Chain, Layer, ShiftLength, Step, Target};
+
+    let user_id = |name: &'static str| async move {
+        store
+            .user_by_username(name)
+            .await?
+            .map(|u| u.id)
+            .with_context(|| format!("demo user {name}"))
+    };
+    let on_call = store
+        .upsert_person_for_user("Demo On-Call", user_id("oncall").await?)
+        .await?;
+    let manager = store
+        .upsert_person_for_user("Demo Supervisor", user_id("supervisor").await?)
+        .await?;
+    for person in [on_call, manager] {
+        store
+            .set_contact_method(person, 1, "console", "", true)
+            .await?;
+    }
+    let layer = Layer {
+        name: "Everyone on call".into(),
+        participants: vec![on_call],
+        start: jiff::civil::date(2026, 1, 5).at(9, 0, 0, 0),
+        shift: ShiftLength::Weeks(1),
+        windows: Vec::new(),
+        bank_holidays: false,
+    };
+    let rota = store
+        .upsert_rota(
+            "Out of hours",
+            "Europe/London",
+            &serde_json::to_value([layer])?,
+            &[],
+        )
+        .await?;
+    let chain = Chain {
+        steps: vec![
+            Step {
+                targets: vec![Target::Rota(rota)],
+                wait: Micros::from_secs(120),
+                keep_calling_every: None,
+            },
+            Step {
+                targets: vec![Target::Person(manager)],
+                wait: Micros::from_secs(300),
+                keep_calling_every: None,
+            },
+        ],
+        repeat: 1,
+        fallback: vec![manager],
+        ack_timeout: Micros::from_secs(1_800),
+        reminder_every: Some(Micros::from_secs(600)),
+    };
+    let chain = store
+        .upsert_chain("Unanswered alarms", &serde_json::to_value(&chain)?)
+        .await?;
+    store
+        .set_route(1, Some("life_critical"), None, None, chain)
+        .await?;
+    store
+        .set_route(2, Some("urgent"), None, None, chain)
+        .await?;
+    Ok(())
+}
+
 async fn seed_clients(store: &warden_store::Store) -> anyhow::Result<()> {
     const PEOPLE: [(&str, &str, &str, &str); 5] = [
         (

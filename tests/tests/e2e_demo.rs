@@ -86,9 +86,8 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         1000.0 * sum / count.max(1.0)
     );
     assert!(paged, "no escalation paged anyone:\n{}", log_text());
-    assert_eq!(
-        metric(&body, "warden_escalations_unreachable_total"),
-        0.0,
+    assert!(
+        metric(&body, "warden_escalations_unreachable_total") < 0.5,
         "every escalation reached someone"
     );
 

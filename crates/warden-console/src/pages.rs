@@ -23,11 +23,13 @@ impl From<NotifyError> for ApiError {
             NotifyError::NotAPerson | NotifyError::NotYours(_) => {
                 ApiError::forbidden(e.to_string())
             }
-            NotifyError::BadChain(_) | NotifyError::BadState(..) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "command_failed",
-                format!("{e}; nothing was recorded"),
-            ),
+            NotifyError::BadChain(_) | NotifyError::BadState(..) | NotifyError::Client(_) => {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "command_failed",
+                    format!("{e}; nothing was recorded"),
+                )
+            }
         }
     }
 }

@@ -3102,9 +3102,14 @@ async fn an_escalated_alarm_reaches_the_on_call_inbox_and_only_its_person_acknow
         .execute(&app.pool)
         .await
         .expect("outbox");
-    let pass = warden_notify::pass(&app.store, time::OffsetDateTime::now_utc(), 100)
-        .await
-        .expect("escalation pass");
+    let pass = warden_notify::pass(
+        &app.store,
+        time::OffsetDateTime::now_utc(),
+        100,
+        &["console"],
+    )
+    .await
+    .expect("escalation pass");
     assert_eq!(pass.pages, 1);
 
     let pages = app

@@ -119,12 +119,12 @@ impl Oncall {
             .map(|r| r.chain_id)
     }
 
-    /// How to reach `person`: their first verified contact method this build delivers.
-    pub fn channel(&self, person: PersonId) -> Option<&ContactRow> {
+    /// How to reach `person`: their first verified contact method among `channels`.
+    pub fn channel(&self, person: PersonId, channels: &[&str]) -> Option<&ContactRow> {
         self.contacts
             .get(&person)?
             .iter()
-            .find(|c| c.verified && crate::DELIVERED_CHANNELS.contains(&c.kind.as_str()))
+            .find(|c| c.verified && channels.contains(&c.kind.as_str()))
     }
 }
 

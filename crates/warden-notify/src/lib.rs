@@ -19,11 +19,15 @@
 //! - nothing is skipped silently: a rota with nobody on call pages the fallback and records
 //!   the gap, and an incident no route matches is recorded as unrouted.
 //!
-//! Channels: this build delivers to the console inbox (the `on_call` role sees its pages and
-//! acknowledges there). A person whose only verified methods are other channels gets a page
-//! recorded as failed with the reason, and the chain moves on.
+//! Channels: the console inbox (the `on_call` role sees its pages and acknowledges there),
+//! recorded as delivered in the pass itself; and, when a webhook secret is configured, signed
+//! webhooks ([`webhook`]), recorded as pending in the pass and delivered after it commits
+//! (retried with backoff, leased so two processes never send one page twice). A page goes to
+//! the person's first verified method this centre can deliver; a person with none gets a
+//! page recorded as failed with the reason, and the chain moves on.
 
 mod directory;
+pub mod webhook;
 
 use std::time::Duration;
 
@@ -38,8 +42,8 @@ use warden_telemetry as m;
 
 pub use directory::{Oncall, ts};
 
-/// Contact-method kinds this build delivers.
-pub const DELIVERED_CHANNELS: &[&str] = &["console"];
+/// How long a delivery is leased to the process sending it.
+const DELIVERY_LEASE: Duration = Duration::from_mins(1);
 
 /// The outbox kinds that start an escalation.
 const STARTS: &[&str] = &["overflow", "critical", "fail_to_report"];
@@ -48,12 +52,15 @@ const STARTS: &[&str] = &["overflow", "critical", "fail_to_report"];
 const UNANSWERED: &[&str] = &["raised", "offered"];
 
 /// Tuning of the escalator.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EscalatorConfig {
     /// How often a pass runs (default 1 s): the latency from a threshold to the first page.
     pub every: Duration,
-    /// Most outbox entries and most due escalations one pass takes (default 200).
+    /// Most outbox entries, due escalations and deliveries one pass takes (default 200).
     pub batch: i64,
+    /// The webhook channel; `None` leaves it off (webhook contact methods are then not
+    /// deliverable, and the next verified method is used).
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Default for EscalatorConfig {
@@ -61,7 +68,26 @@ impl Default for EscalatorConfig {
         Self {
             every: Duration::from_secs(1),
             batch: 200,
+            webhook: None,
         }
+    }
+}
+
+/// Signed webhooks.
+#[derive(Clone)]
+pub struct WebhookConfig {
+    /// The HMAC-SHA256 key receivers verify `X-Warden-Signature` with.
+    pub secret: Vec<u8>,
+    /// Limit on one request (default 5 s).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("secret", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -98,13 +124,112 @@ pub enum NotifyError {
     /// A stored escalation could not be read or written.
     #[error("escalation of incident {0}: {1}")]
     BadState(i64, String),
+    /// The HTTP client for webhooks could not be set up.
+    #[error("webhook client: {0}")]
+    Client(String),
 }
 
-/// Runs passes every `cfg.every` until `shutdown`. A failed pass is logged and counted; the
-/// next one retries (nothing of a failed pass was committed).
-pub async fn run(store: Store, cfg: EscalatorConfig, shutdown: CancellationToken) {
-    info!(every_ms = cfg.every.as_millis(), "escalator started");
-    let mut ticker = tokio::time::interval(cfg.every);
+/// What a page attempt's outcome was, for the counters.
+fn count_page(channel: &str, status: &'static str) {
+    counter!(m::PAGES, "channel" => channel.to_owned(), "status" => status).increment(1);
+}
+
+/// The escalator: passes over the outbox and due escalations, and deliveries after them.
+#[derive(Debug, Clone)]
+pub struct Escalator {
+    store: Store,
+    cfg: EscalatorConfig,
+    client: Option<reqwest::Client>,
+}
+
+impl Escalator {
+    /// An escalator on `store`; builds the webhook client when webhooks are configured.
+    pub fn new(store: Store, cfg: EscalatorConfig) -> Result<Self, NotifyError> {
+        let client = if cfg.webhook.is_some() {
+            // The workspace's one TLS provider; a second install is refused, harmlessly.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                reqwest::Client::builder()
+                    .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| NotifyError::Client(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { store, cfg, client })
+    }
+
+    /// The contact-method kinds this escalator delivers.
+    pub fn channels(&self) -> &'static [&'static str] {
+        if self.client.is_some() {
+            &["console", "webhook"]
+        } else {
+            &["console"]
+        }
+    }
+
+    /// One pass at `now` (see [`pass`]).
+    pub async fn pass(&self, now: OffsetDateTime) -> Result<Pass, NotifyError> {
+        pass(&self.store, now, self.cfg.batch, self.channels()).await
+    }
+
+    /// Delivers the pages due at `now` through their channels; returns how many were
+    /// attempted.
+    pub async fn deliver(&self, now: OffsetDateTime) -> Result<u32, NotifyError> {
+        let due = self
+            .store
+            .lease_deliveries(now, DELIVERY_LEASE, self.cfg.batch)
+            .await?;
+        let mut attempted = 0;
+        for p in &due {
+            attempted += 1;
+            let outcome = match (p.channel.as_str(), &self.client, &self.cfg.webhook) {
+                ("webhook", Some(client), Some(w)) => {
+                    webhook::post(client, &w.secret, w.timeout, p, now).await
+                }
+                (other, _, _) => webhook::Attempt::Permanent(format!(
+                    "channel {other} is not configured on this centre"
+                )),
+            };
+            let (status, text, next) = match outcome {
+                webhook::Attempt::Delivered(code) => {
+                    ("delivered", format!("receiver answered {code}"), None)
+                }
+                webhook::Attempt::Temporary(why) if p.attempts + 1 < webhook::MAX_ATTEMPTS => {
+                    let next = now + webhook::backoff(p.attempts);
+                    ("pending", why, Some(next))
+                }
+                webhook::Attempt::Temporary(why) => (
+                    "failed",
+                    format!("gave up after {} attempts: {why}", webhook::MAX_ATTEMPTS),
+                    None,
+                ),
+                webhook::Attempt::Permanent(why) => ("failed", why, None),
+            };
+            if status == "failed" {
+                warn!(page = p.id, incident = p.incident_id, outcome = %text, "page could not be delivered");
+            }
+            if status != "pending" {
+                count_page(&p.channel, status);
+            }
+            self.store
+                .delivery_attempted(p.id, status, Some(&text), next)
+                .await?;
+        }
+        Ok(attempted)
+    }
+}
+
+/// Runs passes and deliveries every `every` until `shutdown`. A failed pass is logged and
+/// counted; the next one retries (nothing of a failed pass was committed).
+pub async fn run(esc: Escalator, shutdown: CancellationToken) {
+    info!(
+        every_ms = esc.cfg.every.as_millis(),
+        channels = ?esc.channels(),
+        "escalator started"
+    );
+    let mut ticker = tokio::time::interval(esc.cfg.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -112,9 +237,13 @@ pub async fn run(store: Store, cfg: EscalatorConfig, shutdown: CancellationToken
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        if let Err(e) = pass(&store, OffsetDateTime::now_utc(), cfg.batch).await {
+        if let Err(e) = esc.pass(OffsetDateTime::now_utc()).await {
             counter!(m::ESCALATOR_FAILURES).increment(1);
             warn!(error = %e, "escalation pass failed; retrying at the next tick");
+        }
+        if let Err(e) = esc.deliver(OffsetDateTime::now_utc()).await {
+            counter!(m::ESCALATOR_FAILURES).increment(1);
+            warn!(error = %e, "page delivery failed; retrying at the next tick");
         }
     }
     info!("escalator stopped");
@@ -125,12 +254,21 @@ pub fn spawn(
     store: Store,
     cfg: EscalatorConfig,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(store, cfg, shutdown).instrument(info_span!("escalator")))
+) -> Result<tokio::task::JoinHandle<()>, NotifyError> {
+    let esc = Escalator::new(store, cfg)?;
+    Ok(tokio::spawn(
+        run(esc, shutdown).instrument(info_span!("escalator")),
+    ))
 }
 
-/// One pass at `now`: start escalations for new outbox entries, fire the due ones.
-pub async fn pass(store: &Store, now: OffsetDateTime, batch: i64) -> Result<Pass, NotifyError> {
+/// One pass at `now`: start escalations for new outbox entries, fire the due ones, and record
+/// their pages for the first of each person's verified methods among `channels`.
+pub async fn pass(
+    store: &Store,
+    now: OffsetDateTime,
+    batch: i64,
+    channels: &[&str],
+) -> Result<Pass, NotifyError> {
     let oncall = Oncall::from_config(store.oncall_config(now).await?);
     for e in &oncall.errors {
         error!(problem = %e, "on-call configuration unreadable");
@@ -211,7 +349,7 @@ pub async fn pass(store: &Store, now: OffsetDateTime, batch: i64) -> Result<Pass
             .await?;
         } else if let Some(chain) = oncall.chains.get(&due.chain_id) {
             let actions = esc.fire(chain, &oncall, at);
-            report.pages += record(&mut tx, &oncall, incident, &actions).await?;
+            report.pages += record(&mut tx, &oncall, channels, incident, &actions, now).await?;
         } else {
             // Unreadable chain: say so in the incident's history and try again in a minute
             // (the configuration error is logged above and shown by the lint).
@@ -248,8 +386,10 @@ fn odt(t: warden_core::Timestamp) -> OffsetDateTime {
 async fn record(
     tx: &mut warden_store::OncallTx,
     oncall: &Oncall,
+    channels: &[&str],
     incident: i64,
     actions: &[Action],
+    now: OffsetDateTime,
 ) -> Result<u32, NotifyError> {
     let mut pages = 0;
     for action in actions {
@@ -261,9 +401,14 @@ async fn record(
                 round,
                 reason,
             } => {
-                let channel = oncall.channel(*person);
+                let channel = oncall.channel(*person, channels);
                 let (kind, address, status, outcome) = match channel {
-                    Some(c) => (c.kind.as_str(), c.address.as_str(), "delivered", None),
+                    // The console inbox is the page row itself; other channels send it
+                    // after the pass commits.
+                    Some(c) if c.kind == "console" => {
+                        (c.kind.as_str(), c.address.as_str(), "delivered", None)
+                    }
+                    Some(c) => (c.kind.as_str(), c.address.as_str(), "pending", None),
                     None => (
                         "none",
                         "",
@@ -285,9 +430,12 @@ async fn record(
                     address,
                     status,
                     outcome,
+                    due_at: now,
                 };
                 let id = tx.insert_page(&page).await?;
-                counter!(m::PAGES, "channel" => kind.to_owned(), "status" => status).increment(1);
+                if status != "pending" {
+                    count_page(kind, status);
+                }
                 if status == "failed" {
                     warn!(
                         incident,
@@ -363,7 +511,7 @@ pub async fn acknowledge(
         let mut esc: Escalation = serde_json::from_value(due.state)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
         let actions = esc.acknowledge(chain, person, ts(now));
-        record(&mut tx, &oncall, incident, &actions).await?;
+        record(&mut tx, &oncall, &[], incident, &actions, now).await?;
         let state = serde_json::to_value(&esc)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
         tx.save_escalation(incident, &state, esc.due().map(odt))

@@ -12,6 +12,9 @@ use time::OffsetDateTime;
 use warden_notify::{acknowledge, pass};
 use warden_store::Store;
 
+/// The channels these tests deliver through: the console inbox.
+const CONSOLE: &[&str] = &["console"];
+
 /// 2026-06-01 12:00 UTC, a Monday.
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_780_315_200).expect("valid")
@@ -157,7 +160,7 @@ async fn an_unanswered_alarm_climbs_its_chain_an_acknowledgement_holds_it_and_ru
     let store = Store::from_pool(pool.clone());
     overflowing(&pool, 1, "life_critical").await;
 
-    let first = pass(&store, t0(), 100).await.expect("pass");
+    let first = pass(&store, t0(), 100, CONSOLE).await.expect("pass");
     assert_eq!((first.started, first.pages), (1, 1));
     let p = s.people;
     let step = |person, step, round: i32, status: &str| {
@@ -166,9 +169,21 @@ async fn an_unanswered_alarm_climbs_its_chain_an_acknowledgement_holds_it_and_ru
     assert_eq!(pages(&pool, 1).await, vec![step(p[0], 0, 0, "delivered")]);
     // Nothing before the step's wait is over, however often the escalator runs.
     for secs in [1, 30, 119] {
-        assert_eq!(pass(&store, later(secs), 100).await.expect("pass").pages, 0);
+        assert_eq!(
+            pass(&store, later(secs), 100, CONSOLE)
+                .await
+                .expect("pass")
+                .pages,
+            0
+        );
     }
-    assert_eq!(pass(&store, later(120), 100).await.expect("pass").pages, 1);
+    assert_eq!(
+        pass(&store, later(120), 100, CONSOLE)
+            .await
+            .expect("pass")
+            .pages,
+        1
+    );
     assert_eq!(pages(&pool, 1).await[1], step(p[1], 1, 0, "delivered"));
 
     // The on-call person acknowledges from the console: paging stops.
@@ -180,7 +195,13 @@ async fn an_unanswered_alarm_climbs_its_chain_an_acknowledgement_holds_it_and_ru
         .await
         .expect("ack");
     for secs in [240, 600, 1_800] {
-        assert_eq!(pass(&store, later(secs), 100).await.expect("pass").pages, 0);
+        assert_eq!(
+            pass(&store, later(secs), 100, CONSOLE)
+                .await
+                .expect("pass")
+                .pages,
+            0
+        );
     }
     assert!(
         pages(&pool, 1).await.iter().all(|p| p.4 == "acknowledged"),
@@ -188,7 +209,10 @@ async fn an_unanswered_alarm_climbs_its_chain_an_acknowledgement_holds_it_and_ru
     );
     // 30 minutes after the acknowledgement, still unresolved: the chain starts again.
     assert_eq!(
-        pass(&store, later(1_930), 100).await.expect("pass").pages,
+        pass(&store, later(1_930), 100, CONSOLE)
+            .await
+            .expect("pass")
+            .pages,
         1
     );
     assert_eq!(pages(&pool, 1).await[2], step(p[0], 0, 0, "delivered"));
@@ -216,7 +240,7 @@ async fn a_claimed_incident_is_never_paged_again_and_an_unrouted_one_is_recorded
     let store = Store::from_pool(pool.clone());
     overflowing(&pool, 1, "life_critical").await;
     overflowing(&pool, 2, "technical").await; // no route for technical incidents
-    pass(&store, t0(), 100).await.expect("pass");
+    pass(&store, t0(), 100, CONSOLE).await.expect("pass");
     assert_eq!(pages(&pool, 1).await.len(), 1);
     assert!(pages(&pool, 2).await.is_empty());
     assert_eq!(history(&pool, 2).await, ["escalation_unrouted"]);
@@ -225,7 +249,7 @@ async fn a_claimed_incident_is_never_paged_again_and_an_unrouted_one_is_recorded
         .execute(&pool)
         .await
         .expect("claim");
-    let p = pass(&store, later(120), 100).await.expect("pass");
+    let p = pass(&store, later(120), 100, CONSOLE).await.expect("pass");
     assert_eq!((p.stopped, p.pages), (1, 0));
     assert_eq!(pages(&pool, 1).await.len(), 1);
     let next: Option<OffsetDateTime> =
@@ -235,7 +259,10 @@ async fn a_claimed_incident_is_never_paged_again_and_an_unrouted_one_is_recorded
             .expect("escalation");
     assert_eq!(next, None, "a stopped escalation is never due again");
     assert_eq!(
-        pass(&store, later(10_000), 100).await.expect("pass").pages,
+        pass(&store, later(10_000), 100, CONSOLE)
+            .await
+            .expect("pass")
+            .pages,
         0
     );
 }
@@ -253,7 +280,7 @@ async fn nobody_on_call_pages_the_fallback_at_once_and_records_the_gap(pool: PgP
     let s = setup(&pool, sundays).await;
     let store = Store::from_pool(pool.clone());
     overflowing(&pool, 1, "life_critical").await;
-    pass(&store, t0(), 100).await.expect("pass");
+    pass(&store, t0(), 100, CONSOLE).await.expect("pass");
     assert_eq!(
         pages(&pool, 1).await,
         vec![(
@@ -286,13 +313,16 @@ async fn two_escalators_on_one_database_page_once_per_step(pool: PgPool) {
         overflowing(&pool, id, "life_critical").await;
     }
     for secs in [0, 0, 60, 120, 120, 121, 240, 240] {
-        let (x, y) = tokio::join!(pass(&a, later(secs), 7), pass(&b, later(secs), 7));
+        let (x, y) = tokio::join!(
+            pass(&a, later(secs), 7, CONSOLE),
+            pass(&b, later(secs), 7, CONSOLE)
+        );
         x.expect("pass a");
         y.expect("pass b");
     }
     // Batches of 7 leave work for later passes; finish what is due.
     for _ in 0..10 {
-        pass(&a, later(240), 7).await.expect("pass");
+        pass(&a, later(240), 7, CONSOLE).await.expect("pass");
     }
     let per_step: Vec<(i64, i32, i32, i64)> = sqlx::query_as(
         "SELECT incident_id, step, round, count(*) FROM pages GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
@@ -323,7 +353,7 @@ async fn an_acknowledgement_racing_a_pass_lets_no_later_page_through(pool: PgPoo
     for id in 1..=20 {
         overflowing(&pool, id, "life_critical").await;
     }
-    pass(&store, t0(), 100).await.expect("pass");
+    pass(&store, t0(), 100, CONSOLE).await.expect("pass");
     let first_pages: Vec<i64> = sqlx::query_scalar("SELECT id FROM pages ORDER BY incident_id")
         .fetch_all(&pool)
         .await
@@ -336,7 +366,7 @@ async fn an_acknowledgement_racing_a_pass_lets_no_later_page_through(pool: PgPoo
                 .expect("ack");
         }
     };
-    let (passed, ()) = tokio::join!(pass(&store, later(120), 100), acks);
+    let (passed, ()) = tokio::join!(pass(&store, later(120), 100, CONSOLE), acks);
     passed.expect("pass");
     // Whatever the interleaving, after both: every escalation is acknowledged and nothing
     // more is paged until the acknowledgements run out.
@@ -355,7 +385,13 @@ async fn an_acknowledgement_racing_a_pass_lets_no_later_page_through(pool: PgPoo
         .await
         .expect("count");
     for secs in [121, 240, 600, 1_800] {
-        assert_eq!(pass(&store, later(secs), 100).await.expect("pass").pages, 0);
+        assert_eq!(
+            pass(&store, later(secs), 100, CONSOLE)
+                .await
+                .expect("pass")
+                .pages,
+            0
+        );
     }
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM pages")
         .fetch_one(&pool)

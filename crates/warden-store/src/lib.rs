@@ -71,7 +71,7 @@ pub use model::{
 };
 pub use oncall::{
     ChainRow, ContactRow, DueEscalation, NewPage, OncallConfig, OncallTx, OutboxEntry, OverrideRow,
-    PageRow, RotaRow, RouteRow,
+    PageRow, PendingPage, RotaRow, RouteRow,
 };
 pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
 pub use store::{ACQUIRE_TIMEOUT, Store};

@@ -117,9 +117,29 @@ pub struct NewPage<'a> {
     pub reason: &'a str,
     pub channel: &'a str,
     pub address: &'a str,
-    /// `delivered` or `failed`.
+    /// `pending` (delivered after commit), `delivered` or `failed`.
     pub status: &'a str,
     pub outcome: Option<&'a str>,
+    /// When a pending page is first due for delivery (the pass's time).
+    pub due_at: OffsetDateTime,
+}
+
+/// A page waiting to be delivered, with what the message says.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PendingPage {
+    pub id: i64,
+    pub incident_id: i64,
+    pub person_id: i64,
+    pub step: i32,
+    pub round: i32,
+    pub reason: String,
+    pub channel: String,
+    pub address: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub priority: Option<String>,
+    pub incident_kind: Option<String>,
+    pub summary: Option<String>,
 }
 
 /// A page as people see it.
@@ -136,7 +156,7 @@ pub struct PageRow {
     pub channel: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// `delivered`, `failed` or `acknowledged`.
+    /// `pending` (delivery waiting or retrying), `delivered`, `failed` or `acknowledged`.
     pub status: String,
     pub outcome: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -295,6 +315,55 @@ impl Store {
         })
     }
 
+    /// Leases up to `limit` pages due for delivery at `now`: their next attempt moves to
+    /// `now + lease`, so no other process takes them while this one delivers.
+    pub async fn lease_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<PendingPage>, StoreError> {
+        Ok(sqlx::query_as(
+            "WITH due AS ( \
+                 SELECT id FROM pages WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             leased AS ( \
+                 UPDATE pages p SET next_attempt_at = $1 + $2 * interval '1 millisecond' \
+                 FROM due WHERE p.id = due.id RETURNING p.*) \
+             SELECT l.id, l.incident_id, l.person_id, l.step, l.round, l.reason, l.channel, \
+                    l.address, l.attempts, i.priority, i.kind AS incident_kind, i.summary \
+             FROM leased l LEFT JOIN incidents i ON i.id = l.incident_id ORDER BY l.id",
+        )
+        .bind(now)
+        .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Records a delivery attempt: `delivered`, `failed` (for good), or still `pending` with
+    /// the time of the next attempt. A page acknowledged meanwhile stays acknowledged.
+    pub async fn delivery_attempted(
+        &self,
+        page_id: i64,
+        status: &str,
+        outcome: Option<&str>,
+        next_attempt_at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pages SET attempts = attempts + 1, outcome = $3, next_attempt_at = $4, \
+             status = CASE WHEN status = 'acknowledged' THEN status ELSE $2 END \
+             WHERE id = $1",
+        )
+        .bind(page_id)
+        .bind(status)
+        .bind(outcome)
+        .bind(next_attempt_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// The pages of the person linked to console user `user_id`, newest first.
     pub async fn pages_for_user(
         &self,
@@ -442,8 +511,9 @@ impl OncallTx {
     pub async fn insert_page(&mut self, p: &NewPage<'_>) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO pages (incident_id, person_id, step, round, reason, channel, address, \
-                                status, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                                status, outcome, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                     CASE WHEN $8 = 'pending' THEN $10 END) RETURNING id",
         )
         .bind(p.incident_id)
         .bind(p.person_id)
@@ -454,6 +524,7 @@ impl OncallTx {
         .bind(p.address)
         .bind(p.status)
         .bind(p.outcome)
+        .bind(p.due_at)
         .fetch_one(&mut *self.tx)
         .await?)
     }

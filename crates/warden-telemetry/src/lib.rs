@@ -91,8 +91,8 @@ pub const CONSOLE_PUSH: &str = "warden_console_push_seconds";
 pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
-/// Pages recorded by the escalator. Labels: `channel` (console, none), `status` (delivered,
-/// failed).
+/// Pages delivered or given up. Labels: `channel` (console, webhook, none), `status`
+/// (delivered, failed).
 pub const PAGES: &str = "warden_pages_total";
 /// Pages acknowledged.
 pub const PAGES_ACKNOWLEDGED: &str = "warden_pages_acknowledged_total";
@@ -244,7 +244,7 @@ pub const INGEST_ZERO: &[ZeroCounter] = &[
     ZeroCounter {
         name: PAGES,
         labels: &[
-            ("channel", &["console", "none"]),
+            ("channel", &["console", "webhook", "none"]),
             ("status", &["delivered", "failed"]),
         ],
     },

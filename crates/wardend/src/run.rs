@@ -128,9 +128,10 @@ pub async fn run(
     let escalator_stop = CancellationToken::new();
     let escalator = warden_notify::spawn(
         store.clone(),
-        warden_notify::EscalatorConfig::default(),
+        cfg.escalation.to_escalator(),
         escalator_stop.clone(),
-    );
+    )
+    .context("starting the escalator")?;
 
     let sources = shutdown.child_token();
     let mut tasks = JoinSet::new();

@@ -462,9 +462,9 @@
  * @property {number} step The chain step that paged (0 is the first).
  * @property {number} round Rounds of the chain completed before this page.
  * @property {"step" | "fallback" | "reminder"} reason
- * @property {string} channel How it was delivered (`console`), or `none` when it could not be.
+ * @property {string} channel How it is delivered (`console`, `webhook`), or `none` when it could not be.
  * @property {string} created_at
- * @property {"delivered" | "failed" | "acknowledged"} status
+ * @property {"pending" | "delivered" | "failed" | "acknowledged"} status `pending`: waiting for (or retrying) delivery through its channel.
  * @property {string | null} outcome Why delivery failed, if it did.
  * @property {string | null} acked_at
  * @property {string | null} summary The incident's summary line.

@@ -31,12 +31,11 @@ fn main() {
     for escalators in [1usize, 2] {
         let db = TestDb::create("escalation_load");
         let (secs, pages, passes) = rt.block_on(run(&db.url, incidents, escalators));
-        #[allow(clippy::cast_precision_loss)]
-        let rate = pages as f64 / secs;
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let (rate, per_pass) = (pages as f64 / secs, 1000.0 * secs / passes.max(1) as f64);
         println!(
             "  {escalators} escalator(s): {pages} pages in {secs:.2} s = {rate:.0} pages/s \
-             ({passes} passes of at most 200 escalations, {:.1} ms each)",
-            1000.0 * secs / passes.max(1) as f64
+             ({passes} passes of at most 200 escalations, {per_pass:.1} ms each)"
         );
         // One page per person per incident, every incident escalated.
         let per: i64 = db.count(

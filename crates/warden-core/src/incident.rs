@@ -107,7 +107,7 @@ pub enum AutoReason {
     },
 }
 
-/// Which answer-time thresholds have fired (each fires at most once).
+/// Which answer-time thresholds have fired (each at most once per wait in the queue).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlaFired {
     /// The warning fired.
@@ -167,6 +167,10 @@ pub struct Incident {
     pub claimed_at: Option<Timestamp>,
     /// First claim minus arrival: the answer time.
     pub answer_time: Option<Micros>,
+    /// When it was last put back in the queue after someone had answered it (released):
+    /// its answer-time thresholds count again from here, from the first stage.
+    #[serde(default)]
+    pub requeued_at: Option<Timestamp>,
     /// When it was resolved.
     pub resolved_at: Option<Timestamp>,
     /// How it was resolved.

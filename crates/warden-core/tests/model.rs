@@ -297,6 +297,8 @@ struct MInc {
     holder: Option<Actor>,
     arrived: i64,
     answered: bool,
+    /// When it went back to the queue after an answer: thresholds count from here.
+    requeued: Option<i64>,
     sla: [bool; 3],
 }
 
@@ -377,6 +379,7 @@ impl Model {
                 holder: None,
                 arrived,
                 answered: false,
+                requeued: None,
                 sla: [false; 3],
             },
         );
@@ -431,15 +434,16 @@ impl Model {
         self.dedupe.insert((dev, kind, event), (self.now, touched));
     }
 
+    /// Waiting in the queue (never answered, or released since) runs the thresholds, from
+    /// arrival or from the release.
     fn sla_next(inc: &MInc) -> Option<(i64, usize)> {
-        if inc.answered
-            || inc.holder.is_some()
+        if inc.holder.is_some()
             || !matches!(inc.priority, Priority::LifeCritical | Priority::Urgent)
         {
             return None;
         }
         let stage = inc.sla.iter().position(|f| !f)?;
-        Some((inc.arrived + SLA_S[stage], stage))
+        Some((inc.requeued.unwrap_or(inc.arrived) + SLA_S[stage], stage))
     }
 
     fn tick(&mut self, o: &mut Outcome) {
@@ -509,7 +513,11 @@ impl Model {
                 inc.holder = Some(actor);
                 inc.answered = true;
             }
-            Cmd::Release => inc.holder = None,
+            Cmd::Release => {
+                inc.holder = None;
+                inc.requeued = Some(self.now);
+                inc.sla = [false; 3];
+            }
             Cmd::Resolve => {
                 self.open.remove(&id);
                 o.resolved.push((id, false));
@@ -580,6 +588,8 @@ impl Invariants {
                         return Err(format!("life-critical {incident} closed by policy"));
                     }
                 }
+                // Released back to the queue: its thresholds may fire again.
+                Effect::Released { incident, .. } => self.sla.retain(|(i, _)| i != incident),
                 Effect::SlaWarning { incident, .. } => self.sla_once(*incident, 0)?,
                 Effect::Overflow { incident, .. } => self.sla_once(*incident, 1)?,
                 Effect::Critical { incident, .. } => self.sla_once(*incident, 2)?,

@@ -1075,14 +1075,29 @@ fn a_late_tick_fires_all_passed_thresholds_in_order_and_a_claim_stops_them() {
             "warn", "overflow", "critical", "warn", "overflow", "critical"
         ]
     );
-    // Claimed before the warning: nothing ever fires; released: still nothing.
+    // Claimed before the warning: nothing fires while it is held. Released, it waits in the
+    // queue again, so its thresholds run again, counted from the release.
     let mut h = H::new(Config::default());
     let id = opened_one(&h.press(5));
     h.secs(30);
     h.claim(id, OP1);
-    h.release(id, OP1);
     h.secs(600);
+    assert!(sla_effects(&h.tick()).is_empty(), "held: no timer");
+    h.release(id, OP1);
+    let released = h.now;
+    assert_eq!(
+        h.core.next_deadline(),
+        Some(released.saturating_add(Micros::from_secs(45))),
+        "the warning is due 45 s after the release"
+    );
+    h.secs(44);
     assert!(sla_effects(&h.tick()).is_empty());
+    h.secs(200);
+    let e = h.tick();
+    assert_eq!(sla_effects(&e), vec!["warn", "overflow", "critical"]);
+    assert!(e.iter().any(|x| matches!(x,
+        Effect::Overflow { incident, waited, .. } if *incident == id && *waited == Micros::from_secs(244)
+    )), "waited counts from the release: {e:?}");
     let _ = flood;
 }
 

@@ -265,6 +265,32 @@ async fn a_claimed_incident_is_never_paged_again_and_an_unrouted_one_is_recorded
             .pages,
         0
     );
+
+    // Released back to the queue, it overflows again (the engine writes a new outbox
+    // entry): the escalation starts again from its first step.
+    sqlx::query("UPDATE incidents SET state = 'offered' WHERE id = 1")
+        .execute(&pool)
+        .await
+        .expect("release");
+    sqlx::query("INSERT INTO outbox (incident_id, kind, payload) VALUES (1, 'overflow', '{}')")
+        .execute(&pool)
+        .await
+        .expect("outbox");
+    let again = pass(&store, later(10_060), 100, CONSOLE)
+        .await
+        .expect("pass");
+    assert_eq!((again.started, again.pages), (1, 1));
+    assert_eq!(pages(&pool, 1).await.len(), 2);
+    assert_eq!(
+        history(&pool, 1).await,
+        [
+            "escalation_started",
+            "escalation_page",
+            "escalation_stopped",
+            "escalation_started",
+            "escalation_page",
+        ]
+    );
 }
 
 #[sqlx::test(migrations = "../warden-store/migrations")]

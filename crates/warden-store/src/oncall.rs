@@ -431,7 +431,9 @@ impl OncallTx {
         Ok(())
     }
 
-    /// Starts an escalation for `incident_id` unless it has one; returns whether it started.
+    /// Starts an escalation for `incident_id` unless one is running (an ended one, stopped
+    /// by a claim or run out, starts again: the incident is waiting again); returns whether
+    /// it started.
     pub async fn start_escalation(
         &mut self,
         incident_id: i64,
@@ -441,8 +443,12 @@ impl OncallTx {
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO escalations (incident_id, chain_id, state, next_at, started_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id) DO NOTHING",
+            "INSERT INTO escalations AS e (incident_id, chain_id, state, next_at, started_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id) DO UPDATE \
+             SET chain_id = EXCLUDED.chain_id, state = EXCLUDED.state, \
+                 next_at = EXCLUDED.next_at, started_at = EXCLUDED.started_at, \
+                 updated_at = clock_timestamp() \
+             WHERE e.next_at IS NULL",
         )
         .bind(incident_id)
         .bind(chain_id)

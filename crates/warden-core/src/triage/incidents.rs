@@ -56,6 +56,7 @@ impl Triage {
             offered_at: None,
             claimed_at: None,
             answer_time: None,
+            requeued_at: None,
             resolved_at: None,
             resolution: None,
             first_signal: o.signal,
@@ -73,11 +74,6 @@ impl Triage {
         self.by_key.insert((o.subject, o.kind), id);
         self.incidents.insert(id, inc);
         self.enqueue(id, now, out);
-        if let Some(inc) = self.incidents.get(&id)
-            && let Some((due, _)) = sla_next(&self.config.sla, inc)
-        {
-            self.timers.insert((due, Timer::Sla(id)));
-        }
         id
     }
 
@@ -88,6 +84,15 @@ impl Triage {
         inc.state = IncidentState::Offered;
         inc.holder = None;
         inc.offered_at = Some(now);
+        if inc.answer_time.is_some() {
+            // Back in the queue after an answer: it waits again, so its thresholds run
+            // again from now (the first answer time stays as it was, for reports).
+            inc.requeued_at = Some(now);
+            inc.sla = SlaFired::default();
+        }
+        if let Some((due, _)) = sla_next(&self.config.sla, inc) {
+            self.timers.insert((due, Timer::Sla(id)));
+        }
         self.queues[lane(inc.priority)].insert((inc.arrived_at, id));
         audit(
             out,

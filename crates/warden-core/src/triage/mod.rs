@@ -436,8 +436,15 @@ fn arm(timers: &mut BTreeSet<(Timestamp, Timer)>, id: DeviceId, d: &mut Dev) {
 }
 
 /// The next answer-time threshold of an unanswered incident.
+/// Where an incident's answer-time thresholds count from: its arrival, or the moment it
+/// was last put back in the queue after an answer (a released incident waits again, and is
+/// warned about and escalated again).
+fn sla_base(inc: &Incident) -> Timestamp {
+    inc.requeued_at.unwrap_or(inc.arrived_at)
+}
+
 fn sla_next(sla: &SlaConfig, inc: &Incident) -> Option<(Timestamp, SlaStage)> {
-    if inc.answer_time.is_some() || inc.state != IncidentState::Offered {
+    if inc.state != IncidentState::Offered {
         return None;
     }
     let t = sla.for_priority(inc.priority)?;
@@ -450,7 +457,7 @@ fn sla_next(sla: &SlaConfig, inc: &Incident) -> Option<(Timestamp, SlaStage)> {
     } else {
         return None;
     };
-    Some((inc.arrived_at.saturating_add(span), stage))
+    Some((sla_base(inc).saturating_add(span), stage))
 }
 
 fn audit(

@@ -139,7 +139,7 @@ impl Triage {
                 self.timers.insert((at, Timer::Sla(id)));
                 return;
             }
-            let waited = now.since(inc.arrived_at);
+            let waited = now.since(super::sla_base(inc));
             let (priority, effect, action, word) = match stage {
                 SlaStage::Warn => {
                     inc.sla.warned = true;

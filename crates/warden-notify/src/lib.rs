@@ -332,8 +332,23 @@ pub async fn pass(
     for due in tx.due_escalations(now, batch).await? {
         report.fired += 1;
         let incident = due.incident_id;
-        let mut esc: Escalation = serde_json::from_value(due.state)
-            .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
+        let mut esc: Escalation = match serde_json::from_value(due.state.clone()) {
+            Ok(esc) => esc,
+            Err(e) => {
+                // One unreadable row must not stall every other escalation: say so in the
+                // incident's history, count it, and take it out of the due list.
+                error!(incident, error = %e, "escalation state unreadable; it will not page");
+                counter!(m::ESCALATIONS_UNREACHABLE).increment(1);
+                tx.incident_event(
+                    Some(incident),
+                    "escalation_unreachable",
+                    &json!({ "detail": format!("escalation state unreadable: {e}") }),
+                )
+                .await?;
+                tx.save_escalation(incident, &due.state, None).await?;
+                continue;
+            }
+        };
         let answered = !due
             .incident_state
             .as_deref()

@@ -429,3 +429,33 @@ async fn an_acknowledgement_racing_a_pass_lets_no_later_page_through(pool: PgPoo
         "at most one step-two page per incident: {before}"
     );
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_unreadable_escalation_is_reported_and_does_not_stall_the_others(pool: PgPool) {
+    setup(&pool, always()).await;
+    let store = Store::from_pool(pool.clone());
+    overflowing(&pool, 1, "life_critical").await;
+    overflowing(&pool, 2, "life_critical").await;
+    pass(&store, t0(), 100, CONSOLE).await.expect("pass");
+    sqlx::query("UPDATE escalations SET state = '{\"garbage\": true}' WHERE incident_id = 1")
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    let p = pass(&store, later(120), 100, CONSOLE)
+        .await
+        .expect("the pass goes on");
+    assert_eq!(p.pages, 1, "incident 2 climbed to its second step");
+    assert_eq!(pages(&pool, 2).await.len(), 2);
+    assert_eq!(
+        history(&pool, 1).await.last().map(String::as_str),
+        Some("escalation_unreachable")
+    );
+    // Reported once, then out of the due list.
+    assert_eq!(
+        pass(&store, later(240), 100, CONSOLE)
+            .await
+            .expect("pass")
+            .fired,
+        1
+    );
+}

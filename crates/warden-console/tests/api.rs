@@ -3136,6 +3136,24 @@ async fn an_escalated_alarm_reaches_the_on_call_inbox_and_only_its_person_acknow
     app.command(&olly, "/api/v1/pages/999999/ack")
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
+    // Someone else on call cannot acknowledge a page that was not theirs.
+    let sue = app.login_as("supervisor").await;
+    sqlx::query("INSERT INTO people (name, user_id) VALUES ('Sue', $1)")
+        .bind(sue.user_id())
+        .execute(&app.pool)
+        .await
+        .expect("second person");
+    let v = app
+        .command(&sue, &format!("/api/v1/pages/{page_id}/ack"))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("someone else"),
+        "{v}"
+    );
 
     app.command(&olly, &format!("/api/v1/pages/{page_id}/ack"))
         .await

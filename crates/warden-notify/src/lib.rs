@@ -29,14 +29,17 @@
 mod directory;
 pub mod webhook;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, error, info, info_span, warn};
-use warden_core::oncall::{Action, Escalation, Reason};
+use warden_core::oncall::{
+    Action, Chain, Escalation, Finding, PersonId, Reason, Rota, RotaId, TeamId, lint,
+};
 use warden_store::{NewPage, Store, StoreError};
 use warden_telemetry as m;
 
@@ -44,6 +47,12 @@ pub use directory::{Oncall, ts};
 
 /// How long a delivery is leased to the process sending it.
 const DELIVERY_LEASE: Duration = Duration::from_mins(1);
+
+/// How far ahead the configuration check looks.
+pub const LINT_HORIZON: Duration = Duration::from_hours(14 * 24);
+
+/// How often the configuration check runs.
+const LINT_EVERY: Duration = Duration::from_hours(1);
 
 /// The outbox kinds that start an escalation.
 const STARTS: &[&str] = &["overflow", "critical", "fail_to_report"];
@@ -174,6 +183,57 @@ impl Escalator {
         pass(&self.store, now, self.cfg.batch, self.channels()).await
     }
 
+    /// Checks the rotas and chains for the next 14 days ([`LINT_HORIZON`]): findings are
+    /// logged one by one and published as `warden_oncall_findings{finding}` (unreadable rows
+    /// as `unreadable`). Returns them.
+    pub async fn lint(&self, now: OffsetDateTime) -> Result<Vec<Finding>, NotifyError> {
+        let oncall = Oncall::from_config(self.store.oncall_config(now).await?);
+        let rotas: Vec<(RotaId, Rota)> = oncall
+            .rotas
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
+        let chains: Vec<(i64, Chain)> = oncall
+            .chains
+            .iter()
+            .map(|(id, c)| (*id, c.clone()))
+            .collect();
+        let teams: Vec<(TeamId, Vec<PersonId>)> = oncall
+            .teams
+            .iter()
+            .map(|(id, m)| (*id, m.clone()))
+            .collect();
+        let channels = self.channels();
+        let reachable: BTreeSet<PersonId> = oncall
+            .contacts
+            .keys()
+            .copied()
+            .filter(|p| oncall.channel(*p, channels).is_some())
+            .collect();
+        let setup = lint::Setup {
+            rotas: &rotas,
+            chains: &chains,
+            teams: &teams,
+            reachable: &reachable,
+        };
+        let at = ts(now);
+        let horizon = at.saturating_add(warden_core::Micros::from_secs(
+            i64::try_from(LINT_HORIZON.as_secs()).unwrap_or(i64::MAX),
+        ));
+        let findings = lint::check(&setup, at, horizon);
+        for name in Finding::NAMES {
+            let n = findings.iter().filter(|f| f.name() == *name).count();
+            #[allow(clippy::cast_precision_loss)] // small counts
+            gauge!(m::ONCALL_FINDINGS, "finding" => *name).set(n as f64);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        gauge!(m::ONCALL_FINDINGS, "finding" => "unreadable").set(oncall.errors.len() as f64);
+        for f in &findings {
+            warn!(finding = f.name(), detail = ?f, "on-call configuration problem");
+        }
+        Ok(findings)
+    }
+
     /// Delivers the pages due at `now` through their channels; returns how many were
     /// attempted.
     pub async fn deliver(&self, now: OffsetDateTime) -> Result<u32, NotifyError> {
@@ -231,11 +291,18 @@ pub async fn run(esc: Escalator, shutdown: CancellationToken) {
     );
     let mut ticker = tokio::time::interval(esc.cfg.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_lint = tokio::time::Instant::now();
     loop {
         tokio::select! {
             // Cancel-safe: a pass in progress is not interrupted (it is not in this select).
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
+        }
+        if tokio::time::Instant::now() >= next_lint {
+            next_lint = tokio::time::Instant::now() + LINT_EVERY;
+            if let Err(e) = esc.lint(OffsetDateTime::now_utc()).await {
+                warn!(error = %e, "on-call configuration check failed; retrying in an hour");
+            }
         }
         if let Err(e) = esc.pass(OffsetDateTime::now_utc()).await {
             counter!(m::ESCALATOR_FAILURES).increment(1);
@@ -514,10 +581,13 @@ pub async fn acknowledge(
         .ok_or(NotifyError::NotAPerson)?;
     let oncall = Oncall::from_config(store.oncall_config(now).await?);
     let mut tx = store.begin_oncall().await?;
-    let (incident, _) = tx
+    let (incident, paged, sent_at) = tx
         .page(page_id)
         .await?
         .ok_or(NotifyError::UnknownPage(page_id))?;
+    if paged != person {
+        return Err(NotifyError::NotYours(page_id));
+    }
     if let Some(due) = tx.lock_escalation(incident).await? {
         let chain = oncall
             .chains
@@ -535,5 +605,6 @@ pub async fn acknowledge(
     tx.acknowledge_pages(incident, person, now).await?;
     tx.commit().await?;
     counter!(m::PAGES_ACKNOWLEDGED).increment(1);
+    histogram!(m::PAGE_TO_ACK).record((now - sent_at).as_seconds_f64().max(0.0));
     Ok(())
 }

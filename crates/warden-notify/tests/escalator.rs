@@ -459,3 +459,40 @@ async fn an_unreadable_escalation_is_reported_and_does_not_stall_the_others(pool
         1
     );
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_configuration_check_reports_gaps_and_people_who_cannot_be_reached(pool: PgPool) {
+    // On call only on Sundays 03:00-04:00; the duty manager's console method is unverified.
+    let sundays = json!([{
+        "name": "primary",
+        "participants": ["P1"],
+        "start": "2026-01-05T09:00:00",
+        "shift": { "unit": "weeks", "count": 1 },
+        "windows": [{ "days": ["sun"], "from": "03:00", "to": "04:00" }],
+    }]);
+    let s = setup(&pool, sundays).await;
+    sqlx::query("UPDATE contact_methods SET verified = false WHERE person_id = $1")
+        .bind(s.people[1])
+        .execute(&pool)
+        .await
+        .expect("unverify");
+    let esc = warden_notify::Escalator::new(
+        Store::from_pool(pool.clone()),
+        warden_notify::EscalatorConfig::default(),
+    )
+    .expect("escalator");
+    let findings = esc.lint(t0()).await.expect("lint");
+    let names: Vec<&str> = findings
+        .iter()
+        .map(warden_core::oncall::Finding::name)
+        .collect();
+    // Monday 1 to Monday 15 June holds two Sunday hours, so three gaps: until the first,
+    // between them, after the second.
+    assert_eq!(names.iter().filter(|n| **n == "nobody_on_call").count(), 3);
+    assert!(
+        findings.contains(&warden_core::oncall::Finding::NoVerifiedContact {
+            person: s.people[1]
+        })
+    );
+    assert!(!names.contains(&"no_fallback"));
+}

@@ -535,10 +535,13 @@ impl OncallTx {
         .await?)
     }
 
-    /// The incident of page `page_id` and whom it paged.
-    pub async fn page(&mut self, page_id: i64) -> Result<Option<(i64, i64)>, StoreError> {
+    /// The incident of page `page_id`, whom it paged and when.
+    pub async fn page(
+        &mut self,
+        page_id: i64,
+    ) -> Result<Option<(i64, i64, OffsetDateTime)>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT incident_id, person_id FROM pages WHERE id = $1")
+            sqlx::query_as("SELECT incident_id, person_id, created_at FROM pages WHERE id = $1")
                 .bind(page_id)
                 .fetch_optional(&mut *self.tx)
                 .await?,

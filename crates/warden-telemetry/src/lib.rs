@@ -108,6 +108,12 @@ pub const ESCALATIONS_UNREACHABLE: &str = "warden_escalations_unreachable_total"
 pub const ESCALATIONS_EXHAUSTED: &str = "warden_escalations_exhausted_total";
 /// Escalation passes that failed (nothing of them was committed; the next one retries).
 pub const ESCALATOR_FAILURES: &str = "warden_escalator_failures_total";
+/// Problems the on-call configuration check found for the next 14 days. Labels: `finding`
+/// (nobody_on_call, no_verified_contact, no_fallback, empty_on_bank_holiday, missing_target,
+/// unreadable).
+pub const ONCALL_FINDINGS: &str = "warden_oncall_findings";
+/// From a page being recorded to its acknowledgement.
+pub const PAGE_TO_ACK: &str = "warden_page_acknowledged_seconds";
 /// From an answer-time threshold passing (the engine's outbox entry) to the escalation's
 /// first page being recorded.
 pub const ESCALATION_FIRST_PAGE: &str = "warden_escalation_first_page_seconds";
@@ -315,6 +321,10 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 4.0, 10.0,
 ];
+/// Buckets for how long people take (a page to its acknowledgement): seconds to an hour.
+const PERSON_BUCKETS: &[f64] = &[
+    5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+];
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0,
 ];
@@ -425,6 +435,15 @@ pub fn describe() {
         ESCALATOR_FAILURES,
         "Escalation passes that failed and were retried"
     );
+    describe_gauge!(
+        ONCALL_FINDINGS,
+        "Problems in rotas and chains over the next 14 days, by kind (0 when none)"
+    );
+    describe_histogram!(
+        PAGE_TO_ACK,
+        Unit::Seconds,
+        "From a page being sent to its acknowledgement by the person paged"
+    );
     describe_histogram!(
         ESCALATION_FIRST_PAGE,
         Unit::Seconds,
@@ -486,6 +505,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DB_BATCH_SIZE.into()), BATCH_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(PAGE_TO_ACK.into()), PERSON_BUCKETS))
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
@@ -599,6 +619,8 @@ mod tests {
             super::ESCALATIONS_EXHAUSTED,
             super::ESCALATOR_FAILURES,
             super::ESCALATION_FIRST_PAGE,
+            super::ONCALL_FINDINGS,
+            super::PAGE_TO_ACK,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -67,6 +67,28 @@ pub enum Finding {
     },
 }
 
+impl Finding {
+    /// A short name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Finding::NobodyOnCall { .. } => "nobody_on_call",
+            Finding::NoVerifiedContact { .. } => "no_verified_contact",
+            Finding::NoFallback { .. } => "no_fallback",
+            Finding::EmptyOnBankHoliday { .. } => "empty_on_bank_holiday",
+            Finding::MissingTarget { .. } => "missing_target",
+        }
+    }
+
+    /// Every name, for metrics registered at zero.
+    pub const NAMES: &'static [&'static str] = &[
+        "nobody_on_call",
+        "no_verified_contact",
+        "no_fallback",
+        "empty_on_bank_holiday",
+        "missing_target",
+    ];
+}
+
 /// Everything wrong with `setup` between `from` and `to`, in a stable order: per chain its
 /// fallback, targets and gaps, then bank holidays per rota, then unreachable people.
 pub fn check(setup: &Setup<'_>, from: Timestamp, to: Timestamp) -> Vec<Finding> {

@@ -2,7 +2,7 @@
 //
 // Started by tests/tests/e2e_console.rs, which runs the real wardend (Postgres, Mosquitto),
 // creates the users, a client and its pendant, and passes everything in the environment:
-//   CONSOLE_URL, OP_A_USER, OP_B_USER, SUP_USER, PASSWORD, CLIENT_NAME, KEY_SAFE,
+//   CONSOLE_URL, OP_A_USER, OP_B_USER, ONCALL_USER, PASSWORD, CLIENT_NAME, KEY_SAFE,
 //   MQTT_PORT, MQTT_TOPIC, MQTT_PAYLOAD, ARTIFACTS (screenshot folder), CHROMIUM (path).
 // Exits 0 when every step passed; prints one JSON line per measured figure.
 
@@ -170,6 +170,38 @@ try {
   await a.click(id("ooh-search-submit"));
   await a.locator(id("ooh-results")).filter({ hasText: reference }).waitFor({ timeout: T });
   await shot(a, "ooh-search");
+
+  // A second press nobody answers: past its overflow threshold it is escalated to the
+  // on-call user, who sees it under "My pages" and acknowledges it.
+  const escalatedAt = Date.now();
+  execFileSync("mosquitto_pub", [
+    "-h", "127.0.0.1", "-p", env("MQTT_PORT"), "-q", "1",
+    "-t", env("MQTT_TOPIC"), "-m", env("MQTT_PAYLOAD").replace("browser-1", "browser-2"),
+  ]);
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const olly = await ctx.newPage();
+  olly.on("pageerror", (e) => { console.error(`[on call] page error: ${e.message}`); process.exitCode = 1; });
+  await olly.goto(URL);
+  await olly.fill(id("login-username"), env("ONCALL_USER"));
+  await olly.fill(id("login-password"), env("PASSWORD"));
+  await olly.click(id("login-submit"));
+  await olly.locator(id("pages-list")).waitFor({ state: "visible", timeout: T });
+  const waiting = olly.locator(`${id("page-row")}[data-status="delivered"]`);
+  for (let i = 0; i < 60 && (await waiting.count()) === 0; i++) {
+    await olly.waitForTimeout(500);
+    await olly.click(id("pages-refresh"));
+  }
+  await waiting.first().waitFor({ state: "visible", timeout: T });
+  console.log(JSON.stringify({ figure: "press_to_page_visible_ms", value: Date.now() - escalatedAt }));
+  // Focus back at the top of the page (the refresh button held it), then the keyboard check.
+  await olly.locator("body").click({ position: { x: 5, y: 5 } });
+  await checkAccessible(olly, "my pages");
+  await shot(olly, "paged");
+  const pageId = await waiting.first().getAttribute("data-page-id");
+  await waiting.first().locator(id("page-ack")).click();
+  await olly.locator(`${id("page-row")}[data-page-id="${pageId}"][data-status="acknowledged"]`)
+    .waitFor({ timeout: T });
+  await shot(olly, "page-acknowledged");
   console.log(JSON.stringify({ result: "pass" }));
 } catch (e) {
   console.error(`browser test failed: ${e.stack || e}`);

@@ -1,8 +1,9 @@
 //! The operator console end to end in a real browser: the real `wardend` (Postgres,
 //! Mosquitto), Debian's chromium driven by playwright-core (`tests/browser/`). Operators
 //! sign in, a pendant press published over MQTT appears on both consoles, one claims it and
-//! reads the client record, the other is refused, it is resolved with an outcome, and an
-//! out-of-hours call gets its reference. Screenshots land in `tests/browser/artifacts/`.
+//! reads the client record, the other is refused, it is resolved with an outcome, an
+//! out-of-hours call gets its reference, and a second press nobody answers is escalated to the
+//! on-call user, who acknowledges it under "My pages". Screenshots land in `tests/browser/artifacts/`.
 
 use std::process::Command;
 
@@ -43,14 +44,33 @@ fn operators_handle_a_pendant_press_and_an_out_of_hours_call_in_a_real_browser()
     );
     let db = TestDb::create("e2e_console");
     let broker = Mosquitto::start("");
+    // Life-critical alarms overflow after 5 s (not 60 s), so the unanswered press escalates
+    // to the on-call user within the test.
     let config = format!(
-        "[database]\nurl = \"{}\"\n[mqtt]\nport = {}\nclient_id = \"warden-console-e2e\"\n",
+        "[database]\nurl = \"{}\"\n[mqtt]\nport = {}\nclient_id = \"warden-console-e2e\"\n\
+         [escalation]\nevery = \"200ms\"\n\
+         [triage.sla.life_critical]\nwarn = \"4s\"\noverflow = \"5s\"\ncritical = \"1h\"\n",
         db.url, broker.port
     );
     let warden = Wardend::start(&config);
     warden.wait_mqtt_up(broker.port);
     add_user(&warden, "ann", "operator", "Ann Operator");
     add_user(&warden, "bob", "operator", "Bob Operator");
+    add_user(&warden, "olly", "on_call", "Olly On-Call");
+    // Olly is on call; unanswered life-critical alarms page Olly's console inbox.
+    db.query(
+        "INSERT INTO people (name, user_id) SELECT 'Olly On-Call', id FROM users WHERE username = 'olly'; \
+         INSERT INTO contact_methods (person_id, position, kind, verified) SELECT id, 1, 'console', true FROM people; \
+         INSERT INTO rotas (name, zone, layers) SELECT 'On call', 'Europe/London', \
+             jsonb_build_array(jsonb_build_object('name', 'all', 'participants', jsonb_build_array(id), \
+                 'start', '2026-01-05T09:00:00', 'shift', '{\"unit\":\"weeks\",\"count\":1}'::jsonb)) \
+             FROM people; \
+         INSERT INTO chains (name, doc) SELECT 'Alarms', jsonb_build_object('steps', \
+             jsonb_build_array(jsonb_build_object('targets', jsonb_build_array(jsonb_build_object('kind', 'rota', 'id', r.id)), \
+                 'wait', 600000000)), 'fallback', jsonb_build_array(p.id), 'ack_timeout', 1800000000, 'reminder_every', null) \
+             FROM rotas r, people p; \
+         INSERT INTO routes (position, priority, chain_id) SELECT 1, 'life_critical', id FROM chains;",
+    );
     db.query(&format!(
         "INSERT INTO clients (external_ref, name, address, postcode, phone, medical_notes, \
              communication_needs, key_safe) \
@@ -73,6 +93,7 @@ fn operators_handle_a_pendant_press_and_an_out_of_hours_call_in_a_real_browser()
         )
         .env("OP_A_USER", "ann")
         .env("OP_B_USER", "bob")
+        .env("ONCALL_USER", "olly")
         .env("PASSWORD", PASSWORD)
         .env("CLIENT_NAME", CLIENT)
         .env("KEY_SAFE", KEY_SAFE)
@@ -116,6 +137,17 @@ fn operators_handle_a_pendant_press_and_an_out_of_hours_call_in_a_real_browser()
     assert_eq!(
         db.count("SELECT count(*) FROM ooh_jobs WHERE reference ~ '^OOH-[0-9]{4}-[0-9]{6}$' AND address LIKE '%Mill Lane%'"),
         1
+    );
+    // Olly acknowledged the page in the browser: the incident's history says so.
+    assert!(
+        db.count(
+            "SELECT count(*) FROM pages p JOIN people pe ON pe.id = p.acked_by \
+             JOIN users u ON u.id = pe.user_id WHERE u.username = 'olly' AND p.status = 'acknowledged'"
+        ) >= 1
+    );
+    assert!(
+        db.count("SELECT count(*) FROM incident_events WHERE kind = 'escalation_acknowledged'")
+            >= 1
     );
     let shots = std::fs::read_dir(&artifacts).map_or(0, Iterator::count);
     assert!(

@@ -463,8 +463,9 @@ fn odt(t: warden_core::Timestamp) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Records a fire's actions: a page row per page (delivered to the console inbox, or failed
-/// with the reason), and a history line for every action. Returns the pages recorded.
+/// Records a fire's actions: a page row per page (delivered to the console inbox, pending for
+/// a channel that sends after the commit, or failed with the reason), and a history line for
+/// every action. Returns the pages recorded.
 async fn record(
     tx: &mut warden_store::OncallTx,
     oncall: &Oncall,

@@ -51,6 +51,21 @@ impl Timestamp {
     }
 }
 
+impl From<time::OffsetDateTime> for Timestamp {
+    /// The instant of a database or wall-clock time, to the microsecond (saturating).
+    fn from(t: time::OffsetDateTime) -> Self {
+        Timestamp(i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX))
+    }
+}
+
+impl Timestamp {
+    /// This instant as a UTC date-time, for the database (the epoch if out of its range).
+    pub fn to_offset(self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "@{}", Micros(self.0))

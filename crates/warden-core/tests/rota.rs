@@ -342,7 +342,7 @@ proptest! {
 }
 
 mod lint {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use jiff::civil::date;
     use warden_core::Micros;
@@ -383,15 +383,15 @@ mod lint {
             ShiftLength::Days(1),
             3,
         )]);
-        let rotas = [(1, ooh), (2, always)];
-        let chains = [
+        let rotas = BTreeMap::from([(1, ooh), (2, always)]);
+        let chains = BTreeMap::from([
             (10, chain(vec![Target::Rota(1)], vec![900])),
             (
                 11,
                 chain(vec![Target::Rota(2), Target::Team(5)], Vec::new()),
             ),
-        ];
-        let teams = [];
+        ]);
+        let teams = BTreeMap::new();
         let reachable: BTreeSet<i64> = [1, 3, 900].into_iter().collect();
         let setup = Setup {
             rotas: &rotas,
@@ -399,7 +399,7 @@ mod lint {
             teams: &teams,
             reachable: &reachable,
         };
-        let r = &rotas[0].1;
+        let r = &rotas[&1];
         let from = at(r, date(2026, 3, 30).at(0, 0, 0, 0)); // a Monday
         let to = at(r, date(2026, 4, 6).at(0, 0, 0, 0));
         let findings = check(&setup, from, to);
@@ -455,7 +455,7 @@ mod lint {
 
         // Covering holidays closes the holiday finding and that Friday's gap.
         let mut covered = rotas.clone();
-        covered[0].1.layers[0].bank_holidays = true;
+        covered.get_mut(&1).expect("rota 1").layers[0].bank_holidays = true;
         let findings = check(
             &Setup {
                 rotas: &covered,

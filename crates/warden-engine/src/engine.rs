@@ -273,24 +273,15 @@ fn offered(c: &CommittedSignal<'_>) -> Vec<Offered> {
                 account: c.account.map(Name::new),
                 device: c.device_id.map(|d| DeviceInfo::new(DeviceId(d))),
                 what: what.clone(),
-                received_at: ts(c.received_at),
+                received_at: Timestamp::from(c.received_at),
             },
             mark: (i + 1 == n).then_some(c.id),
         })
         .collect()
 }
 
-fn ts(t: OffsetDateTime) -> Timestamp {
-    Timestamp::from_micros(i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn wall(t: Timestamp) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_micros()) * 1000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
 fn now() -> Timestamp {
-    ts(OffsetDateTime::now_utc())
+    Timestamp::from(OffsetDateTime::now_utc())
 }
 
 /// What the engine did, returned when it stops.
@@ -316,7 +307,7 @@ pub async fn spawn(
         .await?
         .into_iter()
         .map(|t| {
-            let last = heard.get(&t.device.id).map(|at| ts(*at));
+            let last = heard.get(&t.device.id).map(|at| Timestamp::from(*at));
             (device_info(&t), last)
         })
         .collect();

@@ -13,7 +13,7 @@ use warden_core::{Effect, Incident, Micros, Priority, Resolution, Subject, Times
 use warden_store::{IncidentRow, IncidentViewFields, Store, StoreError, TriageBatch};
 use warden_telemetry as m;
 
-use crate::engine::{Changes, wall};
+use crate::engine::Changes;
 
 /// A bulk batch committing in the background and the incidents it writes.
 #[derive(Debug)]
@@ -40,10 +40,12 @@ impl Published {
             if priority == Priority::LifeCritical {
                 offered_life_critical.push((
                     i64::try_from(incident).unwrap_or(i64::MAX),
-                    wall(arrived_at),
+                    arrived_at.to_offset(),
                 ));
             }
-            let waited = (committed - wall(arrived_at)).as_seconds_f64().max(0.0);
+            let waited = (committed - arrived_at.to_offset())
+                .as_seconds_f64()
+                .max(0.0);
             metrics::histogram!(m::SIGNAL_TO_OFFER, "priority" => priority.as_str()).record(waited);
             metrics::counter!(m::INCIDENTS_OFFERED, "priority" => priority.as_str()).increment(1);
         }
@@ -149,14 +151,14 @@ pub(crate) fn row_of(i: &Incident) -> IncidentRow {
         kind: i.kind.as_str().to_owned(),
         state: i.state.as_str().to_owned(),
         device_id: i.device.map(|d| d.0),
-        raised_at: wall(i.raised_at),
-        offered_at: i.offered_at.map(wall),
-        claimed_at: i.claimed_at.map(wall),
+        raised_at: i.raised_at.to_offset(),
+        offered_at: i.offered_at.map(Timestamp::to_offset),
+        claimed_at: i.claimed_at.map(Timestamp::to_offset),
         answer_time_us: i.answer_time.map(Micros::as_micros),
-        resolved_at: i.resolved_at.map(wall),
+        resolved_at: i.resolved_at.map(Timestamp::to_offset),
         signal_count: i32::try_from(i.signal_count).unwrap_or(i32::MAX),
         view: IncidentViewFields {
-            arrived_at: Some(wall(i.arrived_at)),
+            arrived_at: Some(i.arrived_at.to_offset()),
             holder_id: i.holder.map(|a| a.id),
             area: i
                 .area

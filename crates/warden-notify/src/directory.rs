@@ -3,25 +3,19 @@
 //! that do not parse) is left out with an error naming it; a chain step that targets it
 //! then reaches nobody, which pages the fallback and records the gap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::tz::TimeZone;
-use time::OffsetDateTime;
 use warden_core::Timestamp;
 use warden_core::oncall::{Chain, Directory, Layer, Override, PersonId, Rota, RotaId, TeamId};
 use warden_store::{ContactRow, OncallConfig, RouteRow};
 
-/// The core's instant of a database time.
-pub fn ts(t: OffsetDateTime) -> Timestamp {
-    Timestamp::from_micros(i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX))
-}
-
 /// The configuration, ready to evaluate.
 #[derive(Debug, Default)]
 pub struct Oncall {
-    pub rotas: HashMap<RotaId, Rota>,
-    pub chains: HashMap<i64, Chain>,
-    pub teams: HashMap<TeamId, Vec<PersonId>>,
+    pub rotas: BTreeMap<RotaId, Rota>,
+    pub chains: BTreeMap<i64, Chain>,
+    pub teams: BTreeMap<TeamId, Vec<PersonId>>,
     pub routes: Vec<RouteRow>,
     /// Per person, in position order.
     pub contacts: HashMap<PersonId, Vec<ContactRow>>,
@@ -77,8 +71,8 @@ impl Oncall {
         for o in cfg.overrides {
             if let Some(rota) = out.rotas.get_mut(&o.rota_id) {
                 rota.overrides.push(Override {
-                    from: ts(o.starts_at),
-                    to: ts(o.ends_at),
+                    from: Timestamp::from(o.starts_at),
+                    to: Timestamp::from(o.ends_at),
                     person: o.person_id,
                 });
             }

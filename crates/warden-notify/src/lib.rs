@@ -37,13 +37,12 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, error, info, info_span, warn};
-use warden_core::oncall::{
-    Action, Chain, Escalation, Finding, PersonId, Reason, Rota, RotaId, TeamId, lint,
-};
+use warden_core::Timestamp;
+use warden_core::oncall::{Action, Escalation, Finding, PersonId, Reason, lint};
 use warden_store::{NewPage, Store, StoreError};
 use warden_telemetry as m;
 
-pub use directory::{Oncall, ts};
+pub use directory::Oncall;
 
 /// How long a delivery is leased to the process sending it.
 const DELIVERY_LEASE: Duration = Duration::from_mins(1);
@@ -188,21 +187,6 @@ impl Escalator {
     /// as `unreadable`). Returns them.
     pub async fn lint(&self, now: OffsetDateTime) -> Result<Vec<Finding>, NotifyError> {
         let oncall = Oncall::from_config(self.store.oncall_config(now).await?);
-        let rotas: Vec<(RotaId, Rota)> = oncall
-            .rotas
-            .iter()
-            .map(|(id, r)| (*id, r.clone()))
-            .collect();
-        let chains: Vec<(i64, Chain)> = oncall
-            .chains
-            .iter()
-            .map(|(id, c)| (*id, c.clone()))
-            .collect();
-        let teams: Vec<(TeamId, Vec<PersonId>)> = oncall
-            .teams
-            .iter()
-            .map(|(id, m)| (*id, m.clone()))
-            .collect();
         let channels = self.channels();
         let reachable: BTreeSet<PersonId> = oncall
             .contacts
@@ -211,12 +195,12 @@ impl Escalator {
             .filter(|p| oncall.channel(*p, channels).is_some())
             .collect();
         let setup = lint::Setup {
-            rotas: &rotas,
-            chains: &chains,
-            teams: &teams,
+            rotas: &oncall.rotas,
+            chains: &oncall.chains,
+            teams: &oncall.teams,
             reachable: &reachable,
         };
-        let at = ts(now);
+        let at = Timestamp::from(now);
         let horizon = at.saturating_add(warden_core::Micros::from_secs(
             i64::try_from(LINT_HORIZON.as_secs()).unwrap_or(i64::MAX),
         ));
@@ -340,7 +324,7 @@ pub async fn pass(
     for e in &oncall.errors {
         error!(problem = %e, "on-call configuration unreadable");
     }
-    let at = ts(now);
+    let at = Timestamp::from(now);
     let mut report = Pass::default();
     // When the thresholds of the escalations started in this pass were passed.
     let mut crossed: Vec<OffsetDateTime> = Vec::new();
@@ -446,7 +430,7 @@ pub async fn pass(
         }
         let state = serde_json::to_value(&esc)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
-        tx.save_escalation(incident, &state, esc.due().map(odt))
+        tx.save_escalation(incident, &state, esc.due().map(Timestamp::to_offset))
             .await?;
     }
     tx.commit().await?;
@@ -455,12 +439,6 @@ pub async fn pass(
         histogram!(m::ESCALATION_FIRST_PAGE).record((now - t).as_seconds_f64().max(0.0));
     }
     Ok(report)
-}
-
-/// The database time of a core instant.
-fn odt(t: warden_core::Timestamp) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_micros()) * 1_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Records a fire's actions: a page row per page (delivered to the console inbox, pending for
@@ -596,11 +574,11 @@ pub async fn acknowledge(
             .ok_or(NotifyError::BadChain(due.chain_id))?;
         let mut esc: Escalation = serde_json::from_value(due.state)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
-        let actions = esc.acknowledge(chain, person, ts(now));
+        let actions = esc.acknowledge(chain, person, Timestamp::from(now));
         record(&mut tx, &oncall, &[], incident, &actions, now).await?;
         let state = serde_json::to_value(&esc)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
-        tx.save_escalation(incident, &state, esc.due().map(odt))
+        tx.save_escalation(incident, &state, esc.due().map(Timestamp::to_offset))
             .await?;
     }
     tx.acknowledge_pages(incident, person, now).await?;

@@ -2,7 +2,7 @@
 //! days, found before an alarm finds it (issue "escalation and on-call", part 5). Run on
 //! every save and on a schedule; each finding becomes a technical incident and a metric.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
 
@@ -17,11 +17,11 @@ pub type ChainId = i64;
 #[derive(Debug, Clone, Copy)]
 pub struct Setup<'a> {
     /// Every rota.
-    pub rotas: &'a [(RotaId, Rota)],
+    pub rotas: &'a BTreeMap<RotaId, Rota>,
     /// Every chain.
-    pub chains: &'a [(ChainId, Chain)],
+    pub chains: &'a BTreeMap<ChainId, Chain>,
     /// Every team with its members.
-    pub teams: &'a [(TeamId, Vec<PersonId>)],
+    pub teams: &'a BTreeMap<TeamId, Vec<PersonId>>,
     /// The people with at least one verified contact method.
     pub reachable: &'a BTreeSet<PersonId>,
 }
@@ -108,15 +108,15 @@ pub fn check(setup: &Setup<'_>, from: Timestamp, to: Timestamp) -> Vec<Finding> 
                 Target::Person(p) => {
                     pageable.insert(p);
                 }
-                Target::Team(t) => match setup.teams.iter().find(|(id, _)| *id == t) {
-                    Some((_, members)) => pageable.extend(members.iter().copied()),
+                Target::Team(t) => match setup.teams.get(&t) {
+                    Some(members) => pageable.extend(members.iter().copied()),
                     None => out.push(Finding::MissingTarget {
                         chain: *chain_id,
                         target,
                     }),
                 },
-                Target::Rota(r) => match setup.rotas.iter().find(|(id, _)| *id == r) {
-                    Some((_, rota)) => {
+                Target::Rota(r) => match setup.rotas.get(&r) {
+                    Some(rota) => {
                         for segment in rota.timeline(from, to) {
                             match segment.on_call {
                                 Some(on_call) => {

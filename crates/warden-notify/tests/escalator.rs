@@ -112,6 +112,17 @@ fn always() -> serde_json::Value {
     }])
 }
 
+/// Person `P1` on call only on Sundays 03:00-04:00: nobody on a Monday noon.
+fn sundays() -> serde_json::Value {
+    json!([{
+        "name": "primary",
+        "participants": ["P1"],
+        "start": "2026-01-05T09:00:00",
+        "shift": { "unit": "weeks", "count": 1 },
+        "windows": [{ "days": ["sun"], "from": "03:00", "to": "04:00" }],
+    }])
+}
+
 /// An unanswered incident of `priority` whose answer time just overflowed.
 async fn overflowing(pool: &PgPool, id: i64, priority: &str) {
     sqlx::query(
@@ -295,15 +306,7 @@ async fn a_claimed_incident_is_never_paged_again_and_an_unrouted_one_is_recorded
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn nobody_on_call_pages_the_fallback_at_once_and_records_the_gap(pool: PgPool) {
-    // Only on Sundays 03:00-04:00: nobody is on call on a Monday noon.
-    let sundays = json!([{
-        "name": "primary",
-        "participants": ["P1"],
-        "start": "2026-01-05T09:00:00",
-        "shift": { "unit": "weeks", "count": 1 },
-        "windows": [{ "days": ["sun"], "from": "03:00", "to": "04:00" }],
-    }]);
-    let s = setup(&pool, sundays).await;
+    let s = setup(&pool, sundays()).await;
     let store = Store::from_pool(pool.clone());
     overflowing(&pool, 1, "life_critical").await;
     pass(&store, t0(), 100, CONSOLE).await.expect("pass");
@@ -462,15 +465,8 @@ async fn an_unreadable_escalation_is_reported_and_does_not_stall_the_others(pool
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn the_configuration_check_reports_gaps_and_people_who_cannot_be_reached(pool: PgPool) {
-    // On call only on Sundays 03:00-04:00; the duty manager's console method is unverified.
-    let sundays = json!([{
-        "name": "primary",
-        "participants": ["P1"],
-        "start": "2026-01-05T09:00:00",
-        "shift": { "unit": "weeks", "count": 1 },
-        "windows": [{ "days": ["sun"], "from": "03:00", "to": "04:00" }],
-    }]);
-    let s = setup(&pool, sundays).await;
+    // The duty manager's console method is unverified.
+    let s = setup(&pool, sundays()).await;
     sqlx::query("UPDATE contact_methods SET verified = false WHERE person_id = $1")
         .bind(s.people[1])
         .execute(&pool)

@@ -106,6 +106,10 @@ pub struct DueEscalation {
     pub incident_state: Option<String>,
 }
 
+/// An escalation with its incident's state: what [`DueEscalation`] is read from.
+const ESCALATION_SELECT: &str = "SELECT e.incident_id, e.chain_id, e.state, \
+     i.state AS incident_state FROM escalations e LEFT JOIN incidents i ON i.id = e.incident_id";
+
 /// A page to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPage<'a> {
@@ -466,12 +470,10 @@ impl OncallTx {
         now: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<DueEscalation>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT e.incident_id, e.chain_id, e.state, i.state AS incident_state \
-             FROM escalations e LEFT JOIN incidents i ON i.id = e.incident_id \
-             WHERE e.next_at <= $1 ORDER BY e.next_at LIMIT $2 \
-             FOR UPDATE OF e SKIP LOCKED",
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{ESCALATION_SELECT} WHERE e.next_at <= $1 ORDER BY e.next_at LIMIT $2 \
+                 FOR UPDATE OF e SKIP LOCKED"
+        )))
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *self.tx)
@@ -484,11 +486,9 @@ impl OncallTx {
         &mut self,
         incident_id: i64,
     ) -> Result<Option<DueEscalation>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT e.incident_id, e.chain_id, e.state, i.state AS incident_state \
-             FROM escalations e LEFT JOIN incidents i ON i.id = e.incident_id \
-             WHERE e.incident_id = $1 FOR UPDATE OF e",
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{ESCALATION_SELECT} WHERE e.incident_id = $1 FOR UPDATE OF e"
+        )))
         .bind(incident_id)
         .fetch_optional(&mut *self.tx)
         .await?)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo need, when they are missing:
 # PostgreSQL server binaries, Mosquitto (broker + clients), socat, Chromium + ChromeDriver and
-# Node.js (console browser tests), then the browser tests' npm packages. Debian/Ubuntu only.
+# Node.js (console browser tests), Debian's aiosmtpd (the e-mail channel's SMTP sink, run
+# with /usr/bin/python3), then the browser tests' npm packages. Debian/Ubuntu only.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -12,6 +13,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+/usr/bin/python3 -c "import aiosmtpd" >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     SUDO=""

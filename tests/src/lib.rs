@@ -21,6 +21,7 @@ pub mod mosquitto;
 pub mod net;
 pub mod pty;
 pub mod sim;
+pub mod smtp;
 pub mod wardend;
 
 pub use db::{PrivatePg, TestDb, pg_bin, pg_tool, server_url, try_count};

@@ -9,6 +9,7 @@
 //! Every request that is not a login carries a session (401 otherwise); every handler
 //! checks the role (403); state-changing requests need the session's CSRF token (403).
 
+mod acklinks;
 mod assets;
 pub mod auth;
 mod csvio;
@@ -86,6 +87,18 @@ pub struct ConsoleConfig {
     pub login_lock: Duration,
     /// Sign-in attempts allowed per client address per minute.
     pub login_attempts_per_minute: u32,
+    /// The token the SMS gateway's inbound webhook presents; `None`: replies are refused.
+    pub sms_reply_token: Option<SharedToken>,
+}
+
+/// A shared secret (a webhook token); never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedToken(pub String);
+
+impl std::fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedToken([redacted])")
+    }
 }
 
 impl Default for ConsoleConfig {
@@ -100,6 +113,7 @@ impl Default for ConsoleConfig {
             login_max_failures: 5,
             login_lock: Duration::from_mins(15),
             login_attempts_per_minute: 20,
+            sms_reply_token: None,
         }
     }
 }
@@ -227,6 +241,7 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/rejected", get(rejected::rejected))
         .route("/api/v1/pages", get(pages::mine))
         .route("/api/v1/pages/{id}/ack", post(pages::acknowledge))
+        .route("/api/v1/hooks/sms-reply", post(acklinks::sms_reply))
         .route("/api/v1/ooh/categories", get(ooh::categories))
         .route("/api/v1/ooh/categories/{code}", put(ooh::save_category))
         .route("/api/v1/ooh/jobs", get(ooh::jobs).post(ooh::create_job))
@@ -242,6 +257,7 @@ pub fn router(c: Console) -> Router {
         .route("/assets/{file}", get(assets::file))
         .route("/assets/js/{file}", get(assets::module))
         .route("/api/openapi.json", get(assets::openapi))
+        .route("/ack/{token}", get(acklinks::show).post(acklinks::confirm))
         .merge(api)
         .layer(middleware::from_fn(track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))

@@ -60,6 +60,9 @@ error_responses! {
     UnsupportedMediaType => "`unsupported_media_type`: the body was not sent with Content-Type: application/json.",
 }
 
+/// The one operation a gateway calls, with its own token instead of a session.
+const GATEWAY_HOOK: &str = "/api/v1/hooks/sms-reply";
+
 /// Adds the session cookie and CSRF header schemes and each operation's requirement.
 #[derive(Debug)]
 struct Security;
@@ -81,6 +84,13 @@ impl Modify for Security {
                 "The session's CSRF token (from login or GET /api/v1/me); required on every non-GET request except login.",
             ))),
         );
+        components.add_security_scheme(
+            "gatewayToken",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The SMS gateway's token (`escalation.sms.inbound_token`); the gateway's webhook only.",
+            ))),
+        );
         debug_assert!(CSRF_HEADER.eq_ignore_ascii_case("X-CSRF-Token"));
         for (path, item) in &mut openapi.paths.paths {
             let ops = [
@@ -94,6 +104,11 @@ impl Modify for Security {
                 op.security = Some(if path == "/api/v1/login" || path == "/api/openapi.json" {
                     // Sign-in and this document need no session.
                     Vec::new()
+                } else if path == GATEWAY_HOOK {
+                    vec![SecurityRequirement::new(
+                        "gatewayToken",
+                        Vec::<String>::new(),
+                    )]
                 } else if changes {
                     vec![
                         SecurityRequirement::new("sessionCookie", Vec::<String>::new())
@@ -147,6 +162,7 @@ impl Modify for Security {
         crate::rejected::rejected,
         crate::pages::mine,
         crate::pages::acknowledge,
+        crate::acklinks::sms_reply,
         crate::ooh::categories,
         crate::ooh::save_category,
         crate::ooh::jobs,
@@ -201,6 +217,8 @@ pub fn document() -> &'static str {
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
+
+    use super::GATEWAY_HOOK;
     use warden_types::{DeviceProtocol, JobStatus, Role};
 
     fn doc() -> Value {
@@ -255,6 +273,7 @@ mod tests {
                 let open = path == "/api/v1/login" || path == "/api/openapi.json";
                 let wanted: Vec<&str> = match (open, method.as_str()) {
                     (true, _) => vec![],
+                    _ if path == GATEWAY_HOOK => vec!["gatewayToken"],
                     (false, "get") => vec!["sessionCookie"],
                     (false, _) => vec!["csrfToken", "sessionCookie"],
                 };
@@ -264,7 +283,7 @@ mod tests {
                     .map(String::as_str)
                     .collect();
                 assert_eq!(got, wanted, "{method} {path}");
-                if !open {
+                if !open && path != GATEWAY_HOOK {
                     assert!(
                         op["responses"]["401"].is_object(),
                         "{method} {path} documents 401"

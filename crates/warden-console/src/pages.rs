@@ -23,6 +23,7 @@ impl From<NotifyError> for ApiError {
             NotifyError::NotAPerson | NotifyError::NotYours(_) => {
                 ApiError::forbidden(e.to_string())
             }
+            NotifyError::Link(_) => ApiError::forbidden(e.to_string()),
             NotifyError::BadChain(_) | NotifyError::BadState(..) | NotifyError::Client(_) => {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -85,6 +85,8 @@ pub enum Kind {
     LinkLost,
     /// A unit signalling faster than the runaway threshold (raised by the core).
     Runaway,
+    /// Warden found a fault in itself: its on-call configuration, escalation work overdue.
+    SelfCheck,
     // Information by default.
     /// Periodic or manual test (CID 601–615, SIA RP/RX).
     Test,
@@ -102,7 +104,7 @@ pub enum Kind {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 35;
+    pub const COUNT: usize = 36;
 
     /// Every kind, in declaration order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -135,6 +137,7 @@ impl Kind {
         Kind::DeviceOffline,
         Kind::LinkLost,
         Kind::Runaway,
+        Kind::SelfCheck,
         Kind::Test,
         Kind::Cancel,
         Kind::OpenClose,
@@ -180,6 +183,7 @@ impl Kind {
             Kind::DeviceOffline => "device_offline",
             Kind::LinkLost => "link_lost",
             Kind::Runaway => "runaway",
+            Kind::SelfCheck => "self_check",
             Kind::Test => "test",
             Kind::Cancel => "cancel",
             Kind::OpenClose => "open_close",
@@ -221,7 +225,8 @@ impl Kind {
             | Kind::FailToReport
             | Kind::DeviceOffline
             | Kind::LinkLost
-            | Kind::Runaway => Priority::Technical,
+            | Kind::Runaway
+            | Kind::SelfCheck => Priority::Technical,
             Kind::Test
             | Kind::Cancel
             | Kind::OpenClose
@@ -244,7 +249,7 @@ impl Kind {
     /// area and a runaway is already a fold, so neither is grouped.
     pub const fn is_groupable(self) -> bool {
         matches!(self.default_priority(), Priority::Technical)
-            && !matches!(self, Kind::LinkLost | Kind::Runaway)
+            && !matches!(self, Kind::LinkLost | Kind::Runaway | Kind::SelfCheck)
     }
 
     /// The default close policy. Life-critical and urgent incidents always wait for an
@@ -436,6 +441,8 @@ impl Classifier {
             SignalWhat::LinkLost => (Kind::LinkLost, Event::Raise, 0),
             SignalWhat::LinkRestored => (Kind::LinkLost, Event::Restore, 0),
             SignalWhat::PathFault { .. } => (Kind::CommsFault, Event::Raise, 0),
+            SignalWhat::SelfCheck { ok: false, .. } => (Kind::SelfCheck, Event::Raise, 0),
+            SignalWhat::SelfCheck { ok: true, .. } => (Kind::SelfCheck, Event::Restore, 0),
             SignalWhat::Unknown { raw_summary } => (Kind::Unknown, Event::Raise, fnv(raw_summary)),
         }
     }

@@ -260,6 +260,18 @@ impl Decoded {
         )
     }
 
+    /// The result of one of Warden's own checks (see [`SignalWhat::SelfCheck`]).
+    pub fn self_check(check: &str, ok: bool, detail: &str) -> Self {
+        Decoded::new(
+            vec![SignalWhat::SelfCheck {
+                check: clip(check, MAX_SUMMARY_BYTES),
+                ok,
+                detail: clip(detail, MAX_SUMMARY_BYTES),
+            }],
+            serde_json::Value::Null,
+        )
+    }
+
     /// The same signal marked with the problem that kept it from its device.
     #[must_use]
     pub fn with_problem(mut self, problem: Problem) -> Self {
@@ -278,7 +290,9 @@ impl Decoded {
         }
         for e in &mut self.events {
             match e {
-                SignalWhat::Unknown { raw_summary: s } | SignalWhat::PathFault { detail: s } => {
+                SignalWhat::Unknown { raw_summary: s }
+                | SignalWhat::PathFault { detail: s }
+                | SignalWhat::SelfCheck { detail: s, .. } => {
                     fix(s);
                 }
                 _ => {}
@@ -459,6 +473,14 @@ pub fn describe(what: &SignalWhat) -> String {
         SignalWhat::LinkLost => "link lost".into(),
         SignalWhat::LinkRestored => "link restored".into(),
         SignalWhat::PathFault { detail } => format!("signal path fault: {detail}"),
+        SignalWhat::SelfCheck {
+            check,
+            ok: false,
+            detail,
+        } => format!("Warden self-check {check} failed: {detail}"),
+        SignalWhat::SelfCheck { check, ok: true, .. } => {
+            format!("Warden self-check {check} passed")
+        }
         SignalWhat::Unknown { raw_summary } => format!("unreadable signal: {raw_summary}"),
     }
 }

@@ -89,6 +89,17 @@ pub enum SignalWhat {
         /// What was found, in words.
         detail: String,
     },
+    /// Warden checked itself (subject: the link `warden:<check>`): its on-call
+    /// configuration, whether every due escalation step ran. Technical; a passing check
+    /// restores (and closes) the incident a failing one raised.
+    SelfCheck {
+        /// Which check, e.g. `oncall_config`.
+        check: String,
+        /// True when the check passed.
+        ok: bool,
+        /// What was found, in words.
+        detail: String,
+    },
     /// Anything the engine could not map; shown to an operator, never dropped.
     Unknown {
         /// A short human-readable summary of what arrived.

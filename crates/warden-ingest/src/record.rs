@@ -443,6 +443,26 @@ impl Ingest {
         }
     }
 
+    /// Records the result of one of Warden's own checks (the on-call configuration, overdue
+    /// escalation work) as an internal signal on the link `warden:<check>`: a failing check
+    /// raises a technical incident, a passing one restores it.
+    pub async fn self_check(&self, check: &str, ok: bool, detail: &str) {
+        let link_id = format!("warden:{check}");
+        let a = Arrival {
+            source: Source::Internal,
+            link_id: link_id.clone(),
+            account: None,
+            speaks: &[],
+            raw: Vec::new(),
+            decoded: Decoded::self_check(check, ok, detail),
+            received_at: OffsetDateTime::now_utc(),
+            dedupe_key: None,
+        };
+        if let Err(e) = self.internal(a, None).await {
+            tracing::error!(link = %link_id, error = %e, "could not record a self-check");
+        }
+    }
+
     /// Stores a signal Warden raised itself (a link change, a fault found on a unit's path)
     /// and hands it to the engine.
     pub(crate) async fn internal(

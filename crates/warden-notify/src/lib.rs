@@ -26,10 +26,17 @@
 //! the person's first verified method this centre can deliver; a person with none gets a
 //! page recorded as failed with the reason, and the chain moves on.
 
+pub mod channel;
 mod directory;
+pub mod email;
+pub mod gateway;
+pub mod links;
+pub mod message;
+pub mod reply;
 pub mod webhook;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -40,8 +47,11 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 use warden_core::Timestamp;
 use warden_core::oncall::{Action, Escalation, Finding, PersonId, Reason, lint};
 use warden_store::{NewPage, Store, StoreError};
+
+use crate::channel::Attempt;
 use warden_telemetry as m;
 
+pub use channel::{Channels, ChannelsConfig, WebhookConfig};
 pub use directory::Oncall;
 
 /// How long a delivery is leased to the process sending it.
@@ -66,9 +76,20 @@ pub struct EscalatorConfig {
     pub every: Duration,
     /// Most outbox entries, due escalations and deliveries one pass takes (default 200).
     pub batch: i64,
-    /// The webhook channel; `None` leaves it off (webhook contact methods are then not
-    /// deliverable, and the next verified method is used).
-    pub webhook: Option<WebhookConfig>,
+    /// The channels besides the console; a contact method of a kind not configured is not
+    /// deliverable, and the person's next verified method is used.
+    pub channels: ChannelsConfig,
+    /// The console's address as people outside reach it (`https://warden.centre.example`):
+    /// messages carry a signed acknowledgement link under it. `None`: no links.
+    pub public_url: Option<String>,
+    /// Replies to SMS reach Warden (the gateway's inbound webhook points at the console), so
+    /// messages may say "reply ACK".
+    pub sms_replies: bool,
+    /// The control room's number, for messages ("then call the control room on …").
+    pub control_room: Option<String>,
+    /// A URL called every minute while the escalator works (a dead-man switch for outside
+    /// monitoring); `None`: off.
+    pub heartbeat_url: Option<String>,
 }
 
 impl Default for EscalatorConfig {
@@ -76,26 +97,12 @@ impl Default for EscalatorConfig {
         Self {
             every: Duration::from_secs(1),
             batch: 200,
-            webhook: None,
+            channels: ChannelsConfig::default(),
+            public_url: None,
+            sms_replies: false,
+            control_room: None,
+            heartbeat_url: None,
         }
-    }
-}
-
-/// Signed webhooks.
-#[derive(Clone)]
-pub struct WebhookConfig {
-    /// The HMAC-SHA256 key receivers verify `X-Warden-Signature` with.
-    pub secret: Vec<u8>,
-    /// Limit on one request (default 5 s).
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookConfig")
-            .field("secret", &"[redacted]")
-            .field("timeout", &self.timeout)
-            .finish()
     }
 }
 
@@ -132,9 +139,12 @@ pub enum NotifyError {
     /// A stored escalation could not be read or written.
     #[error("escalation of incident {0}: {1}")]
     BadState(i64, String),
-    /// The HTTP client for webhooks could not be set up.
-    #[error("webhook client: {0}")]
+    /// A channel could not be set up.
+    #[error("channel set-up: {0}")]
     Client(String),
+    /// An acknowledgement link that is not genuine or has expired.
+    #[error(transparent)]
+    Link(#[from] links::LinkError),
 }
 
 /// What a page attempt's outcome was, for the counters.
@@ -142,39 +152,51 @@ fn count_page(channel: &str, status: &'static str) {
     counter!(m::PAGES, "channel" => channel.to_owned(), "status" => status).increment(1);
 }
 
+/// A fault Warden finds in itself (its on-call configuration, an escalation step that did
+/// not run) or its end, raised as a technical incident so an operator sees it and the ops
+/// rota can be paged. wardend implements it over ingest (an internal signal on the link
+/// `warden:<check>`).
+pub trait SelfCheck: Send + Sync + std::fmt::Debug {
+    /// Records the state of `check`: `ok == false` raises (or keeps) its incident with
+    /// `detail`; `ok == true` restores it.
+    fn report<'a>(
+        &'a self,
+        check: &'a str,
+        ok: bool,
+        detail: String,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// The self-check names.
+pub mod checks {
+    /// The configuration check found a problem.
+    pub const ONCALL_CONFIG: &str = "oncall_config";
+    /// An escalation step, page delivery or outbox entry is overdue.
+    pub const ESCALATION_OVERDUE: &str = "escalation_overdue";
+}
+
 /// The escalator: passes over the outbox and due escalations, and deliveries after them.
 #[derive(Debug, Clone)]
 pub struct Escalator {
     store: Store,
     cfg: EscalatorConfig,
-    client: Option<reqwest::Client>,
+    channels: Channels,
 }
 
 impl Escalator {
-    /// An escalator on `store`; builds the webhook client when webhooks are configured.
+    /// An escalator on `store`; checks the channels' configuration and builds their clients.
     pub fn new(store: Store, cfg: EscalatorConfig) -> Result<Self, NotifyError> {
-        let client = if cfg.webhook.is_some() {
-            // The workspace's one TLS provider; a second install is refused, harmlessly.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            Some(
-                reqwest::Client::builder()
-                    .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| NotifyError::Client(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        Ok(Self { store, cfg, client })
+        let channels = Channels::new(cfg.channels.clone())?;
+        Ok(Self {
+            store,
+            cfg,
+            channels,
+        })
     }
 
     /// The contact-method kinds this escalator delivers.
-    pub fn channels(&self) -> &'static [&'static str] {
-        if self.client.is_some() {
-            &["console", "webhook"]
-        } else {
-            &["console"]
-        }
+    pub fn channels(&self) -> &[&'static str] {
+        self.channels.kinds()
     }
 
     /// One pass at `now` (see [`pass`]).
@@ -184,9 +206,17 @@ impl Escalator {
 
     /// Checks the rotas and chains for the next 14 days ([`LINT_HORIZON`]): findings are
     /// logged one by one and published as `warden_oncall_findings{finding}` (unreadable rows
-    /// as `unreadable`). Returns them.
-    pub async fn lint(&self, now: OffsetDateTime) -> Result<Vec<Finding>, NotifyError> {
+    /// as `unreadable`). Returns them, and the unreadable rows.
+    pub async fn lint(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Finding>, Vec<String>), NotifyError> {
         let oncall = Oncall::from_config(self.store.oncall_config(now).await?);
+        Ok(self.lint_on(&oncall, now))
+    }
+
+    /// [`Escalator::lint`] of a configuration already read.
+    pub fn lint_on(&self, oncall: &Oncall, now: OffsetDateTime) -> (Vec<Finding>, Vec<String>) {
         let channels = self.channels();
         let reachable: BTreeSet<PersonId> = oncall
             .contacts
@@ -213,9 +243,42 @@ impl Escalator {
         #[allow(clippy::cast_precision_loss)]
         gauge!(m::ONCALL_FINDINGS, "finding" => "unreadable").set(oncall.errors.len() as f64);
         for f in &findings {
-            warn!(finding = f.name(), detail = ?f, "on-call configuration problem");
+            warn!(finding = f.name(), detail = %f, "on-call configuration problem");
         }
-        Ok(findings)
+        (findings, oncall.errors.clone())
+    }
+
+    /// The words of page `p` sent at `now`, with its signed link when there is a public
+    /// address.
+    async fn message(
+        &self,
+        p: &warden_store::PendingPage,
+        now: OffsetDateTime,
+        key: &mut Option<Vec<u8>>,
+    ) -> Result<message::Message, NotifyError> {
+        let link = match &self.cfg.public_url {
+            Some(base) => {
+                if key.is_none() {
+                    *key = Some(links::key(&self.store).await?);
+                }
+                let k = key.as_deref().unwrap_or_default();
+                let expires = now.unix_timestamp() + links::TTL_SECS;
+                Some(format!(
+                    "{}/ack/{}",
+                    base.trim_end_matches('/'),
+                    links::token(k, p.id, expires)
+                ))
+            }
+            None => None,
+        };
+        Ok(message::page(
+            p,
+            message::Ways {
+                link: link.as_deref(),
+                sms_reply: self.cfg.sms_replies,
+                control_room: self.cfg.control_room.as_deref(),
+            },
+        ))
     }
 
     /// Delivers the pages due at `now` through their channels; returns how many were
@@ -226,33 +289,25 @@ impl Escalator {
             .lease_deliveries(now, DELIVERY_LEASE, self.cfg.batch)
             .await?;
         let mut attempted = 0;
+        let mut key = None;
         for p in &due {
             attempted += 1;
-            let outcome = match (p.channel.as_str(), &self.client, &self.cfg.webhook) {
-                ("webhook", Some(client), Some(w)) => {
-                    webhook::post(client, &w.secret, w.timeout, p, now).await
-                }
-                (other, _, _) => webhook::Attempt::Permanent(format!(
-                    "channel {other} is not configured on this centre"
-                )),
-            };
-            let (status, text, next) = match outcome {
-                webhook::Attempt::Delivered(code) => {
-                    ("delivered", format!("receiver answered {code}"), None)
-                }
-                webhook::Attempt::Temporary(why) if p.attempts + 1 < webhook::MAX_ATTEMPTS => {
-                    let next = now + webhook::backoff(p.attempts);
+            let msg = self.message(p, now, &mut key).await?;
+            let (status, text, next) = match self.channels.send(p, &msg, now).await {
+                Attempt::Delivered(how) => ("delivered", how, None),
+                Attempt::Temporary(why) if p.attempts + 1 < channel::MAX_ATTEMPTS => {
+                    let next = now + channel::backoff(p.attempts);
                     ("pending", why, Some(next))
                 }
-                webhook::Attempt::Temporary(why) => (
+                Attempt::Temporary(why) => (
                     "failed",
-                    format!("gave up after {} attempts: {why}", webhook::MAX_ATTEMPTS),
+                    format!("gave up after {} attempts: {why}", channel::MAX_ATTEMPTS),
                     None,
                 ),
-                webhook::Attempt::Permanent(why) => ("failed", why, None),
+                Attempt::Permanent(why) => ("failed", why, None),
             };
             if status == "failed" {
-                warn!(page = p.id, incident = p.incident_id, outcome = %text, "page could not be delivered");
+                warn!(page = p.id, incident = p.incident_id, channel = %p.channel, outcome = %text, "page could not be delivered");
             }
             if status != "pending" {
                 count_page(&p.channel, status);
@@ -263,57 +318,202 @@ impl Escalator {
         }
         Ok(attempted)
     }
+
+    /// Checks that every due step ran: escalations, page deliveries and outbox entries more
+    /// than [`OVERDUE_GRACE`] past due are published as `warden_escalation_overdue{what}`
+    /// and returned (a healthy escalator leaves none).
+    pub async fn audit(&self, now: OffsetDateTime) -> Result<Overdue, NotifyError> {
+        let counts = self
+            .store
+            .overdue_escalation_work(now - OVERDUE_GRACE)
+            .await?;
+        let o = Overdue {
+            escalations: counts.0,
+            deliveries: counts.1,
+            outbox: counts.2,
+        };
+        for (what, n) in [
+            ("escalations", o.escalations),
+            ("deliveries", o.deliveries),
+            ("outbox", o.outbox),
+        ] {
+            #[allow(clippy::cast_precision_loss)] // small counts
+            gauge!(m::ESCALATION_OVERDUE, "what" => what).set(n as f64);
+        }
+        Ok(o)
+    }
+
+    /// Calls the heartbeat URL once; true when it answered 2xx.
+    pub async fn heartbeat(&self, url: &str) -> bool {
+        let ok = matches!(
+            channel::classify(
+                self.channels
+                    .http()
+                    .get(url)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await,
+                "the heartbeat monitor"
+            ),
+            Attempt::Delivered(_)
+        );
+        counter!(m::HEARTBEATS, "outcome" => if ok { "ok" } else { "failed" }).increment(1);
+        ok
+    }
 }
 
-/// Runs passes and deliveries every `every` until `shutdown`. A failed pass is logged and
-/// counted; the next one retries (nothing of a failed pass was committed).
-pub async fn run(esc: Escalator, shutdown: CancellationToken) {
+/// How far past due escalation work may be before the auditor calls it overdue.
+pub const OVERDUE_GRACE: Duration = Duration::from_secs(30);
+
+/// Escalation work past due by more than [`OVERDUE_GRACE`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overdue {
+    pub escalations: i64,
+    pub deliveries: i64,
+    pub outbox: i64,
+}
+
+impl Overdue {
+    fn is_clear(self) -> bool {
+        self == Overdue::default()
+    }
+}
+
+/// Reports `check` to `checks` when its state changed since the last report (always the
+/// first time, so a restart closes or confirms what an earlier process raised).
+async fn report(
+    checks: Option<&dyn SelfCheck>,
+    last: &mut std::collections::HashMap<&'static str, bool>,
+    check: &'static str,
+    ok: bool,
+    detail: String,
+) {
+    if last.get(check) == Some(&ok) {
+        return;
+    }
+    if let Some(c) = checks {
+        c.report(check, ok, detail).await;
+    }
+    last.insert(check, ok);
+}
+
+/// Runs passes and deliveries every `every` until `shutdown`, checks the on-call
+/// configuration when it changes and hourly, audits that due work ran, and calls the
+/// heartbeat URL every minute after a pass that worked. A failed pass is logged and counted;
+/// the next one retries (nothing of a failed pass was committed). Findings and overdue work
+/// are reported to `checks` as technical incidents.
+pub async fn run(esc: Escalator, checks: Option<Arc<dyn SelfCheck>>, shutdown: CancellationToken) {
     info!(
         every_ms = esc.cfg.every.as_millis(),
         channels = ?esc.channels(),
+        links = esc.cfg.public_url.is_some(),
+        heartbeat = esc.cfg.heartbeat_url.is_some(),
         "escalator started"
     );
+    let checks = checks.as_deref();
     let mut ticker = tokio::time::interval(esc.cfg.every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_lint = tokio::time::Instant::now();
+    let mut next_audit = tokio::time::Instant::now();
+    let mut next_heartbeat = tokio::time::Instant::now();
+    let mut linted: Option<warden_store::OncallConfig> = None;
+    let mut reported = std::collections::HashMap::new();
     loop {
         tokio::select! {
             // Cancel-safe: a pass in progress is not interrupted (it is not in this select).
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        if tokio::time::Instant::now() >= next_lint {
-            next_lint = tokio::time::Instant::now() + LINT_EVERY;
-            if let Err(e) = esc.lint(OffsetDateTime::now_utc()).await {
-                warn!(error = %e, "on-call configuration check failed; retrying in an hour");
+        let now = OffsetDateTime::now_utc();
+        let config = match esc.store.oncall_config(now).await {
+            Ok(c) => c,
+            Err(e) => {
+                counter!(m::ESCALATOR_FAILURES).increment(1);
+                warn!(error = %e, "on-call configuration unreadable; retrying at the next tick");
+                continue;
             }
+        };
+        let oncall = Oncall::from_config(config.clone());
+        // On every change of the configuration (a save in the console), and hourly.
+        if linted.as_ref() != Some(&config) || tokio::time::Instant::now() >= next_lint {
+            next_lint = tokio::time::Instant::now() + LINT_EVERY;
+            let (findings, unreadable) = esc.lint_on(&oncall, now);
+            let ok = findings.is_empty() && unreadable.is_empty();
+            let detail = findings
+                .iter()
+                .map(Finding::to_string)
+                .chain(unreadable)
+                .collect::<Vec<_>>()
+                .join("; ");
+            report(checks, &mut reported, checks::ONCALL_CONFIG, ok, detail).await;
+            linted = Some(config);
         }
-        if let Err(e) = esc.pass(OffsetDateTime::now_utc()).await {
-            counter!(m::ESCALATOR_FAILURES).increment(1);
-            warn!(error = %e, "escalation pass failed; retrying at the next tick");
-        }
+        let passed = match pass_on(&esc.store, &oncall, now, esc.cfg.batch, esc.channels()).await {
+            Ok(_) => true,
+            Err(e) => {
+                counter!(m::ESCALATOR_FAILURES).increment(1);
+                warn!(error = %e, "escalation pass failed; retrying at the next tick");
+                false
+            }
+        };
         if let Err(e) = esc.deliver(OffsetDateTime::now_utc()).await {
             counter!(m::ESCALATOR_FAILURES).increment(1);
             warn!(error = %e, "page delivery failed; retrying at the next tick");
+        }
+        if tokio::time::Instant::now() >= next_audit {
+            next_audit = tokio::time::Instant::now() + AUDIT_EVERY;
+            match esc.audit(OffsetDateTime::now_utc()).await {
+                Ok(o) => {
+                    if !o.is_clear() {
+                        error!(?o, "escalation work is overdue: due steps did not run");
+                    }
+                    let detail = format!(
+                        "{} escalation steps, {} page deliveries and {} threshold events are \
+                         more than {} s past due",
+                        o.escalations,
+                        o.deliveries,
+                        o.outbox,
+                        OVERDUE_GRACE.as_secs()
+                    );
+                    report(checks, &mut reported, checks::ESCALATION_OVERDUE, o.is_clear(), detail)
+                        .await;
+                }
+                Err(e) => warn!(error = %e, "escalation audit failed; retrying"),
+            }
+        }
+        if let Some(url) = &esc.cfg.heartbeat_url
+            && passed
+            && tokio::time::Instant::now() >= next_heartbeat
+        {
+            next_heartbeat = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+            if !esc.heartbeat(url).await {
+                warn!("the heartbeat monitor did not answer 2xx");
+            }
         }
     }
     info!("escalator stopped");
 }
 
+/// How often the auditor looks for overdue work.
+const AUDIT_EVERY: Duration = Duration::from_secs(15);
+
+/// How often the dead-man heartbeat is called.
+const HEARTBEAT_EVERY: Duration = Duration::from_mins(1);
+
 /// Spawns [`run`] with its span.
 pub fn spawn(
     store: Store,
     cfg: EscalatorConfig,
+    checks: Option<Arc<dyn SelfCheck>>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, NotifyError> {
     let esc = Escalator::new(store, cfg)?;
     Ok(tokio::spawn(
-        run(esc, shutdown).instrument(info_span!("escalator")),
+        run(esc, checks, shutdown).instrument(info_span!("escalator")),
     ))
 }
 
-/// One pass at `now`: start escalations for new outbox entries, fire the due ones, and record
-/// their pages for the first of each person's verified methods among `channels`.
+/// One pass at `now` (reading the configuration first): see [`pass_on`].
 pub async fn pass(
     store: &Store,
     now: OffsetDateTime,
@@ -321,6 +521,19 @@ pub async fn pass(
     channels: &[&str],
 ) -> Result<Pass, NotifyError> {
     let oncall = Oncall::from_config(store.oncall_config(now).await?);
+    pass_on(store, &oncall, now, batch, channels).await
+}
+
+/// One pass at `now` with the configuration `oncall`: start escalations for new outbox
+/// entries, fire the due ones, and record their pages for the first of each person's
+/// verified methods among `channels`.
+pub async fn pass_on(
+    store: &Store,
+    oncall: &Oncall,
+    now: OffsetDateTime,
+    batch: i64,
+    channels: &[&str],
+) -> Result<Pass, NotifyError> {
     for e in &oncall.errors {
         error!(problem = %e, "on-call configuration unreadable");
     }
@@ -414,8 +627,8 @@ pub async fn pass(
             )
             .await?;
         } else if let Some(chain) = oncall.chains.get(&due.chain_id) {
-            let actions = esc.fire(chain, &oncall, at);
-            report.pages += record(&mut tx, &oncall, channels, incident, &actions, now).await?;
+            let actions = esc.fire(chain, oncall, at);
+            report.pages += record(&mut tx, oncall, channels, incident, &actions, now, None).await?;
         } else {
             // Unreadable chain: say so in the incident's history and try again in a minute
             // (the configuration error is logged above and shown by the lint).
@@ -451,6 +664,7 @@ async fn record(
     incident: i64,
     actions: &[Action],
     now: OffsetDateTime,
+    via: Option<Via>,
 ) -> Result<u32, NotifyError> {
     let mut pages = 0;
     for action in actions {
@@ -536,7 +750,9 @@ async fn record(
                     .await?;
             }
             Action::Acknowledged { .. } => {
-                tx.incident_event(Some(incident), "escalation_acknowledged", &detail)
+                let mut line = detail;
+                line["via"] = json!(via.map(Via::as_str));
+                tx.incident_event(Some(incident), "escalation_acknowledged", &line)
                     .await?;
             }
         }
@@ -544,29 +760,128 @@ async fn record(
     Ok(pages)
 }
 
-/// Acknowledges page `page_id` for the person linked to console user `user_id`: the
-/// incident's escalation stops paging until its acknowledgement timeout. Waits for a pass
-/// holding the escalation, so a page that pass is about to send is either sent before the
-/// acknowledgement or never.
+/// How a page was acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// "My pages" in the console.
+    Console,
+    /// The signed link in the message.
+    Link,
+    /// A reply to the SMS, through the gateway's inbound webhook.
+    Sms,
+}
+
+impl Via {
+    /// The name recorded in `pages.acked_via`, the history and the metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Console => "console",
+            Via::Link => "link",
+            Via::Sms => "sms",
+        }
+    }
+}
+
+/// What acknowledging did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    /// The incident's pages are acknowledged now; its escalation holds.
+    Now { incident: i64 },
+    /// They had been acknowledged already (a link works once): nothing changed.
+    Already { incident: i64, at: OffsetDateTime },
+}
+
+/// Acknowledges page `page_id` for the person linked to console user `user_id`.
 pub async fn acknowledge(
     store: &Store,
     page_id: i64,
     user_id: i64,
     now: OffsetDateTime,
-) -> Result<(), NotifyError> {
+) -> Result<Acked, NotifyError> {
     let person = store
         .person_of_user(user_id)
         .await?
         .ok_or(NotifyError::NotAPerson)?;
+    acknowledge_as(store, page_id, Some(person), Via::Console, now).await
+}
+
+/// Acknowledges the page of a signed link's `token` (see [`links`]) for the person it was
+/// sent to.
+pub async fn acknowledge_link(
+    store: &Store,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Acked, NotifyError> {
+    let key = links::key(store).await?;
+    let page = links::verify(&key, token, now.unix_timestamp())?;
+    acknowledge_as(store, page, None, Via::Link, now).await
+}
+
+/// What an SMS reply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The sender's page was acknowledged (or had been already).
+    Acknowledged(Acked),
+    /// The text is not an acknowledgement.
+    NotUnderstood,
+    /// No unacknowledged page of the last 24 hours went to that number (for that alarm).
+    NoOpenPage,
+}
+
+/// Acts on an SMS reply `text` from `from`: `ACK` acknowledges the newest unacknowledged
+/// page sent to that number in the last 24 hours, `ACK 42` the one for alarm 42. The
+/// sender's number is the only identity an SMS has: the gateway's webhook token proves the
+/// reply came through the gateway, and only a page sent to that number can be acknowledged.
+pub async fn acknowledge_reply(
+    store: &Store,
+    from: &str,
+    text: &str,
+    now: OffsetDateTime,
+) -> Result<Reply, NotifyError> {
+    let reply::Parsed::Ack(reference) = reply::parse(text) else {
+        counter!(m::PAGE_REPLIES, "outcome" => "not_understood").increment(1);
+        return Ok(Reply::NotUnderstood);
+    };
+    let pages = store
+        .unacknowledged_phone_pages(now - Duration::from_hours(24))
+        .await?;
+    let Some(page) = pages.iter().find(|p| {
+        reply::same_number(&p.address, from) && reference.is_none_or(|r| r == p.incident_id)
+    }) else {
+        counter!(m::PAGE_REPLIES, "outcome" => "no_open_page").increment(1);
+        return Ok(Reply::NoOpenPage);
+    };
+    let acked = acknowledge_as(store, page.id, Some(page.person_id), Via::Sms, now).await?;
+    counter!(m::PAGE_REPLIES, "outcome" => "acknowledged").increment(1);
+    Ok(Reply::Acknowledged(acked))
+}
+
+/// Acknowledges page `page_id` through `via` (for `person`, when given, who must be the one
+/// paged): the incident's escalation stops paging until its acknowledgement timeout, and
+/// every page of the incident reads acknowledged, with who, how and when. Waits for a pass
+/// holding the escalation, so a page that pass is about to send is either sent before the
+/// acknowledgement or never.
+pub async fn acknowledge_as(
+    store: &Store,
+    page_id: i64,
+    person: Option<i64>,
+    via: Via,
+    now: OffsetDateTime,
+) -> Result<Acked, NotifyError> {
     let oncall = Oncall::from_config(store.oncall_config(now).await?);
     let mut tx = store.begin_oncall().await?;
-    let (incident, paged, sent_at) = tx
+    let page = tx
         .page(page_id)
         .await?
         .ok_or(NotifyError::UnknownPage(page_id))?;
-    if paged != person {
+    let incident = page.incident_id;
+    if person.is_some_and(|p| p != page.person_id) {
         return Err(NotifyError::NotYours(page_id));
     }
+    if let Some(at) = page.acked_at {
+        return Ok(Acked::Already { incident, at });
+    }
+    let person = page.person_id;
     if let Some(due) = tx.lock_escalation(incident).await? {
         let chain = oncall
             .chains
@@ -575,15 +890,17 @@ pub async fn acknowledge(
         let mut esc: Escalation = serde_json::from_value(due.state)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
         let actions = esc.acknowledge(chain, person, Timestamp::from(now));
-        record(&mut tx, &oncall, &[], incident, &actions, now).await?;
+        record(&mut tx, &oncall, &[], incident, &actions, now, Some(via)).await?;
         let state = serde_json::to_value(&esc)
             .map_err(|e| NotifyError::BadState(incident, e.to_string()))?;
         tx.save_escalation(incident, &state, esc.due().map(Timestamp::to_offset))
             .await?;
     }
-    tx.acknowledge_pages(incident, person, now).await?;
+    tx.acknowledge_pages(incident, person, via.as_str(), now)
+        .await?;
     tx.commit().await?;
-    counter!(m::PAGES_ACKNOWLEDGED).increment(1);
-    histogram!(m::PAGE_TO_ACK).record((now - sent_at).as_seconds_f64().max(0.0));
-    Ok(())
+    counter!(m::PAGES_ACKNOWLEDGED, "via" => via.as_str()).increment(1);
+    histogram!(m::PAGE_TO_ACK).record((now - page.created_at).as_seconds_f64().max(0.0));
+    info!(page = page_id, incident, person, via = via.as_str(), "page acknowledged");
+    Ok(Acked::Now { incident })
 }

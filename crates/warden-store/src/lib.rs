@@ -50,6 +50,7 @@ mod error;
 mod identity;
 mod listen;
 mod model;
+mod notify;
 mod oncall;
 mod rejected;
 mod store;
@@ -69,9 +70,10 @@ pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,
     Record, Source, StoredSignal,
 };
+pub use notify::{PageView, PhonePage};
 pub use oncall::{
     ChainRow, ContactRow, DueEscalation, NewPage, OncallConfig, OncallTx, OutboxEntry, OverrideRow,
-    PageRow, PendingPage, RotaRow, RouteRow,
+    PageAck, PageRow, PendingPage, RotaRow, RouteRow,
 };
 pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
 pub use store::{ACQUIRE_TIMEOUT, Store};

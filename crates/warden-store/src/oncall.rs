@@ -146,6 +146,17 @@ pub struct PendingPage {
     pub summary: Option<String>,
 }
 
+/// What acknowledging a page needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PageAck {
+    pub incident_id: i64,
+    /// Whom it paged.
+    pub person_id: i64,
+    pub created_at: OffsetDateTime,
+    /// When the incident's pages were acknowledged, if they were.
+    pub acked_at: Option<OffsetDateTime>,
+}
+
 /// A page as people see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -535,33 +546,34 @@ impl OncallTx {
         .await?)
     }
 
-    /// The incident of page `page_id`, whom it paged and when.
-    pub async fn page(
-        &mut self,
-        page_id: i64,
-    ) -> Result<Option<(i64, i64, OffsetDateTime)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT incident_id, person_id, created_at FROM pages WHERE id = $1")
-                .bind(page_id)
-                .fetch_optional(&mut *self.tx)
-                .await?,
+    /// The incident of page `page_id`, whom it paged, when, and whether it was acknowledged.
+    pub async fn page(&mut self, page_id: i64) -> Result<Option<PageAck>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT incident_id, person_id, created_at, acked_at FROM pages WHERE id = $1",
         )
+        .bind(page_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
     }
 
-    /// Marks every unacknowledged page of `incident_id` acknowledged by `person_id`.
+    /// Marks every unacknowledged page of `incident_id` acknowledged by `person_id` through
+    /// `via` (`console`, `link` or `sms`).
     pub async fn acknowledge_pages(
         &mut self,
         incident_id: i64,
         person_id: i64,
+        via: &str,
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE pages SET status = 'acknowledged', acked_at = $3, acked_by = $2 \
+            "UPDATE pages SET status = 'acknowledged', acked_at = $3, acked_by = $2, \
+                    acked_via = $4 \
              WHERE incident_id = $1 AND status <> 'acknowledged'",
         )
         .bind(incident_id)
         .bind(person_id)
         .bind(at)
+        .bind(via)
         .execute(&mut *self.tx)
         .await?;
         Ok(())

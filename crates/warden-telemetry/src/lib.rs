@@ -91,11 +91,20 @@ pub const CONSOLE_PUSH: &str = "warden_console_push_seconds";
 pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
-/// Pages delivered or given up. Labels: `channel` (console, webhook, none), `status`
+/// Pages delivered or given up. Labels: `channel` (console, webhook, email, sms, voice,
+/// none), `status`
 /// (delivered, failed).
 pub const PAGES: &str = "warden_pages_total";
-/// Pages acknowledged.
+/// Pages acknowledged. Labels: `via` (console, link, sms).
 pub const PAGES_ACKNOWLEDGED: &str = "warden_pages_acknowledged_total";
+/// SMS replies received through the gateway's webhook. Labels: `outcome` (acknowledged,
+/// not_understood, no_open_page, refused).
+pub const PAGE_REPLIES: &str = "warden_page_replies_total";
+/// Escalation work more than 30 s past due, found by the auditor (0 when every due step
+/// ran). Labels: `what` (escalations, deliveries, outbox).
+pub const ESCALATION_OVERDUE: &str = "warden_escalation_overdue";
+/// Calls of the dead-man heartbeat URL. Labels: `outcome` (ok, failed).
+pub const HEARTBEATS: &str = "warden_heartbeats_total";
 /// Escalations started (an answer-time threshold passed, a unit failed to report).
 pub const ESCALATIONS_STARTED: &str = "warden_escalations_started_total";
 /// Incidents that should have escalated but no route matched them.
@@ -250,13 +259,23 @@ pub const INGEST_ZERO: &[ZeroCounter] = &[
     ZeroCounter {
         name: PAGES,
         labels: &[
-            ("channel", &["console", "webhook", "none"]),
+            (
+                "channel",
+                &["console", "webhook", "email", "sms", "voice", "none"],
+            ),
             ("status", &["delivered", "failed"]),
         ],
     },
     ZeroCounter {
         name: PAGES_ACKNOWLEDGED,
-        labels: &[],
+        labels: &[("via", &["console", "link", "sms"])],
+    },
+    ZeroCounter {
+        name: PAGE_REPLIES,
+        labels: &[(
+            "outcome",
+            &["acknowledged", "not_understood", "no_open_page", "refused"],
+        )],
     },
     ZeroCounter {
         name: ESCALATIONS_STARTED,
@@ -434,6 +453,18 @@ pub fn describe() {
     describe_counter!(
         ESCALATOR_FAILURES,
         "Escalation passes that failed and were retried"
+    );
+    describe_counter!(
+        PAGE_REPLIES,
+        "SMS replies received through the gateway, by what they did"
+    );
+    describe_gauge!(
+        ESCALATION_OVERDUE,
+        "Escalation steps, page deliveries and threshold events more than 30 s past due"
+    );
+    describe_counter!(
+        HEARTBEATS,
+        "Calls of the dead-man heartbeat URL, by outcome"
     );
     describe_gauge!(
         ONCALL_FINDINGS,
@@ -621,6 +652,9 @@ mod tests {
             super::ESCALATION_FIRST_PAGE,
             super::ONCALL_FINDINGS,
             super::PAGE_TO_ACK,
+            super::PAGE_REPLIES,
+            super::ESCALATION_OVERDUE,
+            super::HEARTBEATS,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use warden_ingest::mqtt::MqttConfig;
 use warden_ingest::serial::SerialConfig;
 
+mod escalation;
+pub use escalation::EscalationSection;
+
 /// A value that must never appear in logs or `print-config` output.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -91,40 +94,6 @@ pub struct WriterSection {
     /// is a new signal. Longer than any outage after which a broker may still redeliver.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
-}
-
-/// Escalation: how often the escalator runs and how it reaches people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationSection {
-    /// How often due escalation steps are fired and pages delivered (the latency from an
-    /// answer-time threshold to the first page).
-    #[serde(with = "humantime_serde")]
-    pub every: Duration,
-    /// The HMAC-SHA256 key webhook receivers check `X-Warden-Signature` with. Absent: the
-    /// webhook channel is off, and people are reached by their next verified method.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_secret: Option<Secret>,
-    /// Limit on one webhook request.
-    #[serde(with = "humantime_serde")]
-    pub webhook_timeout: Duration,
-}
-
-impl EscalationSection {
-    /// The escalator's configuration.
-    pub fn to_escalator(&self) -> warden_notify::EscalatorConfig {
-        warden_notify::EscalatorConfig {
-            every: self.every,
-            webhook: self
-                .webhook_secret
-                .as_ref()
-                .map(|s| warden_notify::WebhookConfig {
-                    secret: s.expose().as_bytes().to_vec(),
-                    timeout: self.webhook_timeout,
-                }),
-            ..warden_notify::EscalatorConfig::default()
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,11 +193,7 @@ impl Default for Config {
                     login_attempts_per_minute: d.login_attempts_per_minute,
                 }
             },
-            escalation: EscalationSection {
-                every: Duration::from_secs(1),
-                webhook_secret: None,
-                webhook_timeout: Duration::from_secs(5),
-            },
+            escalation: EscalationSection::default(),
             triage: warden_core::Config::default(),
             log: LogConfig {
                 format: LogFormat::Text,
@@ -330,26 +295,7 @@ impl Config {
         if let Err(e) = self.triage.validate() {
             errors.push(format!("triage: {e}"));
         }
-        if self.escalation.every < Duration::from_millis(100)
-            || self.escalation.every > Duration::from_secs(30)
-        {
-            errors.push(
-                "escalation.every: must be between 100ms and 30s (it delays every page)".into(),
-            );
-        }
-        if self
-            .escalation
-            .webhook_secret
-            .as_ref()
-            .is_some_and(|s| s.expose().len() < 16)
-        {
-            errors.push("escalation.webhook_secret: must be at least 16 characters".into());
-        }
-        if self.escalation.webhook_timeout < Duration::from_millis(100)
-            || self.escalation.webhook_timeout > Duration::from_mins(1)
-        {
-            errors.push("escalation.webhook_timeout: must be between 100ms and 60s".into());
-        }
+        self.escalation.check(&mut errors);
         if self.console.login_max_failures < 1 {
             errors.push("console.login_max_failures: must be at least 1".into());
         }

@@ -2,6 +2,7 @@
 //! orderly shutdown: stop the sources, let the writer drain and commit, then exit.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -63,6 +64,22 @@ pub async fn connect(cfg: &Config, url: &str) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Warden's self-checks (on-call configuration, overdue escalation work) become internal
+/// signals, triaged like every other: a technical incident on `warden:<check>`.
+#[derive(Debug)]
+struct SelfChecks(Ingest);
+
+impl warden_notify::SelfCheck for SelfChecks {
+    fn report<'a>(
+        &'a self,
+        check: &'a str,
+        ok: bool,
+        detail: String,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move { self.0.self_check(check, ok, &detail).await })
+    }
+}
+
 /// Runs the daemon until `shutdown` fires. `on_ready` is called once everything listens.
 pub async fn run(
     cfg: Config,
@@ -110,7 +127,13 @@ pub async fn run(
         let c = warden_console::Console::new(
             store.clone(),
             engine.clone(),
-            cfg.console.to_console(),
+            warden_console::ConsoleConfig {
+                sms_reply_token: cfg
+                    .escalation
+                    .sms_reply_token()
+                    .map(warden_console::SharedToken),
+                ..cfg.console.to_console()
+            },
             console_stop.clone(),
         );
         let task = tokio::spawn(
@@ -129,6 +152,7 @@ pub async fn run(
     let escalator = warden_notify::spawn(
         store.clone(),
         cfg.escalation.to_escalator(),
+        Some(Arc::new(SelfChecks(ingest.clone()))),
         escalator_stop.clone(),
     )
     .context("starting the escalator")?;

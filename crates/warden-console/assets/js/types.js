@@ -462,7 +462,7 @@
  * @property {number} step The chain step that paged (0 is the first).
  * @property {number} round Rounds of the chain completed before this page.
  * @property {"step" | "fallback" | "reminder"} reason
- * @property {string} channel How it is delivered (`console`, `webhook`), or `none` when it could not be.
+ * @property {string} channel How it is delivered (`console`, `webhook`, `email`, `sms`, `voice`), or `none` when it could not be.
  * @property {string} created_at
  * @property {"pending" | "delivered" | "failed" | "acknowledged"} status `pending`: waiting for (or retrying) delivery through its channel.
  * @property {string | null} outcome Why delivery failed, if it did.
@@ -470,6 +470,13 @@
  * @property {string | null} summary The incident's summary line.
  * @property {string} incident_kind
  * @property {string} priority
+ */
+
+/**
+ * What an SMS reply did (POST /hooks/sms-reply; the gateway's webhook, not the UI).
+ * @typedef {object} ReplyOutcome
+ * @property {"acknowledged" | "already_acknowledged" | "not_understood" | "no_open_page"} outcome
+ * @property {number | null} incident
  */
 
 // ---- names the generated OpenAPI document (utoipa) uses -----------------------------

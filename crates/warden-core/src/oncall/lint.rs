@@ -89,6 +89,39 @@ impl Finding {
     ];
 }
 
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::NobodyOnCall {
+                chain,
+                rota,
+                from,
+                to,
+            } => write!(
+                f,
+                "nobody is on call in rota {rota} (paged by chain {chain}) from {from} to {to}"
+            ),
+            Finding::NoVerifiedContact { person } => write!(
+                f,
+                "person {person} can be paged but has no verified contact method this centre \
+                 can deliver"
+            ),
+            Finding::NoFallback { chain } => write!(f, "chain {chain} has no fallback"),
+            Finding::EmptyOnBankHoliday { rota, date } => {
+                write!(f, "rota {rota} has nobody on call for part of the bank holiday {date}")
+            }
+            Finding::MissingTarget { chain, target } => {
+                let (what, id) = match target {
+                    Target::Person(id) => ("person", id),
+                    Target::Rota(id) => ("rota", id),
+                    Target::Team(id) => ("team", id),
+                };
+                write!(f, "chain {chain} pages {what} {id}, which does not exist")
+            }
+        }
+    }
+}
+
 /// Everything wrong with `setup` between `from` and `to`, in a stable order: per chain its
 /// fallback, targets and gaps, then bank holidays per rota, then unreachable people.
 pub fn check(setup: &Setup<'_>, from: Timestamp, to: Timestamp) -> Vec<Finding> {

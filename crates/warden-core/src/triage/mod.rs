@@ -549,6 +549,12 @@ fn describe_what(s: &mut String, what: &SignalWhat) {
         SignalWhat::LinkLost => write!(s, "link lost"),
         SignalWhat::LinkRestored => write!(s, "link restored"),
         SignalWhat::PathFault { detail } => write!(s, "path fault: {detail:.80}"),
+        SignalWhat::SelfCheck {
+            check,
+            ok: false,
+            detail,
+        } => write!(s, "self-check {check} failed: {detail:.80}"),
+        SignalWhat::SelfCheck { check, ok: true, .. } => write!(s, "self-check {check} passed"),
         SignalWhat::Unknown { raw_summary } => write!(s, "unknown: {raw_summary:.80}"),
     };
 }

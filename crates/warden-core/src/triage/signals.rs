@@ -24,7 +24,10 @@ impl Triage {
             let info = dev_id.and_then(|d| self.devices.get(&d)).map(|d| &d.info);
             self.classifier.classify(&what, info)
         };
-        let link_level = matches!(what, SignalWhat::LinkLost | SignalWhat::LinkRestored);
+        let link_level = matches!(
+            what,
+            SignalWhat::LinkLost | SignalWhat::LinkRestored | SignalWhat::SelfCheck { .. }
+        );
         if let Some(dev) = dev_id
             && !link_level
             && !matches!(what, SignalWhat::Presence { online: false })

@@ -1,0 +1,128 @@
+//! What a page says, in plain English: the alarm's reference, what it is, why the person is
+//! being paged, and what they must do (acknowledge, then call the control room). One text for
+//! every channel; the e-mail adds a subject, the webhook the same fields as JSON.
+
+use warden_store::PendingPage;
+
+/// A page's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// One line: the e-mail subject.
+    pub subject: String,
+    /// The whole message: SMS, e-mail body, voice call, webhook `text`.
+    pub text: String,
+    /// The signed one-time acknowledgement link, when the centre has a public address.
+    pub ack_url: Option<String>,
+}
+
+/// How a person can acknowledge, besides the console.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ways<'a> {
+    /// The page's signed link.
+    pub link: Option<&'a str>,
+    /// Replies to SMS reach Warden (the gateway's inbound webhook is configured).
+    pub sms_reply: bool,
+    /// The control room's number, to call after acknowledging.
+    pub control_room: Option<&'a str>,
+}
+
+/// The message of page `p`.
+pub fn page(p: &PendingPage, ways: Ways<'_>) -> Message {
+    let priority = p.priority.as_deref().unwrap_or("unknown").replace('_', "-");
+    let kind = p
+        .incident_kind
+        .as_deref()
+        .unwrap_or("alarm")
+        .replace('_', " ");
+    let reference = p.incident_id;
+    let summary = p
+        .summary
+        .as_deref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    let why = match p.reason.as_str() {
+        "reminder" => "Reminder: you acknowledged this alarm and it is still open.",
+        "fallback" => "Nobody else could be reached for this alarm.",
+        _ => "Nobody in the control room has answered this alarm in time.",
+    };
+    let mut how = Vec::new();
+    if let Some(link) = ways.link {
+        how.push(format!("open {link}"));
+    }
+    if ways.sms_reply && p.channel == "sms" {
+        how.push(format!("reply ACK {reference}"));
+    }
+    how.push("use My pages in the Warden console".to_owned());
+    let call = ways.control_room.map_or_else(
+        || "then call the control room".to_owned(),
+        |n| format!("then call the control room on {n}"),
+    );
+    let text = format!(
+        "Warden alarm #{reference}: {priority} {kind}{summary}. {why} To acknowledge, {how}; \
+         {call}.",
+        how = how.join(" or "),
+    );
+    Message {
+        subject: format!("Warden alarm #{reference}: {priority} {kind}, please acknowledge"),
+        text,
+        ack_url: ways.link.map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(channel: &str) -> PendingPage {
+        PendingPage {
+            id: 7,
+            incident_id: 42,
+            person_id: 1,
+            step: 0,
+            round: 0,
+            reason: "step".into(),
+            channel: channel.into(),
+            address: "+447700900123".into(),
+            attempts: 0,
+            priority: Some("life_critical".into()),
+            incident_kind: Some("pendant".into()),
+            summary: Some("Mrs Example, 1 Elm Road".into()),
+        }
+    }
+
+    #[test]
+    fn a_page_names_the_alarm_and_every_way_to_acknowledge_it() {
+        let m = page(
+            &pending("sms"),
+            Ways {
+                link: Some("https://warden.example/ack/x"),
+                sms_reply: true,
+                control_room: Some("0300 000 0000"),
+            },
+        );
+        assert_eq!(
+            m.text,
+            "Warden alarm #42: life-critical pendant (Mrs Example, 1 Elm Road). Nobody in the \
+             control room has answered this alarm in time. To acknowledge, open \
+             https://warden.example/ack/x or reply ACK 42 or use My pages in the Warden console; \
+             then call the control room on 0300 000 0000."
+        );
+        assert_eq!(
+            m.subject,
+            "Warden alarm #42: life-critical pendant, please acknowledge"
+        );
+    }
+
+    #[test]
+    fn only_an_sms_offers_a_reply() {
+        let m = page(
+            &pending("email"),
+            Ways {
+                sms_reply: true,
+                ..Ways::default()
+            },
+        );
+        assert!(!m.text.contains("reply ACK"), "{}", m.text);
+        assert!(m.text.ends_with("then call the control room."), "{}", m.text);
+    }
+}

@@ -1,7 +1,7 @@
 //! README command one: `wardend demo` with zero configuration starts a private Postgres, the
 //! embedded broker, a simulated receiver and fleet, becomes ready, stores signals from both
-//! paths, escalates unanswered life-critical alarms to the on-call person's console inbox,
-//! and on Ctrl-C stops everything, its Postgres included.
+//! paths, escalates unanswered life-critical alarms to the on-call person (a webhook to the
+//! demo's printed inbox, whose one-time link acknowledges the page), and on Ctrl-C stops everything, its Postgres included.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
@@ -16,12 +16,30 @@ fn metric(body: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// A minimal HTTP/1.0 POST with an empty body on loopback: `(status, body)`.
+fn http_post(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
 #[test]
 fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
     let data = tempfile::tempdir().expect("temp dir");
     // The private cluster runs as `postgres` when the test runs as root: let it in.
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let console = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let log = std::fs::File::create(data.path().join("demo.log")).expect("log");
     let mut child = warden_tests::daemon_command()
         .args([
@@ -36,16 +54,13 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         ])
         .arg(data.path())
         .env("WARDEN_ADMIN__LISTEN", admin.to_string())
-        .env(
-            "WARDEN_CONSOLE__LISTEN",
-            std::net::SocketAddr::from(([127, 0, 0, 1], free_port())).to_string(),
-        )
+        .env("WARDEN_CONSOLE__LISTEN", console.to_string())
         // Life-critical alarms overflow after 2 s instead of 60 s, so the demo's escalation
         // (nobody answers in a test) pages within the test's patience.
         .env("WARDEN_TRIAGE__SLA__LIFE_CRITICAL__WARN", "1s")
         .env("WARDEN_TRIAGE__SLA__LIFE_CRITICAL__OVERFLOW", "2s")
         .env("WARDEN_TRIAGE__SLA__LIFE_CRITICAL__CRITICAL", "30s")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(data.path().join("demo.out")).expect("out"))
         .stderr(log)
         .spawn()
         .expect("start demo");
@@ -67,13 +82,14 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         log_text()
     );
 
-    // Unanswered life-critical alarms page the demo's on-call person in the console.
+    // Unanswered life-critical alarms page the demo's on-call person: by webhook to the
+    // demo's inbox (and in the console's My pages).
     let paged = wait_until(Duration::from_secs(30), || {
         let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
         metric(&body, "warden_escalations_started_total") > 0.0
             && metric(
                 &body,
-                "warden_pages_total{channel=\"console\",status=\"delivered\"}",
+                "warden_pages_total{channel=\"webhook\",status=\"delivered\"}",
             ) > 0.0
     });
     let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
@@ -90,6 +106,36 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         metric(&body, "warden_escalations_unreachable_total") < 0.5,
         "every escalation reached someone"
     );
+
+    // The printed inbox lists the page, in plain English with its one-time link; the link
+    // acknowledges it.
+    let out = std::fs::read_to_string(data.path().join("demo.out")).unwrap_or_default();
+    let inbox: std::net::SocketAddr = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("inbox:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.strip_prefix("http://"))
+        .and_then(|u| u.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no inbox address printed:\n{out}"));
+    let (status, listed) = http_get(inbox, "/").expect("the inbox answers");
+    assert_eq!(status, 200);
+    assert!(listed.contains("Warden alarm #"), "{listed}");
+    let link = listed
+        .split_whitespace()
+        .find(|w| w.contains("/ack/"))
+        .unwrap_or_else(|| panic!("no acknowledgement link in:\n{listed}"));
+    let path = &link[link.find("/ack/").expect("ack")..];
+    let (status, shown) = http_get(console, path).expect("the link's page");
+    assert_eq!(status, 200, "{shown}");
+    assert!(shown.contains("Acknowledge alarm #"), "{shown}");
+    let (status, done) = http_post(console, path).expect("the link's button");
+    assert_eq!(status, 200, "{done}");
+    assert!(
+        done.contains("acknowledged"),
+        "the link acknowledged the page:\n{done}"
+    );
+    let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
+    assert!(metric(&body, "warden_pages_acknowledged_total{via=\"link\"}") >= 1.0);
 
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

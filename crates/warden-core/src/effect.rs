@@ -199,11 +199,19 @@ impl Effect {
 
     /// True for the effects that someone outside a console must hear about (the outbox the
     /// escalation machinery reads): an alarm past its overflow or critical answer time, a
-    /// unit that failed to report.
+    /// unit that failed to report, and a link lost or a self-check failed (these have no
+    /// answer-time thresholds by default; they page when a route sends them to a chain, the
+    /// ops rota's).
     pub fn needs_notification(&self) -> bool {
         matches!(
             self,
-            Effect::Overflow { .. } | Effect::Critical { .. } | Effect::FailToReport { .. }
+            Effect::Overflow { .. }
+                | Effect::Critical { .. }
+                | Effect::FailToReport { .. }
+                | Effect::IncidentOpened {
+                    kind: Kind::LinkLost | Kind::SelfCheck,
+                    ..
+                }
         )
     }
 

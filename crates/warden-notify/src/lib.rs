@@ -64,7 +64,12 @@ pub const LINT_HORIZON: Duration = Duration::from_hours(14 * 24);
 const LINT_EVERY: Duration = Duration::from_hours(1);
 
 /// The outbox kinds that start an escalation.
-const STARTS: &[&str] = &["overflow", "critical", "fail_to_report"];
+const STARTS: &[&str] = &["overflow", "critical", "fail_to_report", "incident_opened"];
+
+/// The outbox kinds that start an escalation only when a route names them: a link lost or
+/// a self-check failed pages the ops rota if one is routed, and is otherwise left to the
+/// console (not recorded as unrouted).
+const OPT_IN: &[&str] = &["incident_opened"];
 
 /// Incident states in which an escalation keeps paging: nobody holds it yet.
 const UNANSWERED: &[&str] = &["raised", "offered"];
@@ -560,6 +565,9 @@ pub async fn pass_on(
             entry.incident_kind.as_deref(),
             entry.area.as_deref(),
         ) else {
+            if OPT_IN.contains(&entry.kind.as_str()) {
+                continue;
+            }
             tx.incident_event(
                 Some(incident),
                 "escalation_unrouted",

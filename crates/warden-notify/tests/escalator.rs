@@ -579,3 +579,65 @@ async fn a_configuration_problem_is_reported_at_once_and_cleared_on_the_next_sav
     task.await.expect("escalator stops");
     assert_eq!(reports.of("oncall_config").len(), 2, "reported on change only");
 }
+
+/// A technical incident of `kind` just opened (a link lost, a self-check failed).
+async fn opened(pool: &PgPool, id: i64, kind: &str) {
+    sqlx::query(
+        "INSERT INTO incidents (id, priority, kind, state, raised_at, signal_count, doc) \
+         VALUES ($1, 'technical', $2, 'offered', $3, 1, '{}')",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(t0())
+    .execute(pool)
+    .await
+    .expect("incident");
+    sqlx::query(
+        "INSERT INTO outbox (incident_id, kind, payload) VALUES ($1, 'incident_opened', '{}')",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .expect("outbox");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_lost_link_pages_the_ops_rota_only_when_routed_there(pool: PgPool) {
+    let s = setup(&pool, always()).await;
+    // No route for link_lost: the console shows it; nothing is paged or called unrouted.
+    opened(&pool, 5, "link_lost").await;
+    let r = pass(&Store::from_pool(pool.clone()), t0(), 100, &["console"])
+        .await
+        .expect("pass");
+    assert_eq!((r.started, r.pages), (0, 0));
+    assert!(history(&pool, 5).await.is_empty());
+    // The ops rota's chain (here: the duty manager) takes lost links and failed self-checks.
+    let ops = json!({ "steps": [{ "targets": [{ "kind": "person", "id": s.people[1] }], "wait": 300_000_000 }],
+                      "fallback": [s.people[2]], "ack_timeout": 1_800_000_000_i64, "reminder_every": null });
+    let chain: i64 =
+        sqlx::query_scalar("INSERT INTO chains (name, doc) VALUES ('Ops', $1) RETURNING id")
+            .bind(ops)
+            .fetch_one(&pool)
+            .await
+            .expect("chain");
+    for (position, kind) in [(2, "link_lost"), (3, "self_check")] {
+        sqlx::query("INSERT INTO routes (position, kind, chain_id) VALUES ($1, $2, $3)")
+            .bind(position)
+            .bind(kind)
+            .bind(chain)
+            .execute(&pool)
+            .await
+            .expect("route");
+    }
+    opened(&pool, 6, "link_lost").await;
+    opened(&pool, 7, "self_check").await;
+    let r = pass(&Store::from_pool(pool.clone()), t0(), 100, &["console"])
+        .await
+        .expect("pass");
+    assert_eq!((r.started, r.pages), (2, 2));
+    for incident in [6, 7] {
+        let p = pages(&pool, incident).await;
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, s.people[1], "the ops chain's person");
+    }
+}

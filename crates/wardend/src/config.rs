@@ -22,6 +22,10 @@ pub use escalation::EscalationSection;
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

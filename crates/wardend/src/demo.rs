@@ -188,7 +188,21 @@ async fn demo(
         .map_err(|e| anyhow::anyhow!("demo user {name}: {e}"))?;
     }
 
-    seed_oncall(&store).await?;
+    // The on-call person's pages go to a local webhook inbox that prints them, each with a
+    // one-time acknowledgement link to the console.
+    let inbox_stop = shutdown.child_token();
+    let inbox_secret = demo_password()?;
+    let inbox = crate::demo_inbox::start(inbox_secret.as_bytes().to_vec(), inbox_stop.clone())
+        .await
+        .context("starting the demo's webhook inbox")?;
+    cfg.escalation.webhook_secret = Some(crate::config::Secret::new(inbox_secret));
+    if cfg.console.listen.port() == 0 {
+        cfg.console.listen.set_port(free_port()?);
+    }
+    if cfg.escalation.public_url.is_none() {
+        cfg.escalation.public_url = Some(format!("http://localhost:{}", cfg.console.listen.port()));
+    }
+    seed_oncall(&store, &format!("http://{inbox}/")).await?;
 
     cfg.mqtt = Some(MqttConfig {
         port: broker_addr.port(),
@@ -290,7 +304,11 @@ async fn demo(
         );
         println!(
             "  on call:    a life-critical alarm unanswered past its overflow threshold (60 s) pages \
-             'oncall' (My pages), then the supervisor; acknowledging stops it"
+             'oncall' (My pages, and the webhook inbox below), then the supervisor; acknowledging \
+             (console, or the link in the message) stops it"
+        );
+        println!(
+            "  inbox:      http://{inbox}/   (the on-call person's webhook: every page, printed here too)"
         );
     }
     println!(
@@ -361,9 +379,10 @@ fn demo_password() -> anyhow::Result<String> {
 
 /// Made-up clients for the receiver's accounts, so the console shows a client record.
 /// The demo's escalation: the on-call user is on call all the time in rota "Out of hours";
-/// unanswered life-critical and urgent alarms page them, then the supervisor two minutes
-/// later (also the fallback), twice round; both are reached in the console's "My pages".
-async fn seed_oncall(store: &warden_store::Store) -> anyhow::Result<()> {
+/// unanswered life-critical and urgent alarms page them (by webhook at `inbox`, and in the
+/// console's "My pages"), then the supervisor two minutes later (also the fallback), twice
+/// round. A lost link or a failed self-check pages the supervisor (the "Ops" chain).
+async fn seed_oncall(store: &warden_store::Store, inbox: &str) -> anyhow::Result<()> {
     use warden_core::Micros;
     use warden_core::oncall::{Chain, Layer, ShiftLength, Step, Target};
 
@@ -380,11 +399,15 @@ async fn seed_oncall(store: &warden_store::Store) -> anyhow::Result<()> {
     let manager = store
         .upsert_person_for_user("Demo Supervisor", user_id("supervisor").await?)
         .await?;
-    for person in [on_call, manager] {
-        store
-            .set_contact_method(person, 1, "console", "", true)
-            .await?;
-    }
+    store
+        .set_contact_method(on_call, 1, "webhook", inbox, true)
+        .await?;
+    store
+        .set_contact_method(on_call, 2, "console", "", true)
+        .await?;
+    store
+        .set_contact_method(manager, 1, "console", "", true)
+        .await?;
     let layer = Layer {
         name: "Everyone on call".into(),
         participants: vec![on_call],
@@ -428,6 +451,25 @@ async fn seed_oncall(store: &warden_store::Store) -> anyhow::Result<()> {
     store
         .set_route(2, Some("urgent"), None, None, chain)
         .await?;
+    let ops = Chain {
+        steps: vec![Step {
+            targets: vec![Target::Person(manager)],
+            wait: Micros::from_secs(600),
+            keep_calling_every: None,
+        }],
+        repeat: 0,
+        fallback: vec![manager],
+        ack_timeout: Micros::from_secs(3_600),
+        reminder_every: None,
+    };
+    let ops = store
+        .upsert_chain("Ops", &serde_json::to_value(&ops)?)
+        .await?;
+    for (position, kind) in [(3, "link_lost"), (4, "self_check")] {
+        store
+            .set_route(position, None, Some(kind), None, ops)
+            .await?;
+    }
     Ok(())
 }
 

@@ -16,6 +16,8 @@ mod config;
 mod decode;
 #[cfg(feature = "demo")]
 mod demo;
+#[cfg(feature = "demo")]
+mod demo_inbox;
 mod embedded_pg;
 mod run;
 

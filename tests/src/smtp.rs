@@ -22,7 +22,14 @@ impl SmtpSink {
     pub fn start() -> SmtpSink {
         let port = free_port();
         let mut child = Command::new("/usr/bin/python3")
-            .args(["-u", "-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -58,7 +65,9 @@ impl SmtpSink {
 
     /// Waits until `count` messages were received; false after `timeout`.
     pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> bool {
-        wait_until(timeout, || self.output().matches("END MESSAGE").count() >= count)
+        wait_until(timeout, || {
+            self.output().matches("END MESSAGE").count() >= count
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! demo's printed inbox, whose one-time link acknowledges the page), and on Ctrl-C stops everything, its Postgres included.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use warden_tests::{free_port, http_get, wait_until};

@@ -172,7 +172,10 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// The first of `names` present in `fields`.
 fn field<'a>(fields: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|n| fields.get(*n)).map(String::as_str)
+    names
+        .iter()
+        .find_map(|n| fields.get(*n))
+        .map(String::as_str)
 }
 
 /// Receive an SMS reply.
@@ -200,7 +203,11 @@ pub async fn sms_reply(
     let given = query
         .get("token")
         .map(String::as_bytes)
-        .or_else(|| headers.get("x-warden-token").map(axum::http::HeaderValue::as_bytes))
+        .or_else(|| {
+            headers
+                .get("x-warden-token")
+                .map(axum::http::HeaderValue::as_bytes)
+        })
         .unwrap_or_default();
     if !same_secret(given, expected.0.as_bytes()) {
         metrics::counter!(m::PAGE_REPLIES, "outcome" => "refused").increment(1);
@@ -216,8 +223,10 @@ pub async fn sms_reply(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let fields: HashMap<String, String> = if json {
-        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_body", format!("not a JSON object: {e}")))?;
+        let v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request("invalid_body", format!("not a JSON object: {e}"))
+            })?;
         v.into_iter()
             .filter_map(|(k, v)| match v {
                 serde_json::Value::String(s) => Some((k, s)),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-use warden_store::{NewOohJob, OohCategory, OohJob, OohUpdate};
+use warden_store::{CallerMessage, NewOohJob, OohCategory, OohJob, OohUpdate};
 use warden_telemetry as m;
 use warden_types::JobStatus;
 
@@ -70,6 +70,13 @@ pub struct JobOut {
     pub updates: Vec<OohUpdate>,
     /// Where it was routed; `null` when nobody was on call for its category.
     pub routed_to: Option<RoutedTo>,
+    /// How the caller wants to hear back: `phone` (call back), `sms`, `email` or `none`.
+    pub caller_contact: String,
+    pub caller_email: String,
+    /// Language or format needs.
+    pub caller_needs: String,
+    /// What was sent to the caller (the reference, each status change), oldest first.
+    pub messages: Vec<CallerMessage>,
 }
 
 /// A console user named in a job.
@@ -114,6 +121,10 @@ impl From<OohJob> for JobOut {
             created_by_name: j.created_by_name,
             created_at: j.created_at,
             updates: j.updates,
+            caller_contact: j.caller_contact,
+            caller_email: j.caller_email,
+            caller_needs: j.caller_needs,
+            messages: j.messages,
         }
     }
 }
@@ -208,8 +219,33 @@ fn check_job(j: &NewOohJob) -> Result<(), ApiError> {
         ("caller_phone", &j.caller_phone, 50),
         ("address", &j.address, 500),
         ("description", &j.description, 5000),
+        ("caller_email", &j.caller_email, 254),
+        ("caller_needs", &j.caller_needs, 500),
     ] {
         crate::text::check(f, v, max)?;
+    }
+    match j.caller_contact.as_str() {
+        "phone" | "none" => {}
+        "sms" if j.caller_phone.chars().filter(char::is_ascii_digit).count() >= 7 => {}
+        "sms" => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "caller_contact sms needs caller_phone (a mobile number)",
+            ));
+        }
+        "email" if warden_notify::email::is_mailbox(j.caller_email.trim()) => {}
+        "email" => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "caller_contact email needs caller_email (an e-mail address)",
+            ));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "caller_contact must be phone, sms, email or none",
+            ));
+        }
     }
     Ok(())
 }
@@ -255,6 +291,7 @@ pub async fn create_job(
             routed.as_ref().map(|r| (r.name.as_str(), r.phone.as_str())),
             auth.user.id,
             auth.audit("ooh.job.create", "ooh_job", None),
+            warden_notify::message::caller_update,
         )
         .await?;
     metrics::counter!(m::OOH_JOBS, "routed" => if routed.is_some() { "true" } else { "false" })
@@ -375,7 +412,14 @@ pub async fn set_status(
     let audit = auth.audit("ooh.job.status", "ooh_job", None);
     if !c
         .store()
-        .ooh_set_status(&reference, b.status, b.note.trim(), auth.user.id, audit)
+        .ooh_set_status(
+            &reference,
+            b.status,
+            b.note.trim(),
+            auth.user.id,
+            audit,
+            warden_notify::message::caller_update,
+        )
         .await?
     {
         return Err(ApiError::not_found(format!("job {reference}")));

@@ -126,6 +126,9 @@ async fn fixture(app: &App, operator: &Session) -> Fixture {
                 address: String::new(),
                 description: "A fixture job".into(),
                 urgency: "routine".into(),
+                caller_contact: "phone".into(),
+                caller_email: String::new(),
+                caller_needs: String::new(),
             },
             None,
             app.users.operator.id,
@@ -134,6 +137,7 @@ async fn fixture(app: &App, operator: &Session) -> Fixture {
                 object_type: "ooh_job".into(),
                 ..AuditWrite::default()
             },
+            warden_notify::message::caller_update,
         )
         .await
         .expect("log a job");
@@ -238,6 +242,8 @@ async fn the_route_table_covers_every_route_of_the_openapi_document(pool: PgPool
         .collect();
     for (m, p) in [
         ("post", "/api/v1/login"),
+        // The SMS gateway's webhook: its own token, no session (tests/ack_links.rs).
+        ("post", "/api/v1/hooks/sms-reply"),
         ("get", "/api/v1/ws"),
         ("get", "/api/openapi.json"),
     ] {

@@ -478,7 +478,9 @@ pub fn describe(what: &SignalWhat) -> String {
             ok: false,
             detail,
         } => format!("Warden self-check {check} failed: {detail}"),
-        SignalWhat::SelfCheck { check, ok: true, .. } => {
+        SignalWhat::SelfCheck {
+            check, ok: true, ..
+        } => {
             format!("Warden self-check {check} passed")
         }
         SignalWhat::Unknown { raw_summary } => format!("unreadable signal: {raw_summary}"),

@@ -52,6 +52,28 @@ pub fn classify(sent: Result<reqwest::Response, reqwest::Error>, whom: &str) -> 
     }
 }
 
+/// Where one message goes, whatever it is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// `webhook`, `email`, `sms` or `voice`.
+    pub channel: &'a str,
+    pub address: &'a str,
+    /// What the message is: `page` (to on-call staff) or `caller` (an out-of-hours caller's
+    /// update).
+    pub kind: &'static str,
+    /// The page's or caller message's id: with `kind`, the idempotency key.
+    pub id: i64,
+    /// The reference people quote: the alarm's number, or the job's `OOH-…`.
+    pub reference: &'a str,
+}
+
+impl Envelope<'_> {
+    /// The same for every attempt at one message: `warden-page-7`, `warden-caller-3`.
+    pub fn key(&self) -> String {
+        format!("warden-{}-{}", self.kind, self.id)
+    }
+}
+
 /// Signed webhooks.
 #[derive(Clone)]
 pub struct WebhookConfig {
@@ -128,34 +150,54 @@ impl Channels {
     }
 
     /// One attempt at page `p` with message `m`.
-    pub async fn send(&self, p: &PendingPage, m: &Message, now: time::OffsetDateTime) -> Attempt {
-        let http = &self.http;
-        match p.channel.as_str() {
-            "webhook" => {
-                if let Some(w) = &self.cfg.webhook {
-                    return webhook::post(http, &w.secret, w.timeout, p, m, now).await;
-                }
-            }
+    pub async fn send_page(
+        &self,
+        p: &PendingPage,
+        m: &Message,
+        now: time::OffsetDateTime,
+    ) -> Attempt {
+        if p.channel == "webhook"
+            && let Some(w) = &self.cfg.webhook
+        {
+            return webhook::post(&self.http, &w.secret, w.timeout, p, m, now).await;
+        }
+        let reference = p.incident_id.to_string();
+        self.send(
+            &Envelope {
+                channel: &p.channel,
+                address: &p.address,
+                kind: "page",
+                id: p.id,
+                reference: &reference,
+            },
+            m,
+        )
+        .await
+    }
+
+    /// One attempt at message `m` by e-mail, SMS or voice.
+    pub async fn send(&self, to: &Envelope<'_>, m: &Message) -> Attempt {
+        match to.channel {
             "email" => {
                 if let Some(email) = &self.email {
-                    return email.send(p, m).await;
+                    return email.send(to, m).await;
                 }
             }
             "sms" | "voice" => {
-                let gateway = if p.channel == "sms" {
+                let gateway = if to.channel == "sms" {
                     &self.cfg.sms
                 } else {
                     &self.cfg.voice
                 };
                 if let Some(g) = gateway {
-                    return gateway::send(http, g, p, m).await;
+                    return gateway::send(&self.http, g, to, m).await;
                 }
             }
             _ => {}
         }
         Attempt::Permanent(format!(
             "channel {} is not configured on this centre",
-            p.channel
+            to.channel
         ))
     }
 }

@@ -1,20 +1,18 @@
 //! The e-mail channel: a page sent over SMTP (`lettre`), after the pass that recorded it
-//! committed. The Message-ID names the page, so a retry is recognisably the same message.
+//! committed. The Message-ID names the page (or caller message), so a retry is recognisably the same message.
 //! A 4xx answer, a timeout or a lost connection is temporary; a 5xx answer (no such mailbox,
 //! relaying refused) or an address that is not one is permanent.
 
 use std::time::Duration;
 
+use crate::NotifyError;
+use crate::channel::{Attempt, Envelope};
+use crate::message::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
-use warden_store::PendingPage;
-
-use crate::NotifyError;
-use crate::channel::Attempt;
-use crate::message::Message;
 
 /// How the connection to the SMTP server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,9 +121,10 @@ impl Email {
         })
     }
 
-    /// Sends page `p` with message `m`.
-    pub async fn send(&self, p: &PendingPage, m: &Message) -> Attempt {
-        let to: Mailbox = match p.address.parse() {
+    /// Sends message `m` to `to`.
+    pub async fn send(&self, to: &Envelope<'_>, m: &Message) -> Attempt {
+        let key = to.key();
+        let to: Mailbox = match to.address.parse() {
             Ok(to) => to,
             Err(e) => return Attempt::Permanent(format!("not an e-mail address: {e}")),
         };
@@ -134,7 +133,7 @@ impl Email {
             .from(self.from.clone())
             .to(to)
             .subject(&m.subject)
-            .message_id(Some(format!("<warden-page-{}@{domain}>", p.id)))
+            .message_id(Some(format!("<{key}@{domain}>")))
             .header(ContentType::TEXT_PLAIN)
             .body(m.text.clone());
         let email = match email {

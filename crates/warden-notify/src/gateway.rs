@@ -2,7 +2,8 @@
 //! so that Twilio-like APIs (form fields, basic auth) and UK gateways (JSON, an API key
 //! header) both fit without code. Placeholders in the URL and the body:
 //! `{to}` (the number), `{text}` (the message), `{text_xml}` (the message XML-escaped, for
-//! TwiML-like voice bodies), `{page}` (the page id), `{reference}` (the alarm's reference).
+//! TwiML-like voice bodies), `{page}` (the page's or caller message's id), `{reference}` (the alarm's number or the
+//! out-of-hours job's reference).
 //! Each value is encoded for where it lands: percent-encoded in the URL and in a `form`
 //! body, JSON-string-escaped in a `json` body (the template supplies the quotes).
 //!
@@ -12,9 +13,7 @@
 
 use std::time::Duration;
 
-use warden_store::PendingPage;
-
-use crate::channel::{Attempt, classify};
+use crate::channel::{Attempt, Envelope, classify};
 use crate::message::Message;
 
 /// How the body template is encoded.
@@ -88,20 +87,24 @@ pub fn render(template: &str, values: &[(&str, String)], encode: fn(&str) -> Str
     out
 }
 
-/// The values a page fills in.
-fn values(p: &PendingPage, m: &Message) -> Vec<(&'static str, String)> {
+/// The values a message fills in.
+fn values(to: &Envelope<'_>, m: &Message) -> Vec<(&'static str, String)> {
     vec![
-        ("to", p.address.clone()),
+        ("to", to.address.to_owned()),
         ("text_xml", xml(&m.text)),
         ("text", m.text.clone()),
-        ("page", p.id.to_string()),
-        ("reference", p.incident_id.to_string()),
+        ("page", to.id.to_string()),
+        ("reference", to.reference.to_owned()),
     ]
 }
 
-/// The request a page becomes: URL, content type and body.
-pub fn request(cfg: &GatewayConfig, p: &PendingPage, m: &Message) -> (String, &'static str, String) {
-    let values = values(p, m);
+/// The request a message becomes: URL, content type and body.
+pub fn request(
+    cfg: &GatewayConfig,
+    to: &Envelope<'_>,
+    m: &Message,
+) -> (String, &'static str, String) {
+    let values = values(to, m);
     let url = render(&cfg.url, &values, percent);
     match cfg.encoding {
         Encoding::Form => (
@@ -117,19 +120,19 @@ pub fn request(cfg: &GatewayConfig, p: &PendingPage, m: &Message) -> (String, &'
     }
 }
 
-/// Sends page `p` through the gateway.
+/// Sends message `m` to `to` through the gateway.
 pub async fn send(
     client: &reqwest::Client,
     cfg: &GatewayConfig,
-    p: &PendingPage,
+    to: &Envelope<'_>,
     m: &Message,
 ) -> Attempt {
-    let (url, content_type, body) = request(cfg, p, m);
+    let (url, content_type, body) = request(cfg, to, m);
     let mut req = client
         .post(url)
         .timeout(cfg.timeout)
         .header("content-type", content_type)
-        .header("idempotency-key", format!("warden-page-{}", p.id))
+        .header("idempotency-key", to.key())
         .body(body);
     if let Some(user) = &cfg.username {
         req = req.basic_auth(user, cfg.password.as_ref());
@@ -144,20 +147,13 @@ pub async fn send(
 mod tests {
     use super::*;
 
-    fn page() -> (PendingPage, Message) {
-        let p = PendingPage {
+    fn page() -> (Envelope<'static>, Message) {
+        let p = Envelope {
+            channel: "sms",
+            address: "+447700900123",
+            kind: "page",
             id: 9,
-            incident_id: 42,
-            person_id: 1,
-            step: 0,
-            round: 0,
-            reason: "step".into(),
-            channel: "sms".into(),
-            address: "+447700900123".into(),
-            attempts: 0,
-            priority: None,
-            incident_kind: None,
-            summary: None,
+            reference: "42",
         };
         let m = Message {
             subject: String::new(),
@@ -217,7 +213,10 @@ mod tests {
     fn a_voice_body_can_carry_the_text_as_xml() {
         let (p, m) = page();
         let (_, _, body) = request(
-            &cfg(Encoding::Form, "Twiml=<Response><Say>{text_xml}</Say></Response>"),
+            &cfg(
+                Encoding::Form,
+                "Twiml=<Response><Say>{text_xml}</Say></Response>",
+            ),
             &p,
             &m,
         );

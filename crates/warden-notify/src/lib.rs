@@ -298,7 +298,7 @@ impl Escalator {
         for p in &due {
             attempted += 1;
             let msg = self.message(p, now, &mut key).await?;
-            let (status, text, next) = match self.channels.send(p, &msg, now).await {
+            let (status, text, next) = match self.channels.send_page(p, &msg, now).await {
                 Attempt::Delivered(how) => ("delivered", how, None),
                 Attempt::Temporary(why) if p.attempts + 1 < channel::MAX_ATTEMPTS => {
                     let next = now + channel::backoff(p.attempts);
@@ -319,6 +319,54 @@ impl Escalator {
             }
             self.store
                 .delivery_attempted(p.id, status, Some(&text), next)
+                .await?;
+        }
+        Ok(attempted)
+    }
+
+    /// Delivers the out-of-hours callers' messages due at `now` (by SMS or e-mail, retried
+    /// like pages); returns how many were attempted.
+    pub async fn deliver_to_callers(&self, now: OffsetDateTime) -> Result<u32, NotifyError> {
+        let due = self
+            .store
+            .lease_caller_messages(now, DELIVERY_LEASE, self.cfg.batch)
+            .await?;
+        let mut attempted = 0;
+        for msg in &due {
+            attempted += 1;
+            let words = message::Message {
+                subject: format!("Your reference {}", msg.reference),
+                text: msg.body.clone(),
+                ack_url: None,
+            };
+            let to = channel::Envelope {
+                channel: &msg.channel,
+                address: &msg.address,
+                kind: "caller",
+                id: msg.id,
+                reference: &msg.reference,
+            };
+            let (status, text, next) = match self.channels.send(&to, &words).await {
+                Attempt::Delivered(how) => ("delivered", how, None),
+                Attempt::Temporary(why) if msg.attempts + 1 < channel::MAX_ATTEMPTS => {
+                    ("pending", why, Some(now + channel::backoff(msg.attempts)))
+                }
+                Attempt::Temporary(why) => (
+                    "failed",
+                    format!("gave up after {} attempts: {why}", channel::MAX_ATTEMPTS),
+                    None,
+                ),
+                Attempt::Permanent(why) => ("failed", why, None),
+            };
+            if status == "failed" {
+                warn!(reference = %msg.reference, channel = %msg.channel, outcome = %text, "caller message could not be delivered");
+            }
+            if status != "pending" {
+                counter!(m::CALLER_MESSAGES, "channel" => msg.channel.clone(), "status" => status)
+                    .increment(1);
+            }
+            self.store
+                .caller_message_attempted(msg.id, status, &text, next)
                 .await?;
         }
         Ok(attempted)
@@ -465,6 +513,10 @@ pub async fn run(esc: Escalator, checks: Option<Arc<dyn SelfCheck>>, shutdown: C
             counter!(m::ESCALATOR_FAILURES).increment(1);
             warn!(error = %e, "page delivery failed; retrying at the next tick");
         }
+        if let Err(e) = esc.deliver_to_callers(OffsetDateTime::now_utc()).await {
+            counter!(m::ESCALATOR_FAILURES).increment(1);
+            warn!(error = %e, "caller message delivery failed; retrying at the next tick");
+        }
         if tokio::time::Instant::now() >= next_audit {
             next_audit = tokio::time::Instant::now() + AUDIT_EVERY;
             match esc.audit(OffsetDateTime::now_utc()).await {
@@ -480,8 +532,14 @@ pub async fn run(esc: Escalator, checks: Option<Arc<dyn SelfCheck>>, shutdown: C
                         o.outbox,
                         OVERDUE_GRACE.as_secs()
                     );
-                    report(checks, &mut reported, checks::ESCALATION_OVERDUE, o.is_clear(), detail)
-                        .await;
+                    report(
+                        checks,
+                        &mut reported,
+                        checks::ESCALATION_OVERDUE,
+                        o.is_clear(),
+                        detail,
+                    )
+                    .await;
                 }
                 Err(e) => warn!(error = %e, "escalation audit failed; retrying"),
             }
@@ -636,7 +694,8 @@ pub async fn pass_on(
             .await?;
         } else if let Some(chain) = oncall.chains.get(&due.chain_id) {
             let actions = esc.fire(chain, oncall, at);
-            report.pages += record(&mut tx, oncall, channels, incident, &actions, now, None).await?;
+            report.pages +=
+                record(&mut tx, oncall, channels, incident, &actions, now, None).await?;
         } else {
             // Unreadable chain: say so in the incident's history and try again in a minute
             // (the configuration error is logged above and shown by the lint).
@@ -909,6 +968,12 @@ pub async fn acknowledge_as(
     tx.commit().await?;
     counter!(m::PAGES_ACKNOWLEDGED, "via" => via.as_str()).increment(1);
     histogram!(m::PAGE_TO_ACK).record((now - page.created_at).as_seconds_f64().max(0.0));
-    info!(page = page_id, incident, person, via = via.as_str(), "page acknowledged");
+    info!(
+        page = page_id,
+        incident,
+        person,
+        via = via.as_str(),
+        "page acknowledged"
+    );
     Ok(Acked::Now { incident })
 }

@@ -69,6 +69,33 @@ pub fn page(p: &PendingPage, ways: Ways<'_>) -> Message {
     }
 }
 
+/// What an out-of-hours caller is told when their job is logged or changes, in plain
+/// English, with the reference to quote.
+pub fn caller_update(u: &warden_store::CallerUpdate<'_>) -> String {
+    use warden_types::JobStatus;
+    let what = match u.status {
+        JobStatus::Routed => format!(
+            "We have passed your report ({}) to the officer on call, who will deal with it.",
+            u.category
+        ),
+        JobStatus::Unrouted => format!(
+            "We have logged your report ({}); the control room is arranging who will deal \
+             with it.",
+            u.category
+        ),
+        JobStatus::Acknowledged => "The officer on call has seen your report.".to_owned(),
+        JobStatus::InProgress => "Someone is now dealing with your report.".to_owned(),
+        JobStatus::Closed => "Your report is now closed. If the problem is not fixed, call \
+                              us again and quote your reference."
+            .to_owned(),
+    };
+    format!(
+        "Out-of-hours service: your reference is {}. {what} Quote your reference if you \
+         contact us.",
+        u.reference
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +150,31 @@ mod tests {
             },
         );
         assert!(!m.text.contains("reply ACK"), "{}", m.text);
-        assert!(m.text.ends_with("then call the control room."), "{}", m.text);
+        assert!(
+            m.text.ends_with("then call the control room."),
+            "{}",
+            m.text
+        );
+    }
+}
+
+#[cfg(test)]
+mod caller_tests {
+    use warden_store::CallerUpdate;
+    use warden_types::JobStatus;
+
+    #[test]
+    fn a_caller_hears_the_reference_and_what_happens_next() {
+        let text = super::caller_update(&CallerUpdate {
+            reference: "OOH-2026-000123",
+            category: "Emergency repairs",
+            status: JobStatus::Routed,
+        });
+        assert_eq!(
+            text,
+            "Out-of-hours service: your reference is OOH-2026-000123. We have passed your \
+             report (Emergency repairs) to the officer on call, who will deal with it. Quote \
+             your reference if you contact us."
+        );
     }
 }

@@ -72,7 +72,16 @@ mod tests {
 
     #[test]
     fn replies_that_do_not() {
-        for text in ["", "   ", "no", "call me", "ACK forty", "ACK 42 43", "ACK -1", "ACKNOWLEDGING"] {
+        for text in [
+            "",
+            "   ",
+            "no",
+            "call me",
+            "ACK forty",
+            "ACK 42 43",
+            "ACK -1",
+            "ACKNOWLEDGING",
+        ] {
             assert_eq!(parse(text), Parsed::NotUnderstood, "{text:?}");
         }
     }

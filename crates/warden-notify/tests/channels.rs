@@ -302,22 +302,30 @@ async fn an_sms_goes_through_the_gateway_and_a_reply_from_that_number_acknowledg
     let at = t0() + Duration::from_secs(40);
     // Another number, or words that are not an acknowledgement, change nothing.
     assert_eq!(
-        acknowledge_reply(&store, "+447700900999", "ACK 1", at).await.expect("reply"),
+        acknowledge_reply(&store, "+447700900999", "ACK 1", at)
+            .await
+            .expect("reply"),
         Reply::NoOpenPage
     );
     assert_eq!(
-        acknowledge_reply(&store, "07700 900123", "on my way?", at).await.expect("reply"),
+        acknowledge_reply(&store, "07700 900123", "on my way?", at)
+            .await
+            .expect("reply"),
         Reply::NotUnderstood
     );
     assert_eq!(
-        acknowledge_reply(&store, "07700 900123", "ACK 2", at).await.expect("reply"),
+        acknowledge_reply(&store, "07700 900123", "ACK 2", at)
+            .await
+            .expect("reply"),
         Reply::NoOpenPage,
         "a reference to another alarm acknowledges nothing"
     );
     assert_eq!(page(&pool).await.0, "delivered");
     // The number paged, in its national form: acknowledged, recorded as by SMS.
     assert_eq!(
-        acknowledge_reply(&store, "07700 900123", "ack 1", at).await.expect("reply"),
+        acknowledge_reply(&store, "07700 900123", "ack 1", at)
+            .await
+            .expect("reply"),
         Reply::Acknowledged(Acked::Now { incident: 1 })
     );
     let (status, via): (String, Option<String>) =
@@ -325,7 +333,10 @@ async fn an_sms_goes_through_the_gateway_and_a_reply_from_that_number_acknowledg
             .fetch_one(&pool)
             .await
             .expect("page");
-    assert_eq!((status.as_str(), via.as_deref()), ("acknowledged", Some("sms")));
+    assert_eq!(
+        (status.as_str(), via.as_deref()),
+        ("acknowledged", Some("sms"))
+    );
     let line: Value = sqlx::query_scalar(
         "SELECT effect FROM incident_events WHERE incident_id = 1 \
          AND kind = 'escalation_acknowledged'",
@@ -395,10 +406,11 @@ async fn the_signed_link_in_a_message_acknowledges_once(pool: PgPool) {
         Acked::Already { incident: 1, at },
         "a link works once"
     );
-    let via: Option<String> = sqlx::query_scalar("SELECT acked_via FROM pages WHERE incident_id = 1")
-        .fetch_one(&pool)
-        .await
-        .expect("page");
+    let via: Option<String> =
+        sqlx::query_scalar("SELECT acked_via FROM pages WHERE incident_id = 1")
+            .fetch_one(&pool)
+            .await
+            .expect("page");
     assert_eq!(via.as_deref(), Some("link"));
 }
 
@@ -424,7 +436,11 @@ async fn an_email_reaches_a_real_smtp_server(pool: PgPool) {
         .await
         .expect("sink");
     setup_with(&pool, "email", "on.call@centre.example").await;
-    let esc = escalator_with(&pool, email_config(sink.port), Some("https://warden.example"));
+    let esc = escalator_with(
+        &pool,
+        email_config(sink.port),
+        Some("https://warden.example"),
+    );
     esc.pass(t0()).await.expect("pass");
     assert_eq!(esc.deliver(t0()).await.expect("deliver"), 1);
     let (status, attempts, outcome) = page(&pool).await;
@@ -434,7 +450,10 @@ async fn an_email_reaches_a_real_smtp_server(pool: PgPool) {
         .await
         .expect("page");
     let sink = tokio::task::spawn_blocking(move || {
-        assert!(sink.wait_for_messages(1, Duration::from_secs(10)), "no message");
+        assert!(
+            sink.wait_for_messages(1, Duration::from_secs(10)),
+            "no message"
+        );
         sink
     })
     .await
@@ -461,4 +480,77 @@ async fn an_smtp_server_that_does_not_answer_is_a_temporary_failure(pool: PgPool
     esc.deliver(t0()).await.expect("deliver");
     let (status, attempts, outcome) = page(&pool).await;
     assert_eq!((status.as_str(), attempts), ("pending", 1), "{outcome:?}");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_out_of_hours_caller_gets_their_reference_by_sms(pool: PgPool) {
+    let (url, seen) = gateway(vec![503, 201]).await;
+    let user = setup_with(&pool, "console", "").await;
+    let store = Store::from_pool(pool.clone());
+    let job = warden_store::NewOohJob {
+        category: "other".into(),
+        caller_name: "Gina Caller".into(),
+        caller_phone: "07700 900456".into(),
+        address: String::new(),
+        description: "Boiler out".into(),
+        urgency: "urgent".into(),
+        caller_contact: "sms".into(),
+        caller_email: String::new(),
+        caller_needs: String::new(),
+    };
+    let reference = store
+        .create_ooh_job(
+            2026,
+            &job,
+            Some(("Duty Officer", "0113 496 0000")),
+            user,
+            warden_store::AuditWrite {
+                action: "ooh.job.create".into(),
+                object_type: "ooh_job".into(),
+                ..warden_store::AuditWrite::default()
+            },
+            warden_notify::message::caller_update,
+        )
+        .await
+        .expect("job");
+    let esc = escalator_with(&pool, sms_config(&url), None);
+    // Queued with the job, at the database's time.
+    let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
+    // The gateway is busy once: retried after the backoff, as the same message.
+    assert_eq!(esc.deliver_to_callers(now).await.expect("deliver"), 1);
+    assert_eq!(esc.deliver_to_callers(now).await.expect("deliver"), 0);
+    assert_eq!(
+        esc.deliver_to_callers(now + Duration::from_secs(5))
+            .await
+            .expect("deliver"),
+        1
+    );
+    let stored = store.ooh_job(&reference).await.expect("read").expect("job");
+    assert_eq!(stored.messages.len(), 1);
+    assert_eq!(
+        (
+            stored.messages[0].status.as_str(),
+            stored.messages[0].attempts
+        ),
+        ("delivered", 2)
+    );
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].0, seen[1].0,
+        "one idempotency key for both attempts"
+    );
+    assert!(seen[0].0.starts_with("warden-caller-"), "{}", seen[0].0);
+    let form: Vec<(String, String)> = form_urlencoded::parse(seen[1].3.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(form[0].1, "07700 900456");
+    assert!(
+        form[2]
+            .1
+            .contains(&format!("your reference is {reference}"))
+            && form[2].1.contains("passed your report (Other)"),
+        "{}",
+        form[2].1
+    );
 }

@@ -577,7 +577,11 @@ async fn a_configuration_problem_is_reported_at_once_and_cleared_on_the_next_sav
     assert!(second[1].0, "{second:?}");
     stop.cancel();
     task.await.expect("escalator stops");
-    assert_eq!(reports.of("oncall_config").len(), 2, "reported on change only");
+    assert_eq!(
+        reports.of("oncall_config").len(),
+        2,
+        "reported on change only"
+    );
 }
 
 /// A technical incident of `kind` just opened (a link lost, a self-check failed).

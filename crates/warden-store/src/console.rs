@@ -271,6 +271,52 @@ pub struct NewOohJob {
     pub address: String,
     pub description: String,
     pub urgency: String,
+    /// How the caller wants to hear back: `phone` (a call back; nothing is sent, the
+    /// default), `sms` (to `caller_phone`), `email` (to `caller_email`) or `none`.
+    #[serde(default = "default_caller_contact")]
+    pub caller_contact: String,
+    #[serde(default)]
+    pub caller_email: String,
+    /// Language or format needs ("Welsh speaker", "large print", "BSL"), shown to whoever
+    /// contacts the caller.
+    #[serde(default)]
+    pub caller_needs: String,
+}
+
+fn default_caller_contact() -> String {
+    "phone".into()
+}
+
+/// What a caller is told about their job, for the words of the message.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerUpdate<'a> {
+    pub reference: &'a str,
+    /// The category's name.
+    pub category: &'a str,
+    pub status: JobStatus,
+}
+
+/// Turns a caller update into the message sent (the notifier's plain English).
+pub type CallerText = fn(&CallerUpdate<'_>) -> String;
+
+/// A message sent (or being sent) to a caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct CallerMessage {
+    pub id: i64,
+    #[serde(skip)]
+    pub reference: String,
+    /// `sms` or `email`.
+    pub channel: String,
+    pub address: String,
+    pub body: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// `pending` (waiting or retrying), `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    /// What the last attempt came to.
+    pub outcome: Option<String>,
 }
 
 /// An out-of-hours job as stored.
@@ -291,9 +337,15 @@ pub struct OohJob {
     pub created_by_name: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    pub caller_contact: String,
+    pub caller_email: String,
+    pub caller_needs: String,
     /// Read with a second query (see `Store::ooh_jobs`).
     #[sqlx(skip)]
     pub updates: Vec<OohUpdate>,
+    /// Messages to the caller, oldest first (a third query).
+    #[sqlx(skip)]
+    pub messages: Vec<CallerMessage>,
 }
 
 /// A status change of an out-of-hours job.
@@ -344,6 +396,9 @@ struct JobAudit<'a> {
     address: &'a str,
     description: &'a str,
     urgency: &'a str,
+    caller_contact: &'a str,
+    caller_email: &'a str,
+    caller_needs: &'a str,
 }
 
 impl<'a> From<&'a NewOohJob> for JobAudit<'a> {
@@ -355,6 +410,9 @@ impl<'a> From<&'a NewOohJob> for JobAudit<'a> {
             address: &j.address,
             description: &j.description,
             urgency: &j.urgency,
+            caller_contact: &j.caller_contact,
+            caller_email: &j.caller_email,
+            caller_needs: &j.caller_needs,
         }
     }
 }

@@ -58,9 +58,9 @@ mod triage;
 mod writer;
 
 pub use console::{
-    AuditRow, AuditWrite, ClientRecord, IncidentEvent, IncidentViewRow, NewOohJob, OohCategory,
-    OohJob, OohUpdate, Refused, Responder, SessionRow, SignalSummary, TriageDevice, UserRow,
-    UserWrite, WriteRefused,
+    AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, IncidentEvent,
+    IncidentViewRow, NewOohJob, OohCategory, OohJob, OohUpdate, Refused, Responder, SessionRow,
+    SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

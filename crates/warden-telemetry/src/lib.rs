@@ -103,6 +103,9 @@ pub const PAGE_REPLIES: &str = "warden_page_replies_total";
 /// Escalation work more than 30 s past due, found by the auditor (0 when every due step
 /// ran). Labels: `what` (escalations, deliveries, outbox).
 pub const ESCALATION_OVERDUE: &str = "warden_escalation_overdue";
+/// Messages to out-of-hours callers delivered or given up. Labels: `channel` (sms, email),
+/// `status` (delivered, failed).
+pub const CALLER_MESSAGES: &str = "warden_caller_messages_total";
 /// Calls of the dead-man heartbeat URL. Labels: `outcome` (ok, failed).
 pub const HEARTBEATS: &str = "warden_heartbeats_total";
 /// Escalations started (an answer-time threshold passed, a unit failed to report).
@@ -463,6 +466,10 @@ pub fn describe() {
         "Escalation steps, page deliveries and threshold events more than 30 s past due"
     );
     describe_counter!(
+        CALLER_MESSAGES,
+        "Messages to out-of-hours callers (reference, status changes) by channel and outcome"
+    );
+    describe_counter!(
         HEARTBEATS,
         "Calls of the dead-man heartbeat URL, by outcome"
     );
@@ -655,6 +662,7 @@ mod tests {
             super::PAGE_REPLIES,
             super::ESCALATION_OVERDUE,
             super::HEARTBEATS,
+            super::CALLER_MESSAGES,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

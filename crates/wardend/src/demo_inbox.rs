@@ -76,5 +76,9 @@ async fn list(State(inbox): State<Inbox>) -> String {
                 minute.\n"
             .into();
     }
-    pages.iter().rev().map(|t| format!("{t}\n\n")).collect()
+    pages.iter().rev().fold(String::new(), |mut out, t| {
+        out.push_str(t);
+        out.push_str("\n\n");
+        out
+    })
 }

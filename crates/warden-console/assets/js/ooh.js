@@ -51,6 +51,9 @@ export async function onOohSubmit(ev) {
     address: fieldValue("ooh-address"),
     description: fieldValue("ooh-description"),
     urgency: $("ooh-urgency", HTMLSelectElement).value,
+    caller_contact: $("ooh-caller-contact", HTMLSelectElement).value,
+    caller_email: fieldValue("ooh-caller-email"),
+    caller_needs: fieldValue("ooh-caller-needs"),
   };
   await busy($("ooh-submit", HTMLButtonElement), async () => {
     const job = await api("POST", "/ooh/jobs", body);
@@ -138,6 +141,18 @@ async function openJob(reference) {
   }
 }
 
+/** @type {Record<string, string>} */
+const CONTACT_LABEL = { phone: "Phone call back", sms: "Text message", email: "E-mail", none: "No updates" };
+
+/**
+ * One line per message sent to the caller: when, how, what became of it.
+ * @param {import("./types.js").CallerMessage} m
+ */
+function messageLine(m) {
+  const outcome = m.status === "delivered" ? "delivered" : m.status === "failed" ? `failed: ${m.outcome || ""}` : "sending";
+  return `${fmtTime(m.created_at)} ${m.channel} to ${m.address}: ${outcome}`;
+}
+
 /** @param {OohJob} job */
 function renderJob(job) {
   state.currentJob = job;
@@ -150,6 +165,10 @@ function renderJob(job) {
     ["Urgency", human(job.urgency)],
     ["Caller", job.caller_name],
     ["Caller phone", job.caller_phone ? telLink(job.caller_phone) : ""],
+    ["Updates by", CONTACT_LABEL[job.caller_contact] || human(job.caller_contact), { testid: "ooh-job-contact" }],
+    ["Caller e-mail", job.caller_email],
+    ["Language or format needs", job.caller_needs, { testid: "ooh-job-needs" }],
+    ["Messages to the caller", (job.messages || []).map(messageLine).join("\n") || "None", { class: "prewrap", testid: "ooh-job-messages" }],
     ["Address", job.address, { class: "prewrap" }],
     ["Description", job.description, { class: "prewrap" }],
     ["Routed to", job.routed_to ? [job.routed_to.name, job.routed_to.phone].filter(Boolean).join(", ") : "Not routed"],

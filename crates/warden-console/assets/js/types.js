@@ -314,6 +314,22 @@
  * @property {string} [address] At most 500 characters.
  * @property {string} description Not blank, at most 5000 characters.
  * @property {"emergency" | "urgent" | "routine"} urgency
+ * @property {"phone" | "sms" | "email" | "none"} [caller_contact] How the caller wants to hear back (default phone: a call back). sms needs caller_phone, email needs caller_email.
+ * @property {string} [caller_email] At most 254 characters.
+ * @property {string} [caller_needs] Language or format needs, at most 500 characters.
+ */
+
+/**
+ * A message sent (or being sent) to an out-of-hours caller.
+ * @typedef {object} CallerMessage
+ * @property {number} id
+ * @property {"sms" | "email"} channel
+ * @property {string} address
+ * @property {string} body
+ * @property {string} created_at
+ * @property {"pending" | "delivered" | "failed"} status
+ * @property {number} attempts
+ * @property {string | null} outcome What the last attempt came to.
  */
 
 /**
@@ -349,6 +365,10 @@
  * @property {string} created_by_name Same as created_by.name.
  * @property {string} created_at
  * @property {Array<OohUpdate>} updates Status changes, oldest first (the first is the routing).
+ * @property {"phone" | "sms" | "email" | "none"} caller_contact
+ * @property {string} caller_email
+ * @property {string} caller_needs Language or format needs.
+ * @property {Array<CallerMessage>} messages What was sent to the caller, oldest first.
  */
 
 /**

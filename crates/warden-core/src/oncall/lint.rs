@@ -108,7 +108,10 @@ impl std::fmt::Display for Finding {
             ),
             Finding::NoFallback { chain } => write!(f, "chain {chain} has no fallback"),
             Finding::EmptyOnBankHoliday { rota, date } => {
-                write!(f, "rota {rota} has nobody on call for part of the bank holiday {date}")
+                write!(
+                    f,
+                    "rota {rota} has nobody on call for part of the bank holiday {date}"
+                )
             }
             Finding::MissingTarget { chain, target } => {
                 let (what, id) = match target {

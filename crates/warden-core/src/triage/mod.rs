@@ -554,7 +554,9 @@ fn describe_what(s: &mut String, what: &SignalWhat) {
             ok: false,
             detail,
         } => write!(s, "self-check {check} failed: {detail:.80}"),
-        SignalWhat::SelfCheck { check, ok: true, .. } => write!(s, "self-check {check} passed"),
+        SignalWhat::SelfCheck {
+            check, ok: true, ..
+        } => write!(s, "self-check {check} passed"),
         SignalWhat::Unknown { raw_summary } => write!(s, "unknown: {raw_summary:.80}"),
     };
 }

@@ -50,8 +50,9 @@ impl Store {
     }
 
     /// Logs a job: takes the next reference of `year`, stores the job with where it was
-    /// routed (`None`: nobody to route to, recorded as `unrouted`), its first update and the
-    /// audit line, all in one transaction.
+    /// routed (`None`: nobody to route to, recorded as `unrouted`), its first update, the
+    /// caller's message with the reference (when they asked for SMS or e-mail; its words
+    /// from `text`) and the audit line, all in one transaction.
     pub async fn create_ooh_job(
         &self,
         year: i32,
@@ -59,6 +60,7 @@ impl Store {
         routed: Option<(&str, &str)>,
         user_id: i64,
         audit: AuditWrite,
+        text: CallerText,
     ) -> Result<String, WriteRefused> {
         let mut tx = self.pool().begin().await?;
         let n: i32 = sqlx::query_scalar(
@@ -76,8 +78,9 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO ooh_jobs (reference, category, caller_name, caller_phone, address, \
-                 description, urgency, status, routed_name, routed_phone, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 description, urgency, status, routed_name, routed_phone, created_by, \
+                 caller_contact, caller_email, caller_needs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&reference)
         .bind(&job.category)
@@ -90,21 +93,26 @@ impl Store {
         .bind(routed.map(|r| r.0))
         .bind(routed.map(|r| r.1))
         .bind(user_id)
+        .bind(&job.caller_contact)
+        .bind(&job.caller_email)
+        .bind(&job.caller_needs)
         .execute(&mut *tx)
         .await?;
         let note = match routed {
             Some((name, phone)) => format!("routed to {name} ({phone})"),
             None => "no on-call contact for this category: not routed".to_owned(),
         };
-        sqlx::query(
-            "INSERT INTO ooh_updates (reference, status, note, by_user) VALUES ($1, $2, $3, $4)",
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO ooh_updates (reference, status, note, by_user) VALUES ($1, $2, $3, $4) \
+             RETURNING seq",
         )
         .bind(&reference)
         .bind(status.as_str())
         .bind(&note)
         .bind(user_id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        tell_caller(&mut tx, &reference, seq, status, text).await?;
         let mut after = serde_json::to_value(JobAudit::from(job)).unwrap_or_default();
         after["status"] = status.as_str().into();
         after["reference"] = reference.clone().into();
@@ -145,7 +153,54 @@ impl Store {
         Ok(self.with_updates(jobs).await?.pop())
     }
 
-    /// Fills in each job's updates, in order, with one query for all of them.
+    /// Leases up to `limit` caller messages due at `now` (their next attempt moves to
+    /// `now + lease`, so no other process sends them meanwhile).
+    pub async fn lease_caller_messages(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<CallerMessage>, StoreError> {
+        Ok(sqlx::query_as(
+            "WITH due AS ( \
+                 SELECT id FROM caller_messages WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE caller_messages m SET next_attempt_at = $1 + $2 * interval '1 millisecond' \
+             FROM due WHERE m.id = due.id \
+             RETURNING m.id, m.reference, m.channel, m.address, m.body, m.created_at, m.status, \
+                       m.attempts, m.outcome",
+        )
+        .bind(now)
+        .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Records an attempt at a caller message: `delivered`, `failed` (for good), or still
+    /// `pending` until `next_attempt_at`.
+    pub async fn caller_message_attempted(
+        &self,
+        id: i64,
+        status: &str,
+        outcome: &str,
+        next_attempt_at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE caller_messages SET attempts = attempts + 1, status = $2, outcome = $3, \
+                    next_attempt_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(outcome)
+        .bind(next_attempt_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Fills in each job's updates and caller messages, in order, with one query each for
+    /// all of them.
     async fn with_updates(&self, mut jobs: Vec<OohJob>) -> Result<Vec<OohJob>, StoreError> {
         let references: Vec<&str> = jobs.iter().map(|j| j.reference.as_str()).collect();
         let updates: Vec<JobUpdate> = sqlx::query_as(
@@ -161,13 +216,28 @@ impl Store {
         for u in updates {
             by_reference.entry(u.reference).or_default().push(u.update);
         }
+        let messages: Vec<CallerMessage> = sqlx::query_as(
+            "SELECT id, reference, channel, address, body, created_at, status, attempts, outcome \
+             FROM caller_messages WHERE reference = ANY($1) ORDER BY id",
+        )
+        .bind(&references)
+        .fetch_all(self.pool())
+        .await?;
+        let mut messages_of: std::collections::HashMap<String, Vec<CallerMessage>> =
+            std::collections::HashMap::new();
+        for m in messages {
+            messages_of.entry(m.reference.clone()).or_default().push(m);
+        }
         for job in &mut jobs {
             job.updates = by_reference.remove(&job.reference).unwrap_or_default();
+            job.messages = messages_of.remove(&job.reference).unwrap_or_default();
         }
         Ok(jobs)
     }
 
-    /// Moves a job to a new status with a note; `Ok(false)` when there is no such job.
+    /// Moves a job to a new status with a note, and queues the caller's message about it
+    /// (when they asked for SMS or e-mail; words from `text`); `Ok(false)` when there is no
+    /// such job.
     pub async fn ooh_set_status(
         &self,
         reference: &str,
@@ -175,6 +245,7 @@ impl Store {
         note: &str,
         user_id: i64,
         audit: AuditWrite,
+        text: CallerText,
     ) -> Result<bool, WriteRefused> {
         let mut tx = self.pool().begin().await?;
         let before: Option<String> =
@@ -190,15 +261,17 @@ impl Store {
             .bind(status.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO ooh_updates (reference, status, note, by_user) VALUES ($1, $2, $3, $4)",
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO ooh_updates (reference, status, note, by_user) VALUES ($1, $2, $3, $4) \
+             RETURNING seq",
         )
         .bind(reference)
         .bind(status.as_str())
         .bind(note)
         .bind(user_id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        tell_caller(&mut tx, reference, seq, status, text).await?;
         insert_audit(
             &mut tx,
             &AuditWrite {
@@ -217,8 +290,52 @@ impl Store {
 /// The columns of [`OohJob`], with its author's name.
 const JOB_SELECT: &str = "SELECT j.reference, j.category, j.caller_name, j.caller_phone, \
      j.address, j.description, j.urgency, j.status, j.routed_name, j.routed_phone, \
-     j.created_by, u.display_name AS created_by_name, j.created_at \
+     j.created_by, u.display_name AS created_by_name, j.created_at, j.caller_contact, \
+     j.caller_email, j.caller_needs \
      FROM ooh_jobs j JOIN users u ON u.id = j.created_by";
+
+/// Queues the message telling job `reference`'s caller about update `seq` (now `status`),
+/// when they asked for SMS or e-mail and gave a number or address.
+async fn tell_caller(
+    tx: &mut Transaction<'_, Postgres>,
+    reference: &str,
+    seq: i64,
+    status: JobStatus,
+    text: CallerText,
+) -> Result<(), StoreError> {
+    let (contact, phone, email, category): (String, String, String, String) = sqlx::query_as(
+        "SELECT j.caller_contact, j.caller_phone, j.caller_email, c.name \
+         FROM ooh_jobs j JOIN ooh_categories c ON c.code = j.category WHERE j.reference = $1",
+    )
+    .bind(reference)
+    .fetch_one(&mut **tx)
+    .await?;
+    let address = match contact.as_str() {
+        "sms" => phone,
+        "email" => email,
+        _ => return Ok(()),
+    };
+    if address.trim().is_empty() {
+        return Ok(());
+    }
+    let body = text(&CallerUpdate {
+        reference,
+        category: &category,
+        status,
+    });
+    sqlx::query(
+        "INSERT INTO caller_messages (reference, update_seq, channel, address, body) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(reference)
+    .bind(seq)
+    .bind(&contact)
+    .bind(address.trim())
+    .bind(body)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// One update with the job it belongs to.
 #[derive(sqlx::FromRow)]

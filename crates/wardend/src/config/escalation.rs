@@ -172,7 +172,9 @@ impl GatewaySection {
             ));
         }
         if !self.body.contains("{to}") && !self.url.contains("{to}") {
-            errors.push(format!("escalation.{name}.body: the template never uses {{to}}"));
+            errors.push(format!(
+                "escalation.{name}.body: the template never uses {{to}}"
+            ));
         }
         check_timeout(&format!("escalation.{name}.timeout"), self.timeout, errors);
         if let Some(t) = &self.inbound_token {
@@ -250,8 +252,7 @@ impl EscalationSection {
             }
             if e.username.is_some() != e.password.is_some() {
                 errors.push(
-                    "escalation.email: username and password go together (both or neither)"
-                        .into(),
+                    "escalation.email: username and password go together (both or neither)".into(),
                 );
             }
             check_timeout("escalation.email.timeout", e.timeout, errors);

@@ -112,3 +112,55 @@ fn two_wardends_page_once_per_step_and_a_kill_mid_chain_loses_no_step() {
         1
     );
 }
+
+/// The states of the self-check incidents, oldest first.
+fn self_check_incidents(db: &TestDb) -> String {
+    db.query(
+        "SELECT coalesce(string_agg(state, ',' ORDER BY id), '') FROM incidents \
+         WHERE kind = 'self_check'",
+    )
+}
+
+#[test]
+fn an_on_call_configuration_problem_is_a_technical_incident_until_it_is_fixed() {
+    let db = TestDb::create("e2e_selfcheck");
+    let w = Wardend::start(&config(&db, None));
+    assert!(
+        wait_until(Duration::from_secs(30), || w
+            .metric("warden_engine_running")
+            > 0.5),
+        "wardend up:\n{}",
+        w.log_text()
+    );
+    // The director, the chain's fallback, cannot be reached: no verified method.
+    seed(&db);
+    db.query("UPDATE contact_methods SET verified = false WHERE person_id = 3");
+    assert!(
+        wait_until(Duration::from_secs(15), || self_check_incidents(&db)
+            == "offered"),
+        "a self-check incident is in the queue: {}\n{}",
+        self_check_incidents(&db),
+        w.log_text()
+    );
+    let summary = db.query("SELECT summary FROM incidents WHERE kind = 'self_check'");
+    assert!(
+        summary.contains("self-check oncall_config failed: person 3"),
+        "{summary}"
+    );
+    assert!(w.metric("warden_oncall_findings{finding=\"no_verified_contact\"}") > 0.5);
+    // Fixed in the configuration: the incident closes by itself.
+    db.query("UPDATE contact_methods SET verified = true WHERE person_id = 3");
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            !self_check_incidents(&db).contains("offered")
+        }),
+        "the self-check incident closes: {}\n{}",
+        self_check_incidents(&db),
+        w.log_text()
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM incidents WHERE kind = 'self_check'"),
+        1,
+        "one incident for the problem, however many checks saw it"
+    );
+}

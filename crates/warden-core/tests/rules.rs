@@ -1302,3 +1302,40 @@ fn a_core_rebuilt_from_persisted_rows_keeps_incidents_and_supervision() {
     assert!(opened(&e).iter().all(|i| i.0 >= 3));
     let _ = Timestamp::EPOCH;
 }
+
+#[test]
+fn a_failed_self_check_is_a_technical_incident_that_passing_closes() {
+    let mut h = H::new(Config::default());
+    let check = |ok: bool| SignalWhat::SelfCheck {
+        check: "oncall_config".into(),
+        ok,
+        detail: if ok {
+            String::new()
+        } else {
+            "chain 1 has no fallback".into()
+        },
+    };
+    // A restore with nothing open (what a restarted wardend reports first) joins nothing...
+    let e = h.link("warden:oncall_config", check(true));
+    assert!(resolved(&e).is_empty());
+    h.secs(1);
+    let e = h.link("warden:oncall_config", check(false));
+    let id = opened_one(&e);
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::IncidentOpened { kind: Kind::SelfCheck, priority: Priority::Technical, summary: Some(s), .. }
+            if s == "self-check oncall_config failed: chain 1 has no fallback"
+    )));
+    // Still failing a little later: the same incident.
+    h.secs(2);
+    let e = h.link("warden:oncall_config", check(false));
+    assert!(
+        e.iter()
+            .all(|e| !matches!(e, Effect::IncidentOpened { .. }))
+    );
+    // ...and does not make the restore after a new raise a duplicate: it closes it, even
+    // within the dedupe window of the first.
+    h.secs(1);
+    let e = h.link("warden:oncall_config", check(true));
+    assert_eq!(resolved(&e), vec![id]);
+}

@@ -503,7 +503,7 @@ impl std::fmt::Display for SubjectText<'_> {
 const MAX_SUMMARY: usize = 200;
 
 /// What an operator sees for an unknown code.
-fn unknown_summary(what: &SignalWhat) -> String {
+fn summary_of(what: &SignalWhat) -> String {
     let mut s = String::new();
     match what {
         SignalWhat::Unknown { raw_summary } => {

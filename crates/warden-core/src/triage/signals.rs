@@ -65,10 +65,13 @@ impl Triage {
                 let close = received_at.since(prev.last).0.unsigned_abs()
                     <= self.config.dedupe_window.0.unsigned_abs();
                 // A duplicate is dropped only while what it joined is still open: a press
-                // after its incident was resolved is a new press, never swallowed.
-                let target_open = prev
-                    .incident
-                    .is_none_or(|i| self.incidents.contains_key(&i));
+                // after its incident was resolved is a new press, never swallowed. One that
+                // joined nothing (a restore with nothing open) is a duplicate only while
+                // nothing has been opened for it since: a restore after a new raise closes it.
+                let target_open = match prev.incident {
+                    Some(i) => self.incidents.contains_key(&i),
+                    None => !self.by_key.contains_key(&(subject.clone(), class.kind)),
+                };
                 if close && target_open {
                     out.push(Effect::Duplicate {
                         signal: id,
@@ -90,7 +93,10 @@ impl Triage {
             // A test, an opening or closing: proof of life, already recorded above.
             return;
         }
-        let summary = (class.kind == Kind::Unknown).then(|| unknown_summary(&what));
+        // What arrived, for a code nobody knows; what was found, for a failed self-check.
+        let summary = (class.kind == Kind::Unknown
+            || matches!(what, SignalWhat::SelfCheck { ok: false, .. }))
+        .then(|| summary_of(&what));
         let mut detail = String::with_capacity(96);
         describe(&mut detail, &what, source.as_str(), &link, id);
         let sig = Sig {

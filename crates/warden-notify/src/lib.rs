@@ -170,6 +170,13 @@ pub trait SelfCheck: Send + Sync + std::fmt::Debug {
         ok: bool,
         detail: String,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// What is wrong with the rest of Warden right now (the triage engine stalled or
+    /// stopped), in words; empty when healthy. While not empty the dead-man heartbeat is
+    /// withheld, so outside monitoring sees what no incident can show.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The self-check names.
@@ -545,11 +552,18 @@ pub async fn run(esc: Escalator, checks: Option<Arc<dyn SelfCheck>>, shutdown: C
             }
         }
         if let Some(url) = &esc.cfg.heartbeat_url
-            && passed
             && tokio::time::Instant::now() >= next_heartbeat
         {
             next_heartbeat = tokio::time::Instant::now() + HEARTBEAT_EVERY;
-            if !esc.heartbeat(url).await {
+            let problems = checks.map(SelfCheck::problems).unwrap_or_default();
+            if !passed || !problems.is_empty() {
+                // Withheld: the outside monitor raises the alarm no incident can.
+                counter!(m::HEARTBEATS, "outcome" => "withheld").increment(1);
+                warn!(
+                    ?problems,
+                    passed, "dead-man heartbeat withheld: Warden is not healthy"
+                );
+            } else if !esc.heartbeat(url).await {
                 warn!("the heartbeat monitor did not answer 2xx");
             }
         }

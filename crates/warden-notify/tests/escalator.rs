@@ -494,9 +494,9 @@ async fn the_configuration_check_reports_gaps_and_people_who_cannot_be_reached(p
     assert!(!names.contains(&"no_fallback"));
 }
 
-/// What the escalator reported about itself.
+/// What the escalator reported about itself; `.1`: the problems the rest of Warden has.
 #[derive(Debug, Default)]
-struct Reports(std::sync::Mutex<Vec<(String, bool, String)>>);
+struct Reports(std::sync::Mutex<Vec<(String, bool, String)>>, Vec<String>);
 
 impl warden_notify::SelfCheck for Reports {
     fn report<'a>(
@@ -510,6 +510,10 @@ impl warden_notify::SelfCheck for Reports {
             .expect("reports")
             .push((check.to_owned(), ok, detail));
         Box::pin(async {})
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.1.clone()
     }
 }
 
@@ -643,5 +647,60 @@ async fn a_lost_link_pages_the_ops_rota_only_when_routed_there(pool: PgPool) {
         let p = pages(&pool, incident).await;
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].0, s.people[1], "the ops chain's person");
+    }
+}
+
+/// Counts GETs of the heartbeat URL.
+async fn heartbeat_monitor() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().route(
+        "/ping",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { "OK" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/ping"), calls)
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_dead_man_heartbeat_is_called_only_while_warden_is_healthy(pool: PgPool) {
+    use std::sync::atomic::Ordering;
+    for (problems, wanted) in [
+        (vec![], 1),
+        (vec!["engine: stalled for 12 s".to_owned()], 0),
+    ] {
+        let (url, calls) = heartbeat_monitor().await;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = warden_notify::spawn(
+            Store::from_pool(pool.clone()),
+            warden_notify::EscalatorConfig {
+                every: std::time::Duration::from_millis(100),
+                heartbeat_url: Some(url),
+                ..warden_notify::EscalatorConfig::default()
+            },
+            Some(std::sync::Arc::new(Reports(
+                std::sync::Mutex::default(),
+                problems.clone(),
+            ))),
+            stop.clone(),
+        )
+        .expect("escalator");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        stop.cancel();
+        task.await.expect("escalator stops");
+        // At most one call a minute: one in the first second and a half when healthy.
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            wanted,
+            "problems: {problems:?}"
+        );
     }
 }

@@ -106,7 +106,8 @@ pub const ESCALATION_OVERDUE: &str = "warden_escalation_overdue";
 /// Messages to out-of-hours callers delivered or given up. Labels: `channel` (sms, email),
 /// `status` (delivered, failed).
 pub const CALLER_MESSAGES: &str = "warden_caller_messages_total";
-/// Calls of the dead-man heartbeat URL. Labels: `outcome` (ok, failed).
+/// Calls of the dead-man heartbeat URL. Labels: `outcome` (ok, failed, withheld: not
+/// called because a pass failed or the engine is unhealthy).
 pub const HEARTBEATS: &str = "warden_heartbeats_total";
 /// Escalations started (an answer-time threshold passed, a unit failed to report).
 pub const ESCALATIONS_STARTED: &str = "warden_escalations_started_total";

@@ -67,7 +67,7 @@ pub async fn connect(cfg: &Config, url: &str) -> anyhow::Result<Store> {
 /// Warden's self-checks (on-call configuration, overdue escalation work) become internal
 /// signals, triaged like every other: a technical incident on `warden:<check>`.
 #[derive(Debug)]
-struct SelfChecks(Ingest);
+struct SelfChecks(Ingest, warden_engine::EngineHandle);
 
 impl warden_notify::SelfCheck for SelfChecks {
     fn report<'a>(
@@ -77,6 +77,10 @@ impl warden_notify::SelfCheck for SelfChecks {
         detail: String,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move { self.0.self_check(check, ok, &detail).await })
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.1.health().problems()
     }
 }
 
@@ -152,7 +156,7 @@ pub async fn run(
     let escalator = warden_notify::spawn(
         store.clone(),
         cfg.escalation.to_escalator(),
-        Some(Arc::new(SelfChecks(ingest.clone()))),
+        Some(Arc::new(SelfChecks(ingest.clone(), engine_health.clone()))),
         escalator_stop.clone(),
     )
     .context("starting the escalator")?;

@@ -296,6 +296,10 @@ impl Escalator {
     /// Delivers the pages due at `now` through their channels; returns how many were
     /// attempted.
     pub async fn deliver(&self, now: OffsetDateTime) -> Result<u32, NotifyError> {
+        // Claimed or resolved since the pass recorded them: not sent.
+        for channel in self.store.cancel_answered_deliveries().await? {
+            count_page(&channel, "cancelled");
+        }
         let due = self
             .store
             .lease_deliveries(now, DELIVERY_LEASE, self.cfg.batch)
@@ -325,7 +329,7 @@ impl Escalator {
                 count_page(&p.channel, status);
             }
             self.store
-                .delivery_attempted(p.id, status, Some(&text), next)
+                .delivery_attempted(p.id, status, &text, next, now)
                 .await?;
         }
         Ok(attempted)
@@ -373,7 +377,7 @@ impl Escalator {
                     .increment(1);
             }
             self.store
-                .caller_message_attempted(msg.id, status, &text, next)
+                .caller_message_attempted(msg.id, status, &text, next, now)
                 .await?;
         }
         Ok(attempted)

@@ -201,6 +201,17 @@ async fn a_page_is_posted_signed_and_a_temporary_failure_is_retried_as_the_same_
         seen[0].0, seen[1].0,
         "a retry carries the same idempotency key"
     );
+    let attempts: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.status, a.outcome FROM page_attempts a JOIN pages p ON p.id = a.page_id \
+         WHERE p.incident_id = 1 ORDER BY a.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    assert_eq!(attempts.len(), 2, "every attempt is kept: {attempts:?}");
+    assert_eq!(attempts[0].0, "pending");
+    assert!(attempts[0].1.contains("503"), "{attempts:?}");
+    assert_eq!(attempts[1].0, "delivered");
     for (key, timestamp, signature, body) in &seen {
         assert!(key.starts_with("warden-page-"), "{key}");
         let t: i64 = timestamp.parse().expect("timestamp");
@@ -553,4 +564,22 @@ async fn an_out_of_hours_caller_gets_their_reference_by_sms(pool: PgPool) {
         "{}",
         form[2].1
     );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_page_whose_incident_was_claimed_before_delivery_is_not_sent(pool: PgPool) {
+    let (url, seen) = receiver(vec![200]).await;
+    setup(&pool, &url).await;
+    let esc = escalator(&pool);
+    esc.pass(t0()).await.expect("pass");
+    // An operator claims the alarm between the pass and the delivery.
+    sqlx::query("UPDATE incidents SET state = 'claimed' WHERE id = 1")
+        .execute(&pool)
+        .await
+        .expect("claim");
+    assert_eq!(esc.deliver(t0()).await.expect("deliver"), 0);
+    assert!(seen.lock().expect("seen").is_empty());
+    let (status, attempts, outcome) = page(&pool).await;
+    assert_eq!((status.as_str(), attempts), ("cancelled", 0));
+    assert!(outcome.is_some_and(|o| o.contains("answered")));
 }

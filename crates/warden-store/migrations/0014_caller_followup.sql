@@ -25,3 +25,16 @@ CREATE TABLE caller_messages (
 );
 CREATE INDEX caller_messages_reference ON caller_messages (reference, id);
 CREATE INDEX caller_messages_pending ON caller_messages (next_attempt_at) WHERE status = 'pending';
+
+-- Every delivery attempt of a caller message (append-only).
+CREATE TABLE caller_message_attempts (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id bigint NOT NULL REFERENCES caller_messages (id),
+    at         timestamptz NOT NULL,
+    status     text NOT NULL,
+    outcome    text NOT NULL
+);
+CREATE INDEX caller_message_attempts_message ON caller_message_attempts (message_id, id);
+CREATE TRIGGER caller_message_attempts_append_only
+    BEFORE UPDATE OR DELETE ON caller_message_attempts
+    FOR EACH ROW EXECUTE FUNCTION warden_history_only();

@@ -171,7 +171,8 @@ pub struct PageRow {
     pub channel: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// `pending` (delivery waiting or retrying), `delivered`, `failed` or `acknowledged`.
+    /// `pending` (delivery waiting or retrying), `delivered`, `failed`, `acknowledged` or
+    /// `cancelled` (the incident was answered before the channel sent it).
     pub status: String,
     pub outcome: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -356,27 +357,50 @@ impl Store {
         .await?)
     }
 
-    /// Records a delivery attempt: `delivered`, `failed` (for good), or still `pending` with
-    /// the time of the next attempt. A page acknowledged meanwhile stays acknowledged.
+    /// Records a delivery attempt made at `at`: `delivered`, `failed` (for good), or still
+    /// `pending` with the time of the next attempt; the page keeps the last outcome and
+    /// `page_attempts` every one. A page acknowledged meanwhile stays acknowledged.
     pub async fn delivery_attempted(
         &self,
         page_id: i64,
         status: &str,
-        outcome: Option<&str>,
+        outcome: &str,
         next_attempt_at: Option<OffsetDateTime>,
+        at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE pages SET attempts = attempts + 1, outcome = $3, next_attempt_at = $4, \
-             status = CASE WHEN status = 'acknowledged' THEN status ELSE $2 END \
-             WHERE id = $1",
+            "WITH page AS ( \
+                 UPDATE pages SET attempts = attempts + 1, outcome = $3, next_attempt_at = $4, \
+                 status = CASE WHEN status = 'acknowledged' THEN status ELSE $2 END \
+                 WHERE id = $1 RETURNING id) \
+             INSERT INTO page_attempts (page_id, at, status, outcome) \
+             SELECT id, $5, $2, $3 FROM page",
         )
         .bind(page_id)
         .bind(status)
         .bind(outcome)
         .bind(next_attempt_at)
+        .bind(at)
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Cancels the pending pages whose incident was answered (claimed, resolved) since the
+    /// pass recorded them: nobody needs them now. Returns their channels, one per page.
+    pub async fn cancel_answered_deliveries(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "WITH answered AS ( \
+                 SELECT p.id FROM pages p LEFT JOIN incidents i ON i.id = p.incident_id \
+                 WHERE p.status = 'pending' \
+                   AND (i.state IS NULL OR i.state NOT IN ('raised', 'offered')) \
+                 FOR UPDATE OF p SKIP LOCKED) \
+             UPDATE pages p SET status = 'cancelled', next_attempt_at = NULL, \
+                    outcome = 'not sent: the incident was answered before it went out' \
+             FROM answered WHERE p.id = answered.id RETURNING p.channel",
+        )
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// The pages of the person linked to console user `user_id`, newest first.

@@ -91,9 +91,9 @@ pub const CONSOLE_PUSH: &str = "warden_console_push_seconds";
 pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
-/// Pages delivered or given up. Labels: `channel` (console, webhook, email, sms, voice,
-/// none), `status`
-/// (delivered, failed).
+/// Pages delivered, given up or cancelled (the incident was answered before the channel
+/// sent it). Labels: `channel` (console, webhook, email, sms, voice, none), `status`
+/// (delivered, failed, cancelled).
 pub const PAGES: &str = "warden_pages_total";
 /// Pages acknowledged. Labels: `via` (console, link, sms).
 pub const PAGES_ACKNOWLEDGED: &str = "warden_pages_acknowledged_total";
@@ -267,7 +267,7 @@ pub const INGEST_ZERO: &[ZeroCounter] = &[
                 "channel",
                 &["console", "webhook", "email", "sms", "voice", "none"],
             ),
-            ("status", &["delivered", "failed"]),
+            ("status", &["delivered", "failed", "cancelled"]),
         ],
     },
     ZeroCounter {

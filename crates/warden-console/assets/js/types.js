@@ -484,7 +484,7 @@
  * @property {"step" | "fallback" | "reminder"} reason
  * @property {string} channel How it is delivered (`console`, `webhook`, `email`, `sms`, `voice`), or `none` when it could not be.
  * @property {string} created_at
- * @property {"pending" | "delivered" | "failed" | "acknowledged"} status `pending`: waiting for (or retrying) delivery through its channel.
+ * @property {"pending" | "delivered" | "failed" | "acknowledged" | "cancelled"} status `pending`: waiting for (or retrying) delivery through its channel; `cancelled`: the incident was answered before it went out.
  * @property {string | null} outcome Why delivery failed, if it did.
  * @property {string | null} acked_at
  * @property {string | null} summary The incident's summary line.

@@ -177,23 +177,29 @@ impl Store {
         .await?)
     }
 
-    /// Records an attempt at a caller message: `delivered`, `failed` (for good), or still
-    /// `pending` until `next_attempt_at`.
+    /// Records an attempt at a caller message made at `at`: `delivered`, `failed` (for
+    /// good), or still `pending` until `next_attempt_at`; the message keeps the last outcome
+    /// and `caller_message_attempts` every one.
     pub async fn caller_message_attempted(
         &self,
         id: i64,
         status: &str,
         outcome: &str,
         next_attempt_at: Option<OffsetDateTime>,
+        at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE caller_messages SET attempts = attempts + 1, status = $2, outcome = $3, \
-                    next_attempt_at = $4 WHERE id = $1",
+            "WITH m AS ( \
+                 UPDATE caller_messages SET attempts = attempts + 1, status = $2, outcome = $3, \
+                        next_attempt_at = $4 WHERE id = $1 RETURNING id) \
+             INSERT INTO caller_message_attempts (message_id, at, status, outcome) \
+             SELECT id, $5, $2, $3 FROM m",
         )
         .bind(id)
         .bind(status)
         .bind(outcome)
         .bind(next_attempt_at)
+        .bind(at)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -583,3 +583,40 @@ async fn a_page_whose_incident_was_claimed_before_delivery_is_not_sent(pool: PgP
     assert_eq!((status.as_str(), attempts), ("cancelled", 0));
     assert!(outcome.is_some_and(|o| o.contains("answered")));
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_acknowledgement_while_a_retry_is_pending_stops_the_retry(pool: PgPool) {
+    let (url, seen) = receiver(vec![503]).await;
+    let user = setup(&pool, &url).await;
+    let esc = escalator(&pool);
+    esc.pass(t0()).await.expect("pass");
+    assert_eq!(esc.deliver(t0()).await.expect("deliver"), 1);
+    assert_eq!(page(&pool).await.0, "pending", "503: to be retried in 5 s");
+    let id: i64 = sqlx::query_scalar("SELECT id FROM pages WHERE incident_id = 1")
+        .fetch_one(&pool)
+        .await
+        .expect("page");
+    // The person acknowledges in the console (they saw the alarm elsewhere) meanwhile.
+    acknowledge(
+        &Store::from_pool(pool.clone()),
+        id,
+        user,
+        t0() + Duration::from_secs(2),
+    )
+    .await
+    .expect("ack");
+    for later in [5, 60, 600] {
+        assert_eq!(
+            esc.deliver(t0() + Duration::from_secs(later))
+                .await
+                .expect("deliver"),
+            0
+        );
+    }
+    assert_eq!(
+        seen.lock().expect("seen").len(),
+        1,
+        "no retry after the acknowledgement"
+    );
+    assert_eq!(page(&pool).await.0, "acknowledged");
+}

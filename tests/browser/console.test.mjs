@@ -202,6 +202,16 @@ try {
   await olly.locator(`${id("page-row")}[data-page-id="${pageId}"][data-status="acknowledged"]`)
     .waitFor({ timeout: T });
   await shot(olly, "page-acknowledged");
+
+  // The on-call directory: Olly reads who is on call (the forms are for supervisors).
+  await olly.click(id("nav-oncall"));
+  await olly.locator(`${id("oncall-person-row")}:has-text("Olly On-Call")`).waitFor({ timeout: T });
+  if (await olly.locator(id("oncall-person-form")).isVisible()) throw new Error("on_call sees the person form");
+  await olly.locator(id("oncall-timeline")).first().click();
+  await olly.locator(`${id("oncall-stretch")}:has-text("Olly On-Call")`).first().waitFor({ timeout: T });
+  await olly.locator("body").click({ position: { x: 5, y: 5 } });
+  await checkAccessible(olly, "on call");
+  await shot(olly, "oncall-directory");
   console.log(JSON.stringify({ result: "pass" }));
 } catch (e) {
   console.error(`browser test failed: ${e.stack || e}`);

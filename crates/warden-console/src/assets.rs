@@ -48,6 +48,7 @@ const FILES: &[(&str, &str, &str)] = &[
     js!("audit.js"),
     js!("rejected.js"),
     js!("pages.js"),
+    js!("oncall.js"),
 ];
 
 /// Files in `assets/` that are not served under `/assets/`: the page itself (served at `/`),

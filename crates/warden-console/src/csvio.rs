@@ -64,7 +64,7 @@ pub struct RowError {
 pub struct ImportQuery {
     /// Check every row and report, but import nothing.
     #[serde(default)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 fn csv_response(name: &str, body: Vec<u8>) -> axum::response::Response {
@@ -82,7 +82,7 @@ fn csv_response(name: &str, body: Vec<u8>) -> axum::response::Response {
 }
 
 /// The uploaded file as text, or the API's own error: 413 when too large, 400 otherwise.
-fn csv_body(body: Result<String, StringRejection>) -> Result<String, ApiError> {
+pub(crate) fn csv_body(body: Result<String, StringRejection>) -> Result<String, ApiError> {
     body.map_err(|r| {
         if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             crate::error::too_large()
@@ -257,7 +257,7 @@ fn field<'a>(
         .unwrap_or("")
 }
 
-fn yes_no(s: &str) -> Option<bool> {
+pub(crate) fn yes_no(s: &str) -> Option<bool> {
     match s.trim().to_lowercase().as_str() {
         "" | "no" | "n" | "false" | "0" => Some(false),
         "yes" | "y" | "true" | "1" => Some(true),
@@ -269,7 +269,7 @@ fn yes_no(s: &str) -> Option<bool> {
 /// record into a value with `value(row, field)` (or the error naming its row and column),
 /// and refuses a second row with the same `key`. Rows are numbered as a spreadsheet numbers
 /// them (header = 1), which a quoted cell with line breaks does not change.
-fn parse_rows<T>(
+pub(crate) fn parse_rows<T>(
     text: &str,
     known: &[&str],
     required: &[&str],
@@ -458,7 +458,12 @@ pub struct ImportReport {
     pub dry_run: bool,
 }
 
-fn report(imported: u64, updated: u64, errors: &[RowError], dry_run: bool) -> Json<ImportReport> {
+pub(crate) fn report(
+    imported: u64,
+    updated: u64,
+    errors: &[RowError],
+    dry_run: bool,
+) -> Json<ImportReport> {
     Json(ImportReport {
         imported,
         updated,

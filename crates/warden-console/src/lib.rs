@@ -13,6 +13,7 @@ mod acklinks;
 mod assets;
 pub mod auth;
 mod csvio;
+mod directory;
 pub mod error;
 mod hub;
 mod incidents;
@@ -33,7 +34,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -45,7 +46,7 @@ use warden_telemetry as m;
 
 pub use auth::{Role, check_password, hash_password};
 pub use csvio::{RowError, parse_clients, parse_devices};
-pub use ooh::{CategoryContact, Contact, OnCallRouter};
+pub use ooh::{CategoryContact, Contact, DirectoryRouter, OnCallRouter};
 pub use records::add_or_reset_user;
 pub use view::IncidentView;
 
@@ -131,7 +132,6 @@ struct Inner {
     cfg: ConsoleConfig,
     push: broadcast::Sender<Arc<str>>,
     limiter: auth::LoginLimiter,
-    router: Box<dyn OnCallRouter>,
     shutdown: CancellationToken,
 }
 
@@ -160,7 +160,6 @@ impl Console {
                 cfg,
                 push,
                 limiter: auth::LoginLimiter::default(),
-                router: Box::new(CategoryContact),
                 shutdown,
             }),
         }
@@ -181,9 +180,6 @@ impl Console {
     pub(crate) fn limiter(&self) -> &auth::LoginLimiter {
         &self.inner.limiter
     }
-    pub(crate) fn router(&self) -> &dyn OnCallRouter {
-        self.inner.router.as_ref()
-    }
     pub(crate) fn shutdown(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
@@ -197,6 +193,10 @@ pub fn router(c: Console) -> Router {
     let imports = Router::new()
         .route("/api/v1/import/clients.csv", post(csvio::import_clients))
         .route("/api/v1/import/devices.csv", post(csvio::import_devices))
+        .route(
+            "/api/v1/oncall/people/import",
+            post(directory::import_people),
+        )
         .layer(DefaultBodyLimit::max(cfg.max_import_bytes));
     let api = Router::new()
         .route("/api/v1/login", post(auth::login))
@@ -242,6 +242,25 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/pages", get(pages::mine))
         .route("/api/v1/pages/{id}/ack", post(pages::acknowledge))
         .route("/api/v1/hooks/sms-reply", post(acklinks::sms_reply))
+        .route("/api/v1/oncall", get(directory::directory))
+        .route("/api/v1/oncall/people", post(directory::create_person))
+        .route("/api/v1/oncall/people/{id}", put(directory::update_person))
+        .route("/api/v1/oncall/teams", put(directory::save_team))
+        .route("/api/v1/oncall/rotas", put(directory::save_rota))
+        .route(
+            "/api/v1/oncall/rotas/{id}/overrides",
+            post(directory::add_override),
+        )
+        .route(
+            "/api/v1/oncall/rotas/{id}/timeline",
+            get(directory::timeline),
+        )
+        .route(
+            "/api/v1/oncall/overrides/{id}",
+            delete(directory::delete_override),
+        )
+        .route("/api/v1/oncall/chains", put(directory::save_chain))
+        .route("/api/v1/oncall/routes", put(directory::save_routes))
         .route("/api/v1/ooh/categories", get(ooh::categories))
         .route("/api/v1/ooh/categories/{code}", put(ooh::save_category))
         .route("/api/v1/ooh/jobs", get(ooh::jobs).post(ooh::create_job))

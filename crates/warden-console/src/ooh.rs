@@ -22,10 +22,28 @@ pub struct Contact {
     pub phone: String,
 }
 
-/// Who is on call for a category. Today: the contact held on the category. Escalation
-/// chains and rotas (a later issue) plug in here without touching the desk.
+/// Who is on call for a category.
 pub trait OnCallRouter: Send + Sync + std::fmt::Debug {
     fn route(&self, category: &OohCategory, at: OffsetDateTime) -> Option<Contact>;
+}
+
+/// Routes through the on-call directory, the same machinery as alarm escalation: the route
+/// naming the category gives a chain, and whoever its steps reach at that moment (a rota's
+/// on-call person, a named person, a team) with a verified phone takes the job. With no
+/// route for the category, the category's fixed contact ([`CategoryContact`]).
+#[derive(Debug)]
+pub struct DirectoryRouter(pub warden_notify::Oncall);
+
+impl OnCallRouter for DirectoryRouter {
+    fn route(&self, category: &OohCategory, at: OffsetDateTime) -> Option<Contact> {
+        self.0
+            .ooh_contact(&category.code, warden_core::Timestamp::from(at))
+            .map(|c| Contact {
+                name: c.name,
+                phone: c.phone,
+            })
+            .or_else(|| CategoryContact.route(category, at))
+    }
 }
 
 /// Routes to the category's named on-call contact.
@@ -282,7 +300,8 @@ pub async fn create_job(
         ));
     };
     let now = OffsetDateTime::now_utc();
-    let routed = c.router().route(category, now);
+    let directory = warden_notify::Oncall::from_config(c.store().oncall_config(now).await?);
+    let routed = DirectoryRouter(directory).route(category, now);
     let reference = c
         .store()
         .create_ooh_job(

@@ -17,7 +17,9 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use uuid::Uuid;
-use warden_store::{AuditWrite, ClientRecord, NewOohJob, NewQuarantine, Record, Source};
+use warden_store::{
+    AuditWrite, ClientRecord, ContactMethod, NewOohJob, NewQuarantine, PersonWrite, Record, Source,
+};
 
 use common::{App, PASSWORD, Session, is_ooh_reference, test_config};
 use warden_console::ConsoleConfig;
@@ -31,6 +33,7 @@ const SUPERVISORS: &[&str] = &["supervisor"];
 const ADMINS: &[&str] = &["admin"];
 const RECORD_READERS: &[&str] = &["operator", "supervisor", "admin"];
 const EDITORS: &[&str] = &["supervisor", "admin"];
+const DIRECTORY: &[&str] = &["supervisor", "admin", "on_call"];
 const ROLES: &[&str] = &["operator", "supervisor", "admin", "on_call"];
 
 #[derive(Debug, Clone)]
@@ -90,6 +93,9 @@ struct Fixture {
     device: i64,
     user: i64,
     job: String,
+    /// A person of the on-call directory (reached by SMS) and a rota they are always on.
+    person: i64,
+    rota: i64,
 }
 
 async fn fixture(app: &App, operator: &Session) -> Fixture {
@@ -141,7 +147,40 @@ async fn fixture(app: &App, operator: &Session) -> Fixture {
         )
         .await
         .expect("log a job");
+    let person = app
+        .store
+        .save_person(
+            None,
+            &PersonWrite {
+                name: "Fixture On Call".into(),
+                user_id: None,
+                active: true,
+                contacts: vec![ContactMethod {
+                    kind: "sms".into(),
+                    address: "+447700900111".into(),
+                    verified: true,
+                }],
+            },
+            AuditWrite::default(),
+        )
+        .await
+        .expect("person")
+        .expect("created");
+    let rota = app
+        .store
+        .save_rota(
+            "Fixture rota",
+            "Europe/London",
+            &[],
+            &json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00",
+                      "shift": { "unit": "weeks", "count": 1 } }]),
+            AuditWrite::default(),
+        )
+        .await
+        .expect("rota");
     Fixture {
+        person,
+        rota,
         incident: incident["id"].as_i64().expect("incident id"),
         client: client.id,
         device: app.device_record("5001").await.id,
@@ -159,6 +198,8 @@ fn routes(f: &Fixture) -> Vec<Route> {
     use Payload::{Csv, Empty, Json};
     use StatusCode as S;
     let (inc, client, dev, user, job) = (f.incident, f.client, f.device, f.user, &f.job);
+    let (person, rota) = (f.person, f.rota);
+    let layers = json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00", "shift": { "unit": "weeks", "count": 1 } }]);
     vec![
         route(M::GET, "/api/v1/me", "/api/v1/me", Empty, ANYONE, "on_call", S::OK),
         route(M::GET, "/api/v1/queue", "/api/v1/queue", Empty, HANDLERS, "operator", S::OK),
@@ -192,6 +233,17 @@ fn routes(f: &Fixture) -> Vec<Route> {
         route(M::POST, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Json(json!({ "category": "other", "caller_name": "Gina Caller", "description": "Boiler out", "urgency": "urgent" })), HANDLERS, "operator", S::CREATED),
         route(M::GET, "/api/v1/ooh/jobs/{reference}", format!("/api/v1/ooh/jobs/{job}"), Empty, ANYONE, "on_call", S::OK),
         route(M::POST, "/api/v1/ooh/jobs/{reference}/status", format!("/api/v1/ooh/jobs/{job}/status"), Json(json!({ "status": "acknowledged", "note": "seen" })), ANYONE, "on_call", S::OK),
+        route(M::GET, "/api/v1/oncall", "/api/v1/oncall", Empty, DIRECTORY, "on_call", S::OK),
+        route(M::POST, "/api/v1/oncall/people", "/api/v1/oncall/people", Json(json!({ "name": "New Person", "contacts": [{ "kind": "email", "address": "new.person@centre.example", "verified": true }] })), EDITORS, "supervisor", S::CREATED),
+        route(M::PUT, "/api/v1/oncall/people/{id}", format!("/api/v1/oncall/people/{person}"), Json(json!({ "name": "Fixture On Call", "contacts": [{ "kind": "sms", "address": "+447700900111", "verified": true }] })), EDITORS, "admin", S::OK),
+        route(M::PUT, "/api/v1/oncall/teams", "/api/v1/oncall/teams", Json(json!({ "name": "Ops", "members": [person] })), EDITORS, "supervisor", S::OK),
+        route(M::PUT, "/api/v1/oncall/rotas", "/api/v1/oncall/rotas", Json(json!({ "name": "Fixture rota", "zone": "Europe/London", "bank_holidays": ["2026-12-25"], "layers": layers })), EDITORS, "admin", S::OK),
+        route(M::POST, "/api/v1/oncall/rotas/{id}/overrides", format!("/api/v1/oncall/rotas/{rota}/overrides"), Json(json!({ "person_id": person, "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-02T00:00:00Z" })), EDITORS, "supervisor", S::CREATED),
+        route(M::GET, "/api/v1/oncall/rotas/{id}/timeline", format!("/api/v1/oncall/rotas/{rota}/timeline?days=3"), Empty, DIRECTORY, "on_call", S::OK),
+        route(M::DELETE, "/api/v1/oncall/overrides/{id}", "/api/v1/oncall/overrides/999999", Empty, EDITORS, "supervisor", S::NOT_FOUND),
+        route(M::PUT, "/api/v1/oncall/chains", "/api/v1/oncall/chains", Json(json!({ "name": "Fixture chain", "doc": { "steps": [{ "targets": [{ "kind": "rota", "id": rota }], "wait": 60_000_000 }], "fallback": [person], "ack_timeout": 1_800_000_000_i64, "reminder_every": null } })), EDITORS, "admin", S::OK),
+        route(M::PUT, "/api/v1/oncall/routes", "/api/v1/oncall/routes", Json(json!([])), EDITORS, "supervisor", S::NO_CONTENT),
+        route(M::POST, "/api/v1/oncall/people/import", "/api/v1/oncall/people/import", Csv("name,sms,verified\nCsv Person,+447700900222,yes\n"), EDITORS, "admin", S::OK),
         route(M::GET, "/api/v1/export/clients.csv", "/api/v1/export/clients.csv", Empty, ADMINS, "admin", S::OK),
         route(M::GET, "/api/v1/export/devices.csv", "/api/v1/export/devices.csv", Empty, ADMINS, "admin", S::OK),
         route(M::POST, "/api/v1/import/clients.csv", "/api/v1/import/clients.csv", Csv("external_ref,name\nC-300,Cyril Import\n"), ADMINS, "admin", S::OK),

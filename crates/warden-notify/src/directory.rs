@@ -7,8 +7,31 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::tz::TimeZone;
 use warden_core::Timestamp;
-use warden_core::oncall::{Chain, Directory, Layer, Override, PersonId, Rota, RotaId, TeamId};
+use warden_core::oncall::{
+    Chain, Directory, Layer, Override, PersonId, Rota, RotaId, Target, TeamId,
+};
 use warden_store::{ContactRow, OncallConfig, RouteRow};
+
+/// What a route is matched against: an incident's fields, or an out-of-hours job's
+/// category. Absent fields only match routes that leave them unset.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteQuery<'a> {
+    pub priority: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub area: Option<&'a str>,
+    pub client: Option<i64>,
+    pub ooh_category: Option<&'a str>,
+}
+
+/// Who is on call for an out-of-hours category, and how to call them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OohContact {
+    pub person: PersonId,
+    pub name: String,
+    pub phone: String,
+    /// The chain the category's route named.
+    pub chain: i64,
+}
 
 /// The configuration, ready to evaluate.
 #[derive(Debug, Default)]
@@ -19,6 +42,7 @@ pub struct Oncall {
     pub routes: Vec<RouteRow>,
     /// Per person, in position order.
     pub contacts: HashMap<PersonId, Vec<ContactRow>>,
+    pub names: HashMap<PersonId, String>,
     /// What could not be read, one line each.
     pub errors: Vec<String>,
 }
@@ -92,23 +116,65 @@ impl Oncall {
             out.contacts.entry(c.person_id).or_default().push(c);
         }
         out.routes = cfg.routes;
+        out.names = cfg.people.into_iter().collect();
         out
     }
 
-    /// The chain for an incident: the first route whose set fields all match.
-    pub fn route(
-        &self,
-        priority: Option<&str>,
-        kind: Option<&str>,
-        area: Option<&str>,
-    ) -> Option<i64> {
+    /// Who the out-of-hours desk hands a job of `category` to at `at`: the category's route
+    /// gives a chain, and the first person its steps reach in order (whoever is on call in
+    /// a rota, a named person, a team's members), then its fallback, who has a verified
+    /// phone (SMS or voice). `None`: no route names the category, or nobody it reaches has
+    /// a phone.
+    pub fn ooh_contact(&self, category: &str, at: Timestamp) -> Option<OohContact> {
+        let chain_id = self.route(&RouteQuery {
+            ooh_category: Some(category),
+            ..RouteQuery::default()
+        })?;
+        // Only routes that name the category: a catch-all route is for incidents.
+        self.routes
+            .iter()
+            .find(|r| r.chain_id == chain_id && r.ooh_category.as_deref() == Some(category))?;
+        let chain = self.chains.get(&chain_id)?;
+        let people = chain
+            .steps
+            .iter()
+            .flat_map(|s| s.targets.iter())
+            .flat_map(|t| match t {
+                Target::Person(p) => vec![*p],
+                Target::Rota(r) => self.on_call(*r, at).into_iter().collect(),
+                Target::Team(t) => self.team(*t),
+            })
+            .chain(chain.fallback.iter().copied());
+        for person in people {
+            let phone = self
+                .channel(person, &["voice", "sms"])
+                .map(|c| c.address.clone());
+            if let Some(phone) = phone {
+                return Some(OohContact {
+                    person,
+                    name: self.names.get(&person).cloned().unwrap_or_default(),
+                    phone,
+                    chain: chain_id,
+                });
+            }
+        }
+        None
+    }
+
+    /// The chain for an incident or an out-of-hours job: the first route whose set fields
+    /// all match.
+    pub fn route(&self, q: &RouteQuery<'_>) -> Option<i64> {
         let matches = |want: &Option<String>, have: Option<&str>| {
             want.as_deref().is_none_or(|w| Some(w) == have)
         };
         self.routes
             .iter()
             .find(|r| {
-                matches(&r.priority, priority) && matches(&r.kind, kind) && matches(&r.area, area)
+                matches(&r.priority, q.priority)
+                    && matches(&r.kind, q.kind)
+                    && matches(&r.area, q.area)
+                    && r.client_id.is_none_or(|c| Some(c) == q.client)
+                    && matches(&r.ooh_category, q.ooh_category)
             })
             .map(|r| r.chain_id)
     }

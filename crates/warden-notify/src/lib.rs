@@ -52,7 +52,7 @@ use crate::channel::Attempt;
 use warden_telemetry as m;
 
 pub use channel::{Channels, ChannelsConfig, WebhookConfig};
-pub use directory::Oncall;
+pub use directory::{Oncall, OohContact, RouteQuery};
 
 /// How long a delivery is leased to the process sending it.
 const DELIVERY_LEASE: Duration = Duration::from_mins(1);
@@ -636,11 +636,13 @@ pub async fn pass_on(
         if !STARTS.contains(&entry.kind.as_str()) || !open {
             continue;
         }
-        let Some(chain_id) = oncall.route(
-            entry.priority.as_deref(),
-            entry.incident_kind.as_deref(),
-            entry.area.as_deref(),
-        ) else {
+        let Some(chain_id) = oncall.route(&RouteQuery {
+            priority: entry.priority.as_deref(),
+            kind: entry.incident_kind.as_deref(),
+            area: entry.area.as_deref(),
+            client: entry.client_id,
+            ooh_category: None,
+        }) else {
             if OPT_IN.contains(&entry.kind.as_str()) {
                 continue;
             }

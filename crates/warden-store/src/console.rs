@@ -13,9 +13,15 @@ use crate::model::{DEVICE_COLUMNS, Device, NewDevice};
 use crate::{Store, StoreError};
 use warden_types::{JobStatus, Role};
 
+pub use directory::{
+    ContactMethod, DirectoryChain, DirectoryOverride, DirectoryPerson, DirectoryRota,
+    DirectoryRoute, DirectoryTeam, OncallDirectory, PersonWrite,
+};
+
 mod audit;
 mod clients;
 mod devices;
+mod directory;
 mod incidents;
 mod ooh;
 mod users;

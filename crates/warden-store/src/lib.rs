@@ -58,9 +58,11 @@ mod triage;
 mod writer;
 
 pub use console::{
-    AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, IncidentEvent,
-    IncidentViewRow, NewOohJob, OohCategory, OohJob, OohUpdate, Refused, Responder, SessionRow,
-    SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
+    AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, ContactMethod,
+    DirectoryChain, DirectoryOverride, DirectoryPerson, DirectoryRota, DirectoryRoute,
+    DirectoryTeam, IncidentEvent, IncidentViewRow, NewOohJob, OncallDirectory, OohCategory, OohJob,
+    OohUpdate, PersonWrite, Refused, Responder, SessionRow, SignalSummary, TriageDevice, UserRow,
+    UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

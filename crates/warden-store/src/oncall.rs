@@ -51,6 +51,9 @@ pub struct RouteRow {
     pub priority: Option<String>,
     pub kind: Option<String>,
     pub area: Option<String>,
+    pub client_id: Option<i64>,
+    /// An out-of-hours category code: how the desk finds who is on call for it.
+    pub ooh_category: Option<String>,
     pub chain_id: i64,
 }
 
@@ -76,6 +79,8 @@ pub struct OncallConfig {
     pub team_members: Vec<(i64, i64)>,
     /// In position order per person.
     pub contacts: Vec<ContactRow>,
+    /// (person, name) of everyone in the directory.
+    pub people: Vec<(i64, String)>,
 }
 
 /// An incident event the triage engine wrote to the outbox (an answer-time threshold passed,
@@ -89,6 +94,8 @@ pub struct OutboxEntry {
     pub priority: Option<String>,
     pub incident_kind: Option<String>,
     pub area: Option<String>,
+    /// The incident's client, when known.
+    pub client_id: Option<i64>,
     /// `incidents.state`; `None` when the incident row is missing.
     pub state: Option<String>,
     /// When the engine wrote the entry (the threshold passed).
@@ -204,21 +211,29 @@ impl Store {
                 .fetch_all(pool)
                 .await?,
             routes: sqlx::query_as(
-                "SELECT position, priority, kind, area, chain_id FROM routes ORDER BY position",
+                "SELECT position, priority, kind, area, client_id, ooh_category, chain_id \
+                 FROM routes ORDER BY position",
             )
             .fetch_all(pool)
             .await?,
+            // People who left the directory are in no team and have no way to be reached.
             team_members: sqlx::query_as(
-                "SELECT team_id, person_id FROM team_members ORDER BY team_id, person_id",
+                "SELECT m.team_id, m.person_id FROM team_members m \
+                 JOIN people p ON p.id = m.person_id WHERE p.active \
+                 ORDER BY m.team_id, m.person_id",
             )
             .fetch_all(pool)
             .await?,
             contacts: sqlx::query_as(
-                "SELECT person_id, position, kind, address, verified FROM contact_methods \
-                 ORDER BY person_id, position",
+                "SELECT c.person_id, c.position, c.kind, c.address, c.verified \
+                 FROM contact_methods c JOIN people p ON p.id = c.person_id WHERE p.active \
+                 ORDER BY c.person_id, c.position",
             )
             .fetch_all(pool)
             .await?,
+            people: sqlx::query_as("SELECT id, name FROM people ORDER BY id")
+                .fetch_all(pool)
+                .await?,
         })
     }
 
@@ -450,7 +465,7 @@ impl OncallTx {
     pub async fn pending_outbox(&mut self, limit: i64) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT o.id, o.incident_id, o.kind, i.priority, i.kind AS incident_kind, i.area, \
-                    i.state, o.created_at \
+                    (i.doc ->> 'client')::bigint AS client_id, i.state, o.created_at \
              FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id \
              WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT $1 \
              FOR UPDATE OF o SKIP LOCKED",

@@ -10,7 +10,8 @@
  * rendering, SLA ticking) · incident (incident panel) · clients (client record, Clients
  * screen) · ooh (out-of-hours desk) · admin (administration tabs, categories, CSV import) ·
  * users · devices · audit · rejected (rejected signals) · pages (my pages: escalations sent
- * to me, acknowledging them).
+ * to me, acknowledging them) · oncall (the on-call directory: people, teams, rotas, chains,
+ * routes).
  *
  * Security: every piece of server or user data is put into the page with textContent or
  * createElement, never innerHTML. The CSP forbids inline script and inline style attributes,
@@ -25,6 +26,7 @@ import { closePanel, incidentCommand, onNote, onResolve, openIncident } from "./
 import { setConn, wsRetryNow, wsStart, wsStop } from "./live.js";
 import { copyReference, enterOoh, onJobStatus, onOohSubmit, searchJobs, updateCategoryHint } from "./ooh.js";
 import { enterPages, loadPages } from "./pages.js";
+import { enterOncall, onChainSubmit, onOverrideSubmit, onPeopleImport, onPersonSubmit, onRotaSubmit, onRoutesSubmit, onTeamSubmit, resetPersonForm } from "./oncall.js";
 import { enterQueue, loadOutcomes, loadQueue, moveSelection, onBulkResolve, renderQueue, selectRow, tick, updateAlarmIndicators } from "./queue.js";
 import { enterRejected, loadRejected } from "./rejected.js";
 import { setMuted, toggleMute, unlockAudio } from "./sound.js";
@@ -201,7 +203,7 @@ export function showScreen(name) {
   }
   updateAlarmIndicators();
   /** @type {Record<string, () => unknown>} */
-  const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected, pages: enterPages };
+  const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected, pages: enterPages, oncall: enterOncall };
   loaders[name]();
 }
 
@@ -279,6 +281,14 @@ function bind() {
   $("logout", HTMLButtonElement).addEventListener("click", logout);
   for (const b of $$(".nav-btn")) b.addEventListener("click", () => showScreen(b.dataset.screen || ""));
   $("pages-refresh").addEventListener("click", () => loadPages());
+  $("oncall-person-form").addEventListener("submit", onPersonSubmit);
+  $("oncall-person-reset").addEventListener("click", resetPersonForm);
+  $("oncall-import-form").addEventListener("submit", onPeopleImport);
+  $("oncall-team-form").addEventListener("submit", onTeamSubmit);
+  $("oncall-rota-form").addEventListener("submit", onRotaSubmit);
+  $("oncall-override-form").addEventListener("submit", onOverrideSubmit);
+  $("oncall-chain-form").addEventListener("submit", onChainSubmit);
+  $("oncall-routes-form").addEventListener("submit", onRoutesSubmit);
   $("alarm-waiting", HTMLButtonElement).addEventListener("click", () => {
     showScreen("queue");
     const [first] = $$("#queue-table tbody.lane-life_critical tr[data-incident-id]");

@@ -19,9 +19,9 @@ export const ROLE_LABEL = { operator: "Operator", supervisor: "Supervisor", admi
 /** @type {Record<string, string[]>} */
 export const ROLE_SCREENS = {
   operator: ["queue", "ooh"],
-  supervisor: ["queue", "ooh", "clients", "audit", "rejected", "pages"],
-  admin: ["admin", "clients", "audit", "rejected"], // the first one is where the user lands
-  on_call: ["pages", "ooh"],
+  supervisor: ["queue", "ooh", "clients", "audit", "rejected", "pages", "oncall"],
+  admin: ["admin", "clients", "audit", "rejected", "oncall"], // the first one is where the user lands
+  on_call: ["pages", "ooh", "oncall"],
 };
 /** @type {Record<string, string>} */
 export const STATE_LABEL = { raised: "Raised", offered: "Offered", claimed: "Claimed", resolved: "Resolved" };

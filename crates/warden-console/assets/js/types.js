@@ -493,6 +493,126 @@
  */
 
 /**
+ * A way to reach a person, in the order they are tried.
+ * @typedef {object} ContactMethod
+ * @property {"console" | "webhook" | "email" | "sms" | "voice"} kind
+ * @property {string} address E-mail address, phone number or URL (empty for console).
+ * @property {boolean} verified Only verified methods are used.
+ */
+
+/**
+ * Someone who can be paged (GET /oncall).
+ * @typedef {object} DirectoryPerson
+ * @property {number} id
+ * @property {string} name
+ * @property {number | null} user_id
+ * @property {string | null} username The console account whose My pages shows their pages.
+ * @property {boolean} active False: left the directory (never paged).
+ * @property {ContactMethod[]} contacts
+ */
+
+/**
+ * @typedef {object} DirectoryTeam
+ * @property {number} id
+ * @property {string} name
+ * @property {number[]} members Person ids.
+ */
+
+/**
+ * @typedef {object} DirectoryOverride
+ * @property {number} id
+ * @property {string} starts_at
+ * @property {string} ends_at
+ * @property {number} person_id
+ */
+
+/**
+ * @typedef {object} DirectoryRota
+ * @property {number} id
+ * @property {string} name
+ * @property {string} zone IANA time zone.
+ * @property {string[]} bank_holidays YYYY-MM-DD.
+ * @property {object[]} layers warden_core::oncall::Layer records.
+ * @property {DirectoryOverride[]} overrides
+ */
+
+/**
+ * @typedef {object} DirectoryChain
+ * @property {number} id
+ * @property {string} name
+ * @property {object} doc A warden_core::oncall::Chain record.
+ */
+
+/**
+ * A routing rule; null fields match anything.
+ * @typedef {object} DirectoryRoute
+ * @property {string | null} [priority]
+ * @property {string | null} [kind]
+ * @property {string | null} [area]
+ * @property {number | null} [client_id]
+ * @property {string | null} [ooh_category]
+ * @property {number} chain_id
+ */
+
+/**
+ * The on-call directory (GET /oncall).
+ * @typedef {object} OncallDirectory
+ * @property {DirectoryPerson[]} people
+ * @property {DirectoryTeam[]} teams
+ * @property {DirectoryRota[]} rotas
+ * @property {DirectoryChain[]} chains
+ * @property {DirectoryRoute[]} routes In order.
+ */
+
+/**
+ * @typedef {object} OnCallStretch
+ * @property {string} from
+ * @property {string} to
+ * @property {number | null} person_id null: nobody is on call.
+ * @property {string | null} person
+ */
+
+/**
+ * @typedef {object} Saved
+ * @property {number} id
+ */
+
+/**
+ * @typedef {object} PersonIn
+ * @property {string} name
+ * @property {string | null} [username]
+ * @property {boolean} [active]
+ * @property {ContactMethod[]} [contacts]
+ */
+
+/**
+ * @typedef {object} TeamIn
+ * @property {string} name
+ * @property {number[]} [members]
+ */
+
+/**
+ * @typedef {object} RotaIn
+ * @property {string} name
+ * @property {string} zone
+ * @property {string[]} [bank_holidays]
+ * @property {object[]} layers
+ */
+
+/**
+ * @typedef {object} OverrideIn
+ * @property {number} person_id
+ * @property {string} starts_at
+ * @property {string} ends_at
+ */
+
+/**
+ * @typedef {object} ChainIn
+ * @property {string} name
+ * @property {object} doc
+ */
+
+/**
  * What an SMS reply did (POST /hooks/sms-reply; the gateway's webhook, not the UI).
  * @typedef {object} ReplyOutcome
  * @property {"acknowledged" | "already_acknowledged" | "not_understood" | "no_open_page"} outcome

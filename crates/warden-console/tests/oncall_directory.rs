@@ -1,0 +1,298 @@
+//! The on-call directory through the console's API on a real Postgres: checked writes that
+//! name the field at fault, the audit trail, the CSV import of people (all or nothing), a
+//! rota's timeline, and the out-of-hours desk handing a job to whoever a rota has on call.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::App;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// Adds a person reached by SMS; returns their id.
+async fn person(app: &App, s: &common::Session, name: &str, phone: &str) -> i64 {
+    app.post(
+        s,
+        "/api/v1/oncall/people",
+        &json!({ "name": name, "contacts": [{ "kind": "sms", "address": phone, "verified": true }] }),
+    )
+    .await
+    .expect(StatusCode::CREATED)
+    .json()["id"]
+        .as_i64()
+        .expect("id")
+}
+
+fn always(person: i64) -> Value {
+    json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00",
+             "shift": { "unit": "weeks", "count": 1 } }])
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn writes_are_checked_and_the_error_names_the_field(pool: PgPool) {
+    let app = App::start(pool).await;
+    let sup = app.login_as("supervisor").await;
+    let bad = |body: Value, path: &'static str| {
+        let (app, sup) = (&app, &sup);
+        async move {
+            let r = app.put(sup, path, &body).await;
+            r.expect_error(StatusCode::BAD_REQUEST, "invalid_value")["message"]
+                .as_str()
+                .expect("message")
+                .to_owned()
+        }
+    };
+    let r = app
+        .post(
+            &sup,
+            "/api/v1/oncall/people",
+            &json!({ "name": "Ann", "contacts": [{ "kind": "email", "address": "not-an-address", "verified": true }] }),
+        )
+        .await;
+    let m = r.expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    assert!(
+        m["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("contacts[0].address")),
+        "{m}"
+    );
+    let r = app
+        .post(
+            &sup,
+            "/api/v1/oncall/people",
+            &json!({ "name": "Ann", "contacts": [{ "kind": "console", "verified": true }] }),
+        )
+        .await;
+    let m = r.expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+    assert!(
+        m["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("console account")),
+        "{m}"
+    );
+    let ann = person(&app, &sup, "Ann", "+447700900001").await;
+
+    let m = bad(
+        json!({ "name": "Nights", "zone": "Europe/Londres", "layers": always(ann) }),
+        "/api/v1/oncall/rotas",
+    )
+    .await;
+    assert!(m.contains("zone"), "{m}");
+    let m = bad(
+        json!({ "name": "Nights", "zone": "Europe/London", "layers": always(ann + 100) }),
+        "/api/v1/oncall/rotas",
+    )
+    .await;
+    assert!(
+        m.contains("participants") && m.contains(&format!("no person {}", ann + 100)),
+        "{m}"
+    );
+    let m = bad(json!({ "name": "Nights", "zone": "Europe/London", "bank_holidays": ["25/12/2026"], "layers": always(ann) }), "/api/v1/oncall/rotas").await;
+    assert!(m.contains("bank_holidays"), "{m}");
+    let m = bad(
+        json!({ "name": "Nights", "zone": "Europe/London", "layers": [{ "name": "x" }] }),
+        "/api/v1/oncall/rotas",
+    )
+    .await;
+    assert!(m.starts_with("layers:"), "{m}");
+    let m = bad(
+        json!({ "name": "Alarms", "doc": { "steps": [{ "targets": [{ "kind": "rota", "id": 99 }], "wait": 60_000_000 }],
+                                           "fallback": [ann], "ack_timeout": 1_800_000_000_i64 } }),
+        "/api/v1/oncall/chains",
+    )
+    .await;
+    assert!(m.contains("no rota 99"), "{m}");
+    let m = bad(
+        json!([{ "priority": "urgentish", "chain_id": 1 }]),
+        "/api/v1/oncall/routes",
+    )
+    .await;
+    assert!(m.contains("routes[0].priority"), "{m}");
+
+    // What was refused left no trace; what was saved is audited with its actor.
+    let audit: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT action, user_id FROM audit WHERE action LIKE 'oncall.%' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(
+        audit,
+        [("oncall.person.create".to_owned(), Some(sup.user_id()))]
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn on_call_staff_read_the_directory_and_operators_do_not(pool: PgPool) {
+    let app = App::start(pool).await;
+    let on_call = app.login_as("on_call").await;
+    app.get(&on_call, "/api/v1/oncall")
+        .await
+        .expect(StatusCode::OK);
+    app.put(&on_call, "/api/v1/oncall/routes", &json!([]))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let operator = app.login_as("operator").await;
+    app.get(&operator, "/api/v1/oncall")
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_people_import_with_a_bad_row_imports_nobody(pool: PgPool) {
+    let app = App::start(pool).await;
+    let admin = app.login_as("admin").await;
+    let header = "name,username,email,sms,verified,teams\n";
+    let bad = format!(
+        "{header}Ann Day,,ann@centre.example,+447700900001,yes,Ops;Managers\nBob Night,,bob@,,no,Ops\n"
+    );
+    let r = app
+        .post_csv(&admin, "/api/v1/oncall/people/import", &bad)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(r["imported"], 0);
+    assert_eq!(r["errors"][0]["row"], 3);
+    assert_eq!(r["errors"][0]["column"], "email");
+    let d = app
+        .get(&admin, "/api/v1/oncall")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(d["people"], json!([]));
+
+    let good = format!(
+        "{header}Ann Day,adam,ann@centre.example,+447700900001,yes,Ops;Managers\nBob Night,,,+447700900002,no,Ops\n"
+    );
+    let r = app
+        .post_csv(&admin, "/api/v1/oncall/people/import", &good)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (r["imported"].as_u64(), r["updated"].as_u64()),
+        (Some(2), Some(0)),
+        "{r}"
+    );
+    let d = app
+        .get(&admin, "/api/v1/oncall")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let ann = &d["people"][0];
+    assert_eq!(ann["name"], "Ann Day");
+    assert_eq!(ann["username"], "adam");
+    let kinds: Vec<&str> = ann["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["console", "email", "sms"]);
+    assert_eq!(d["people"][1]["contacts"][0]["verified"], false);
+    let teams: Vec<(String, usize)> = d["teams"]
+        .as_array()
+        .expect("teams")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or_default().to_owned(),
+                t["members"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(teams, [("Managers".to_owned(), 1), ("Ops".to_owned(), 2)]);
+    // Imported again: updated, not duplicated.
+    let r = app
+        .post_csv(&admin, "/api/v1/oncall/people/import", &good)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (r["imported"].as_u64(), r["updated"].as_u64()),
+        (Some(0), Some(2)),
+        "{r}"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_out_of_hours_desk_hands_a_job_to_whoever_the_rota_has_on_call(pool: PgPool) {
+    let app = App::start(pool).await;
+    let sup = app.login_as("supervisor").await;
+    let dana = person(&app, &sup, "Dana Duty", "+447700900003").await;
+    let eve = person(&app, &sup, "Eve Evening", "+447700900004").await;
+    let rota = app
+        .put(
+            &sup,
+            "/api/v1/oncall/rotas",
+            &json!({ "name": "Repairs", "zone": "Europe/London", "layers": always(dana) }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json()["id"]
+        .as_i64()
+        .expect("rota");
+    let chain = app
+        .put(
+            &sup,
+            "/api/v1/oncall/chains",
+            &json!({ "name": "Repairs", "doc": { "steps": [{ "targets": [{ "kind": "rota", "id": rota }], "wait": 600_000_000 }],
+                                                  "fallback": [eve], "ack_timeout": 1_800_000_000_i64 } }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json()["id"]
+        .as_i64()
+        .expect("chain");
+    app.put(
+        &sup,
+        "/api/v1/oncall/routes",
+        &json!([{ "ooh_category": "other", "chain_id": chain }]),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let timeline = app
+        .get(
+            &sup,
+            &format!("/api/v1/oncall/rotas/{rota}/timeline?days=2"),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(timeline[0]["person"], "Dana Duty", "{timeline}");
+
+    let job = json!({ "category": "other", "caller_name": "Gina Caller", "description": "Boiler out", "urgency": "urgent" });
+    let j = app
+        .post(&sup, "/api/v1/ooh/jobs", &job)
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(j["status"], "routed");
+    assert_eq!(
+        j["routed_to"],
+        json!({ "name": "Dana Duty", "phone": "+447700900003" })
+    );
+
+    // Dana leaves the directory: the chain's fallback takes the next job.
+    app.put(
+        &sup,
+        &format!("/api/v1/oncall/people/{dana}"),
+        &json!({ "name": "Dana Duty", "active": false, "contacts": [{ "kind": "sms", "address": "+447700900003", "verified": true }] }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let j = app
+        .post(&sup, "/api/v1/ooh/jobs", &job)
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(j["routed_to"]["name"], "Eve Evening");
+    let audit: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit WHERE action = 'oncall.person.update' AND before->>'active' = 'true' \
+         AND after->>'active' = 'false'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audit, 1, "the change is audited with before and after");
+}

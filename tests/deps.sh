@@ -28,3 +28,17 @@ browser="$(cd "$(dirname "$0")" && pwd)/browser"
 if [ ! -d "$browser/node_modules/playwright-core" ] || [ ! -d "$browser/node_modules/typescript" ]; then
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# dc09-spt (PyPI), an independent SIA DC-09 transmitter for the interop test, in a virtualenv
+# of Debian's Python. Its declared dependency pycrypto no longer builds; pycryptodome provides
+# the same `Crypto` package, so dc09-spt is installed without its dependencies.
+venv="$(cd "$(dirname "$0")" && pwd)/python/.venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import dc09_spt, Crypto" >/dev/null 2>&1; then
+    /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1 || {
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        /usr/bin/python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install -q "pycryptodome>=3.20"
+    "$venv/bin/pip" install -q --no-deps "dc09-spt==0.0.4"
+fi

@@ -11,7 +11,9 @@
 //! outside is cut at a character boundary ([`clip`]).
 
 use serde::{Deserialize, Serialize};
+use warden_protocol::dc09::{Dc09Content, Dc09Frame};
 use warden_protocol::mqtt::{Body, Uplink};
+use warden_protocol::sia::SiaData;
 use warden_protocol::surgard::SurGardFrame;
 use warden_types::Qualifier;
 
@@ -141,6 +143,20 @@ pub fn clip(s: &str, max: usize) -> String {
     out
 }
 
+/// Every event of a SIA data block.
+fn sia_events(data: &SiaData) -> Vec<SignalWhat> {
+    data.events
+        .iter()
+        .map(|e| match e.code.as_bytes() {
+            [a, c] => SignalWhat::Sia {
+                code: [*a, *c],
+                restore: false,
+            },
+            _ => unknown(&format!("SIA event code {:?}", e.code.as_str())),
+        })
+        .collect()
+}
+
 fn unknown(summary: &str) -> SignalWhat {
     SignalWhat::Unknown {
         raw_summary: clip(summary, MAX_SUMMARY_BYTES),
@@ -184,20 +200,30 @@ impl Decoded {
             SurGardFrame::ContactId { event, .. } => {
                 vec![contact_id(event.event_code(), event.qualifier)]
             }
-            SurGardFrame::Sia { data, .. } => data
-                .events
-                .iter()
-                .map(|e| {
-                    let b = e.code.as_bytes();
-                    match b {
-                        [a, c] => SignalWhat::Sia {
-                            code: [*a, *c],
-                            restore: false,
-                        },
-                        _ => unknown(&format!("SIA event code {:?}", e.code.as_str())),
-                    }
-                })
-                .collect(),
+            SurGardFrame::Sia { data, .. } => sia_events(data),
+        };
+        Decoded::new(
+            events,
+            serde_json::to_value(frame).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A SIA DC-09 frame: a `NULL` link test is a heartbeat, `ADM-CID` its Contact ID event,
+    /// `SIA-DCS` every event of its block (an empty block is a heartbeat); anything else is
+    /// an event nobody can read, shown to an operator.
+    pub fn from_dc09(frame: &Dc09Frame) -> Self {
+        let events = match &frame.content {
+            Dc09Content::Null => vec![SignalWhat::Heartbeat],
+            Dc09Content::ContactId { event, .. } => {
+                vec![contact_id(event.event_code(), event.qualifier)]
+            }
+            Dc09Content::Sia(data) if data.events.is_empty() => vec![SignalWhat::Heartbeat],
+            Dc09Content::Sia(data) => sia_events(data),
+            Dc09Content::Reply | Dc09Content::Unknown => vec![unknown(&format!(
+                "DC-09 {} message [{}]",
+                frame.token,
+                clip(&frame.data, 64)
+            ))],
         };
         Decoded::new(
             events,

@@ -1,4 +1,5 @@
-//! Warden's ingest adapters: the only crate that knows serial ports and MQTT.
+//! Warden's ingest adapters: the only crate that knows serial ports, MQTT and the DC-09
+//! sockets.
 //!
 //! Architecture invariant: a signal is acknowledged to its sender (ACK byte on a serial
 //! line, PUBACK on MQTT) only after the group-commit writer has reported it committed in
@@ -14,6 +15,7 @@
 //! operator as an incident; only input addressed to no device (line noise, a bad topic) is
 //! quarantined alone.
 
+pub mod dc09;
 pub mod devices;
 pub mod mqtt;
 mod record;

@@ -54,6 +54,7 @@ mod notify;
 mod oncall;
 mod rejected;
 mod store;
+mod transmitters;
 mod triage;
 mod writer;
 

@@ -106,6 +106,12 @@ pub const ESCALATION_OVERDUE: &str = "warden_escalation_overdue";
 /// Messages to out-of-hours callers delivered or given up. Labels: `channel` (sms, email),
 /// `status` (delivered, failed).
 pub const CALLER_MESSAGES: &str = "warden_caller_messages_total";
+/// Open DC-09 TCP connections.
+pub const DC09_CONNECTIONS: &str = "warden_dc09_connections";
+/// DC-09 TCP connections closed at once for a limit. Labels: `reason` (total, per_address).
+pub const DC09_CONNECTIONS_REFUSED: &str = "warden_dc09_connections_refused_total";
+/// DC-09 frames answered. Labels: `transport` (tcp, udp), `reply` (ack, nak, duh, none).
+pub const DC09_REPLIES: &str = "warden_dc09_replies_total";
 /// Calls of the dead-man heartbeat URL. Labels: `outcome` (ok, failed, withheld: not
 /// called because a pass failed or the engine is unhealthy).
 pub const HEARTBEATS: &str = "warden_heartbeats_total";
@@ -211,6 +217,12 @@ pub const REJECT_REASONS: &[&str] = &[
     "protocol_mismatch",
     "not_a_bridge",
     "db_rejected",
+    "dc09_no_key",
+    "dc09_decrypt_failed",
+    "dc09_not_encrypted",
+    "dc09_timestamp",
+    "dc09_unknown_token",
+    "dc09_unreadable",
 ];
 
 /// Ingest and engine counters with fixed label sets, registered at zero when the daemon
@@ -470,6 +482,15 @@ pub fn describe() {
         CALLER_MESSAGES,
         "Messages to out-of-hours callers (reference, status changes) by channel and outcome"
     );
+    describe_gauge!(DC09_CONNECTIONS, "Open DC-09 TCP connections");
+    describe_counter!(
+        DC09_CONNECTIONS_REFUSED,
+        "DC-09 TCP connections closed at once for a connection limit"
+    );
+    describe_counter!(
+        DC09_REPLIES,
+        "DC-09 frames answered, by transport and reply (none: bad CRC, or not durable)"
+    );
     describe_counter!(
         HEARTBEATS,
         "Calls of the dead-man heartbeat URL, by outcome"
@@ -664,6 +685,9 @@ mod tests {
             super::ESCALATION_OVERDUE,
             super::HEARTBEATS,
             super::CALLER_MESSAGES,
+            super::DC09_CONNECTIONS,
+            super::DC09_CONNECTIONS_REFUSED,
+            super::DC09_REPLIES,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -59,6 +59,9 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<MqttConfig>,
     pub broker: BrokerConfig,
+    /// The SIA DC-09 receiver for IP alarm transmitters; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc09: Option<warden_ingest::dc09::Dc09Config>,
     /// Serial receivers, one `[[serial]]` table each.
     #[serde(default)]
     pub serial: Vec<SerialConfig>,
@@ -207,6 +210,7 @@ impl Default for Config {
                 embedded: false,
                 listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             },
+            dc09: None,
             serial: Vec::new(),
         }
     }
@@ -300,6 +304,19 @@ impl Config {
             errors.push(format!("triage: {e}"));
         }
         self.escalation.check(&mut errors);
+        if let Some(d) = &self.dc09 {
+            if d.tcp.is_none() && d.udp.is_none() {
+                errors.push("dc09: give a tcp or udp address (or leave the section out)".into());
+            }
+            if d.max_connections == 0 || d.max_connections_per_address == 0 {
+                errors.push(
+                    "dc09.max_connections and max_connections_per_address: at least 1".into(),
+                );
+            }
+            if d.before_seconds > 3600 || d.after_seconds > 3600 {
+                errors.push("dc09.before_seconds / after_seconds: at most 3600".into());
+            }
+        }
         if self.console.login_max_failures < 1 {
             errors.push("console.login_max_failures: must be at least 1".into());
         }

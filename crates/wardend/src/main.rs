@@ -92,6 +92,12 @@ enum DeviceCommand {
         /// client id = its account), store the hash and print the password once.
         #[arg(long)]
         mqtt_password: bool,
+        /// For a dc09 transmitter: its AES key, 32, 48 or 64 hex digits or 16, 24 or 32
+        /// ASCII characters (`hex:` or `ascii:` in front to say which); the transmitter must
+        /// then encrypt. Never printed or shown again. Also read from WARDEN_DEVICE_KEY, which
+        /// keeps it out of the shell history.
+        #[arg(long, env = "WARDEN_DEVICE_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
 }
 
@@ -207,6 +213,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     label,
                     bridge,
                     mqtt_password,
+                    key,
                 },
         } => {
             let db = run::Database::open(&cfg)?;
@@ -236,6 +243,19 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 if mqtt_password {
                     let password = broker_auth::issue_device_password(&store, &account).await?;
                     println!("mqtt user {account} password {password}");
+                }
+                if let Some(key) = &key {
+                    anyhow::ensure!(
+                        protocol == warden_store::DeviceProtocol::Dc09,
+                        "--key is for dc09 transmitters; {account} is {protocol}"
+                    );
+                    let key = warden_protocol::dc09::Dc09Key::parse(key)
+                        .map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+                    store.set_dc09_key(&account, Some(&key.to_hex())).await?;
+                    println!(
+                        "dc09 key set ({} bits); the transmitter must encrypt",
+                        key.bits()
+                    );
                 }
                 anyhow::Ok(())
             }

@@ -21,6 +21,9 @@ pub struct Endpoints {
     pub admin: SocketAddr,
     /// The console's address, when enabled.
     pub console: Option<SocketAddr>,
+    /// The DC-09 receiver's TCP and UDP addresses, when configured.
+    pub dc09_tcp: Option<SocketAddr>,
+    pub dc09_udp: Option<SocketAddr>,
 }
 
 /// The database the configuration names, or a private cluster started for it.
@@ -199,6 +202,19 @@ pub async fn run(
             .instrument(span),
         );
     }
+    let mut dc09_addrs = (None, None);
+    if let Some(d) = cfg.dc09.clone() {
+        let listeners = warden_ingest::dc09::Listeners::bind(&d)
+            .await
+            .context("binding the DC-09 receiver (dc09.tcp / dc09.udp)")?;
+        dc09_addrs = listeners.addresses();
+        tasks.spawn(warden_ingest::dc09::run(
+            d,
+            listeners,
+            ingest.clone(),
+            sources.clone(),
+        ));
+    }
     // The account cache forgets a device the moment the registry changes it.
     tasks.spawn(
         ingest
@@ -223,8 +239,10 @@ pub async fn run(
     let endpoints = Endpoints {
         admin: admin_addr,
         console: console_addr,
+        dc09_tcp: dc09_addrs.0,
+        dc09_udp: dc09_addrs.1,
     };
-    tracing::info!(admin = %endpoints.admin, console = ?endpoints.console, "wardend ready");
+    tracing::info!(admin = %endpoints.admin, console = ?endpoints.console, dc09_tcp = ?endpoints.dc09_tcp, dc09_udp = ?endpoints.dc09_udp, "wardend ready");
     on_ready(endpoints);
 
     shutdown.cancelled().await;

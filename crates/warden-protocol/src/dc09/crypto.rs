@@ -80,6 +80,17 @@ impl Dc09Key {
         Self::from_bytes(text)
     }
 
+    /// The key's bytes as upper-case hex: the one form it is stored in (so an ASCII key and
+    /// its hex spelling are the same key). A secret: never log it.
+    pub fn to_hex(&self) -> String {
+        let bytes: &[u8] = match &self.0 {
+            KeyBytes::Aes128(k) => k,
+            KeyBytes::Aes192(k) => k,
+            KeyBytes::Aes256(k) => k,
+        };
+        hex::encode_upper(bytes)
+    }
+
     /// The key size in bits.
     pub fn bits(&self) -> u16 {
         match self.0 {

@@ -5,12 +5,15 @@
 //!   or silence, buffers while the computer is away and sends a heartbeat when idle.
 //! * [`fleet`]: a fleet of MQTT alarm units publishing Warden's v1 JSON uplink with `QoS` 1,
 //!   recording when each message was published and when its PUBACK arrived.
+//! * [`dc09`]: SIA DC-09 transmitters on TCP: link tests and now and then an event,
+//!   encrypted when they have a key, counting the receiver's answers.
 //! * [`scenario`]: TOML scenario files (`firmware-sim/scenarios/`) that script both, and the
 //!   runner behind `warden-sim run`.
 //!
 //! Everything here is test equipment: it keeps per-message records in memory so tests and
 //! benchmarks can measure latency and check that every acknowledged message was stored.
 
+pub mod dc09;
 pub mod fleet;
 pub mod scenario;
 pub mod surgard;

@@ -82,6 +82,23 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         log_text()
     );
 
+    // The demo's DC-09 transmitters (one encrypted) are acknowledged, and the printed
+    // account and key are there for a real dialler.
+    let ip_units = wait_until(Duration::from_secs(30), || {
+        let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
+        metric(
+            &body,
+            "warden_dc09_replies_total{transport=\"tcp\",reply=\"ack\"}",
+        ) >= 2.0
+    });
+    assert!(ip_units, "DC-09 transmitters acknowledged:\n{}", log_text());
+    let out = std::fs::read_to_string(data.path().join("demo.out")).unwrap_or_default();
+    assert!(
+        out.lines()
+            .any(|l| l.trim().starts_with("dc09:") && l.contains("AES-128 key")),
+        "the DC-09 addresses and key are printed:\n{out}"
+    );
+
     // Unanswered life-critical alarms page the demo's on-call person: by webhook to the
     // demo's inbox (and in the console's My pages).
     let paged = wait_until(Duration::from_secs(30), || {

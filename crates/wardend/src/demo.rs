@@ -130,11 +130,32 @@ async fn demo(
         label: Some(format!("Simulated dispersed alarm {a}")),
         ..NewDevice::new(*a, DeviceProtocol::ContactId)
     }));
+    devices.extend(DC09_UNITS.iter().map(|a| NewDevice {
+        test_interval_seconds: Some(3600),
+        label: Some(format!("Simulated IP transmitter {a} (DC-09)")),
+        ..NewDevice::new(*a, DeviceProtocol::Dc09)
+    }));
     seed_clients(&store).await?;
     store
         .upsert_devices(&devices)
         .await
         .context("registering the simulated devices")?;
+    // The first IP transmitter encrypts with a fresh key, printed for a real dialler.
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+    let dc09_key =
+        warden_protocol::dc09::Dc09Key::from_bytes(&key).map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .set_dc09_key(DC09_UNITS[0], Some(&dc09_key.to_hex()))
+        .await?;
+    if cfg.dc09.is_none() {
+        let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        cfg.dc09 = Some(warden_ingest::dc09::Dc09Config {
+            tcp: Some(local(free_port()?)),
+            udp: Some(local(free_port()?)),
+            ..warden_ingest::dc09::Dc09Config::default()
+        });
+    }
     // Every simulated unit gets its own broker login (hashed in mqtt_credentials), and
     // Warden a fresh service login; the embedded broker checks them at every CONNECT.
     let mut unit_passwords = std::collections::HashMap::new();
@@ -262,6 +283,25 @@ async fn demo(
         let s = sims.clone();
         async move { fleet.run(s.cancelled_owned()).await }
     });
+    let dc09_answers = std::sync::Arc::new(warden_sim::dc09::Answers::default());
+    let mut dc09_units = Vec::new();
+    if let Some(receiver) = endpoints.dc09_tcp {
+        for (n, account) in DC09_UNITS.iter().enumerate() {
+            let unit = warden_sim::dc09::Dc09Unit {
+                account: (*account).to_owned(),
+                key: (n == 0).then(|| dc09_key.clone()),
+                receiver,
+                link_test: Duration::from_secs(30),
+                // A pendant press every 10 link tests (5 minutes).
+                event_every: 10,
+            };
+            dc09_units.push(tokio::spawn(warden_sim::dc09::run(
+                unit,
+                dc09_answers.clone(),
+                sims.clone(),
+            )));
+        }
+    }
     let events = tokio::spawn({
         let s = sims.clone();
         let rate = args.receiver_rate;
@@ -324,9 +364,20 @@ async fn demo(
         pty.warden.display(),
         pty.sim.display()
     );
+    if let (Some(tcp), Some(udp)) = (endpoints.dc09_tcp, endpoints.dc09_udp) {
+        println!(
+            "  dc09:       tcp {tcp}  udp {udp}   (IP transmitters; account {} encrypts with AES-128 key {}, account {} is plain; set [dc09] tcp = \"0.0.0.0:9999\" for a dialler on your network)",
+            DC09_UNITS[0],
+            dc09_key.to_hex(),
+            DC09_UNITS[1]
+        );
+    }
     println!(
-        "  simulating: {} MQTT units at {}/s alarms, 1 Sur-Gard receiver at {}/s events",
-        args.devices, args.alarm_rate, args.receiver_rate
+        "  simulating: {} MQTT units at {}/s alarms, 1 Sur-Gard receiver at {}/s events, {} DC-09 transmitters (link test every 30 s, a pendant every 5 min)",
+        args.devices,
+        args.alarm_rate,
+        args.receiver_rate,
+        DC09_UNITS.len()
     );
     println!();
 
@@ -343,6 +394,19 @@ async fn demo(
     if let Ok(Ok(report)) = rx_task.await {
         println!("receiver: {:?}", report.summary());
     }
+    for unit in dc09_units {
+        let _ = unit.await;
+    }
+    println!(
+        "dc09 transmitters: {} acknowledged, {} refused, {} unanswered",
+        dc09_answers.acks.load(std::sync::atomic::Ordering::Relaxed),
+        dc09_answers
+            .refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+        dc09_answers
+            .unanswered
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     println!("stopping wardend…");
     daemon_stop.cancel();
     daemon.await.context("daemon task")??;
@@ -350,6 +414,9 @@ async fn demo(
     println!("stopped cleanly");
     Ok(())
 }
+
+/// The demo's simulated DC-09 transmitters (the first encrypts).
+const DC09_UNITS: [&str; 2] = ["3001", "3002"];
 
 /// The MQTT unit whose login the demo prints, for trying an alarm by hand.
 const MANUAL_UNIT: &str = "demo-pendant";

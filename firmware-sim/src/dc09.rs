@@ -58,7 +58,7 @@ pub async fn run(unit: Dc09Unit, answers: Arc<Answers>, stop: CancellationToken)
         loop {
             sequence = if sequence >= 9999 { 1 } else { sequence + 1 };
             tests += 1;
-            let event = unit.event_every > 0 && tests % unit.event_every == 0;
+            let event = unit.event_every > 0 && tests.is_multiple_of(unit.event_every);
             let msg = Dc09Message {
                 token: if event { Token::AdmCid } else { Token::Null },
                 sequence,

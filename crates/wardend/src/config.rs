@@ -22,6 +22,8 @@ pub use escalation::EscalationSection;
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret Warden made itself (the demo's webhook key).
+    #[cfg(feature = "demo")]
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }

@@ -518,11 +518,11 @@ pub async fn save_chain(
 /// Replace the routes.
 #[utoipa::path(put, path = "/api/v1/oncall/routes", tag = "On call", operation_id = "saveRoutes",
     summary = "Replace the escalation routes",
-    description = "Roles: supervisor, admin. The routes in order: the first whose set fields all match an incident (priority, kind, area, client) or an out-of-hours job (`ooh_category`) gives its chain. Audited with before and after.",
+    description = "Roles: supervisor, admin. The routes in order: the first whose set fields all match an incident (priority, kind, area, client; a null field matches anything) gives its chain. An out-of-hours job takes the first route naming its category (`ooh_category`, other fields null); routes naming no category are for incidents only. A route setting nothing must come after every incident route. Audited with before and after.",
     request_body = Vec<DirectoryRoute>,
     responses(
         (status = 204, description = "Saved."),
-        (status = 400, description = "`invalid_json`; `invalid_value` (an unknown priority, a route that matches everything before others, a chain that does not exist); `missing_reference` (no such client or category).", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`invalid_json`; `invalid_value` naming the route and field (an unknown priority, a chain, client or out-of-hours category that does not exist, a catch-all route before routes that it would hide).", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
@@ -542,6 +542,7 @@ pub async fn save_routes(
         .oncall_directory(OffsetDateTime::now_utc())
         .await?;
     let chains: HashSet<i64> = d.chains.iter().map(|ch| ch.id).collect();
+    let categories = c.store().ooh_categories().await?;
     let blank = |s: &Option<String>| {
         s.as_deref()
             .map(str::trim)
@@ -575,7 +576,38 @@ pub async fn save_routes(
                 r.chain_id
             )));
         }
+        if let Some(code) = &r.ooh_category
+            && !categories.iter().any(|k| &k.code == code)
+        {
+            return Err(invalid(format!(
+                "routes[{n}].ooh_category: no out-of-hours category {code:?}"
+            )));
+        }
+        if let Some(id) = r.client_id
+            && c.store().client(id).await?.is_none()
+        {
+            return Err(invalid(format!("routes[{n}].client_id: no client {id}")));
+        }
         clean.push(r);
+    }
+    // A route that sets nothing takes every incident: a route after it that names no
+    // out-of-hours category would never be used (jobs only take routes naming theirs).
+    if let Some(all) = clean.iter().position(|r| {
+        r.priority.is_none()
+            && r.kind.is_none()
+            && r.area.is_none()
+            && r.client_id.is_none()
+            && r.ooh_category.is_none()
+    }) && let Some(dead) = clean
+        .iter()
+        .skip(all + 1)
+        .position(|r| r.ooh_category.is_none())
+    {
+        return Err(invalid(format!(
+            "routes[{}] would never be used: routes[{all}] before it matches every incident \
+             (put the catch-all route last)",
+            all + 1 + dead
+        )));
     }
     c.store()
         .replace_routes(&clean, auth.audit("oncall.routes.save", "routes", None))

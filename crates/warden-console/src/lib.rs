@@ -232,6 +232,7 @@ pub fn router(c: Console) -> Router {
             get(records::devices).post(records::create_device),
         )
         .route("/api/v1/devices/{id}", put(records::update_device))
+        .route("/api/v1/devices/{id}/dc09-key", put(records::set_dc09_key))
         .route(
             "/api/v1/users",
             get(records::users).post(records::create_user),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-use warden_store::{CallerMessage, NewOohJob, OohCategory, OohJob, OohUpdate};
+use warden_store::{CallerMessage, JobRouting, NewOohJob, OohCategory, OohJob, OohUpdate};
 use warden_telemetry as m;
 use warden_types::JobStatus;
 
@@ -15,11 +15,13 @@ use crate::Console;
 use crate::auth::{ADMINS, Auth, OOH_DESK, OOH_READERS};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
-/// Where a job goes: a name and a number to call.
+/// Where a job goes: a name and a number to call, and how they were found (words for the
+/// job's history).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     pub name: String,
     pub phone: String,
+    pub via: String,
 }
 
 /// Who is on call for a category.
@@ -41,6 +43,7 @@ impl OnCallRouter for DirectoryRouter {
             .map(|c| Contact {
                 name: c.name,
                 phone: c.phone,
+                via: format!("the on-call route (chain {})", c.chain_name),
             })
             .or_else(|| CategoryContact.route(category, at))
     }
@@ -57,6 +60,7 @@ impl OnCallRouter for CategoryContact {
                 Some(Contact {
                     name: name.clone(),
                     phone: phone.clone(),
+                    via: "the category's contact (no on-call route names it)".to_owned(),
                 })
             }
             _ => None,
@@ -304,10 +308,14 @@ pub async fn create_job(
     let routed = DirectoryRouter(directory).route(category, now);
     let reference = c
         .store()
-        .create_ooh_job(
+        .create_routed_ooh_job(
             now.year(),
             &job,
-            routed.as_ref().map(|r| (r.name.as_str(), r.phone.as_str())),
+            routed.as_ref().map(|r| JobRouting {
+                name: &r.name,
+                phone: &r.phone,
+                via: &r.via,
+            }),
             auth.user.id,
             auth.audit("ooh.job.create", "ooh_job", None),
             warden_notify::message::caller_update,

@@ -163,6 +163,7 @@ impl Modify for Security {
         crate::pages::mine,
         crate::pages::acknowledge,
         crate::acklinks::sms_reply,
+        crate::records::set_dc09_key,
         crate::directory::directory,
         crate::directory::create_person,
         crate::directory::update_person,

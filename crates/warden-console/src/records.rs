@@ -487,6 +487,72 @@ pub async fn update_device(
     Ok(Json(saved))
 }
 
+/// A DC-09 transmitter's AES key, as the console sends it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = Dc09KeyInput)]
+pub struct Dc09KeyBody {
+    /// 32, 48 or 64 hex digits, or 16, 24 or 32 ASCII characters (`hex:` or `ascii:` in
+    /// front to say which); `null` removes the key (the transmitter may then report plain).
+    key: Option<String>,
+}
+
+/// Set a DC-09 transmitter's key.
+#[utoipa::path(put, path = "/api/v1/devices/{id}/dc09-key", tag = "Devices", operation_id = "setDc09Key",
+    summary = "Set or remove a DC-09 transmitter's AES key",
+    description = "Roles: admin.
+
+A device with a key must send encrypted messages; the key is never shown again (no API returns it) nor logged. Audited without the key (its size only).",
+    params(("id" = i64, Path, description = "The device's numeric id.")),
+    request_body = Dc09KeyBody,
+    responses(
+        (status = 204, description = "Saved."),
+        (status = 400, description = "`invalid_json`; `invalid_value` (not a key, or the device is not a dc09 transmitter); `invalid_path`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such device.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn set_dc09_key(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<Dc09KeyBody>,
+) -> Result<StatusCode, ApiError> {
+    auth.require(ADMINS)?;
+    let (account, protocol) = c
+        .store()
+        .device_account(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id}")))?;
+    if protocol != warden_types::DeviceProtocol::Dc09.as_str() {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!("device {id} is {protocol}, not a dc09 transmitter"),
+        ));
+    }
+    let key = b
+        .key
+        .as_deref()
+        .map(warden_protocol::dc09::Dc09Key::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_value", format!("key: {e}")))?;
+    c.store()
+        .set_dc09_key(
+            &account,
+            key.as_ref()
+                .map(warden_protocol::dc09::Dc09Key::to_hex)
+                .as_deref(),
+        )
+        .await?;
+    let mut audit = auth.audit("device.dc09_key", "device", Some(id.to_string()));
+    audit.after = Some(
+        serde_json::json!({ "key_bits": key.as_ref().map(warden_protocol::dc09::Dc09Key::bits) }),
+    );
+    c.store().audit(&audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // ---- users --------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -219,6 +219,8 @@ fn routes(f: &Fixture) -> Vec<Route> {
         route(M::GET, "/api/v1/devices", "/api/v1/devices", Empty, EDITORS, "supervisor", S::OK),
         route(M::POST, "/api/v1/devices", "/api/v1/devices", Json(json!({ "account": "5002", "protocol": "contact_id" })), ADMINS, "admin", S::CREATED),
         route(M::PUT, "/api/v1/devices/{id}", format!("/api/v1/devices/{dev}"), Json(json!({ "account": "5001", "protocol": "contact_id", "label": "Bedroom pendant", "client_ref": "C-100" })), ADMINS, "admin", S::OK),
+        // The fixture's device is a Contact ID panel: no DC-09 key for it.
+        route(M::PUT, "/api/v1/devices/{id}/dc09-key", format!("/api/v1/devices/{dev}/dc09-key"), Json(json!({ "key": "000102030405060708090A0B0C0D0E0F" })), ADMINS, "admin", S::BAD_REQUEST),
         route(M::GET, "/api/v1/users", "/api/v1/users", Empty, ADMINS, "admin", S::OK),
         route(M::POST, "/api/v1/users", "/api/v1/users", Json(json!({ "username": "newop", "display_name": "New Operator", "role": "operator", "password": "a long enough password" })), ADMINS, "admin", S::CREATED),
         route(M::PUT, "/api/v1/users/{id}", format!("/api/v1/users/{user}"), Json(json!({ "username": "bob", "display_name": "Bob Renamed", "role": "operator" })), ADMINS, "admin", S::OK),

@@ -23,6 +23,15 @@ async fn person(app: &App, s: &common::Session, name: &str, phone: &str) -> i64 
         .expect("id")
 }
 
+/// The first line of a job's history: where it was routed and how.
+async fn first_note(app: &App, job: &Value) -> String {
+    sqlx::query_scalar("SELECT note FROM ooh_updates WHERE reference = $1 ORDER BY seq LIMIT 1")
+        .bind(job["reference"].as_str().expect("reference"))
+        .fetch_one(&app.pool)
+        .await
+        .expect("note")
+}
+
 fn always(person: i64) -> Value {
     json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00",
              "shift": { "unit": "weeks", "count": 1 } }])
@@ -244,13 +253,46 @@ async fn the_out_of_hours_desk_hands_a_job_to_whoever_the_rota_has_on_call(pool:
         .json()["id"]
         .as_i64()
         .expect("chain");
+    // A catch-all route for incidents first: jobs still take the route naming their category.
+    let incidents = app
+        .put(
+            &sup,
+            "/api/v1/oncall/chains",
+            &json!({ "name": "Alarms", "doc": { "steps": [{ "targets": [{ "kind": "person", "id": eve }], "wait": 600_000_000 }],
+                                                 "fallback": [eve], "ack_timeout": 1_800_000_000_i64 } }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json()["id"]
+        .as_i64()
+        .expect("chain");
     app.put(
         &sup,
         "/api/v1/oncall/routes",
-        &json!([{ "ooh_category": "other", "chain_id": chain }]),
+        &json!([{ "priority": "life_critical", "chain_id": incidents },
+                { "ooh_category": "other", "chain_id": chain },
+                { "chain_id": incidents }]),
     )
     .await
     .expect(StatusCode::NO_CONTENT);
+    for (routes, says) in [
+        (
+            json!([{ "chain_id": incidents }, { "ooh_category": "other", "chain_id": chain }, { "kind": "pendant", "chain_id": chain }]),
+            "routes[2] would never be used: routes[0]",
+        ),
+        (
+            json!([{ "ooh_category": "plumbing", "chain_id": chain }]),
+            "routes[0].ooh_category: no out-of-hours category \"plumbing\"",
+        ),
+        (
+            json!([{ "client_id": 4242, "chain_id": chain }]),
+            "routes[0].client_id: no client 4242",
+        ),
+    ] {
+        let r = app.put(&sup, "/api/v1/oncall/routes", &routes).await;
+        let m = r.expect_error(StatusCode::BAD_REQUEST, "invalid_value");
+        assert!(m["message"].as_str().is_some_and(|t| t.starts_with(says)), "{m}");
+    }
     let timeline = app
         .get(
             &sup,
@@ -271,6 +313,30 @@ async fn the_out_of_hours_desk_hands_a_job_to_whoever_the_rota_has_on_call(pool:
     assert_eq!(
         j["routed_to"],
         json!({ "name": "Dana Duty", "phone": "+447700900003" })
+    );
+    assert_eq!(
+        first_note(&app, &j).await,
+        "routed to Dana Duty (+447700900003) by the on-call route (chain Repairs)"
+    );
+
+    // A category no route names keeps its fixed contact, and its history says so.
+    let admin = app.login_as("admin").await;
+    app.put(
+        &admin,
+        "/api/v1/ooh/categories/lifts",
+        &json!({ "name": "Lifts", "oncall_name": "Lift Co", "oncall_phone": "0113 496 0002" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let lifts = app
+        .post(&sup, "/api/v1/ooh/jobs", &json!({ "category": "lifts", "caller_name": "Hal Caller", "description": "Stuck", "urgency": "urgent" }))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(lifts["routed_to"]["name"], "Lift Co");
+    assert_eq!(
+        first_note(&app, &lifts).await,
+        "routed to Lift Co (0113 496 0002) by the category's contact (no on-call route names it)"
     );
 
     // Dana leaves the directory: the chain's fallback takes the next job.

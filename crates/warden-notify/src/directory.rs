@@ -29,8 +29,9 @@ pub struct OohContact {
     pub person: PersonId,
     pub name: String,
     pub phone: String,
-    /// The chain the category's route named.
+    /// The chain the category's route named, and its name.
     pub chain: i64,
+    pub chain_name: String,
 }
 
 /// The configuration, ready to evaluate.
@@ -38,6 +39,7 @@ pub struct OohContact {
 pub struct Oncall {
     pub rotas: BTreeMap<RotaId, Rota>,
     pub chains: BTreeMap<i64, Chain>,
+    pub chain_names: HashMap<i64, String>,
     pub teams: BTreeMap<TeamId, Vec<PersonId>>,
     pub routes: Vec<RouteRow>,
     /// Per person, in position order.
@@ -102,6 +104,7 @@ impl Oncall {
             }
         }
         for c in cfg.chains {
+            out.chain_names.insert(c.id, c.name.clone());
             match serde_json::from_value::<Chain>(c.doc) {
                 Ok(chain) => {
                     out.chains.insert(c.id, chain);
@@ -120,20 +123,23 @@ impl Oncall {
         out
     }
 
-    /// Who the out-of-hours desk hands a job of `category` to at `at`: the category's route
-    /// gives a chain, and the first person its steps reach in order (whoever is on call in
-    /// a rota, a named person, a team's members), then its fallback, who has a verified
-    /// phone (SMS or voice). `None`: no route names the category, or nobody it reaches has
-    /// a phone.
+    /// Who the out-of-hours desk hands a job of `category` to at `at`: the first route that
+    /// names the category (and sets nothing a job does not have) gives a chain, and the
+    /// first person its steps reach in order (whoever is on call in a rota, a named person,
+    /// a team's members), then its fallback, who has a verified phone (SMS or voice).
+    /// `None`: no route names the category, or nobody it reaches has a phone. Routes that
+    /// name no category are for incidents: a catch-all route placed before the category's
+    /// route does not take its jobs.
     pub fn ooh_contact(&self, category: &str, at: Timestamp) -> Option<OohContact> {
-        let chain_id = self.route(&RouteQuery {
+        let q = RouteQuery {
             ooh_category: Some(category),
             ..RouteQuery::default()
-        })?;
-        // Only routes that name the category: a catch-all route is for incidents.
-        self.routes
+        };
+        let chain_id = self
+            .routes
             .iter()
-            .find(|r| r.chain_id == chain_id && r.ooh_category.as_deref() == Some(category))?;
+            .find(|r| r.ooh_category.is_some() && Self::matches(r, &q))?
+            .chain_id;
         let chain = self.chains.get(&chain_id)?;
         let people = chain
             .steps
@@ -155,6 +161,7 @@ impl Oncall {
                     name: self.names.get(&person).cloned().unwrap_or_default(),
                     phone,
                     chain: chain_id,
+                    chain_name: self.chain_names.get(&chain_id).cloned().unwrap_or_default(),
                 });
             }
         }
@@ -164,19 +171,23 @@ impl Oncall {
     /// The chain for an incident or an out-of-hours job: the first route whose set fields
     /// all match.
     pub fn route(&self, q: &RouteQuery<'_>) -> Option<i64> {
-        let matches = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == have)
-        };
         self.routes
             .iter()
-            .find(|r| {
-                matches(&r.priority, q.priority)
-                    && matches(&r.kind, q.kind)
-                    && matches(&r.area, q.area)
-                    && r.client_id.is_none_or(|c| Some(c) == q.client)
-                    && matches(&r.ooh_category, q.ooh_category)
-            })
+            .find(|r| Self::matches(r, q))
             .map(|r| r.chain_id)
+    }
+
+    /// Whether every field `r` sets is the same in `q` (a NULL route field matches
+    /// anything; a field `q` lacks matches only a NULL).
+    fn matches(r: &RouteRow, q: &RouteQuery<'_>) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        same(&r.priority, q.priority)
+            && same(&r.kind, q.kind)
+            && same(&r.area, q.area)
+            && r.client_id.is_none_or(|c| Some(c) == q.client)
+            && same(&r.ooh_category, q.ooh_category)
     }
 
     /// How to reach `person`: their first verified contact method among `channels`.
@@ -195,5 +206,89 @@ impl Directory for Oncall {
 
     fn team(&self, team: TeamId) -> Vec<PersonId> {
         self.teams.get(&team).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use warden_store::ChainRow;
+
+    use super::*;
+
+    fn route(position: i32, client: Option<i64>, ooh: Option<&str>, chain: i64) -> RouteRow {
+        RouteRow {
+            position,
+            priority: None,
+            kind: None,
+            area: None,
+            client_id: client,
+            ooh_category: ooh.map(str::to_owned),
+            chain_id: chain,
+        }
+    }
+
+    fn chain(id: i64, name: &str, person: i64) -> ChainRow {
+        ChainRow {
+            id,
+            name: name.to_owned(),
+            doc: json!({ "steps": [{ "targets": [{ "kind": "person", "id": person }], "wait": 60_000_000 }],
+                         "fallback": [], "ack_timeout": 1_800_000_000_i64, "reminder_every": null }),
+        }
+    }
+
+    fn phone(person: i64, address: &str) -> ContactRow {
+        ContactRow {
+            person_id: person,
+            position: 1,
+            kind: "sms".into(),
+            address: address.into(),
+            verified: true,
+        }
+    }
+
+    /// Everything (1), client 7 (2), the `repairs` category (3), each with its own person.
+    fn config(routes: Vec<RouteRow>) -> Oncall {
+        Oncall::from_config(OncallConfig {
+            chains: vec![
+                chain(1, "Everything", 10),
+                chain(2, "Client", 20),
+                chain(3, "Repairs", 30),
+            ],
+            routes,
+            contacts: vec![phone(10, "+441"), phone(20, "+442"), phone(30, "+443")],
+            people: vec![(10, "Ann".into()), (20, "Bob".into()), (30, "Cy".into())],
+            ..OncallConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_route_by_client_takes_that_clients_incidents_and_a_null_client_takes_the_rest() {
+        let o = config(vec![route(1, Some(7), None, 2), route(2, None, None, 1)]);
+        let incident = |client| RouteQuery {
+            priority: Some("urgent"),
+            client,
+            ..RouteQuery::default()
+        };
+        assert_eq!(o.route(&incident(Some(7))), Some(2));
+        assert_eq!(o.route(&incident(Some(8))), Some(1));
+        assert_eq!(o.route(&incident(None)), Some(1));
+    }
+
+    #[test]
+    fn an_out_of_hours_job_takes_the_route_naming_its_category_even_after_a_catch_all() {
+        let o = config(vec![
+            route(1, None, None, 1),
+            route(2, None, Some("repairs"), 3),
+        ]);
+        let c = o.ooh_contact("repairs", Timestamp::from_micros(0));
+        assert_eq!(
+            c.map(|c| (c.name, c.phone, c.chain_name)),
+            Some(("Cy".into(), "+443".into(), "Repairs".into()))
+        );
+        // A category no route names has no contact here (the desk uses the category's own).
+        assert_eq!(o.ooh_contact("other", Timestamp::from_micros(0)), None);
+        // An incident never takes a category's route.
+        assert_eq!(o.route(&RouteQuery::default()), Some(1));
     }
 }

@@ -265,6 +265,15 @@ pub struct OohCategory {
     pub oncall_phone: Option<String>,
 }
 
+/// Where an out-of-hours job was routed, and how that contact was found (words for the
+/// job's history, e.g. "the on-call route (chain Repairs)"; empty to say nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRouting<'a> {
+    pub name: &'a str,
+    pub phone: &'a str,
+    pub via: &'a str,
+}
+
 /// A new out-of-hours job as the desk logs it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

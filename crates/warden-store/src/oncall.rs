@@ -461,12 +461,16 @@ impl std::fmt::Debug for OncallTx {
 }
 
 impl OncallTx {
-    /// Outbox entries not yet handled, oldest first, locked (other passes skip them).
+    /// Outbox entries not yet handled, oldest first, locked (other passes skip them). The
+    /// client is the incident's device's client as the registry has it now (the same join as
+    /// the console's incident view; the incident's `doc` is never read by SQL).
     pub async fn pending_outbox(&mut self, limit: i64) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT o.id, o.incident_id, o.kind, i.priority, i.kind AS incident_kind, i.area, \
-                    (i.doc ->> 'client')::bigint AS client_id, i.state, o.created_at \
+                    c.id AS client_id, i.state, o.created_at \
              FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id \
+             LEFT JOIN devices d ON d.id = i.device_id \
+             LEFT JOIN clients c ON c.external_ref = d.client_ref \
              WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT $1 \
              FOR UPDATE OF o SKIP LOCKED",
         )

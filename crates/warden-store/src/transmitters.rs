@@ -15,6 +15,16 @@ impl Store {
         .await?)
     }
 
+    /// The account and protocol of device `id`, if it exists.
+    pub async fn device_account(&self, id: i64) -> Result<Option<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT account, protocol FROM devices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     /// Sets (or with `None` removes) the key of the device registered for `account`;
     /// `Ok(false)` when no device has that account.
     pub async fn set_dc09_key(

@@ -68,10 +68,13 @@ export async function onDeviceSubmit(ev) {
   body.protocol = $("device-protocol", HTMLSelectElement).value;
   body.test_interval_seconds = body.test_interval_seconds ? Number(body.test_interval_seconds) : null;
   const id = state.editingDeviceId;
+  const key = fieldValue("device-dc09-key");
   await busy(submitButton("device-form"), async () => {
-    if (id === null) await api("POST", "/devices", body);
-    else await api("PUT", `/devices/${enc(id)}`, body);
-    say(`Saved device ${body.account}.`, "success");
+    /** @type {import("./types.js").Device} */
+    const saved = id === null ? await api("POST", "/devices", body) : await api("PUT", `/devices/${enc(id)}`, body);
+    // The key goes on its own, write-only; it is never read back.
+    if (key) await api("PUT", `/devices/${enc(saved.id)}/dc09-key`, { key });
+    say(`Saved device ${body.account}${key ? " and its DC-09 key" : ""}.`, "success");
     resetDeviceForm();
     await loadDevices();
   });

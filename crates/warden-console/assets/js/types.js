@@ -613,6 +613,12 @@
  */
 
 /**
+ * A DC-09 transmitter's key (PUT /devices/{id}/dc09-key; write-only).
+ * @typedef {object} Dc09KeyInput
+ * @property {string | null} key Hex or ASCII; null removes it.
+ */
+
+/**
  * What an SMS reply did (POST /hooks/sms-reply; the gateway's webhook, not the UI).
  * @typedef {object} ReplyOutcome
  * @property {"acknowledged" | "already_acknowledged" | "not_understood" | "no_open_page"} outcome

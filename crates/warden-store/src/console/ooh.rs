@@ -62,6 +62,26 @@ impl Store {
         audit: AuditWrite,
         text: CallerText,
     ) -> Result<String, WriteRefused> {
+        let routed = routed.map(|(name, phone)| JobRouting {
+            name,
+            phone,
+            via: "",
+        });
+        self.create_routed_ooh_job(year, job, routed, user_id, audit, text)
+            .await
+    }
+
+    /// [`Store::create_ooh_job`], saying in the job's first update (and its audit line) how
+    /// the contact was found.
+    pub async fn create_routed_ooh_job(
+        &self,
+        year: i32,
+        job: &NewOohJob,
+        routed: Option<JobRouting<'_>>,
+        user_id: i64,
+        audit: AuditWrite,
+        text: CallerText,
+    ) -> Result<String, WriteRefused> {
         let mut tx = self.pool().begin().await?;
         let n: i32 = sqlx::query_scalar(
             "INSERT INTO ooh_counters (year, last) VALUES ($1, 1) \
@@ -90,8 +110,8 @@ impl Store {
         .bind(&job.description)
         .bind(&job.urgency)
         .bind(status.as_str())
-        .bind(routed.map(|r| r.0))
-        .bind(routed.map(|r| r.1))
+        .bind(routed.map(|r| r.name))
+        .bind(routed.map(|r| r.phone))
         .bind(user_id)
         .bind(&job.caller_contact)
         .bind(&job.caller_email)
@@ -99,7 +119,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let note = match routed {
-            Some((name, phone)) => format!("routed to {name} ({phone})"),
+            Some(r) if r.via.is_empty() => format!("routed to {} ({})", r.name, r.phone),
+            Some(r) => format!("routed to {} ({}) by {}", r.name, r.phone, r.via),
             None => "no on-call contact for this category: not routed".to_owned(),
         };
         let seq: i64 = sqlx::query_scalar(
@@ -116,6 +137,9 @@ impl Store {
         let mut after = serde_json::to_value(JobAudit::from(job)).unwrap_or_default();
         after["status"] = status.as_str().into();
         after["reference"] = reference.clone().into();
+        if let Some(r) = routed.filter(|r| !r.via.is_empty()) {
+            after["routed_via"] = r.via.into();
+        }
         insert_audit(
             &mut tx,
             &AuditWrite {

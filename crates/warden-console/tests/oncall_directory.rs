@@ -291,7 +291,10 @@ async fn the_out_of_hours_desk_hands_a_job_to_whoever_the_rota_has_on_call(pool:
     ] {
         let r = app.put(&sup, "/api/v1/oncall/routes", &routes).await;
         let m = r.expect_error(StatusCode::BAD_REQUEST, "invalid_value");
-        assert!(m["message"].as_str().is_some_and(|t| t.starts_with(says)), "{m}");
+        assert!(
+            m["message"].as_str().is_some_and(|t| t.starts_with(says)),
+            "{m}"
+        );
     }
     let timeline = app
         .get(

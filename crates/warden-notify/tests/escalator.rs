@@ -704,3 +704,64 @@ async fn the_dead_man_heartbeat_is_called_only_while_warden_is_healthy(pool: PgP
         );
     }
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_route_by_client_pages_that_clients_chain_and_other_clients_fall_through(pool: PgPool) {
+    let s = setup(&pool, always()).await;
+    // Chain 2 pages the duty manager first; a route for client C-1 ahead of the
+    // life-critical one sends that client's incidents there.
+    let chain: i64 = sqlx::query_scalar(
+        "INSERT INTO chains (name, doc) VALUES ('Client one', $1) RETURNING id",
+    )
+    .bind(json!({
+        "steps": [{ "targets": [{ "kind": "person", "id": s.people[1] }], "wait": 120_000_000 }],
+        "fallback": [s.people[2]], "ack_timeout": 1_800_000_000_i64, "reminder_every": null,
+    }))
+    .fetch_one(&pool)
+    .await
+    .expect("chain");
+    let client: i64 = sqlx::query_scalar(
+        "INSERT INTO clients (external_ref, name) VALUES ('C-1', 'Client One') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("client");
+    sqlx::query("UPDATE routes SET position = 2")
+        .execute(&pool)
+        .await
+        .expect("move");
+    sqlx::query("INSERT INTO routes (position, client_id, chain_id) VALUES (1, $1, $2)")
+        .bind(client)
+        .bind(chain)
+        .execute(&pool)
+        .await
+        .expect("route");
+    for (account, client_ref) in [("1001", Some("C-1")), ("1002", Some("C-2")), ("1003", None)] {
+        sqlx::query(
+            "INSERT INTO devices (account, protocol, client_ref) VALUES ($1, 'contact_id', $2)",
+        )
+        .bind(account)
+        .bind(client_ref)
+        .execute(&pool)
+        .await
+        .expect("device");
+    }
+    for (id, account) in [(1, "1001"), (2, "1002"), (3, "1003")] {
+        overflowing(&pool, id, "life_critical").await;
+        sqlx::query(
+            "UPDATE incidents SET device_id = (SELECT id FROM devices WHERE account = $2) \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(account)
+        .execute(&pool)
+        .await
+        .expect("device of incident");
+    }
+    let store = Store::from_pool(pool.clone());
+    pass(&store, t0(), 100, CONSOLE).await.expect("pass");
+    let first = |p: Vec<(i64, i32, i32, String, String)>| p.first().map(|p| p.0);
+    assert_eq!(first(pages(&pool, 1).await), Some(s.people[1]));
+    assert_eq!(first(pages(&pool, 2).await), Some(s.people[0]));
+    assert_eq!(first(pages(&pool, 3).await), Some(s.people[0]));
+}

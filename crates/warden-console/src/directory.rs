@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::oncall::{Chain, Layer, Target};
-use warden_store::{ContactMethod, DirectoryRoute, OncallDirectory, PersonWrite};
+use warden_store::{
+    ContactMethod, DirectoryEntry, DirectoryRoute, OncallDirectory, PersonWrite, Removal,
+};
 
 use crate::Console;
 use crate::auth::{Auth, RECORD_EDITORS};
@@ -807,4 +809,132 @@ pub async fn timeline(
             })
             .collect(),
     ))
+}
+
+/// Whether a chain's steps name `target`: a team or rota in use cannot be removed (the
+/// chain would reach nobody at that step).
+fn chains_naming(d: &OncallDirectory, target: Target) -> Vec<String> {
+    d.chains
+        .iter()
+        .filter(|ch| {
+            serde_json::from_value::<Chain>(ch.doc.clone())
+                .is_ok_and(|c| c.steps.iter().any(|s| s.targets.contains(&target)))
+        })
+        .map(|ch| format!("{:?}", ch.name))
+        .collect()
+}
+
+/// Removes a team, rota or chain: 404 for none, 409 `in_use` naming what still uses it.
+async fn remove(
+    c: &Console,
+    auth: &Auth,
+    what: DirectoryEntry,
+    id: i64,
+) -> Result<StatusCode, ApiError> {
+    auth.require(RECORD_EDITORS)?;
+    let (name, target) = match what {
+        DirectoryEntry::Team => ("team", Some(Target::Team(id))),
+        DirectoryEntry::Rota => ("rota", Some(Target::Rota(id))),
+        DirectoryEntry::Chain => ("chain", None),
+    };
+    if let Some(target) = target {
+        let d = c
+            .store()
+            .oncall_directory(OffsetDateTime::now_utc())
+            .await?;
+        let users = chains_naming(&d, target);
+        if !users.is_empty() {
+            return Err(in_use(format!(
+                "{name} {id} is a step of chain {}: change the chain first",
+                users.join(", ")
+            )));
+        }
+    }
+    let action = match what {
+        DirectoryEntry::Team => "oncall.team.delete",
+        DirectoryEntry::Rota => "oncall.rota.delete",
+        DirectoryEntry::Chain => "oncall.chain.delete",
+    };
+    match c
+        .store()
+        .remove_directory_entry(what, id, auth.audit(action, name, Some(id.to_string())))
+        .await?
+    {
+        Removal::Removed => Ok(StatusCode::NO_CONTENT),
+        Removal::Missing => Err(ApiError::not_found(format!("{name} {id}"))),
+        Removal::InUse(why) => Err(in_use(format!("chain {id} is in use: {why}"))),
+    }
+}
+
+fn in_use(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "in_use", message)
+}
+
+/// Remove a team.
+#[utoipa::path(delete, path = "/api/v1/oncall/teams/{id}", tag = "On call", operation_id = "deleteTeam",
+    summary = "Remove a team",
+    description = "Roles: supervisor, admin. Its members stay in the directory. Refused while a chain's step pages the team. Audited with what it was.",
+    params(("id" = i64, Path, description = "The team's id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_path`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such team.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`in_use`: a chain pages the team (named in the message).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn delete_team(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    remove(&c, &auth, DirectoryEntry::Team, id).await
+}
+
+/// Remove a rota.
+#[utoipa::path(delete, path = "/api/v1/oncall/rotas/{id}", tag = "On call", operation_id = "deleteRota",
+    summary = "Remove a rota",
+    description = "Roles: supervisor, admin. Its overrides go with it. Refused while a chain's step pages the rota. Audited with what it was.",
+    params(("id" = i64, Path, description = "The rota's id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_path`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such rota.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`in_use`: a chain pages the rota (named in the message).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn delete_rota(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    remove(&c, &auth, DirectoryEntry::Rota, id).await
+}
+
+/// Remove a chain.
+#[utoipa::path(delete, path = "/api/v1/oncall/chains/{id}", tag = "On call", operation_id = "deleteChain",
+    summary = "Remove an escalation chain",
+    description = "Roles: supervisor, admin. Refused while a route names the chain, and for a chain that has escalated an incident (kept for that incident's history: route nothing to it instead). Audited with what it was.",
+    params(("id" = i64, Path, description = "The chain's id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_path`.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such chain.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`in_use`: a route names the chain, or it has escalated an incident.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn delete_chain(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    remove(&c, &auth, DirectoryEntry::Chain, id).await
 }

@@ -247,7 +247,9 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/oncall/people", post(directory::create_person))
         .route("/api/v1/oncall/people/{id}", put(directory::update_person))
         .route("/api/v1/oncall/teams", put(directory::save_team))
+        .route("/api/v1/oncall/teams/{id}", delete(directory::delete_team))
         .route("/api/v1/oncall/rotas", put(directory::save_rota))
+        .route("/api/v1/oncall/rotas/{id}", delete(directory::delete_rota))
         .route(
             "/api/v1/oncall/rotas/{id}/overrides",
             post(directory::add_override),
@@ -261,6 +263,10 @@ pub fn router(c: Console) -> Router {
             delete(directory::delete_override),
         )
         .route("/api/v1/oncall/chains", put(directory::save_chain))
+        .route(
+            "/api/v1/oncall/chains/{id}",
+            delete(directory::delete_chain),
+        )
         .route("/api/v1/oncall/routes", put(directory::save_routes))
         .route("/api/v1/ooh/categories", get(ooh::categories))
         .route("/api/v1/ooh/categories/{code}", put(ooh::save_category))

@@ -365,3 +365,121 @@ async fn the_out_of_hours_desk_hands_a_job_to_whoever_the_rota_has_on_call(pool:
     .expect("audit");
     assert_eq!(audit, 1, "the change is audited with before and after");
 }
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_team_rota_or_chain_in_use_stays_and_says_what_uses_it(pool: PgPool) {
+    let app = App::start(pool).await;
+    let sup = app.login_as("supervisor").await;
+    let ann = person(&app, &sup, "Ann", "+447700900001").await;
+    let id = |r: common::Reply| r.expect(StatusCode::OK).json()["id"].as_i64().expect("id");
+    let team = id(app
+        .put(
+            &sup,
+            "/api/v1/oncall/teams",
+            &json!({ "name": "Ops", "members": [ann] }),
+        )
+        .await);
+    let rota = id(app
+        .put(
+            &sup,
+            "/api/v1/oncall/rotas",
+            &json!({ "name": "Nights", "zone": "Europe/London", "layers": always(ann) }),
+        )
+        .await);
+    let chain = id(app
+        .put(
+            &sup,
+            "/api/v1/oncall/chains",
+            &json!({ "name": "Alarms", "doc": { "steps": [{ "targets": [{ "kind": "rota", "id": rota }, { "kind": "team", "id": team }], "wait": 60_000_000 }],
+                                                 "fallback": [ann], "ack_timeout": 1_800_000_000_i64 } }),
+        )
+        .await);
+    app.put(
+        &sup,
+        "/api/v1/oncall/routes",
+        &json!([{ "chain_id": chain }]),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let delete = |path: String| {
+        let (app, sup) = (&app, &sup);
+        async move {
+            app.call(axum::http::Method::DELETE, &path)
+                .session(sup)
+                .send()
+                .await
+        }
+    };
+    for (path, says) in [
+        (
+            format!("/api/v1/oncall/teams/{team}"),
+            "is a step of chain \"Alarms\"",
+        ),
+        (
+            format!("/api/v1/oncall/rotas/{rota}"),
+            "is a step of chain \"Alarms\"",
+        ),
+        (
+            format!("/api/v1/oncall/chains/{chain}"),
+            "1 route(s) name it",
+        ),
+    ] {
+        let m = delete(path)
+            .await
+            .expect_error(StatusCode::CONFLICT, "in_use");
+        assert!(
+            m["message"].as_str().is_some_and(|t| t.contains(says)),
+            "{m}"
+        );
+    }
+    // Routed elsewhere and taken out of no chain: each goes, audited with what it was.
+    app.put(&sup, "/api/v1/oncall/routes", &json!([]))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    for path in [
+        format!("/api/v1/oncall/chains/{chain}"),
+        format!("/api/v1/oncall/teams/{team}"),
+        format!("/api/v1/oncall/rotas/{rota}"),
+    ] {
+        delete(path.clone()).await.expect(StatusCode::NO_CONTENT);
+        delete(path)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let d = app
+        .get(&sup, "/api/v1/oncall")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (d["teams"].clone(), d["rotas"].clone(), d["chains"].clone()),
+        (json!([]), json!([]), json!([]))
+    );
+    assert_eq!(
+        d["people"][0]["name"], "Ann",
+        "members stay in the directory"
+    );
+    let audit: Vec<(String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT action, before->>'name', user_id FROM audit WHERE action LIKE 'oncall.%.delete' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    let me = Some(sup.user_id());
+    assert_eq!(
+        audit,
+        [
+            (
+                "oncall.chain.delete".to_owned(),
+                Some("Alarms".to_owned()),
+                me
+            ),
+            ("oncall.team.delete".to_owned(), Some("Ops".to_owned()), me),
+            (
+                "oncall.rota.delete".to_owned(),
+                Some("Nights".to_owned()),
+                me
+            ),
+        ]
+    );
+}

@@ -14,8 +14,8 @@ use crate::{Store, StoreError};
 use warden_types::{JobStatus, Role};
 
 pub use directory::{
-    ContactMethod, DirectoryChain, DirectoryOverride, DirectoryPerson, DirectoryRota,
-    DirectoryRoute, DirectoryTeam, OncallDirectory, PersonWrite,
+    ContactMethod, DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson,
+    DirectoryRota, DirectoryRoute, DirectoryTeam, OncallDirectory, PersonWrite, Removal,
 };
 
 mod audit;

@@ -60,10 +60,10 @@ mod writer;
 
 pub use console::{
     AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, ContactMethod,
-    DirectoryChain, DirectoryOverride, DirectoryPerson, DirectoryRota, DirectoryRoute,
-    DirectoryTeam, IncidentEvent, IncidentViewRow, JobRouting, NewOohJob, OncallDirectory,
-    OohCategory, OohJob, OohUpdate, PersonWrite, Refused, Responder, SessionRow, SignalSummary,
-    TriageDevice, UserRow, UserWrite, WriteRefused,
+    DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson, DirectoryRota,
+    DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow, JobRouting, NewOohJob,
+    OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite, Refused, Removal, Responder,
+    SessionRow, SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

@@ -561,6 +561,118 @@ impl Store {
     }
 }
 
+/// What a directory entry can be removed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryEntry {
+    Team,
+    Rota,
+    Chain,
+}
+
+impl DirectoryEntry {
+    fn table(self) -> &'static str {
+        match self {
+            DirectoryEntry::Team => "teams",
+            DirectoryEntry::Rota => "rotas",
+            DirectoryEntry::Chain => "chains",
+        }
+    }
+}
+
+/// The outcome of removing a directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// No entry with that id.
+    Missing,
+    /// Still used; says by what.
+    InUse(String),
+}
+
+impl Store {
+    /// Removes a team (with its memberships), a rota (with its overrides) or a chain, audited
+    /// with what it was. A chain named by a route, or that has escalated an incident (kept
+    /// for that incident's history), stays. Whether a chain's steps name a team or rota is
+    /// the caller's check: the steps are the core's record.
+    pub async fn remove_directory_entry(
+        &self,
+        what: DirectoryEntry,
+        id: i64,
+        audit: AuditWrite,
+    ) -> Result<Removal, WriteRefused> {
+        let mut tx = self.pool().begin().await?;
+        if what == DirectoryEntry::Chain {
+            let (routes, escalations): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM routes WHERE chain_id = $1), \
+                        (SELECT count(*) FROM escalations WHERE chain_id = $1)",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if routes > 0 {
+                return Ok(Removal::InUse(format!("{routes} route(s) name it")));
+            }
+            if escalations > 0 {
+                return Ok(Removal::InUse(format!(
+                    "it has escalated {escalations} incident(s), kept in their history"
+                )));
+            }
+        }
+        let before: Option<Value> = match what {
+            DirectoryEntry::Team => {
+                sqlx::query_scalar(
+                    "SELECT jsonb_build_object('name', t.name, 'members', coalesce( \
+                         (SELECT jsonb_agg(person_id ORDER BY person_id) FROM team_members \
+                          WHERE team_id = t.id), '[]')) FROM teams t WHERE t.id = $1 FOR UPDATE",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            DirectoryEntry::Rota => {
+                sqlx::query_scalar(
+                    "SELECT jsonb_build_object('name', name, 'zone', zone, \
+                         'bank_holidays', bank_holidays, 'layers', layers) \
+                     FROM rotas WHERE id = $1 FOR UPDATE",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            DirectoryEntry::Chain => {
+                sqlx::query_scalar(
+                    "SELECT jsonb_build_object('name', name, 'doc', doc) FROM chains \
+                     WHERE id = $1 FOR UPDATE",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let Some(before) = before else {
+            return Ok(Removal::Missing);
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE id = $1",
+            what.table()
+        )))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(
+            &mut tx,
+            &AuditWrite {
+                object_id: Some(id.to_string()),
+                before: Some(before),
+                ..audit
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Removal::Removed)
+    }
+}
+
 /// The person as the audit trail records them.
 fn person_json(p: &PersonWrite) -> Value {
     serde_json::json!({

@@ -207,6 +207,7 @@ try {
   await olly.click(id("nav-oncall"));
   await olly.locator(`${id("oncall-person-row")}:has-text("Olly On-Call")`).waitFor({ timeout: T });
   if (await olly.locator(id("oncall-person-form")).isVisible()) throw new Error("on_call sees the person form");
+  if ((await olly.locator(id("oncall-rota-remove")).count()) > 0) throw new Error("on_call sees a rota's remove button");
   await olly.locator(id("oncall-timeline")).first().click();
   await olly.locator(`${id("oncall-stretch")}:has-text("Olly On-Call")`).first().waitFor({ timeout: T });
   await olly.locator("body").click({ position: { x: 5, y: 5 } });

@@ -55,6 +55,7 @@ export async function loadOncall() {
       [
         { label: "Team", cell: (t) => t.name },
         { label: "Members", cell: (t) => t.members.map(personName).join(", ") },
+        { label: "", cell: (t) => editAndRemove("team", () => editTeam(t), `/oncall/teams/${t.id}`, t.name) },
       ],
       d.teams,
       { caption: "Teams", rowProps: () => ({ testid: "oncall-team-row" }) },
@@ -66,6 +67,7 @@ export async function loadOncall() {
         { label: "Bank holidays", cell: (r) => r.bank_holidays.join(", ") },
         { label: "Overrides", cell: (r) => r.overrides.map((o) => `${personName(o.person_id)} ${fmtTime(o.starts_at)} – ${fmtTime(o.ends_at)}`).join("; ") },
         { label: "Next 7 days", cell: (r) => h("button", { type: "button", text: "Who is on call", testid: "oncall-timeline", onclick: () => showTimeline(r.id, r.name) }) },
+        { label: "", cell: (r) => editAndRemove("rota", () => editRota(r), `/oncall/rotas/${r.id}`, r.name) },
       ],
       d.rotas,
       { caption: "Rotas", rowProps: () => ({ testid: "oncall-rota-row" }) },
@@ -76,6 +78,7 @@ export async function loadOncall() {
       [
         { label: "Chain", cell: (c) => `${c.name} (#${c.id})` },
         { label: "Record", cell: (c) => h("code", { class: "prewrap", text: JSON.stringify(c.doc) }) },
+        { label: "", cell: (c) => editAndRemove("chain", () => editChain(c), `/oncall/chains/${c.id}`, c.name) },
       ],
       d.chains,
       { caption: "Escalation chains", rowProps: () => ({ testid: "oncall-chain-row" }) },
@@ -129,6 +132,59 @@ async function showTimeline(id, name) {
   } catch (caught) {
     say(failure(caught).message, "error");
   }
+}
+
+/**
+ * "Edit" (fills the form below) and "Remove" (a second click confirms; the server refuses
+ * while something still uses the entry and says what) for one team, rota or chain.
+ * @param {"team" | "rota" | "chain"} what
+ * @param {() => void} edit
+ * @param {string} path
+ * @param {string} name
+ */
+function editAndRemove(what, edit, path, name) {
+  if (!canEdit()) return "";
+  const remove = h("button", { type: "button", class: "danger", text: "Remove", testid: `oncall-${what}-remove` });
+  remove.addEventListener("click", async () => {
+    if (remove.dataset.armed !== "yes") {
+      remove.dataset.armed = "yes";
+      remove.textContent = `Remove ${name}?`;
+      return;
+    }
+    try {
+      await api("DELETE", path);
+      say(`Removed ${name}.`, "success");
+      await loadOncall();
+    } catch (caught) {
+      delete remove.dataset.armed;
+      remove.textContent = "Remove";
+      say(failure(caught).message, "error");
+    }
+  });
+  return [h("button", { type: "button", text: "Edit", testid: `oncall-${what}-edit`, onclick: edit }), " ", remove];
+}
+
+/** @param {import("./types.js").DirectoryTeam} t */
+function editTeam(t) {
+  $("oncall-team-name", HTMLInputElement).value = t.name;
+  for (const o of $("oncall-team-members", HTMLSelectElement).options) o.selected = t.members.includes(Number(o.value));
+  $("oncall-team-name").focus();
+}
+
+/** @param {import("./types.js").DirectoryRota} r */
+function editRota(r) {
+  $("oncall-rota-name", HTMLInputElement).value = r.name;
+  $("oncall-rota-zone", HTMLInputElement).value = r.zone;
+  $("oncall-rota-holidays", HTMLInputElement).value = r.bank_holidays.join(", ");
+  $("oncall-rota-layers", HTMLTextAreaElement).value = JSON.stringify(r.layers, null, 1);
+  $("oncall-rota-name").focus();
+}
+
+/** @param {import("./types.js").DirectoryChain} c */
+function editChain(c) {
+  $("oncall-chain-name", HTMLInputElement).value = c.name;
+  $("oncall-chain-doc", HTMLTextAreaElement).value = JSON.stringify(c.doc, null, 1);
+  $("oncall-chain-name").focus();
 }
 
 /** @param {DirectoryPerson} p */

@@ -1,12 +1,14 @@
 //! Escalation delivery: the shell around `warden_core::oncall`.
 //!
 //! ```text
-//! engine ──outbox row (overflow, critical, fail_to_report)──▶ escalator pass ──▶ escalations
+//! engine ──outbox row (overflow, critical, fail_to_report, link/self-check opened)──▶
+//!                                                      escalator pass ──▶ escalations
 //!                                                               │  (one transaction)
 //!                          due escalation rows, FOR UPDATE SKIP LOCKED, with incident state
 //!                                                               ▼
 //!                                              Escalation::fire ──▶ pages + incident history
-//! console ──acknowledge(page)──▶ Escalation::acknowledge (same row lock) ──▶ pages acknowledged
+//! console, signed link, SMS reply ──acknowledge_as(page)──▶ Escalation::acknowledge
+//!                                        (same row lock) ──▶ pages acknowledged (who, how, when)
 //! ```
 //!
 //! Every pass is one transaction: outbox entries become escalations, each due escalation is
@@ -19,12 +21,18 @@
 //! - nothing is skipped silently: a rota with nobody on call pages the fallback and records
 //!   the gap, and an incident no route matches is recorded as unrouted.
 //!
-//! Channels: the console inbox (the `on_call` role sees its pages and acknowledges there),
-//! recorded as delivered in the pass itself; and, when a webhook secret is configured, signed
-//! webhooks ([`webhook`]), recorded as pending in the pass and delivered after it commits
-//! (retried with backoff, leased so two processes never send one page twice). A page goes to
-//! the person's first verified method this centre can deliver; a person with none gets a
-//! page recorded as failed with the reason, and the chain moves on.
+//! Channels ([`channel`]): the console inbox (the `on_call` role sees its pages and
+//! acknowledges there), recorded as delivered in the pass itself; and the ones this centre
+//! configured (signed [`webhook`]s, [`email`], SMS and voice through an HTTP [`gateway`]),
+//! recorded as pending in the pass and delivered after it commits: leased so two processes
+//! never send one page twice, retried with backoff, every attempt kept, cancelled if the
+//! incident was answered meanwhile. A page goes to the person's first verified method this
+//! centre can deliver; a person with none gets a page recorded as failed with the reason, and
+//! the chain moves on. Out-of-hours callers' messages go out the same way.
+//!
+//! Beside the passes the escalator checks the on-call configuration (on every change and
+//! hourly) and audits that due work ran, reporting both through [`SelfCheck`] as technical
+//! incidents, and calls an optional dead-man heartbeat URL while Warden is healthy.
 
 pub mod channel;
 mod directory;
@@ -47,9 +55,9 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 use warden_core::Timestamp;
 use warden_core::oncall::{Action, Escalation, Finding, PersonId, Reason, lint};
 use warden_store::{NewPage, Store, StoreError};
+use warden_telemetry as m;
 
 use crate::channel::Attempt;
-use warden_telemetry as m;
 
 pub use channel::{Channels, ChannelsConfig, WebhookConfig};
 pub use directory::{Oncall, OohContact, RouteQuery};
@@ -157,9 +165,9 @@ fn count_page(channel: &str, status: &'static str) {
     counter!(m::PAGES, "channel" => channel.to_owned(), "status" => status).increment(1);
 }
 
-/// A fault Warden finds in itself (its on-call configuration, an escalation step that did
-/// not run) or its end, raised as a technical incident so an operator sees it and the ops
-/// rota can be paged. wardend implements it over ingest (an internal signal on the link
+/// Where the escalator reports faults it finds in Warden itself (its on-call configuration,
+/// escalation work that did not run): each becomes a technical incident, so an operator sees
+/// it and a route can page the ops rota. wardend implements it over ingest (an internal signal on the link
 /// `warden:<check>`).
 pub trait SelfCheck: Send + Sync + std::fmt::Debug {
     /// Records the state of `check`: `ok == false` raises (or keeps) its incident with

@@ -23,6 +23,22 @@ fn venv_python() -> PathBuf {
     p
 }
 
+/// A running wardend on `db` with the `[dc09]` section `dc09`.
+fn daemon(db: &TestDb, dc09: &str) -> Wardend {
+    let w = Wardend::start(&format!(
+        "[database]\nurl = \"{url}\"\n[dc09]\n{dc09}\n",
+        url = db.url
+    ));
+    assert!(
+        wait_until(Duration::from_secs(30), || w
+            .metric("warden_engine_running")
+            > 0.5),
+        "wardend up:\n{}",
+        w.log_text()
+    );
+    w
+}
+
 /// Runs dc09-spt; returns which of its three messages were acknowledged.
 fn send(port: u16, proto: &str, account: &str, key: Option<&str>) -> Vec<bool> {
     let mut cmd = Command::new(venv_python());
@@ -50,16 +66,9 @@ fn send(port: u16, proto: &str, account: &str, key: Option<&str>) -> Vec<bool> {
 fn an_independent_transmitter_is_acknowledged_only_for_what_is_stored() {
     let db = TestDb::create("e2e_dc09");
     let (tcp, udp) = (free_port(), free_port());
-    let w = Wardend::start(&format!(
-        "[database]\nurl = \"{url}\"\n[dc09]\ntcp = \"127.0.0.1:{tcp}\"\nudp = \"127.0.0.1:{udp}\"\n",
-        url = db.url
-    ));
-    assert!(
-        wait_until(Duration::from_secs(30), || w
-            .metric("warden_engine_running")
-            > 0.5),
-        "wardend up:\n{}",
-        w.log_text()
+    let w = daemon(
+        &db,
+        &format!("tcp = \"127.0.0.1:{tcp}\"\nudp = \"127.0.0.1:{udp}\""),
     );
     for (account, key) in [
         ("1001", None),
@@ -140,17 +149,7 @@ fn a_retransmission_is_stored_once_a_stale_message_gets_warden_s_clock_and_a_bad
     use warden_protocol::dc09::{self, Dc09Message, Timestamp, Token};
     let db = TestDb::create("e2e_dc09_rules");
     let udp = free_port();
-    let w = Wardend::start(&format!(
-        "[database]\nurl = \"{url}\"\n[dc09]\nudp = \"127.0.0.1:{udp}\"\n",
-        url = db.url
-    ));
-    assert!(
-        wait_until(Duration::from_secs(30), || w
-            .metric("warden_engine_running")
-            > 0.5),
-        "wardend up:\n{}",
-        w.log_text()
-    );
+    let w = daemon(&db, &format!("udp = \"127.0.0.1:{udp}\""));
     let out = w.cli(&["device", "add", "--account", "2001", "--protocol", "dc09"]);
     assert!(
         out.status.success(),

@@ -27,6 +27,30 @@ pub enum Attempt {
     Permanent(String),
 }
 
+impl Attempt {
+    /// What this attempt, made after `attempts` earlier ones at `now`, leaves the message
+    /// as: `delivered`, `pending` until the next attempt (a temporary failure with attempts
+    /// left), or `failed` for good; with the outcome in words.
+    pub fn settle(
+        self,
+        attempts: i32,
+        now: time::OffsetDateTime,
+    ) -> (&'static str, String, Option<time::OffsetDateTime>) {
+        match self {
+            Attempt::Delivered(how) => ("delivered", how, None),
+            Attempt::Temporary(why) if attempts + 1 < MAX_ATTEMPTS => {
+                ("pending", why, Some(now + backoff(attempts)))
+            }
+            Attempt::Temporary(why) => (
+                "failed",
+                format!("gave up after {MAX_ATTEMPTS} attempts: {why}"),
+                None,
+            ),
+            Attempt::Permanent(why) => ("failed", why, None),
+        }
+    }
+}
+
 /// How long to wait before attempt `attempts + 1`: 5 s doubling, at most 5 minutes.
 pub fn backoff(attempts: i32) -> Duration {
     let shift = u32::try_from(attempts.clamp(0, 6)).unwrap_or(6);

@@ -53,6 +53,7 @@ mod model;
 mod notify;
 mod oncall;
 mod rejected;
+mod spool;
 mod store;
 mod transmitters;
 mod triage;
@@ -79,6 +80,7 @@ pub use oncall::{
     PageAck, PageRow, PendingPage, RotaRow, RouteRow,
 };
 pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, RejectedRow};
+pub use spool::{Spool, SpoolDepth, SpoolError, Spooled};
 pub use store::{ACQUIRE_TIMEOUT, Store};
 pub use triage::{EventRow, IncidentRow, IncidentViewFields, PendingSignal, TriageBatch};
 pub use writer::{ACK_QUEUE_CAPACITY, WriterConfig, WriterHandle, WriterReport, spawn_writer};

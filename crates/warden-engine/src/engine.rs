@@ -83,6 +83,8 @@ pub struct EngineHandle {
     classifier: Arc<Classifier>,
     sla: SlaConfig,
     health: Health,
+    /// Asks the engine to look for committed-but-untriaged signals now ([`EngineHandle::catch_up`]).
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 /// One event of a committed signal on its way through a lane.
@@ -208,6 +210,14 @@ impl EngineHandle {
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Asks the engine to triage, now, every committed signal nobody handed to it: the
+    /// signals the writer drained from its local spool after a database outage (ingest
+    /// acknowledged them from the spool and could not offer them before they were in
+    /// Postgres). Triaging a signal twice is harmless: the core knows it by id.
+    pub fn catch_up(&self) {
+        self.nudge.notify_one();
     }
 
     /// The engine's liveness now: for `/readyz` and the ops dashboard.
@@ -349,6 +359,7 @@ pub async fn spawn(
         classifier,
         sla: cfg.core.sla,
         health: health.clone(),
+        nudge: Arc::new(tokio::sync::Notify::new()),
     };
     let mut engine = Engine {
         core,
@@ -364,6 +375,7 @@ pub async fn spawn(
         background: None,
         health,
         catch_up: false,
+        nudge: handle.nudge.clone(),
     };
     let task = tokio::spawn(
         async move {
@@ -393,6 +405,7 @@ struct Engine {
     health: Health,
     /// A commit failed since the last catch-up: look for untriaged signals soon.
     catch_up: bool,
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 /// The core's view of a device record.
@@ -521,6 +534,12 @@ impl Engine {
                 Some(s) = self.critical.recv() => inputs.push(Item::signal(s)),
                 Some(c) = self.commands.recv() => inputs.push(Item::command(c)),
                 () = sleep_until(deadline) => inputs.push(Item::tick()),
+                () = self.nudge.notified() => {
+                    // Signals were committed that nobody handed to the engine (the drain of
+                    // the local spool after an outage): triage them all now, oldest first.
+                    self.replay(&shutdown, Some(OffsetDateTime::now_utc())).await;
+                    continue;
+                }
                 Some(s) = self.bulk.recv() => inputs.push(Item::signal(s)),
                 else => break,
             }

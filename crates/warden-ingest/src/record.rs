@@ -212,6 +212,12 @@ impl Ingest {
                 })
             }
             Committed::Quarantined(id) => Ok(Outcome::Quarantined { id }),
+            // Durable in the local spool while Postgres is away: acknowledged now, triaged
+            // once the drain has committed it (the writer then asks the engine to catch up).
+            Committed::Spooled(id) => Ok(Outcome::Stored {
+                id,
+                duplicate: false,
+            }),
         }
     }
 
@@ -379,9 +385,10 @@ impl Ingest {
             received_at,
         });
         match self.writer.write(rec).await? {
-            Committed::Quarantined(id) | Committed::Stored(id) | Committed::Reused { id, .. } => {
-                Ok(Outcome::Quarantined { id })
-            }
+            Committed::Quarantined(id)
+            | Committed::Stored(id)
+            | Committed::Reused { id, .. }
+            | Committed::Spooled(id) => Ok(Outcome::Quarantined { id }),
             Committed::Duplicate { .. } => Ok(Outcome::Quarantined { id }),
         }
     }

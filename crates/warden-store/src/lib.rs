@@ -83,4 +83,7 @@ pub use rejected::{RawBytes, RejectedCount, RejectedPage, RejectedQuery, Rejecte
 pub use spool::{Spool, SpoolDepth, SpoolError, Spooled};
 pub use store::{ACQUIRE_TIMEOUT, Store};
 pub use triage::{EventRow, IncidentRow, IncidentViewFields, PendingSignal, TriageBatch};
-pub use writer::{ACK_QUEUE_CAPACITY, WriterConfig, WriterHandle, WriterReport, spawn_writer};
+pub use writer::{
+    ACK_QUEUE_CAPACITY, DegradedState, SpoolSettings, WriterConfig, WriterHandle, WriterReport,
+    spawn_writer, spawn_writer_spooled,
+};

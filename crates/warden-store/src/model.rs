@@ -144,6 +144,11 @@ pub enum Committed {
     },
     /// The quarantine record is durable under this id.
     Quarantined(Uuid),
+    /// Postgres was unavailable: the record (signal or quarantine) is durable in the local
+    /// spool under this id and will be committed, once, when Postgres is back. Safe to
+    /// acknowledge; not yet in Postgres, so not to be offered to the engine (the drain asks
+    /// the engine to triage what it stored).
+    Spooled(Uuid),
 }
 
 /// A registered device, as everything reads it: ingest's account cache, the broker's

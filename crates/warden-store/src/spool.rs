@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use crc::{CRC_32_ISCSI, Crc};
@@ -35,10 +35,12 @@ use warden_types::Source;
 use crate::model::{NewQuarantine, NewSignal, Record};
 
 const CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
-/// Bytes of a record's frame header.
-const HEADER: u64 = 8;
 /// A segment is closed and a new one started once it holds this much.
-const SEGMENT_BYTES: u64 = if cfg!(test) { 64 * 1024 } else { 16 * 1024 * 1024 };
+const SEGMENT_BYTES: u64 = if cfg!(test) {
+    64 * 1024
+} else {
+    16 * 1024 * 1024
+};
 /// Largest record body accepted on read (a record is a signal of at most a few KiB).
 const MAX_BODY: u32 = 16 * 1024 * 1024;
 const DRAINED: &str = "drained";
@@ -100,8 +102,7 @@ fn nanos(t: OffsetDateTime) -> i64 {
 }
 
 fn time_of(ns: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The quarantine reason codes are a small fixed set of `&'static str`; one read back from
@@ -369,7 +370,9 @@ impl Spool {
             }
             let bytes = fs::read(&path).map_err(io_at(&path))?;
             let start = if n == head.0 { head.1 } else { 0 };
-            let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+            let from = usize::try_from(start)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
             let (records, tail) = parse(&bytes[from..], start);
             let mut size = bytes.len() as u64;
             match tail {
@@ -393,11 +396,9 @@ impl Spool {
                     tracing::error!(segment = %path.display(), at, %why, kept = %aside.display(), "spool: corrupt record; the rest of the segment is kept aside");
                 }
             }
-            spool.pending.extend(
-                records
-                    .into_iter()
-                    .map(|(record, end)| (record, (n, end))),
-            );
+            spool
+                .pending
+                .extend(records.into_iter().map(|(record, end)| (record, (n, end))));
             spool.segments.push_back(n);
             spool.sizes.push_back(size);
         }
@@ -485,7 +486,11 @@ impl Spool {
 
     /// The oldest `max` undrained records, in order (not removed: see [`Spool::advance`]).
     pub fn peek(&self, max: usize) -> Vec<Spooled> {
-        self.pending.iter().take(max).map(|(s, _)| s.clone()).collect()
+        self.pending
+            .iter()
+            .take(max)
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// Marks the oldest `n` records as drained (committed in Postgres): the head moves past
@@ -552,7 +557,9 @@ fn cut(path: &Path, len: u64) -> Result<(), SpoolError> {
         .write(true)
         .open(path)
         .map_err(io_at(path))?;
-    f.set_len(len).and_then(|()| f.sync_all()).map_err(io_at(path))
+    f.set_len(len)
+        .and_then(|()| f.sync_all())
+        .map_err(io_at(path))
 }
 
 fn read_head(dir: &Path) -> Result<(u64, u64), SpoolError> {
@@ -570,7 +577,10 @@ fn read_head(dir: &Path) -> Result<(u64, u64), SpoolError> {
         (Some(Ok(seg)), Some(Ok(off))) => Ok((seg, off)),
         _ => Err(SpoolError::Io {
             path,
-            source: io::Error::new(io::ErrorKind::InvalidData, format!("unreadable head {text:?}")),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unreadable head {text:?}"),
+            ),
         }),
     }
 }
@@ -673,7 +683,12 @@ mod tests {
         assert_eq!(
             fs::read_dir(dir.path())
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .filter(|e| e
+                    .as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg"))
                 .count(),
             1
         );

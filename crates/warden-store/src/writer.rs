@@ -18,13 +18,17 @@ use metrics::{counter, gauge, histogram};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, Postgres};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use uuid::Uuid;
 use warden_telemetry::{DB_BATCH_SIZE, DB_COMMIT, DB_COMMIT_ERRORS, WRITER_QUEUE};
+
+mod degraded;
+
+pub use degraded::{DegradedState, SpoolSettings};
 
 use crate::dedupe::{self, Claim};
 use crate::error::WriteError;
@@ -107,6 +111,7 @@ struct AckMark {
 pub struct WriterHandle {
     records: mpsc::Sender<Request>,
     acks: mpsc::Sender<AckMark>,
+    state: watch::Receiver<DegradedState>,
 }
 
 impl WriterHandle {
@@ -162,6 +167,16 @@ impl WriterHandle {
     pub fn queued(&self) -> usize {
         self.records.max_capacity() - self.records.capacity()
     }
+
+    /// Degraded mode now: whether records are being spooled, since when, the spool's depth.
+    pub fn degraded(&self) -> DegradedState {
+        *self.state.borrow()
+    }
+
+    /// A receiver that sees every change of [`WriterHandle::degraded`].
+    pub fn watch_degraded(&self) -> watch::Receiver<DegradedState> {
+        self.state.clone()
+    }
 }
 
 /// Starts the group-commit writer on the current tokio runtime.
@@ -176,6 +191,19 @@ pub fn spawn_writer(
     cfg: WriterConfig,
     shutdown: CancellationToken,
 ) -> (WriterHandle, JoinHandle<WriterReport>) {
+    spawn_writer_spooled(store, cfg, None, shutdown)
+}
+
+/// [`spawn_writer`] with a local spool: while Postgres is unreachable, or a commit takes
+/// longer than `spool.after`, records are made durable in the spool and answered
+/// [`Committed::Spooled`]; the spool is drained into Postgres, in order and exactly once,
+/// when it answers again (see `writer/degraded.rs`).
+pub fn spawn_writer_spooled(
+    store: Store,
+    cfg: WriterConfig,
+    spool: Option<SpoolSettings>,
+    shutdown: CancellationToken,
+) -> (WriterHandle, JoinHandle<WriterReport>) {
     let cfg = WriterConfig {
         max_batch: cfg.max_batch.max(1),
         queue_capacity: cfg.queue_capacity.max(1),
@@ -184,6 +212,7 @@ pub fn spawn_writer(
     };
     let (record_tx, record_rx) = mpsc::channel(cfg.queue_capacity);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE_CAPACITY);
+    let (state_tx, state) = watch::channel(DegradedState::default());
     let writer = Writer {
         store,
         cfg,
@@ -191,11 +220,13 @@ pub fn spawn_writer(
         acks: ack_rx,
         conn: None,
         report: WriterReport::default(),
+        degraded: spool.map(|s| degraded::Degraded::new(s, state_tx)),
     };
     let task = tokio::spawn(writer.run(shutdown).instrument(info_span!("store_writer")));
     let handle = WriterHandle {
         records: record_tx,
         acks: ack_tx,
+        state,
     };
     (handle, task)
 }
@@ -209,6 +240,8 @@ struct Writer {
     /// batch); dropped after any failure and reacquired for the next batch.
     conn: Option<PoolConnection<Postgres>>,
     report: WriterReport,
+    /// The spool and degraded-mode state, when a spool is configured.
+    degraded: Option<degraded::Degraded>,
 }
 
 /// Why a transaction did not commit.
@@ -279,6 +312,7 @@ impl Writer {
         let mut acks: Vec<AckMark> = Vec::new();
         let mut acks_open = true;
         loop {
+            let wake = self.degraded.as_ref().and_then(degraded::Degraded::wake_at);
             // Cancel safety: `recv_many` is cancel-safe, so whichever branch loses the race
             // loses nothing. `biased` checks shutdown first; queued records are drained below.
             tokio::select! {
@@ -295,12 +329,14 @@ impl Writer {
                         acks_open = false;
                     }
                 }
+                () = sleep_until_some(wake) => {}
             }
             if !batch.is_empty() {
                 self.gather(&mut batch).await;
             }
             self.take_acks(&mut acks);
             self.commit(&mut batch, &mut acks).await;
+            self.drain().await;
         }
 
         // Drain: refuse new records (blocked senders get `Closed`), commit what is queued.
@@ -361,6 +397,11 @@ impl Writer {
         }
         #[allow(clippy::cast_precision_loss)] // gauge values, far below 2^52
         gauge!(WRITER_QUEUE).set(self.records.len() as f64);
+        if self.degraded_active() {
+            let batch = std::mem::take(batch);
+            self.spool_batch(batch, acks).await;
+            return;
+        }
         let records = batch.len();
         let started = Instant::now();
         let result = self.transact(batch, acks).await;
@@ -396,14 +437,17 @@ impl Writer {
                         "batch refused by postgres, retrying records one by one"
                     );
                     self.commit_one_by_one(batch).await;
-                } else {
+                } else if let Some(unspooled) = self
+                    .spool_instead(&e.to_string(), std::mem::take(batch), acks)
+                    .await
+                {
                     error!(
                         records,
                         error = %e,
                         "batch commit failed, answering every record with an error"
                     );
                     let err = e.to_write_error();
-                    for request in batch.drain(..) {
+                    for request in unspooled {
                         self.reply(request, Err(err.clone()));
                     }
                 }
@@ -416,7 +460,14 @@ impl Writer {
     /// once rather than each waiting for its own timeout.
     async fn commit_one_by_one(&mut self, batch: &mut Vec<Request>) {
         let mut unreachable: Option<WriteError> = None;
-        for request in std::mem::take(batch) {
+        let mut rest = std::mem::take(batch).into_iter();
+        while let Some(request) = rest.next() {
+            if unreachable.is_some() && self.degraded_active() {
+                // Postgres went away while isolating: the rest goes to the spool.
+                let remaining: Vec<Request> = std::iter::once(request).chain(rest).collect();
+                self.spool_batch(remaining, &mut Vec::new()).await;
+                return;
+            }
             if let Some(err) = &unreachable {
                 let err = err.clone();
                 self.reply(request, Err(err));
@@ -447,6 +498,15 @@ impl Writer {
                     } else {
                         error!(error = %e, "commit failed while isolating a refused record");
                         unreachable = Some(err.clone());
+                        if let Some(back) = self
+                            .spool_instead(&e.to_string(), vec![request], &mut Vec::new())
+                            .await
+                        {
+                            for request in back {
+                                self.reply(request, Err(err.clone()));
+                            }
+                        }
+                        continue;
                     }
                     self.reply(request, Err(err));
                 }
@@ -478,7 +538,10 @@ impl Writer {
         batch: &[Request],
         acks: &[AckMark],
     ) -> Result<Vec<Committed>, TxError> {
-        let limit = self.cfg.commit_timeout;
+        // With a spool, a commit slower than the senders' windows is abandoned and spooled.
+        let limit = self.degraded.as_ref().map_or(self.cfg.commit_timeout, |d| {
+            d.after().min(self.cfg.commit_timeout)
+        });
         let window = self.cfg.dedupe_window;
         let pool = self.store.pool().clone();
         let slot = &mut self.conn;
@@ -488,7 +551,8 @@ impl Writer {
                 None => slot.insert(pool.acquire().await?),
             };
             let mut tx = conn.begin().await?;
-            let outcomes = insert_records(&mut tx, batch, window).await?;
+            let records: Vec<&Record> = batch.iter().map(|r| &r.record).collect();
+            let outcomes = insert_records(&mut tx, &records, window).await?;
             apply_acks(&mut tx, acks).await?;
             tx.commit().await?;
             Ok(outcomes)
@@ -521,7 +585,7 @@ enum Planned<'a> {
 /// signal that reused the key.
 async fn insert_records(
     conn: &mut PgConnection,
-    batch: &[Request],
+    batch: &[&Record],
     window: Duration,
 ) -> Result<Vec<Committed>, TxError> {
     let mut plan = Vec::with_capacity(batch.len());
@@ -531,8 +595,8 @@ async fn insert_records(
     let mut keyed: Vec<&NewSignal> = Vec::new();
     let mut signals: Vec<&NewSignal> = Vec::new();
     let mut quarantined: Vec<&NewQuarantine> = Vec::new();
-    for request in batch {
-        match &request.record {
+    for record in batch {
+        match record {
             Record::Signal(s) => {
                 let Some(key) = s.dedupe_key.as_deref() else {
                     plan.push(Planned::Signal(s.id));
@@ -708,6 +772,14 @@ async fn insert_quarantine(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Sleeps until `at`, or for ever when there is nothing to wake for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn without_nul(s: &str) -> Cow<'_, str> {

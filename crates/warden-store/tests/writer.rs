@@ -73,6 +73,7 @@ async fn every_record_gets_exactly_one_reply_and_only_after_its_row_is_visible_t
                 Committed::Duplicate { existing_key } => {
                     panic!("unexpected duplicate of {existing_key}")
                 }
+                Committed::Spooled(id) => panic!("no spool configured, yet {id} was spooled"),
                 Committed::Reused { key, .. } => panic!("unexpected reuse of {key}"),
             }
             id
@@ -373,6 +374,7 @@ async fn two_writers_racing_on_the_same_keys_store_each_payload_exactly_once(poo
                 );
                 duplicates += 1;
             }
+            Committed::Spooled(id) => panic!("no spool configured, yet {id} was spooled"),
             Committed::Quarantined(_) => panic!("a signal was quarantined"),
         }
     }

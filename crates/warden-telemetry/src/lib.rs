@@ -29,6 +29,27 @@ pub const DB_BATCH_SIZE: &str = "warden_db_batch_records";
 pub const DB_COMMIT_ERRORS: &str = "warden_db_commit_errors_total";
 /// Records waiting for the writer.
 pub const WRITER_QUEUE: &str = "warden_writer_queue_records";
+/// 1 while the writer is in degraded mode: Postgres unreachable or slower than the
+/// senders' windows, records made durable in the local spool.
+pub const DEGRADED: &str = "warden_degraded";
+/// Records in the local spool, not yet drained into Postgres.
+pub const SPOOL_RECORDS: &str = "warden_spool_records";
+/// Bytes the local spool takes on disk.
+pub const SPOOL_BYTES: &str = "warden_spool_bytes";
+/// The spool's bytes over its bound (`spool.max_bytes`), 0 to 1.
+pub const SPOOL_FILL: &str = "warden_spool_fill_ratio";
+/// Seconds since the oldest undrained record was spooled; 0 when empty.
+pub const SPOOL_OLDEST_AGE: &str = "warden_spool_oldest_age_seconds";
+/// Records written to the spool (made durable there instead of in Postgres).
+pub const SPOOL_APPENDED: &str = "warden_spool_appended_total";
+/// Spooled records drained into Postgres. Labels: `outcome` (`stored`, `duplicate`,
+/// `already`, `refused`).
+pub const SPOOL_DRAINED: &str = "warden_spool_drained_total";
+/// Records the spool could not take (full, or a disk error): not durable, not acknowledged.
+/// Labels: `reason` (`full`, `io`).
+pub const SPOOL_REFUSED: &str = "warden_spool_refused_total";
+/// Corrupt records found when the spool was read back (kept aside as `*.corrupt`).
+pub const SPOOL_CORRUPT: &str = "warden_spool_corrupt_total";
 /// 1 when a link (serial port, MQTT connection, receiver heartbeat) is up. Labels: `link`.
 pub const LINK_UP: &str = "warden_link_up";
 /// Link state changes. Labels: `link`, `state`.
@@ -261,6 +282,14 @@ pub const INGEST_ZERO: &[ZeroCounter] = &[
         labels: &[],
     },
     ZeroCounter {
+        name: SPOOL_APPENDED,
+        labels: &[],
+    },
+    ZeroCounter {
+        name: SPOOL_CORRUPT,
+        labels: &[],
+    },
+    ZeroCounter {
         name: ENGINE_REPLAYED,
         labels: &[],
     },
@@ -402,6 +431,38 @@ pub fn describe() {
         "Records written per group-commit transaction"
     );
     describe_counter!(DB_COMMIT_ERRORS, "Group-commit transactions that failed");
+    describe_gauge!(
+        DEGRADED,
+        "1 while Postgres is unreachable or too slow and records are spooled locally"
+    );
+    describe_gauge!(
+        SPOOL_RECORDS,
+        Unit::Count,
+        "Records in the local spool not yet drained into Postgres"
+    );
+    describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes the local spool takes");
+    describe_gauge!(SPOOL_FILL, "Local spool bytes over its bound, 0 to 1");
+    describe_gauge!(
+        SPOOL_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest undrained spooled record"
+    );
+    describe_counter!(
+        SPOOL_APPENDED,
+        "Records made durable in the local spool instead of Postgres"
+    );
+    describe_counter!(
+        SPOOL_DRAINED,
+        "Spooled records drained into Postgres, by outcome"
+    );
+    describe_counter!(
+        SPOOL_REFUSED,
+        "Records the spool could not take (full or disk error): not acknowledged"
+    );
+    describe_counter!(
+        SPOOL_CORRUPT,
+        "Corrupt spool records found on start, kept aside"
+    );
     describe_gauge!(
         WRITER_QUEUE,
         Unit::Count,
@@ -642,6 +703,15 @@ mod tests {
             super::DB_BATCH_SIZE,
             super::DB_COMMIT_ERRORS,
             super::WRITER_QUEUE,
+            super::DEGRADED,
+            super::SPOOL_RECORDS,
+            super::SPOOL_BYTES,
+            super::SPOOL_FILL,
+            super::SPOOL_OLDEST_AGE,
+            super::SPOOL_APPENDED,
+            super::SPOOL_DRAINED,
+            super::SPOOL_REFUSED,
+            super::SPOOL_CORRUPT,
             super::LINK_UP,
             super::LINK_TRANSITIONS,
             super::SERIAL_OPEN_ERRORS,

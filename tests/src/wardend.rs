@@ -87,9 +87,16 @@ impl Wardend {
         let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let console = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let path = dir.path().join("wardend.toml");
+        // The daemon's own directory (spool, MQTT client id) unless the test names one: never
+        // the working directory, which every test would share.
+        let data_dir = if config.contains("data_dir") {
+            String::new()
+        } else {
+            format!("data_dir = \"{}\"\n", dir.path().join("data").display())
+        };
         std::fs::write(
             &path,
-            format!("{config}\n[admin]\nlisten = \"{admin}\"\n[console]\nlisten = \"{console}\"\n"),
+            format!("{data_dir}{config}\n[admin]\nlisten = \"{admin}\"\n[console]\nlisten = \"{console}\"\n"),
         )
         .expect("write config");
         let log = dir.path().join("wardend.log");

@@ -13,6 +13,8 @@ use warden_store::{DeviceProtocol, Store, StoreError};
 /// How long "no such account" is remembered when no change notice can be received (the
 /// listener is reconnecting); while it listens, a registration is seen at once.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// Longest wait for the database when an account is not in the cache.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most remembered unknown accounts: a flood of random accounts cannot grow the cache.
 const MAX_UNKNOWN: usize = 10_000;
@@ -110,11 +112,30 @@ impl DeviceCache {
                 return Ok(None);
             }
         }
-        let found = self
-            .store
-            .device_by_account(account)
-            .await?
-            .map(CachedDevice::from);
+        // Bounded: a frame waits for this inside its sender's window.
+        let asked = tokio::time::timeout(LOOKUP_TIMEOUT, self.store.device_by_account(account))
+            .await
+            .unwrap_or(Err(StoreError::ConnectionLost("device lookup timed out")));
+        let found = match asked {
+            Ok(found) => found.map(CachedDevice::from),
+            Err(e) => {
+                // While the database is away (degraded mode), an account already found
+                // unregistered stays unregistered: its signal is kept and triaged without a
+                // device rather than refused. An account never seen is an error (not
+                // durable: NAK, or no PUBACK), never guessed.
+                let seen_unknown = self
+                    .inner
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unknown
+                    .contains_key(account);
+                if seen_unknown {
+                    tracing::warn!(account, error = %e, "device lookup failed; the account was unregistered when last asked");
+                    return Ok(None);
+                }
+                return Err(e);
+            }
+        };
         let mut inner = self.inner();
         if let Some(d) = found {
             inner.unknown.remove(account);
@@ -163,7 +184,14 @@ impl DeviceCache {
                             () = shutdown.cancelled() => return,
                             // Cancel-safe: `recv` keeps undelivered notices in the listener.
                             n = listener.recv() => match n {
-                                Ok(account) => self.forget(&account),
+                                Ok(account) => {
+                                    self.forget(&account);
+                                    // Read it again at once, while the database answers, so
+                                    // a unit registered now is known during a later outage.
+                                    if let Err(e) = self.resolve(&account).await {
+                                        tracing::warn!(account, error = %e, "changed device could not be read again; asked at its next signal");
+                                    }
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "device change listener lost; reconnecting");
                                     break;

@@ -424,12 +424,24 @@ impl Ingest {
         }
         let kind_of_link = LinkKind::parse(link_id.split(':').next().unwrap_or_default())
             .unwrap_or(LinkKind::Serial);
-        if let Err(e) = self
-            .store
-            .set_link_state(link_id, kind_of_link, up, OffsetDateTime::now_utc())
-            .await
-        {
-            tracing::error!(link = link_id, error = %e, "could not update link state");
+        // The `links` row is the current view; the link's history is the internal signal
+        // below, which the writer makes durable (spooled while the database is away). The
+        // link task must not wait on an unavailable database for the view.
+        let stored = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.store
+                .set_link_state(link_id, kind_of_link, up, OffsetDateTime::now_utc()),
+        )
+        .await;
+        match stored {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(link = link_id, error = %e, "could not update link state")
+            }
+            Err(_) => tracing::error!(
+                link = link_id,
+                "could not update link state: database did not answer within 1 s"
+            ),
         }
         if !evidence {
             return;

@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (the triage engine runs
-//! and makes progress, the database answers and every configured link is up) and `/metrics` (Prometheus text format).
+//! and makes progress, the database answers, the writer is not in degraded mode and every
+//! configured link is up) and `/metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
 
@@ -11,7 +12,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use warden_engine::EngineHandle;
-use warden_store::Store;
+use warden_store::{DegradedState, Store};
 
 #[derive(Clone)]
 struct AppState {
@@ -19,6 +20,7 @@ struct AppState {
     metrics: PrometheusHandle,
     links: Vec<String>,
     engine: EngineHandle,
+    degraded: tokio::sync::watch::Receiver<DegradedState>,
 }
 
 /// Binds the admin listener; returns the bound address and the serving future.
@@ -28,6 +30,7 @@ pub async fn bind(
     metrics: PrometheusHandle,
     links: Vec<String>,
     engine: EngineHandle,
+    degraded: tokio::sync::watch::Receiver<DegradedState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let state = AppState {
@@ -35,6 +38,7 @@ pub async fn bind(
         metrics,
         links,
         engine,
+        degraded,
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -59,10 +63,24 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     // The engine first: a dead, stalled or replaying engine means alarms are stored but
     // reach no console.
     let mut problems = s.engine.health().problems();
-    if let Err(e) = s.store.ping().await {
-        problems.push(format!("database: {e}"));
+    let degraded = *s.degraded.borrow();
+    if let Some(line) = degraded_line(&degraded, time::OffsetDateTime::now_utc()) {
+        problems.push(line);
     }
-    match s.store.link_states().await {
+    // Each database question bounded, so readiness answers while the database is away.
+    let bound = std::time::Duration::from_secs(1);
+    match tokio::time::timeout(bound, s.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("database: {e}")),
+        Err(_) => problems.push("database: no answer within 1 s".to_owned()),
+    }
+    match tokio::time::timeout(bound, s.store.link_states())
+        .await
+        .unwrap_or_else(|_| {
+            Err(warden_store::StoreError::ConnectionLost(
+                "no answer within 1 s",
+            ))
+        }) {
         Ok(states) => {
             for link in &s.links {
                 match states.iter().find(|l| &l.id == link) {
@@ -82,4 +100,19 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             format!("not ready:\n{}\n", problems.join("\n")),
         )
     }
+}
+
+/// The `/readyz` line for degraded mode: since when, how deep and how old the spool is.
+pub fn degraded_line(d: &DegradedState, now: time::OffsetDateTime) -> Option<String> {
+    let since = d.since?;
+    let age = d
+        .depth
+        .oldest
+        .map_or(0, |t| (now - t).whole_seconds().max(0));
+    Some(format!(
+        "degraded: database unavailable since {since}; spool holds {} records ({} bytes, {:.0}% of its bound), oldest {age} s",
+        d.depth.records,
+        d.depth.bytes,
+        d.fill() * 100.0
+    ))
 }

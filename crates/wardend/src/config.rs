@@ -47,6 +47,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub writer: WriterSection,
+    /// The local spool that keeps signals durable while Postgres is unavailable.
+    pub spool: SpoolSection,
     pub admin: AdminConfig,
     pub console: ConsoleSection,
     /// Escalation of unanswered incidents to people on call.
@@ -103,6 +105,35 @@ pub struct WriterSection {
     /// is a new signal. Longer than any outage after which a broker may still redeliver.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+}
+
+/// Degraded mode: while Postgres is unreachable, or a commit takes longer than `after`,
+/// signals are fsynced to a local spool and acknowledged from there, then drained into
+/// Postgres in order, exactly once, when it answers again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Off: during an outage nothing is acknowledged (senders hold and retry).
+    pub enabled: bool,
+    /// The spool's directory; default `<data_dir>/spool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Bound on the spool's size in bytes (alerts at 50, 80 and 95 %); when full, senders
+    /// are no longer acknowledged and retry.
+    pub max_bytes: u64,
+    /// A commit not finished after this long is abandoned and its records spooled: inside
+    /// the shortest sender window (a Sur-Gard receiver waits 4 s).
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// While degraded, how often Postgres is tried again.
+    #[serde(with = "humantime_serde")]
+    pub probe_every: Duration,
+}
+
+impl SpoolSection {
+    pub fn dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("spool"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +216,13 @@ impl Default for Config {
                 max_wait: Duration::from_millis(2),
                 queue_capacity: 20_000,
                 dedupe_window: Duration::from_hours(24),
+            },
+            spool: SpoolSection {
+                enabled: true,
+                dir: None,
+                max_bytes: 1 << 30,
+                after: Duration::from_millis(1500),
+                probe_every: Duration::from_secs(1),
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
@@ -289,6 +327,28 @@ impl Config {
         }
         if self.writer.queue_capacity < self.writer.max_batch {
             errors.push("writer.queue_capacity: must be at least writer.max_batch".into());
+        }
+        if self.spool.max_bytes < 1 << 20 {
+            errors.push(format!(
+                "spool.max_bytes: {} is below 1 MiB (1048576)",
+                self.spool.max_bytes
+            ));
+        }
+        if self.spool.after < Duration::from_millis(100)
+            || self.spool.after > Duration::from_secs(3)
+        {
+            errors.push(format!(
+                "spool.after: {:?} is not within 100ms..=3s (a receiver waits 4 s for its ACK)",
+                self.spool.after
+            ));
+        }
+        if self.spool.probe_every < Duration::from_millis(100)
+            || self.spool.probe_every > Duration::from_mins(1)
+        {
+            errors.push(format!(
+                "spool.probe_every: {:?} is not within 100ms..=1m",
+                self.spool.probe_every
+            ));
         }
         if self.writer.max_wait > Duration::from_millis(100) {
             errors.push("writer.max_wait: more than 100ms would delay every ACK".into());

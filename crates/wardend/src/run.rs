@@ -102,8 +102,22 @@ pub async fn run(
         .context("loading devices")?;
     tracing::info!(devices = devices.len(), "device cache loaded");
 
+    let spool = if cfg.spool.enabled {
+        let dir = cfg.spool.dir(&cfg.data_dir);
+        let opened = warden_store::Spool::open(&dir, cfg.spool.max_bytes)
+            .with_context(|| format!("opening the spool in {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), records = opened.depth().records, max_bytes = cfg.spool.max_bytes, "local spool ready");
+        Some(warden_store::SpoolSettings {
+            after: cfg.spool.after,
+            probe_every: cfg.spool.probe_every,
+            ..warden_store::SpoolSettings::new(opened)
+        })
+    } else {
+        tracing::warn!("spool disabled: while postgres is unavailable no signal is acknowledged");
+        None
+    };
     let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = warden_store::spawn_writer(
+    let (writer, writer_task) = warden_store::spawn_writer_spooled(
         store.clone(),
         WriterConfig {
             max_batch: cfg.writer.max_batch,
@@ -112,8 +126,10 @@ pub async fn run(
             dedupe_window: cfg.writer.dedupe_window,
             ..WriterConfig::default()
         },
+        spool,
         writer_stop.clone(),
     );
+    let degraded = writer.watch_degraded();
     let engine_stop = CancellationToken::new();
     let (engine, engine_task) = warden_engine::spawn(
         store.clone(),
@@ -152,6 +168,21 @@ pub async fn run(
         None
     };
     let engine_health = engine.clone();
+    // What the spool's drain stored was acknowledged from the spool and offered to nobody:
+    // the engine triages it as soon as it is committed.
+    {
+        let (mut degraded, engine) = (degraded.clone(), engine.clone());
+        tokio::spawn(async move {
+            let mut seen = degraded.borrow().drained;
+            while degraded.changed().await.is_ok() {
+                let drained = degraded.borrow().drained;
+                if drained != seen {
+                    seen = drained;
+                    engine.catch_up();
+                }
+            }
+        });
+    }
     let ingest = Ingest::new(writer, devices, store.clone(), Some(engine));
     // Unanswered incidents climb their escalation chains (outbox → pages); a pass in
     // progress when it stops is either committed or rolled back whole.
@@ -231,6 +262,7 @@ pub async fn run(
         metrics,
         links,
         engine_health,
+        degraded.clone(),
         admin_stop.clone(),
     )
     .await?;

@@ -970,6 +970,6 @@ async fn a_postgres_outage_is_ridden_out_on_the_spool_through_kills_in_the_outag
             "0"
         );
     });
-    assert_eq!(warden.metric("warden_degraded"), 0.0, "direct again");
+    assert!(warden.metric("warden_degraded") < 0.5, "direct again");
     assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
 }

@@ -436,12 +436,14 @@ impl Ingest {
         match stored {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::error!(link = link_id, error = %e, "could not update link state")
+                tracing::error!(link = link_id, error = %e, "could not update link state");
             }
-            Err(_) => tracing::error!(
-                link = link_id,
-                "could not update link state: database did not answer within 1 s"
-            ),
+            Err(_) => {
+                tracing::error!(
+                    link = link_id,
+                    "could not update link state: database did not answer within 1 s"
+                );
+            }
         }
         if !evidence {
             return;

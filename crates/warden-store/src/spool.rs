@@ -445,15 +445,14 @@ impl Spool {
         }
         let n = self.segments.back().copied().unwrap_or(1);
         let path = self.dir.join(segment_name(n));
-        let file = match &mut self.append {
-            Some(f) => f,
-            None => {
-                let f = OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(io_at(&path))?;
-                self.append.insert(f)
-            }
+        let file = if let Some(f) = &mut self.append {
+            f
+        } else {
+            let f = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_at(&path))?;
+            self.append.insert(f)
         };
         let mut end = self.sizes.back().copied().unwrap_or(0);
         let mut all = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -496,7 +495,7 @@ impl Spool {
     /// Marks the oldest `n` records as drained (committed in Postgres): the head moves past
     /// them durably and wholly drained segments are deleted.
     pub fn advance(&mut self, n: usize) -> Result<(), SpoolError> {
-        let Some(&(_, head)) = self.pending.iter().take(n).last() else {
+        let Some(&(_, head)) = self.pending.iter().take(n).next_back() else {
             return Ok(());
         };
         self.pending.drain(..n.min(self.pending.len()));
@@ -600,13 +599,13 @@ fn write_head(dir: &Path, (seg, off): (u64, u64)) -> Result<(), SpoolError> {
 #[cfg(test)]
 fn last_segment(dir: &Path) -> PathBuf {
     let mut names: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
+        .expect("test setup")
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
     names.sort();
-    names.pop().unwrap()
+    names.pop().expect("test setup")
 }
 
 #[cfg(test)]
@@ -621,11 +620,11 @@ mod tests {
             account: Some(format!("{i:04}")),
             device_id: Some(i64::from(i)),
             kind: "event".to_owned(),
-            raw: vec![0, 1, 2, 0xff, u8::try_from(i % 256).unwrap()],
+            raw: vec![0, 1, 2, 0xff, u8::try_from(i % 256).expect("test setup")],
             decoded: serde_json::json!({"v": 2, "i": i}),
             received_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000)
-                .unwrap(),
-            dedupe_key: (i % 2 == 0).then(|| format!("k{i}")),
+                .expect("test setup"),
+            dedupe_key: i.is_multiple_of(2).then(|| format!("k{i}")),
         })
     }
 
@@ -647,45 +646,45 @@ mod tests {
 
     #[test]
     fn records_come_back_in_order_after_reopen() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let now = OffsetDateTime::now_utc();
         let written: Vec<Record> = (0..10).map(signal).chain([quarantine()]).collect();
         {
-            let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+            let mut s = Spool::open(dir.path(), 1 << 20).expect("test setup");
             let refs: Vec<&Record> = written.iter().collect();
-            s.append(&refs[..4], now).unwrap();
-            s.append(&refs[4..], now).unwrap();
+            s.append(&refs[..4], now).expect("test setup");
+            s.append(&refs[4..], now).expect("test setup");
             assert_eq!(s.depth().records, 11);
         }
-        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).expect("test setup");
         assert_eq!(records(&s), written);
         assert_eq!(s.depth().oldest, Some(now));
     }
 
     #[test]
     fn drained_records_are_not_read_back_and_empty_spool_restarts() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let now = OffsetDateTime::now_utc();
         let written: Vec<Record> = (0..6).map(signal).collect();
         let refs: Vec<&Record> = written.iter().collect();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
-        s.append(&refs, now).unwrap();
-        s.advance(4).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).expect("test setup");
+        s.append(&refs, now).expect("test setup");
+        s.advance(4).expect("test setup");
         drop(s);
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).expect("test setup");
         assert_eq!(records(&s), written[4..]);
-        s.advance(2).unwrap();
+        s.advance(2).expect("test setup");
         assert!(s.is_empty());
         assert_eq!(s.depth().bytes, 0);
         drop(s);
-        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).expect("test setup");
         assert!(s.is_empty());
         assert_eq!(
             fs::read_dir(dir.path())
-                .unwrap()
+                .expect("test setup")
                 .filter(|e| e
                     .as_ref()
-                    .unwrap()
+                    .expect("test setup")
                     .path()
                     .extension()
                     .is_some_and(|x| x == "seg"))
@@ -696,80 +695,84 @@ mod tests {
 
     #[test]
     fn a_torn_append_at_the_end_is_cut_and_later_appends_read_back() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let now = OffsetDateTime::now_utc();
         let a = signal(1);
         let b = signal(2);
         {
-            let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
-            s.append(&[&a], now).unwrap();
+            let mut s = Spool::open(dir.path(), 1 << 20).expect("test setup");
+            s.append(&[&a], now).expect("test setup");
         }
         // A crash inside an append: half a record at the end.
         let seg = last_segment(dir.path());
         let half = frame(&b, now);
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(&half[..half.len() / 2]).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .expect("test setup");
+        f.write_all(&half[..half.len() / 2]).expect("test setup");
         drop(f);
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).expect("test setup");
         assert_eq!(records(&s), vec![a.clone()]);
         assert_eq!(s.corrupt, 0);
-        s.append(&[&b], now).unwrap();
+        s.append(&[&b], now).expect("test setup");
         drop(s);
-        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).expect("test setup");
         assert_eq!(records(&s), vec![a, b]);
     }
 
     #[test]
     fn a_flipped_bit_is_corruption_kept_aside() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let now = OffsetDateTime::now_utc();
         let written: Vec<Record> = (0..3).map(signal).collect();
         {
-            let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
-            s.append(&written.iter().collect::<Vec<_>>(), now).unwrap();
+            let mut s = Spool::open(dir.path(), 1 << 20).expect("test setup");
+            s.append(&written.iter().collect::<Vec<_>>(), now)
+                .expect("test setup");
         }
         let seg = last_segment(dir.path());
-        let mut bytes = fs::read(&seg).unwrap();
+        let mut bytes = fs::read(&seg).expect("test setup");
         let second = frame(&written[0], now).len();
         bytes[second + 20] ^= 0x10;
-        fs::write(&seg, &bytes).unwrap();
-        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        fs::write(&seg, &bytes).expect("test setup");
+        let s = Spool::open(dir.path(), 1 << 20).expect("test setup");
         assert_eq!(records(&s), written[..1]);
         assert_eq!(s.corrupt, 1);
         let aside: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
+            .expect("test setup")
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().ends_with(".corrupt"))
             .collect();
         assert_eq!(aside.len(), 1);
         assert_eq!(
-            fs::read(aside[0].path()).unwrap().len(),
+            fs::read(aside[0].path()).expect("test setup").len(),
             bytes.len() - second
         );
     }
 
     #[test]
     fn full_spool_refuses_whole_appends() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let now = OffsetDateTime::now_utc();
         let one = frame(&signal(1), now).len() as u64;
-        let mut s = Spool::open(dir.path(), one * 2 + one / 2).unwrap();
+        let mut s = Spool::open(dir.path(), one * 2 + one / 2).expect("test setup");
         let r: Vec<Record> = (0..3).map(signal).collect();
-        s.append(&[&r[0], &r[1]], now).unwrap();
+        s.append(&[&r[0], &r[1]], now).expect("test setup");
         assert!(matches!(
             s.append(&[&r[2]], now),
             Err(SpoolError::Full { .. })
         ));
         assert_eq!(s.depth().records, 2);
-        s.advance(2).unwrap();
-        s.append(&[&r[2]], now).unwrap();
+        s.advance(2).expect("test setup");
+        s.append(&[&r[2]], now).expect("test setup");
     }
 
     #[test]
     fn records_span_segments() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let now = OffsetDateTime::now_utc();
-        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 30).expect("test setup");
         // Large raw bytes so a few records fill a segment.
         let big: Vec<Record> = (0..6)
             .map(|i| {
@@ -781,14 +784,14 @@ mod tests {
             })
             .collect();
         for r in &big {
-            s.append(&[r], now).unwrap();
+            s.append(&[r], now).expect("test setup");
         }
         assert!(s.segments.len() > 1, "{:?}", s.segments);
-        s.advance(3).unwrap();
+        s.advance(3).expect("test setup");
         drop(s);
-        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 30).expect("test setup");
         assert_eq!(records(&s), big[3..]);
-        s.advance(3).unwrap();
+        s.advance(3).expect("test setup");
         assert!(s.is_empty());
     }
 

@@ -140,7 +140,10 @@ async fn an_outage_is_spooled_survives_a_kill_and_drains_exactly_once() {
 
     // Exactly once: every signal before, during and after, minus the two redeliveries.
     let signals = count(&pg, "SELECT count(*) FROM signals");
-    assert_eq!(signals, (before.len() + 120 + later.len()) as i64);
+    assert_eq!(
+        signals,
+        i64::try_from(before.len() + 120 + later.len()).expect("small")
+    );
     assert_eq!(count(&pg, "SELECT count(*) FROM quarantine"), 1);
     assert_eq!(
         count(

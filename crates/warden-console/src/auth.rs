@@ -124,7 +124,20 @@ impl FromRequestParts<Console> for Auth {
             ));
         };
         let hash = token_hash(&token);
-        let Some(s) = c.store().session(&hash, c.cfg().idle_timeout).await? else {
+        let idle = c.cfg().idle_timeout;
+        // While the database is unavailable, a session it confirmed lately is honoured from
+        // memory (nothing waits for a database that is not there).
+        let found = if let Some(s) = c.mirror().session(&hash, idle) {
+            Some(s)
+        } else {
+            let s = c.store().session(&hash, idle).await?;
+            match &s {
+                Some(s) => c.mirror().session_seen(&hash, s),
+                None => c.mirror().session_gone(&hash),
+            }
+            s
+        };
+        let Some(s) = found else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "session_expired",

@@ -3,7 +3,7 @@
 //! every WebSocket. A console that falls behind is told to re-read the queue; neither the
 //! engine nor the other consoles ever wait for it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +15,13 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use warden_engine::{Changes, EngineHandle};
-use warden_store::Store;
+use warden_store::{IncidentRow, Store};
 use warden_telemetry as m;
 
 use crate::Console;
 use crate::auth::{Auth, HANDLERS};
 use crate::error::ApiError;
+use crate::mirror::Mirror;
 use crate::view::IncidentView;
 
 /// Push messages kept for a slow console before it is told to resync.
@@ -32,6 +33,22 @@ fn now_ms() -> i64 {
 
 const RESYNC: &str = r#"{"type":"resync"}"#;
 
+/// A database read on the push path waits at most this long.
+const READ_LIMIT: Duration = Duration::from_secs(1);
+/// How often the mirror's device and user cards are read again (and at once whenever the
+/// device registry changes).
+const CARDS_EVERY: Duration = Duration::from_mins(1);
+
+/// The `degraded` message: since when the database has been unavailable, or `null`.
+fn degraded_message(since: Option<OffsetDateTime>) -> String {
+    serde_json::json!({
+        "type": "degraded",
+        "server_time_ms": now_ms(),
+        "since": since.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+    })
+    .to_string()
+}
+
 /// Runs until `shutdown`: engine changes in, JSON messages out on `push`.
 ///
 /// Whatever has piled up while the last message was being built is merged into one, so the
@@ -42,13 +59,38 @@ pub async fn run(
     store: Store,
     engine: EngineHandle,
     push: broadcast::Sender<Arc<str>>,
+    mirror: Arc<Mirror>,
     shutdown: CancellationToken,
 ) {
     let mut changes = engine.subscribe();
+    tokio::spawn(tracing::Instrument::in_current_span(follow_devices(
+        store.clone(),
+        mirror.clone(),
+        shutdown.clone(),
+    )));
+    let mut degraded = mirror.watch();
+    let mut since = mirror.degraded_since();
+    let mut cards = tokio::time::interval(CARDS_EVERY);
     loop {
         let first: Arc<Changes> = tokio::select! {
             // Cancel-safe: a broadcast `recv` loses nothing when shutdown wins.
             () = shutdown.cancelled() => return,
+            _ = cards.tick() => {
+                refresh_mirror(&store, &mirror).await;
+                continue;
+            }
+            () = degraded_changed(&mut degraded) => {
+                let now = mirror.degraded_since();
+                if now != since {
+                    since = now;
+                    let _ = push.send(Arc::from(degraded_message(since)));
+                    if since.is_none() {
+                        // The database is the record again: every console re-reads it.
+                        let _ = push.send(Arc::from(RESYNC));
+                    }
+                }
+                continue;
+            }
             r = changes.recv() => match r {
                 Ok(c) => c,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -61,11 +103,15 @@ pub async fn run(
         };
         let mut ids: BTreeSet<i64> = first.incidents.iter().copied().collect();
         let mut urgent: Vec<(i64, OffsetDateTime)> = first.offered_life_critical.clone();
+        // Rows of batches published before they were durable (degraded mode), latest wins.
+        let mut uncommitted: HashMap<i64, IncidentRow> = HashMap::new();
+        uncommitted.extend(first.uncommitted.iter().map(|r| (r.id, r.clone())));
         loop {
             match changes.try_recv() {
                 Ok(c) => {
                     ids.extend(c.incidents.iter().copied());
                     urgent.extend(c.offered_life_critical.iter().copied());
+                    uncommitted.extend(c.uncommitted.iter().map(|r| (r.id, r.clone())));
                 }
                 Err(broadcast::error::TryRecvError::Lagged(_)) => {
                     let _ = push.send(Arc::from(RESYNC));
@@ -74,11 +120,14 @@ pub async fn run(
             }
         }
         if push.receiver_count() == 0 {
+            // Nobody to tell now, but the mirror must stay true for the next console.
+            let views: Vec<IncidentView> = uncommitted.values().map(|r| mirror.view(r)).collect();
+            mirror.track(&views);
             continue;
         }
         if !urgent.is_empty() {
             let first: Vec<i64> = urgent.iter().map(|(id, _)| *id).collect();
-            if !send_views(&store, &push, &first, &shutdown).await {
+            if !send_views(&store, &push, &mirror, &first, &uncommitted, &shutdown).await {
                 return;
             }
             let sent = OffsetDateTime::now_utc();
@@ -92,23 +141,115 @@ pub async fn run(
         }
         if !ids.is_empty() {
             let rest: Vec<i64> = ids.into_iter().collect();
-            if !send_views(&store, &push, &rest, &shutdown).await {
+            if !send_views(&store, &push, &mirror, &rest, &uncommitted, &shutdown).await {
                 return;
             }
         }
     }
 }
 
-/// Reads the views of `ids` and pushes them as one message; `false` on shutdown.
+async fn degraded_changed(
+    w: &mut Option<tokio::sync::watch::Receiver<warden_store::DegradedState>>,
+) {
+    match w {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *w = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the device cards again whenever the registry changes, so a unit registered a
+/// minute before an outage is shown with its client during it.
+async fn follow_devices(store: Store, mirror: Arc<Mirror>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        if let Ok(mut listener) = store.device_listener().await {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    n = listener.recv() => {
+                        if n.is_err() {
+                            break;
+                        }
+                        // A burst of changes (a CSV import) is read once: what else is
+                        // notified within 200 ms of the last is taken first.
+                        while let Ok(more) =
+                            tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
+                        {
+                            if more.is_err() {
+                                break;
+                            }
+                        }
+                        refresh_mirror(&store, &mirror).await;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Reads the open queue and the device and user cards into the mirror; a failure (the
+/// database away) keeps what the mirror has.
+async fn refresh_mirror(store: &Store, mirror: &Mirror) {
+    match tokio::time::timeout(Duration::from_secs(10), store.queue_cards()).await {
+        Ok(Ok(cards)) => mirror.load_cards(cards),
+        Ok(Err(e)) => tracing::warn!(error = %e, "console mirror: device cards not read"),
+        Err(_) => tracing::warn!("console mirror: device cards not read within 10 s"),
+    }
+    if mirror.degraded_since().is_none()
+        && let Ok(Ok(rows)) =
+            tokio::time::timeout(Duration::from_secs(10), store.incident_views(None)).await
+    {
+        mirror.learn(&rows);
+        let views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
+        mirror.set_queue(&views);
+    }
+}
+
+/// Reads the views of `ids` and pushes them as one message; `false` on shutdown. Incidents
+/// whose rows came with the change (published before durable: degraded mode) are built
+/// from those rows and the mirror's cards, without asking the database.
 async fn send_views(
     store: &Store,
     push: &broadcast::Sender<Arc<str>>,
+    mirror: &Mirror,
     ids: &[i64],
+    uncommitted: &HashMap<i64, IncidentRow>,
     shutdown: &CancellationToken,
 ) -> bool {
+    let mut views: Vec<IncidentView> = Vec::with_capacity(ids.len());
+    let mut read: Vec<i64> = Vec::new();
+    for id in ids {
+        match uncommitted.get(id) {
+            Some(row) => views.push(mirror.view(row)),
+            None => read.push(*id),
+        }
+    }
     let rows = loop {
-        match store.incident_views(Some(ids)).await {
+        if read.is_empty() {
+            break Vec::new();
+        }
+        let asked = tokio::time::timeout(READ_LIMIT, store.incident_views(Some(&read)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(warden_store::StoreError::ConnectionLost(
+                    "incident views not read within 1 s",
+                ))
+            });
+        match asked {
             Ok(r) => break r,
+            Err(e) if mirror.degraded_since().is_some() => {
+                // Degraded: these were committed before the outage and the mirror already
+                // shows them; waiting here would hold up the alarms arriving meanwhile.
+                tracing::warn!(error = %e, incidents = read.len(), "console hub: database unavailable; pushing from memory only");
+                break Vec::new();
+            }
             Err(e) => {
                 tracing::error!(error = %e, "console hub cannot read incidents; consoles resync");
                 let _ = push.send(Arc::from(RESYNC));
@@ -119,7 +260,9 @@ async fn send_views(
             }
         }
     };
-    let views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
+    mirror.learn(&rows);
+    views.extend(rows.into_iter().map(IncidentView::from));
+    mirror.track(&views);
     let msg = serde_json::json!({
         "type": "incidents",
         "server_time_ms": now_ms(),
@@ -181,8 +324,15 @@ async fn serve(
     let shutdown = c.shutdown();
     metrics::gauge!(m::CONSOLE_CONNECTIONS).increment(1.0);
     let hello = serde_json::json!({ "type": "hello", "server_time_ms": now_ms() }).to_string();
+    let degraded = c
+        .mirror()
+        .degraded_since()
+        .map(|since| degraded_message(Some(since)));
     let mut ping = tokio::time::interval(Duration::from_secs(20));
     let mut ok = socket.send(Message::Text(hello.into())).await.is_ok();
+    if let Some(d) = degraded {
+        ok = ok && socket.send(Message::Text(d.into())).await.is_ok();
+    }
     while ok {
         tokio::select! {
             () = shutdown.cancelled() => break,

@@ -84,6 +84,10 @@ pub struct QueueResponse {
     pub counts: PriorityCounts,
     /// The queue, most urgent first.
     pub incidents: Vec<IncidentView>,
+    /// Set while the database is unavailable (degraded mode): since when. The queue is then
+    /// the console's in-memory mirror, kept from the engine's live changes.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub degraded_since: Option<OffsetDateTime>,
 }
 
 /// SLA timers in seconds since arrival.
@@ -122,14 +126,17 @@ Open (unresolved) incidents, life-critical first then urgent, technical, informa
 )]
 pub async fn queue(State(c): State<Console>, auth: Auth) -> Result<Json<QueueResponse>, ApiError> {
     auth.require(HANDLERS)?;
-    let mut views: Vec<IncidentView> = c
-        .store()
-        .incident_views(None)
-        .await?
-        .into_iter()
-        .map(IncidentView::from)
-        .collect();
-    sort_queue(&mut views);
+    let degraded_since = c.mirror().degraded_since();
+    let views: Vec<IncidentView> = if degraded_since.is_some() {
+        c.mirror().queue()
+    } else {
+        let rows = c.store().incident_views(None).await?;
+        c.mirror().learn(&rows);
+        let mut views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
+        sort_queue(&mut views);
+        c.mirror().set_queue(&views);
+        views
+    };
     let mut counts = PriorityCounts::default();
     for v in &views {
         match v.priority.as_str() {
@@ -152,10 +159,17 @@ pub async fn queue(State(c): State<Console>, auth: Auth) -> Result<Json<QueueRes
         },
         counts,
         incidents: views,
+        degraded_since,
     }))
 }
 
 async fn view(c: &Console, id: i64) -> Result<IncidentView, ApiError> {
+    if c.mirror().degraded_since().is_some()
+        && let Some(v) = c.mirror().queue().into_iter().find(|v| v.id == id)
+    {
+        // The database is unavailable: the mirrored view (the live push brings the rest).
+        return Ok(v);
+    }
     c.store()
         .incident_views(Some(&[id]))
         .await?
@@ -247,7 +261,16 @@ async fn run(
     // log rather than answer "failed" for something that happened.
     let mut a = auth.audit(action, "incident", Some(id.to_string()));
     a.after = Some(serde_json::to_value(&effects).unwrap_or_default());
-    if let Err(e) = c.store().audit(&a).await {
+    if c.mirror().degraded_since().is_some() {
+        // Degraded: the command, with its actor and time, is in the incident's history the
+        // engine commits after the outage; this request line cannot be written meanwhile.
+        tracing::warn!(
+            incident = id,
+            action,
+            user = auth.user.id,
+            "database unavailable: audit line of an incident command not written (the command is in the incident's history)"
+        );
+    } else if let Err(e) = c.store().audit(&a).await {
         tracing::error!(error = %e, incident = id, action, "audit line of a durable incident command not written");
     }
     Ok(effects)

@@ -17,6 +17,7 @@ mod directory;
 pub mod error;
 mod hub;
 mod incidents;
+mod mirror;
 mod ooh;
 pub mod openapi;
 mod pages;
@@ -90,6 +91,9 @@ pub struct ConsoleConfig {
     pub login_attempts_per_minute: u32,
     /// The token the SMS gateway's inbound webhook presents; `None`: replies are refused.
     pub sms_reply_token: Option<SharedToken>,
+    /// The writer's degraded mode (database unavailable), followed so that connected
+    /// consoles go on working from memory and are told; `None`: never degraded.
+    pub degraded: Option<tokio::sync::watch::Receiver<warden_store::DegradedState>>,
 }
 
 /// A shared secret (a webhook token); never printed.
@@ -115,6 +119,7 @@ impl Default for ConsoleConfig {
             login_lock: Duration::from_mins(15),
             login_attempts_per_minute: 20,
             sms_reply_token: None,
+            degraded: None,
         }
     }
 }
@@ -132,6 +137,7 @@ struct Inner {
     cfg: ConsoleConfig,
     push: broadcast::Sender<Arc<str>>,
     limiter: auth::LoginLimiter,
+    mirror: Arc<mirror::Mirror>,
     shutdown: CancellationToken,
 }
 
@@ -144,11 +150,13 @@ impl Console {
         shutdown: CancellationToken,
     ) -> Console {
         let (push, _) = broadcast::channel(hub::PUSH_CAPACITY);
+        let mirror = Arc::new(mirror::Mirror::new(cfg.degraded.clone()));
         tokio::spawn(tracing::Instrument::instrument(
             hub::run(
                 store.clone(),
                 engine.clone(),
                 push.clone(),
+                mirror.clone(),
                 shutdown.clone(),
             ),
             tracing::info_span!("console_push"),
@@ -160,6 +168,7 @@ impl Console {
                 cfg,
                 push,
                 limiter: auth::LoginLimiter::default(),
+                mirror,
                 shutdown,
             }),
         }
@@ -179,6 +188,9 @@ impl Console {
     }
     pub(crate) fn limiter(&self) -> &auth::LoginLimiter {
         &self.inner.limiter
+    }
+    pub(crate) fn mirror(&self) -> &mirror::Mirror {
+        &self.inner.mirror
     }
     pub(crate) fn shutdown(&self) -> CancellationToken {
         self.inner.shutdown.clone()

@@ -1,10 +1,10 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -13,12 +13,15 @@ use warden_core::{
     Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
     Triage, lane_of,
 };
-use warden_store::{EventRow, PendingSignal, Store, TriageBatch};
+use warden_store::{DegradedState, EventRow, IncidentRow, Store, TriageBatch};
 use warden_telemetry as m;
 
-use crate::health::{EngineHealth, EngineState, Health, StoppedOnDrop};
+use crate::health::{EngineHealth, Health, StoppedOnDrop};
 use crate::held::{GROUP_FLUSH_EVERY, Held};
-use crate::persist::{Background, Published, commit, commit_once, row_of};
+use crate::persist::{Background, Published, Stored, commit, commit_once, row_of};
+
+mod degraded;
+mod replay;
 
 /// Tuning of the engine's lanes and batches.
 #[derive(Debug, Clone)]
@@ -83,8 +86,6 @@ pub struct EngineHandle {
     classifier: Arc<Classifier>,
     sla: SlaConfig,
     health: Health,
-    /// Asks the engine to look for committed-but-untriaged signals now ([`EngineHandle::catch_up`]).
-    nudge: Arc<tokio::sync::Notify>,
 }
 
 /// One event of a committed signal on its way through a lane.
@@ -169,13 +170,17 @@ enum Mode {
 }
 
 /// Incidents changed by one committed engine batch, published after COMMIT.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Changes {
     /// Ids of the incidents whose current-state rows changed.
     pub incidents: Vec<i64>,
     /// Life-critical incidents offered in this batch, with the arrival time of their first
     /// signal (for the arrival-to-console latency measure).
     pub offered_life_critical: Vec<(i64, OffsetDateTime)>,
+    /// In degraded mode (the database unavailable), the batch is published before it is
+    /// durable and carries its incidents' rows (without `doc`) here, for consoles that
+    /// cannot read them back; empty for a committed batch.
+    pub uncommitted: Vec<IncidentRow>,
 }
 
 impl EngineHandle {
@@ -210,14 +215,6 @@ impl EngineHandle {
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
-    }
-
-    /// Asks the engine to triage, now, every committed signal nobody handed to it: the
-    /// signals the writer drained from its local spool after a database outage (ingest
-    /// acknowledged them from the spool and could not offer them before they were in
-    /// Postgres). Triaging a signal twice is harmless: the core knows it by id.
-    pub fn catch_up(&self) {
-        self.nudge.notify_one();
     }
 
     /// The engine's liveness now: for `/readyz` and the ops dashboard.
@@ -309,6 +306,20 @@ pub async fn spawn(
     cfg: EngineConfig,
     shutdown: CancellationToken,
 ) -> Result<(EngineHandle, tokio::task::JoinHandle<EngineReport>), warden_store::StoreError> {
+    spawn_watching(store, cfg, None, shutdown).await
+}
+
+/// [`spawn`], following the writer's degraded mode: while the writer spools (Postgres
+/// unavailable), the engine keeps triaging the spooled signals it is offered, publishes each
+/// batch at once with its incidents' rows ([`Changes::uncommitted`]) and keeps it in memory;
+/// once the spool has drained it commits the kept batches in order, then triages whatever
+/// the drain stored that nobody offered (signals spooled by an earlier process).
+pub async fn spawn_watching(
+    store: Store,
+    cfg: EngineConfig,
+    degraded: Option<watch::Receiver<DegradedState>>,
+    shutdown: CancellationToken,
+) -> Result<(EngineHandle, tokio::task::JoinHandle<EngineReport>), warden_store::StoreError> {
     let classifier = Arc::new(Classifier::new(&cfg.core));
     let heard: HashMap<i64, OffsetDateTime> =
         store.supervised_last_heard().await?.into_iter().collect();
@@ -359,7 +370,6 @@ pub async fn spawn(
         classifier,
         sla: cfg.core.sla,
         health: health.clone(),
-        nudge: Arc::new(tokio::sync::Notify::new()),
     };
     let mut engine = Engine {
         core,
@@ -375,7 +385,9 @@ pub async fn spawn(
         background: None,
         health,
         catch_up: false,
-        nudge: handle.nudge.clone(),
+        seen_drained: degraded.as_ref().map_or(0, |d| d.borrow().drained),
+        degraded,
+        deferred: VecDeque::new(),
     };
     let task = tokio::spawn(
         async move {
@@ -405,7 +417,13 @@ struct Engine {
     health: Health,
     /// A commit failed since the last catch-up: look for untriaged signals soon.
     catch_up: bool,
-    nudge: Arc<tokio::sync::Notify>,
+    /// The writer's degraded mode, when it has a spool: while it spools, batches are
+    /// published at once and kept in `deferred`, committed in order once it is direct again.
+    degraded: Option<watch::Receiver<DegradedState>>,
+    deferred: VecDeque<TriageBatch>,
+    /// The writer's count of drained records last seen: a change means signals committed by
+    /// the drain, to be triaged if nobody has.
+    seen_drained: u64,
 }
 
 /// The core's view of a device record.
@@ -423,92 +441,13 @@ pub fn device_info(t: &warden_store::TriageDevice) -> DeviceInfo {
 }
 
 impl Engine {
-    /// Feeds committed-but-untriaged signals back through the core, oldest first: all of
-    /// them on start (`before` is `None`), or those older than `before` during a catch-up.
-    async fn replay(&mut self, shutdown: &CancellationToken, before: Option<OffsetDateTime>) {
-        // A start replays before taking live input; a catch-up that finds nothing is not a
-        // replay (readiness must not flap every minute).
-        if before.is_none() {
-            self.health.set_state(EngineState::Replaying);
-        }
-        self.await_background().await;
-        let since = OffsetDateTime::now_utc() - self.cfg.replay_window;
-        loop {
-            let read = tokio::time::timeout(
-                self.cfg.db_timeout,
-                self.store.untriaged_signals(since, before, 1000),
-            )
-            .await;
-            let pending = match read {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    self.retry_replay_read(&e.to_string(), shutdown).await;
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    self.retry_replay_read("timed out", shutdown).await;
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if pending.is_empty() {
-                self.health.set_state(EngineState::Running);
-                return;
-            }
-            self.health.set_state(EngineState::Replaying);
-            let n = pending.len();
-            let items: Vec<Item> = pending
-                .iter()
-                .flat_map(|p: &PendingSignal| {
-                    let decoded = Decoded::from_stored(&p.kind, &p.decoded);
-                    offered(&CommittedSignal {
-                        id: p.id,
-                        source: p.source,
-                        link: &p.link_id,
-                        account: p.account.as_deref(),
-                        device_id: p.device_id,
-                        decoded: &decoded,
-                        received_at: p.received_at,
-                    })
-                })
-                .map(Item::signal)
-                .collect();
-            self.report.replayed += n as u64;
-            metrics::counter!(m::ENGINE_REPLAYED).increment(n as u64);
-            tracing::info!(signals = n, "replaying signals committed but not triaged");
-            // Flushed at once: a held signal is still "untriaged" in the database, and the
-            // next page of this replay must not read it again.
-            let done = self.process(items, Mode::Replay, shutdown).await;
-            self.await_background().await;
-            if !done {
-                // The page could not be stored; it stays untriaged for the next catch-up
-                // rather than being read again at once.
-                self.catch_up = true;
-                self.health.set_state(EngineState::Running);
-                return;
-            }
-        }
-    }
-
-    async fn retry_replay_read(&self, error: &str, shutdown: &CancellationToken) {
-        tracing::error!(error, "cannot read untriaged signals; retrying");
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-
     async fn run(&mut self, shutdown: CancellationToken) {
         let mut inputs: Vec<Item> = Vec::with_capacity(self.cfg.max_batch);
         let mut next_catch_up = tokio::time::Instant::now() + self.cfg.catch_up_every;
         loop {
             self.lane_depths();
-            if tokio::time::Instant::now() >= next_catch_up {
+            self.settle_degraded(&shutdown).await;
+            if tokio::time::Instant::now() >= next_catch_up && !self.deferring() {
                 // Signals committed but never triaged while running: a triage commit lost
                 // with Postgres (asynchronous commit) or given up, a submit that failed.
                 let before = OffsetDateTime::now_utc() - self.cfg.catch_up_age;
@@ -534,12 +473,8 @@ impl Engine {
                 Some(s) = self.critical.recv() => inputs.push(Item::signal(s)),
                 Some(c) = self.commands.recv() => inputs.push(Item::command(c)),
                 () = sleep_until(deadline) => inputs.push(Item::tick()),
-                () = self.nudge.notified() => {
-                    // Signals were committed that nobody handed to the engine (the drain of
-                    // the local spool after an outage): triage them all now, oldest first.
-                    self.replay(&shutdown, Some(OffsetDateTime::now_utc())).await;
-                    continue;
-                }
+                // The writer went degraded or direct, or drained more: settled at the top.
+                () = degraded::changed(&mut self.degraded) => continue,
                 Some(s) = self.bulk.recv() => inputs.push(Item::signal(s)),
                 else => break,
             }
@@ -583,6 +518,7 @@ impl Engine {
             self.process(Vec::new(), Mode::Final, &shutdown).await;
         }
         self.await_background().await;
+        self.report_deferred_at_stop();
     }
 
     /// Publishes how many inputs wait in each lane.
@@ -776,6 +712,15 @@ impl Engine {
         let published = self.published(&effects, &batch);
         let ids: BTreeSet<i64> = batch.incidents.iter().map(|i| i.id).collect();
         self.report.batches += 1;
+        if self.deferring() && mode != Mode::Final {
+            // Degraded: triage goes on from memory; the batch waits for the spool's drain.
+            self.await_background().await;
+            self.defer(batch, published);
+            for (reply, range) in replies {
+                let _ = reply.send(Ok(effects[range].to_vec()));
+            }
+            return true;
+        }
         if mode == Mode::Bulk {
             // Bulk batches commit in the background, one at a time and in order, so that a
             // life-critical signal arriving meanwhile is committed beside it instead of
@@ -786,11 +731,14 @@ impl Engine {
             let changes = self.changes.clone();
             let shutdown = shutdown.clone();
             let timeout = self.cfg.db_timeout;
+            let degraded = self.degraded.clone();
             let task = tokio::spawn(
                 async move {
-                    let stored = commit(&store, batch, timeout, &shutdown).await;
-                    if stored {
-                        published.publish(&changes);
+                    let stored = commit(&store, batch, timeout, &shutdown, degraded.as_ref()).await;
+                    match &stored {
+                        Stored::Yes => published.publish(&changes),
+                        Stored::Deferred(b) => published.uncommitted(b).publish(&changes),
+                        Stored::GivenUp => {}
                     }
                     stored
                 }
@@ -812,13 +760,32 @@ impl Engine {
             self.await_background().await;
         }
         let stored = if mode == Mode::Final {
-            commit_once(&self.store, &batch, self.cfg.db_timeout)
+            if commit_once(&self.store, &batch, self.cfg.db_timeout)
                 .await
                 .is_ok()
+            {
+                Stored::Yes
+            } else {
+                Stored::GivenUp
+            }
         } else {
-            commit(&self.store, batch, self.cfg.db_timeout, shutdown).await
+            commit(
+                &self.store,
+                batch,
+                self.cfg.db_timeout,
+                shutdown,
+                self.degraded.as_ref(),
+            )
+            .await
         };
-        if !stored {
+        if let Stored::Deferred(batch) = stored {
+            self.defer(batch, published);
+            for (reply, range) in replies {
+                let _ = reply.send(Ok(effects[range].to_vec()));
+            }
+            return true;
+        }
+        if matches!(stored, Stored::GivenUp) {
             self.catch_up = true;
             for (reply, _) in replies {
                 let _ = reply.send(Err(EngineError::Failed(
@@ -839,8 +806,10 @@ impl Engine {
     async fn await_background(&mut self) {
         if let Some(bg) = self.background.take() {
             match bg.task.await {
-                Ok(true) => {}
-                Ok(false) => self.catch_up = true,
+                Ok(Stored::Yes) => {}
+                // Published by the task already; committed in order after the drain.
+                Ok(Stored::Deferred(batch)) => self.deferred.push_back(batch),
+                Ok(Stored::GivenUp) => self.catch_up = true,
                 Err(e) => {
                     self.catch_up = true;
                     tracing::error!(error = %e, "background triage commit task failed");
@@ -874,6 +843,7 @@ impl Engine {
                 .collect(),
             open: open_changed.then(|| self.core.open_incident_count()),
             incidents: batch.incidents.iter().map(|i| i.id).collect(),
+            uncommitted: Vec::new(),
         }
     }
 

@@ -16,6 +16,6 @@ mod persist;
 
 pub use engine::{
     Changes, CommittedSignal, EngineConfig, EngineError, EngineHandle, EngineReport, device_info,
-    spawn,
+    spawn, spawn_watching,
 };
 pub use health::{EngineHealth, EngineState, STALL_AFTER};

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use warden_core::{Effect, Incident, Micros, Priority, Resolution, Subject, Timestamp};
-use warden_store::{IncidentRow, IncidentViewFields, Store, StoreError, TriageBatch};
+use warden_store::{
+    DegradedState, IncidentRow, IncidentViewFields, Store, StoreError, TriageBatch,
+};
 use warden_telemetry as m;
 
 use crate::engine::Changes;
@@ -19,8 +21,25 @@ use crate::engine::Changes;
 #[derive(Debug)]
 pub(crate) struct Background {
     pub(crate) incidents: BTreeSet<i64>,
-    /// `true` once committed; `false` when given up.
-    pub(crate) task: tokio::task::JoinHandle<bool>,
+    pub(crate) task: tokio::task::JoinHandle<Stored>,
+}
+
+/// What became of a batch handed to [`commit`].
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// Committed.
+    Yes,
+    /// Given up (refused even sanitised, or shutdown came first): its signals stay
+    /// untriaged for the catch-up.
+    GivenUp,
+    /// The writer went into degraded mode (Postgres unavailable) while this batch was being
+    /// committed: kept, to be committed in order once the spool has drained.
+    Deferred(TriageBatch),
+}
+
+/// True while the writer spools instead of committing.
+pub(crate) fn writer_degraded(w: Option<&watch::Receiver<DegradedState>>) -> bool {
+    w.is_some_and(|w| w.borrow().since.is_some())
 }
 
 /// What a batch announces once it is durable: metrics, logs and the change feed.
@@ -30,9 +49,26 @@ pub(crate) struct Published {
     pub(crate) late: Vec<Effect>,
     pub(crate) open: Option<usize>,
     pub(crate) incidents: Vec<i64>,
+    /// The rows of a batch published before it is durable (degraded mode), for consoles
+    /// that cannot read them from the database. Empty otherwise.
+    pub(crate) uncommitted: Vec<IncidentRow>,
 }
 
 impl Published {
+    /// The same announcement for a batch published before it is durable: its incidents'
+    /// rows travel with it (without `doc`, which only the rebuild reads).
+    pub(crate) fn uncommitted(mut self, batch: &TriageBatch) -> Self {
+        self.uncommitted = batch
+            .incidents
+            .iter()
+            .map(|r| IncidentRow {
+                doc: serde_json::Value::Null,
+                ..r.clone()
+            })
+            .collect();
+        self
+    }
+
     pub(crate) fn publish(self, changes: &broadcast::Sender<Arc<Changes>>) {
         let committed = OffsetDateTime::now_utc();
         let mut offered_life_critical = Vec::new();
@@ -61,6 +97,7 @@ impl Published {
             let _ = changes.send(Arc::new(Changes {
                 incidents: self.incidents,
                 offered_life_critical,
+                uncommitted: self.uncommitted,
             }));
         }
     }
@@ -71,21 +108,23 @@ impl Published {
 /// depend on this one, and every attempt is logged and counted, and a batch in progress
 /// that long turns `/readyz` red ("stalled"). A batch Postgres refuses for its data is
 /// retried once with every text made storable, then given up (`false`, logged, counted):
-/// its signals stay untriaged and the catch-up offers them again. `false` also when
-/// shutdown came first.
+/// its signals stay untriaged and the catch-up offers them again. Given up also when
+/// shutdown came first. Once the writer is in degraded mode (`degraded`), a batch that
+/// failed is handed back ([`Stored::Deferred`]) instead of retried.
 pub(crate) async fn commit(
     store: &Store,
     mut batch: TriageBatch,
     timeout: Duration,
     shutdown: &CancellationToken,
-) -> bool {
+    degraded: Option<&watch::Receiver<DegradedState>>,
+) -> Stored {
     let mut delay = Duration::from_millis(100);
     let mut sanitized = false;
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
         let reason = match commit_once(store, &batch, timeout).await {
-            Ok(()) => return true,
+            Ok(()) => return Stored::Yes,
             Err(CommitFailure::Refused(e)) if !sanitized => {
                 // Postgres refused the data (a NUL in an operator's note, say): retry at once
                 // with every text made storable before giving the batch up.
@@ -97,7 +136,7 @@ pub(crate) async fn commit(
             Err(CommitFailure::Refused(e)) => {
                 metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => "refused").increment(1);
                 tracing::error!(error = %e, "triage batch refused by the database; given up, its signals will be offered again");
-                return false;
+                return Stored::GivenUp;
             }
             Err(CommitFailure::Timeout) => {
                 tracing::error!(attempt, ?timeout, retry_in = ?delay, "triage batch commit timed out; retrying");
@@ -109,9 +148,25 @@ pub(crate) async fn commit(
             }
         };
         metrics::counter!(m::ENGINE_BATCH_FAILURES, "reason" => reason).increment(1);
+        if writer_degraded(degraded) {
+            return Stored::Deferred(batch);
+        }
+        let mut watch = degraded.cloned();
         tokio::select! {
-            () = shutdown.cancelled() => return false,
+            () = shutdown.cancelled() => return Stored::GivenUp,
             () = tokio::time::sleep(delay) => {}
+            // The writer going degraded ends the wait: the batch is kept, not retried.
+            () = async {
+                match watch.as_mut() {
+                    Some(w) => {
+                        if w.wait_for(|s| s.since.is_some()).await.is_err() {
+                            // The writer stopped: nothing will change any more.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            } => return Stored::Deferred(batch),
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }

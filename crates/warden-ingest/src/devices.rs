@@ -44,6 +44,8 @@ impl From<warden_store::Device> for CachedDevice {
 struct Inner {
     known: HashMap<String, CachedDevice>,
     unknown: HashMap<String, Instant>,
+    /// `known` holds the whole registry as last read (and every change notified since).
+    complete: bool,
 }
 
 /// Account → device, loaded at start and filled on demand.
@@ -51,6 +53,8 @@ struct Inner {
 pub struct DeviceCache {
     store: Store,
     inner: Arc<RwLock<Inner>>,
+    /// The writer's degraded mode, once known: while it spools, the database is not asked.
+    degraded: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<warden_store::DegradedState>>>,
 }
 
 impl DeviceCache {
@@ -73,6 +77,7 @@ impl DeviceCache {
         let mut inner = self.inner();
         inner.known = known;
         inner.unknown.clear();
+        inner.complete = true;
         Ok(())
     }
 
@@ -82,6 +87,7 @@ impl DeviceCache {
         Self {
             store,
             inner: Arc::new(RwLock::new(Inner::default())),
+            degraded: Arc::default(),
         }
     }
 
@@ -96,6 +102,14 @@ impl DeviceCache {
     /// caller must treat it as "not durable yet" (NAK, or retry before PUBACK), so a
     /// registered unit's alarm is never misattributed because of an outage.
     pub async fn resolve(&self, account: &str) -> Result<Option<CachedDevice>, StoreError> {
+        if self
+            .degraded
+            .get()
+            .is_some_and(|d| d.borrow().since.is_some())
+        {
+            // The database is known to be away: answer from memory at once (see below).
+            return self.offline(account);
+        }
         {
             let inner = self
                 .inner
@@ -119,21 +133,18 @@ impl DeviceCache {
         let found = match asked {
             Ok(found) => found.map(CachedDevice::from),
             Err(e) => {
-                // While the database is away (degraded mode), an account already found
-                // unregistered stays unregistered: its signal is kept and triaged without a
-                // device rather than refused. An account never seen is an error (not
-                // durable: NAK, or no PUBACK), never guessed.
-                let seen_unknown = self
-                    .inner
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .unknown
-                    .contains_key(account);
-                if seen_unknown {
-                    tracing::warn!(account, error = %e, "device lookup failed; the account was unregistered when last asked");
-                    return Ok(None);
-                }
-                return Err(e);
+                // While the database is away, an account the registry did not hold when last
+                // read whole (or when last asked) is taken as unregistered: its signal is kept
+                // and triaged without a device, so an operator sees it, rather than refused
+                // while a receiver gives up on it. Without a whole registry read, the lookup
+                // failing is an error (not durable: NAK, or no PUBACK), never a guess.
+                return match self.offline(account) {
+                    Ok(found) => {
+                        tracing::warn!(account, error = %e, "device lookup failed; answered from the registry as last read");
+                        Ok(found)
+                    }
+                    Err(_) => Err(e),
+                };
             }
         };
         let mut inner = self.inner();
@@ -161,6 +172,7 @@ impl DeviceCache {
         let mut inner = self.inner();
         inner.known.clear();
         inner.unknown.clear();
+        inner.complete = false;
     }
 
     /// Follows registry edits until `shutdown`: each notified account is forgotten at once.
@@ -210,6 +222,31 @@ impl DeviceCache {
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+    }
+
+    /// Follows the writer's degraded mode (set once, after the writer starts): while it
+    /// spools, lookups are answered from memory without waiting for the database.
+    pub fn follow_degraded(&self, rx: tokio::sync::watch::Receiver<warden_store::DegradedState>) {
+        let _ = self.degraded.set(rx);
+    }
+
+    /// The answer without the database: the cached device; unregistered when the registry
+    /// as last read whole did not hold it (or it was found unregistered); an error (not
+    /// durable) when the cache never held the whole registry.
+    fn offline(&self, account: &str) -> Result<Option<CachedDevice>, StoreError> {
+        let inner = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(d) = inner.known.get(account) {
+            return Ok(Some(*d));
+        }
+        if inner.complete || inner.unknown.contains_key(account) {
+            return Ok(None);
+        }
+        Err(StoreError::ConnectionLost(
+            "database unavailable and the device registry was never read whole",
+        ))
     }
 
     /// Number of devices known to the cache.

@@ -181,7 +181,9 @@ impl Ingest {
             other => other?,
         };
         match written {
-            Committed::Stored(id) => {
+            // Spooled: durable in the local spool while Postgres is away; triaged from memory
+            // now (the engine commits its effects after the drain), acknowledged.
+            Committed::Stored(id) | Committed::Spooled(id) => {
                 self.triage(&a, id, device_id).await;
                 Ok(Outcome::Stored {
                     id,
@@ -212,12 +214,6 @@ impl Ingest {
                 })
             }
             Committed::Quarantined(id) => Ok(Outcome::Quarantined { id }),
-            // Durable in the local spool while Postgres is away: acknowledged now, triaged
-            // once the drain has committed it (the writer then asks the engine to catch up).
-            Committed::Spooled(id) => Ok(Outcome::Stored {
-                id,
-                duplicate: false,
-            }),
         }
     }
 
@@ -492,8 +488,10 @@ impl Ingest {
         device_id: Option<i64>,
     ) -> Result<(), WriteError> {
         let json = a.decoded.to_json();
-        // Without a dedupe key the store answers nothing but `Stored`.
-        if let Committed::Stored(id) = self.store_signal(&a, device_id, json).await? {
+        // Without a dedupe key the store answers `Stored`, or `Spooled` in degraded mode.
+        if let Committed::Stored(id) | Committed::Spooled(id) =
+            self.store_signal(&a, device_id, json).await?
+        {
             self.triage(&a, id, device_id).await;
         }
         Ok(())

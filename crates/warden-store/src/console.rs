@@ -241,6 +241,24 @@ pub struct IncidentViewRow {
     pub client_address: Option<String>,
 }
 
+/// A device as a queue entry shows it, with its client.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceCard {
+    pub device_id: i64,
+    pub device_account: Option<String>,
+    pub device_label: Option<String>,
+    pub client_id: Option<i64>,
+    pub client_name: Option<String>,
+    pub client_address: Option<String>,
+}
+
+/// Every device card and every user's display name ([`Store::queue_cards`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCards {
+    pub devices: Vec<DeviceCard>,
+    pub users: Vec<(i64, String)>,
+}
+
 /// One entry of an incident's history.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

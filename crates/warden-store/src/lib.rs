@@ -61,10 +61,10 @@ mod writer;
 
 pub use console::{
     AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, ContactMethod,
-    DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson, DirectoryRota,
+    DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson, DirectoryRota,
     DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow, JobRouting, NewOohJob,
-    OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite, Refused, Removal, Responder,
-    SessionRow, SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
+    OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite, QueueCards, Refused, Removal,
+    Responder, SessionRow, SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

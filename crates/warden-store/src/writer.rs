@@ -437,18 +437,26 @@ impl Writer {
                         "batch refused by postgres, retrying records one by one"
                     );
                     self.commit_one_by_one(batch).await;
-                } else if let Some(unspooled) = self
-                    .spool_instead(&e.to_string(), std::mem::take(batch), acks)
-                    .await
-                {
-                    error!(
-                        records,
-                        error = %e,
-                        "batch commit failed, answering every record with an error"
-                    );
-                    let err = e.to_write_error();
-                    for request in unspooled {
-                        self.reply(request, Err(err.clone()));
+                } else {
+                    // Postgres unreachable or too slow: the spool, when there is one. A
+                    // record Postgres refused for its data is answered `Rejected` (the
+                    // caller stores a stand-in): spooled, it would be refused again later.
+                    let unspooled = if e.data_error().is_none() {
+                        self.spool_instead(&e.to_string(), std::mem::take(batch), acks)
+                            .await
+                    } else {
+                        Some(std::mem::take(batch))
+                    };
+                    if let Some(unspooled) = unspooled {
+                        error!(
+                            records,
+                            error = %e,
+                            "batch commit failed, answering every record with an error"
+                        );
+                        let err = e.to_write_error();
+                        for request in unspooled {
+                            self.reply(request, Err(err.clone()));
+                        }
                     }
                 }
             }

@@ -214,3 +214,25 @@ async fn records_drained_before_a_crash_are_not_stored_again() {
     stop.cancel();
     task.await.expect("writer stopped");
 }
+
+/// A record Postgres refuses for its data is not an outage: it is answered `Rejected` (ingest
+/// then stores a stand-in), never spooled to be refused again at the drain.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refused_record_is_rejected_not_spooled(pool: sqlx::PgPool) {
+    let store = Store::from_pool(pool);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (w, task, stop) = start(&store, dir.path());
+    let mut bad = signal(None);
+    bad.decoded = serde_json::json!({ "zone": "a\u{0}b" });
+    let answer = w.write(Record::Signal(bad)).await;
+    assert!(
+        matches!(answer, Err(warden_store::WriteError::Rejected { .. })),
+        "{answer:?}"
+    );
+    assert_eq!(w.degraded().since, None, "not degraded");
+    assert_eq!(w.degraded().depth.records, 0, "nothing spooled");
+    let fine = w.write(Record::Signal(signal(None))).await;
+    assert!(matches!(fine, Ok(Committed::Stored(_))), "{fine:?}");
+    stop.cancel();
+    task.await.expect("writer stopped");
+}

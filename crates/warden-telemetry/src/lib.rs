@@ -29,6 +29,9 @@ pub const DB_BATCH_SIZE: &str = "warden_db_batch_records";
 pub const DB_COMMIT_ERRORS: &str = "warden_db_commit_errors_total";
 /// Records waiting for the writer.
 pub const WRITER_QUEUE: &str = "warden_writer_queue_records";
+/// Triage batches published but not yet committed (degraded mode: kept until the spool
+/// has drained).
+pub const ENGINE_DEFERRED: &str = "warden_engine_deferred_batches";
 /// 1 while the writer is in degraded mode: Postgres unreachable or slower than the
 /// senders' windows, records made durable in the local spool.
 pub const DEGRADED: &str = "warden_degraded";
@@ -432,6 +435,11 @@ pub fn describe() {
     );
     describe_counter!(DB_COMMIT_ERRORS, "Group-commit transactions that failed");
     describe_gauge!(
+        ENGINE_DEFERRED,
+        Unit::Count,
+        "Triage batches published but not yet committed (degraded mode)"
+    );
+    describe_gauge!(
         DEGRADED,
         "1 while Postgres is unreachable or too slow and records are spooled locally"
     );
@@ -704,6 +712,7 @@ mod tests {
             super::DB_COMMIT_ERRORS,
             super::WRITER_QUEUE,
             super::DEGRADED,
+            super::ENGINE_DEFERRED,
             super::SPOOL_RECORDS,
             super::SPOOL_BYTES,
             super::SPOOL_FILL,

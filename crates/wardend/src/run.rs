@@ -130,13 +130,16 @@ pub async fn run(
         writer_stop.clone(),
     );
     let degraded = writer.watch_degraded();
+    devices.follow_degraded(degraded.clone());
     let engine_stop = CancellationToken::new();
-    let (engine, engine_task) = warden_engine::spawn(
+    // The engine follows the writer's degraded mode: triage from memory while it spools.
+    let (engine, engine_task) = warden_engine::spawn_watching(
         store.clone(),
         warden_engine::EngineConfig {
             core: cfg.triage.clone(),
             ..warden_engine::EngineConfig::default()
         },
+        Some(degraded.clone()),
         engine_stop.clone(),
     )
     .await
@@ -155,6 +158,7 @@ pub async fn run(
                     .escalation
                     .sms_reply_token()
                     .map(warden_console::SharedToken),
+                degraded: Some(degraded.clone()),
                 ..cfg.console.to_console()
             },
             console_stop.clone(),
@@ -168,21 +172,7 @@ pub async fn run(
         None
     };
     let engine_health = engine.clone();
-    // What the spool's drain stored was acknowledged from the spool and offered to nobody:
-    // the engine triages it as soon as it is committed.
-    {
-        let (mut degraded, engine) = (degraded.clone(), engine.clone());
-        tokio::spawn(async move {
-            let mut seen = degraded.borrow().drained;
-            while degraded.changed().await.is_ok() {
-                let drained = degraded.borrow().drained;
-                if drained != seen {
-                    seen = drained;
-                    engine.catch_up();
-                }
-            }
-        });
-    }
+
     let ingest = Ingest::new(writer, devices, store.clone(), Some(engine));
     // Unanswered incidents climb their escalation chains (outbox → pages); a pass in
     // progress when it stops is either committed or rolled back whole.

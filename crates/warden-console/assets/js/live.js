@@ -145,5 +145,29 @@ function onWsMessage(raw) {
     const list = msg.incidents || [];
     onPushedIncidents(list);
   } else if (msg.type === "resync") loadQueue();
+  else if (msg.type === "degraded") {
+    setClock(msg.server_time_ms);
+    showDegraded(msg.since);
+  }
+}
+
+/**
+ * Shows (or, with null, removes) the persistent degraded-mode banner.
+ * @param {string | null | undefined} since RFC 3339 time the database became unavailable
+ */
+export function showDegraded(since) {
+  const el = $("degraded-banner");
+  if (!since) {
+    if (!el.hidden) say("Database available again: the queue is re-read from it.", "success");
+    el.hidden = true;
+    el.textContent = "";
+    return;
+  }
+  const at = new Date(since);
+  const hhmm = Number.isNaN(at.getTime())
+    ? since
+    : at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  el.textContent = `Database unavailable — degraded mode since ${hhmm}. Alarms still arrive and can be claimed and resolved; client records, history and reports need the database and may not open.`;
+  el.hidden = false;
 }
 

@@ -4,7 +4,7 @@
 import { alarmAnnounce, api, busy, failure, say } from "./api.js";
 import { $, clear, fmtAge, h, human, kindLabel, nameOf, outcomeLabel, stateLabel, table } from "./dom.js";
 import { openIncident, renderPanelClient, renderPanelIncident, scheduleDetailRefresh, syncOpenIncident } from "./incident.js";
-import { ws, wsForceReconnect } from "./live.js";
+import { showDegraded, ws, wsForceReconnect } from "./live.js";
 import { alarmSoundTick, sound } from "./sound.js";
 import { PRIORITIES, PRIORITY_LABEL, RESOLVED_KEEP_MS, canQueue, isSupervisor, sameId, state } from "./state.js";
 
@@ -50,6 +50,7 @@ export function loadQueue() {
       /** @type {QueueResponse} */
       const q = await api("GET", "/queue");
       setClock(q.server_time_ms);
+      showDegraded(q.degraded_since);
       if (q.thresholds) state.thresholds = q.thresholds;
       state.counts = Object.assign({ life_critical: 0, urgent: 0, technical: 0, information: 0 }, q.counts || {});
       const fresh = new Map();

@@ -114,6 +114,7 @@
  * @property {{ warn_s: number, overflow_s: number, critical_s: number }} thresholds The life-critical answer-time thresholds, in seconds.
  * @property {{ life_critical: number, urgent: number, technical: number, information: number }} counts Open incidents per priority.
  * @property {Array<IncidentView>} incidents Open incidents: life-critical first, then urgent, technical, information; oldest first within a priority.
+ * @property {string | null} [degraded_since] Set while the database is unavailable (degraded mode): since when. The queue then comes from the console's memory.
  */
 
 /**
@@ -430,8 +431,17 @@
  */
 
 /**
+ * The database became unavailable (`since` set: degraded mode) or is back (`since` null).
+ * Also sent right after `hello` to a console that connects while degraded.
+ * @typedef {object} WsDegraded
+ * @property {"degraded"} type
+ * @property {number} server_time_ms
+ * @property {string | null} since RFC 3339 time the outage began.
+ */
+
+/**
  * A message the server pushes over /api/v1/ws (text frames; the client sends nothing).
- * @typedef {WsHello | WsIncidents | WsResync} WsMessage
+ * @typedef {WsHello | WsIncidents | WsResync | WsDegraded} WsMessage
  */
 
 /**

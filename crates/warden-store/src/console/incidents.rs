@@ -29,6 +29,24 @@ impl Store {
         .await?)
     }
 
+    /// What a queue entry shows of every registered device and of every user who can hold
+    /// an incident, for the console's in-memory mirror (degraded mode).
+    pub async fn queue_cards(&self) -> Result<QueueCards, StoreError> {
+        let devices: Vec<DeviceCard> = sqlx::query_as(
+            "SELECT d.id AS device_id, d.account AS device_account, d.label AS device_label, \
+                    c.id AS client_id, c.name AS client_name, \
+                    NULLIF(concat_ws(', ', NULLIF(c.address, ''), NULLIF(c.postcode, '')), '') \
+                        AS client_address \
+             FROM devices d LEFT JOIN clients c ON c.external_ref = d.client_ref",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let users: Vec<(i64, String)> = sqlx::query_as("SELECT id, display_name FROM users")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(QueueCards { devices, users })
+    }
+
     /// An incident's history, oldest first.
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
         Ok(sqlx::query_as(

@@ -15,6 +15,7 @@
 //! cut short by a crash) is skipped, so a record is stored once however often it is drained.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -99,6 +100,22 @@ pub(super) struct Degraded {
     /// The highest fill threshold (50, 80, 95 %) already logged.
     warned_fill: u8,
     state: watch::Sender<DegradedState>,
+    /// Set by the prober once Postgres answers again; only then does the writer try a drain
+    /// (a try against an absent database would hold new records for `after`).
+    reachable: Arc<AtomicBool>,
+    prober: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Asks Postgres every `every` (each question bounded to a second, off the writer's task)
+/// until it answers, then sets `reachable`.
+async fn probe(store: crate::Store, every: Duration, reachable: Arc<AtomicBool>) {
+    loop {
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
+            reachable.store(true, Ordering::Release);
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -131,9 +148,30 @@ impl Degraded {
             drained: 0,
             warned_fill: 0,
             state,
+            reachable: Arc::new(AtomicBool::new(false)),
+            prober: None,
         };
         d.publish();
         d
+    }
+
+    /// Whether Postgres answered the prober; starts one when none is asking.
+    fn reachable(&mut self, store: &crate::Store) -> bool {
+        if self.reachable.load(Ordering::Acquire) {
+            return true;
+        }
+        if self
+            .prober
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            self.prober = Some(tokio::spawn(probe(
+                store.clone(),
+                self.probe_every,
+                self.reachable.clone(),
+            )));
+        }
+        false
     }
 
     pub(super) fn active(&self) -> bool {
@@ -157,6 +195,7 @@ impl Degraded {
                 "postgres unavailable: degraded mode, records are spooled locally until it is back"
             );
             self.since = Some(now);
+            self.reachable.store(false, Ordering::Release);
             self.next_probe = Instant::now() + self.probe_every;
             self.publish();
         }
@@ -299,6 +338,10 @@ impl Writer {
         if !d.active() || Instant::now() < d.next_probe {
             return;
         }
+        if !d.reachable(&self.store) {
+            d.next_probe = Instant::now() + d.probe_every.min(Duration::from_millis(250));
+            return;
+        }
         let started = Instant::now();
         loop {
             let Some(d) = self.degraded.as_mut() else {
@@ -346,6 +389,7 @@ impl Writer {
                 Err(e) => {
                     d.held_acks = acks;
                     warn!(error = %e, "spool drain: postgres still unavailable");
+                    d.reachable.store(false, Ordering::Release);
                     d.next_probe = Instant::now() + d.probe_every;
                     self.drop_connection();
                     return;

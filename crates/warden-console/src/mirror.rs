@@ -1,0 +1,187 @@
+//! What the console keeps in memory so that connected consoles go on working while the
+//! database is unavailable (the writer's degraded mode): the open queue as last pushed, what
+//! a queue entry shows of each device and its client (address included), users' names, and
+//! the sessions recently seen valid.
+//!
+//! While degraded, the engine publishes its batches before they are durable, with their
+//! incidents' rows; the push builds views from those rows and these cards, `GET /queue`
+//! answers from the mirrored queue (saying since when it is degraded), and a signed-in
+//! operator's session is honoured from memory. Nothing here is ever written back: the
+//! database stays the record, and the mirror is rebuilt from it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use warden_store::{
+    DegradedState, DeviceCard, IncidentRow, IncidentViewRow, QueueCards, SessionRow,
+};
+
+use crate::view::{IncidentView, sort_queue};
+
+/// Sessions remembered for degraded mode, at most.
+const MAX_SESSIONS: usize = 4096;
+
+#[derive(Debug, Default)]
+struct Inner {
+    devices: HashMap<i64, DeviceCard>,
+    users: HashMap<i64, String>,
+    /// Open incidents as last pushed or read, by id.
+    queue: BTreeMap<i64, IncidentView>,
+    /// Sessions by token hash, with when the database last confirmed them.
+    sessions: HashMap<Vec<u8>, (SessionRow, Instant)>,
+}
+
+/// The console's in-memory mirror (see the module documentation).
+#[derive(Debug)]
+pub struct Mirror {
+    inner: RwLock<Inner>,
+    degraded: Option<watch::Receiver<DegradedState>>,
+}
+
+impl Mirror {
+    pub fn new(degraded: Option<watch::Receiver<DegradedState>>) -> Self {
+        Self {
+            inner: RwLock::new(Inner::default()),
+            degraded,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Since when the database has been unavailable, if it is now.
+    pub fn degraded_since(&self) -> Option<OffsetDateTime> {
+        self.degraded.as_ref().and_then(|d| d.borrow().since)
+    }
+
+    /// A receiver of the writer's degraded state, if the console follows one.
+    pub fn watch(&self) -> Option<watch::Receiver<DegradedState>> {
+        self.degraded.clone()
+    }
+
+    /// Replaces the device and user cards (read whole from the database).
+    pub fn load_cards(&self, cards: QueueCards) {
+        let mut inner = self.write();
+        inner.devices = cards
+            .devices
+            .into_iter()
+            .map(|d| (d.device_id, d))
+            .collect();
+        inner.users = cards.users.into_iter().collect();
+    }
+
+    /// Learns what views read from the database say of devices, clients and holders.
+    pub fn learn(&self, rows: &[IncidentViewRow]) {
+        let mut inner = self.write();
+        for r in rows {
+            if let Some(device_id) = r.device_id {
+                inner.devices.insert(
+                    device_id,
+                    DeviceCard {
+                        device_id,
+                        device_account: r.device_account.clone(),
+                        device_label: r.device_label.clone(),
+                        client_id: r.client_id,
+                        client_name: r.client_name.clone(),
+                        client_address: r.client_address.clone(),
+                    },
+                );
+            }
+            if let (Some(id), Some(name)) = (r.fields.holder_id, &r.holder_name) {
+                inner.users.insert(id, name.clone());
+            }
+        }
+    }
+
+    /// The view of an incident row the engine published before it was durable, with the
+    /// device, client and holder as last known.
+    pub fn view(&self, row: &IncidentRow) -> IncidentView {
+        let inner = self.read();
+        let card = row.device_id.and_then(|id| inner.devices.get(&id));
+        IncidentView::from(IncidentViewRow {
+            id: row.id,
+            priority: row.priority.clone(),
+            kind: row.kind.clone(),
+            state: row.state.clone(),
+            raised_at: row.raised_at,
+            claimed_at: row.claimed_at,
+            resolved_at: row.resolved_at,
+            signal_count: row.signal_count,
+            fields: row.view.clone(),
+            holder_name: row
+                .view
+                .holder_id
+                .and_then(|id| inner.users.get(&id).cloned()),
+            device_id: row.device_id,
+            device_account: card.and_then(|c| c.device_account.clone()),
+            device_label: card.and_then(|c| c.device_label.clone()),
+            client_id: card.and_then(|c| c.client_id),
+            client_name: card.and_then(|c| c.client_name.clone()),
+            client_address: card.and_then(|c| c.client_address.clone()),
+        })
+    }
+
+    /// Keeps the queue as the views say: open ones in, resolved ones out.
+    pub fn track(&self, views: &[IncidentView]) {
+        let mut inner = self.write();
+        for v in views {
+            if v.state == "resolved" {
+                inner.queue.remove(&v.id);
+            } else {
+                inner.queue.insert(v.id, v.clone());
+            }
+        }
+    }
+
+    /// Replaces the queue (read whole from the database).
+    pub fn set_queue(&self, views: &[IncidentView]) {
+        let mut inner = self.write();
+        inner.queue = views.iter().map(|v| (v.id, v.clone())).collect();
+    }
+
+    /// The mirrored queue, most urgent first.
+    pub fn queue(&self) -> Vec<IncidentView> {
+        let mut v: Vec<IncidentView> = self.read().queue.values().cloned().collect();
+        sort_queue(&mut v);
+        v
+    }
+
+    /// Remembers a session the database just confirmed.
+    pub fn session_seen(&self, hash: &[u8], s: &SessionRow) {
+        let mut inner = self.write();
+        if inner.sessions.len() >= MAX_SESSIONS && !inner.sessions.contains_key(hash) {
+            let now = Instant::now();
+            inner
+                .sessions
+                .retain(|_, (_, seen)| now.duration_since(*seen) < Duration::from_hours(1));
+            if inner.sessions.len() >= MAX_SESSIONS {
+                inner.sessions.clear();
+            }
+        }
+        inner
+            .sessions
+            .insert(hash.to_vec(), (s.clone(), Instant::now()));
+    }
+
+    /// Forgets a session (signed out, or the database says it has ended).
+    pub fn session_gone(&self, hash: &[u8]) {
+        self.write().sessions.remove(hash);
+    }
+
+    /// While degraded only: a session the database confirmed within `idle` and that has not
+    /// expired.
+    pub fn session(&self, hash: &[u8], idle: Duration) -> Option<SessionRow> {
+        self.degraded_since()?;
+        let inner = self.read();
+        let (s, seen) = inner.sessions.get(hash)?;
+        (seen.elapsed() < idle && s.expires_at > OffsetDateTime::now_utc()).then(|| s.clone())
+    }
+}

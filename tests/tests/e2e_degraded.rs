@@ -225,6 +225,19 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
             "{a} in the mirrored queue: {accounts:?}"
         );
     }
+    // The outage is itself an incident on every console.
+    let outage = queue["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .find(|i| i["kind"] == "self_check")
+        .cloned();
+    assert!(
+        outage.as_ref().is_some_and(|i| i["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("database unavailable"))),
+        "a database self-check incident in the queue: {queue}"
+    );
 
     // An operator claims the alarm while the database is down.
     let t = Instant::now();
@@ -294,6 +307,21 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
     assert_eq!(
         count("SELECT count(*) FROM (SELECT id FROM signals GROUP BY id HAVING count(*) > 1) d"),
         0
+    );
+    // The outage's incident is in the database, closed by the database's return.
+    let closed = warden_tests::wait_until(Duration::from_secs(30), || {
+        count(
+            "SELECT count(*) FROM incidents WHERE kind = 'self_check' AND resolved_at IS NOT NULL \
+             AND summary LIKE '%database unavailable%'",
+        ) == 1
+    });
+    assert!(
+        closed,
+        "the database outage is recorded as an incident and closed: {}",
+        pg.query(
+            "SELECT string_agg(kind || ' ' || state || ' ' || coalesce(summary, ''), '; ') \
+             FROM incidents WHERE kind = 'self_check'"
+        )
     );
     assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
 }

@@ -929,14 +929,36 @@ async fn a_postgres_outage_is_ridden_out_on_the_spool_through_kills_in_the_outag
     );
     assert!(warden.metric("warden_degraded") >= 1.0);
 
-    // SIGKILL in the outage; the spool is all that holds what was acknowledged since.
+    // SIGKILL in the outage; the spool is all that holds what was acknowledged since. The
+    // daemon restarts with Postgres still down and acknowledges from the spool again.
     tokio::task::block_in_place(|| {
         warden.kill9();
-        std::thread::sleep(Duration::from_millis(500));
+        warden.restart();
+    });
+    let (at_restart, restarted) = (rx.stats(), Instant::now());
+    while rx.stats().acked < at_restart.acked + 100 && restarted.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let standby = rx.stats();
+    let ready = warden_tests::http_get(warden.admin, "/readyz").unwrap_or_default();
+    eprintln!(
+        "restarted while postgres is down: {} frames ACKed in {:.1} s; readyz {} {}",
+        standby.acked - at_restart.acked,
+        restarted.elapsed().as_secs_f64(),
+        ready.0,
+        ready.1.trim()
+    );
+    assert!(
+        standby.acked >= at_restart.acked + 100,
+        "a daemon started during the outage acknowledges from the spool: {standby:?}"
+    );
+    assert!(ready.1.contains("degraded"), "{}", ready.1);
+    tokio::task::block_in_place(|| {
         pg.start_server();
         eprintln!("postgres started at {}", since(deadline));
-        warden.restart();
-        // And again while the restarted daemon drains (or just after).
+        // Killed again while it leaves the standby and drains the spool.
+        std::thread::sleep(Duration::from_millis(1500));
         warden.kill9();
         warden.restart();
     });

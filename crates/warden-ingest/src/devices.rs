@@ -20,7 +20,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_UNKNOWN: usize = 10_000;
 
 /// What ingest needs to know of a registered device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedDevice {
     /// `devices.id`.
     pub id: i64,
@@ -55,6 +55,9 @@ pub struct DeviceCache {
     inner: Arc<RwLock<Inner>>,
     /// The writer's degraded mode, once known: while it spools, the database is not asked.
     degraded: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<warden_store::DegradedState>>>,
+    /// Where the registry as last read whole is kept, for a start while the database is
+    /// unavailable.
+    snapshot: Arc<std::sync::OnceLock<std::path::PathBuf>>,
 }
 
 impl DeviceCache {
@@ -74,6 +77,9 @@ impl DeviceCache {
             .into_iter()
             .map(|d| (d.account.clone(), CachedDevice::from(d)))
             .collect();
+        if let Some(path) = self.snapshot.get() {
+            write_snapshot(path, &known);
+        }
         let mut inner = self.inner();
         inner.known = known;
         inner.unknown.clear();
@@ -88,6 +94,7 @@ impl DeviceCache {
             store,
             inner: Arc::new(RwLock::new(Inner::default())),
             degraded: Arc::default(),
+            snapshot: Arc::default(),
         }
     }
 
@@ -198,10 +205,30 @@ impl DeviceCache {
                             n = listener.recv() => match n {
                                 Ok(account) => {
                                     self.forget(&account);
-                                    // Read it again at once, while the database answers, so
-                                    // a unit registered now is known during a later outage.
-                                    if let Err(e) = self.resolve(&account).await {
-                                        tracing::warn!(account, error = %e, "changed device could not be read again; asked at its next signal");
+                                    // The rest of a burst (a CSV import) first, each
+                                    // forgotten at once; then the whole registry is read
+                                    // again, so a unit registered now is known (and in the
+                                    // snapshot) during a later outage.
+                                    let mut lost = false;
+                                    while let Ok(more) = tokio::time::timeout(
+                                        Duration::from_millis(200),
+                                        listener.recv(),
+                                    )
+                                    .await
+                                    {
+                                        if let Ok(account) = more {
+                                            self.forget(&account);
+                                        } else {
+                                            lost = true;
+                                            break;
+                                        }
+                                    }
+                                    if let Err(e) = self.reload().await {
+                                        tracing::warn!(error = %e, "device registry could not be read again; asking per account");
+                                    }
+                                    if lost {
+                                        tracing::warn!("device change listener lost; reconnecting");
+                                        break;
                                     }
                                 }
                                 Err(e) => {
@@ -222,6 +249,43 @@ impl DeviceCache {
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+    }
+
+    /// Keeps the registry, each time it is read whole, in `path` (written atomically), and
+    /// writes it now.
+    pub fn keep_snapshot(&self, path: std::path::PathBuf) {
+        write_snapshot(
+            &path,
+            &self
+                .inner
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .known,
+        );
+        let _ = self.snapshot.set(path);
+    }
+
+    /// A cache holding the registry as last kept by [`DeviceCache::keep_snapshot`], for a
+    /// start while the database is unavailable; empty (every lookup an error) without one.
+    pub fn from_snapshot(store: Store, path: &std::path::Path) -> Self {
+        let cache = Self::empty(store);
+        match std::fs::read(path)
+            .map(|b| serde_json::from_slice::<HashMap<String, CachedDevice>>(&b))
+        {
+            Ok(Ok(known)) => {
+                tracing::warn!(devices = known.len(), path = %path.display(), "device registry read from its last snapshot");
+                let mut inner = cache.inner();
+                inner.known = known;
+                inner.complete = true;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(path = %path.display(), error = %e, "device registry snapshot unreadable; accounts cannot be attributed until the database answers");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "no device registry snapshot; accounts cannot be attributed until the database answers");
+            }
+        }
+        cache
     }
 
     /// Follows the writer's degraded mode (set once, after the writer starts): while it
@@ -260,5 +324,17 @@ impl DeviceCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Writes the registry to `path` atomically (temporary file, rename); a failure is logged.
+fn write_snapshot(path: &std::path::Path, known: &HashMap<String, CachedDevice>) {
+    let tmp = path.with_extension("tmp");
+    let written = serde_json::to_vec(known)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "device registry snapshot not written");
     }
 }

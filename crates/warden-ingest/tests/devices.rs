@@ -110,3 +110,63 @@ async fn following_the_registry_keeps_every_device_known(pool: PgPool) {
     stop.cancel();
     follower.await.expect("follower");
 }
+
+/// A start while the database is unavailable attributes signals from the registry's last
+/// snapshot: a unit registered while the daemon ran (notified, not read whole at start) is
+/// in it, an account it does not hold is unregistered, and without a snapshot a lookup is an
+/// error (not durable), never a guess.
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn the_registry_snapshot_answers_a_start_without_the_database(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    let cache = DeviceCache::load(store.clone()).await.expect("load");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("devices.snapshot.json");
+    cache.keep_snapshot(path.clone());
+    let stop = CancellationToken::new();
+    let follower = tokio::spawn(cache.clone().follow(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .upsert_device(&warden_store::NewDevice::new(
+            "7001",
+            DeviceProtocol::ContactId,
+        ))
+        .await
+        .expect("register");
+    assert!(
+        resolves_to(
+            &cache,
+            "7001",
+            Some(DeviceProtocol::ContactId),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    // The follower reads the registry again after the notice, and keeps it.
+    let kept = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("7001")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        kept.is_ok(),
+        "the snapshot holds the unit registered while running"
+    );
+    stop.cancel();
+    let _ = follower.await;
+
+    // Nothing listens on port 9: every question to this "database" fails.
+    let absent = Store::connect_lazy("postgres://nobody@127.0.0.1:9/none", 1).expect("url");
+    let restarted = DeviceCache::from_snapshot(absent.clone(), &path);
+    let found = restarted.resolve("7001").await.expect("from the snapshot");
+    assert_eq!(found.map(|d| d.protocol), Some(DeviceProtocol::ContactId));
+    assert_eq!(restarted.resolve("9999").await.expect("answered"), None);
+    let blind = DeviceCache::from_snapshot(absent, &dir.path().join("missing.json"));
+    assert!(
+        blind.resolve("7001").await.is_err(),
+        "no snapshot: not a guess"
+    );
+}

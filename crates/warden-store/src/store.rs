@@ -39,6 +39,16 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// A pool that connects only when first used: for a start while the database is
+    /// unavailable (degraded mode), where [`Store::connect`] would fail at once.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy(url)?;
+        Ok(Store { pool })
+    }
+
     /// Wraps an existing pool (e.g. the one `#[sqlx::test]` hands a test).
     pub fn from_pool(pool: PgPool) -> Store {
         Store { pool }

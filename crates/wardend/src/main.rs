@@ -20,6 +20,7 @@ mod demo;
 mod demo_inbox;
 mod embedded_pg;
 mod run;
+mod standby;
 
 use config::Config;
 

@@ -87,6 +87,47 @@ impl warden_notify::SelfCheck for SelfChecks {
     }
 }
 
+/// Raises and restores the `warden:database` self-check as the writer enters and leaves
+/// degraded mode.
+async fn database_check(
+    mut degraded: tokio::sync::watch::Receiver<warden_store::DegradedState>,
+    ingest: Ingest,
+) {
+    let mut was = degraded.borrow().since;
+    if let Some(since) = was {
+        ingest
+            .self_check("database", false, &outage_detail(since))
+            .await;
+    }
+    while degraded.changed().await.is_ok() {
+        let (now, drained) = {
+            let d = degraded.borrow();
+            (d.since, d.drained)
+        };
+        match (was, now) {
+            (None, Some(since)) => {
+                ingest
+                    .self_check("database", false, &outage_detail(since))
+                    .await;
+            }
+            (Some(since), None) => {
+                let detail = format!(
+                    "database available again after an outage from {since}; {drained} spooled records drained since start"
+                );
+                ingest.self_check("database", true, &detail).await;
+            }
+            _ => {}
+        }
+        was = now;
+    }
+}
+
+fn outage_detail(since: time::OffsetDateTime) -> String {
+    format!(
+        "database unavailable since {since}: signals are acknowledged from the local spool and triaged from memory until it returns"
+    )
+}
+
 /// Runs the daemon until `shutdown` fires. `on_ready` is called once everything listens.
 pub async fn run(
     cfg: Config,
@@ -96,10 +137,23 @@ pub async fn run(
     on_ready: impl FnOnce(Endpoints),
 ) -> anyhow::Result<()> {
     warden_telemetry::register_zero(warden_telemetry::INGEST_ZERO);
-    let store = connect(&cfg, &database_url).await?;
+    let store = match connect(&cfg, &database_url).await {
+        Ok(store) => store,
+        // A start in the middle of an outage (a crash, a reboot): acknowledge from the
+        // spool until the database answers, then start as usual.
+        Err(e) if cfg.spool.enabled => {
+            tracing::error!(error = %format!("{e:#}"), "database unavailable at start: signals are acknowledged from the local spool until it answers");
+            match crate::standby::until_database(&cfg, &database_url, &metrics, &shutdown).await? {
+                Some(store) => store,
+                None => return Ok(()),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let devices = DeviceCache::load(store.clone())
         .await
         .context("loading devices")?;
+    devices.keep_snapshot(crate::standby::snapshot_path(&cfg));
     tracing::info!(devices = devices.len(), "device cache loaded");
 
     let spool = if cfg.spool.enabled {
@@ -174,6 +228,10 @@ pub async fn run(
     let engine_health = engine.clone();
 
     let ingest = Ingest::new(writer, devices, store.clone(), Some(engine));
+    // The outage itself is an incident: raised (from memory, on every console) when the
+    // writer goes degraded, restored when the spool has drained; committed with the rest
+    // after the drain, so a route naming `self_check` pages the ops rota then.
+    tokio::spawn(database_check(degraded.clone(), ingest.clone()));
     // Unanswered incidents climb their escalation chains (outbox → pages); a pass in
     // progress when it stops is either committed or rolled back whole.
     let escalator_stop = CancellationToken::new();
@@ -187,63 +245,7 @@ pub async fn run(
 
     let sources = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    let mut links = Vec::new();
-    // Each link task runs under a supervisor that records and restarts a failed task.
-    for s in cfg.serial.clone() {
-        links.push(s.link_id());
-        warden_telemetry::register_link_zero(&s.link_id());
-        let span = tracing::info_span!("serial", link = %s.link_id());
-        let (ingest2, stop) = (ingest.clone(), sources.clone());
-        tasks.spawn(
-            supervise(s.link_id(), ingest.clone(), sources.clone(), move || {
-                warden_ingest::serial::run(s.clone(), ingest2.clone(), stop.clone())
-            })
-            .instrument(span),
-        );
-    }
-    if let Some(mut m) = cfg.mqtt.clone() {
-        if m.client_id.is_empty() {
-            m.client_id =
-                warden_ingest::mqtt::persisted_client_id(&cfg.data_dir).with_context(|| {
-                    format!(
-                        "keeping the generated mqtt client id in {}",
-                        cfg.data_dir.display()
-                    )
-                })?;
-        }
-        tracing::info!(client_id = %m.client_id, user = ?m.username, tls = m.tls_ca_file.is_some(), "mqtt ingest configured");
-        links.push(m.link_id());
-        warden_telemetry::register_link_zero(&m.link_id());
-        let span = tracing::info_span!("mqtt", link = %m.link_id());
-        let (ingest2, stop) = (ingest.clone(), sources.clone());
-        tasks.spawn(
-            supervise(m.link_id(), ingest.clone(), sources.clone(), move || {
-                warden_ingest::mqtt::run(m.clone(), ingest2.clone(), stop.clone())
-            })
-            .instrument(span),
-        );
-    }
-    let mut dc09_addrs = (None, None);
-    if let Some(d) = cfg.dc09.clone() {
-        let listeners = warden_ingest::dc09::Listeners::bind(&d)
-            .await
-            .context("binding the DC-09 receiver (dc09.tcp / dc09.udp)")?;
-        dc09_addrs = listeners.addresses();
-        tasks.spawn(warden_ingest::dc09::run(
-            d,
-            listeners,
-            ingest.clone(),
-            sources.clone(),
-        ));
-    }
-    // The account cache forgets a device the moment the registry changes it.
-    tasks.spawn(
-        ingest
-            .devices
-            .clone()
-            .follow(sources.clone())
-            .instrument(tracing::info_span!("device_cache")),
-    );
+    let (links, dc09_addrs) = spawn_sources(&cfg, &ingest, &sources, &mut tasks).await?;
 
     let admin_stop = CancellationToken::new();
     let (admin_addr, admin) = crate::admin::bind(
@@ -312,4 +314,73 @@ pub async fn run(
     let _ = admin_task.await;
     tracing::info!(clean = drained, "wardend stopped");
     Ok(())
+}
+
+/// Starts every configured source (serial ports, MQTT, the DC-09 receiver) and the device
+/// cache's follower in `tasks`, stopped by `sources`; the link ids for readiness and the
+/// DC-09 addresses.
+pub async fn spawn_sources(
+    cfg: &Config,
+    ingest: &Ingest,
+    sources: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<(Vec<String>, (Option<SocketAddr>, Option<SocketAddr>))> {
+    let mut links = Vec::new();
+    // Each link task runs under a supervisor that records and restarts a failed task.
+    for s in cfg.serial.clone() {
+        links.push(s.link_id());
+        warden_telemetry::register_link_zero(&s.link_id());
+        let span = tracing::info_span!("serial", link = %s.link_id());
+        let (ingest2, stop) = (ingest.clone(), sources.clone());
+        tasks.spawn(
+            supervise(s.link_id(), ingest.clone(), sources.clone(), move || {
+                warden_ingest::serial::run(s.clone(), ingest2.clone(), stop.clone())
+            })
+            .instrument(span),
+        );
+    }
+    if let Some(mut m) = cfg.mqtt.clone() {
+        if m.client_id.is_empty() {
+            m.client_id =
+                warden_ingest::mqtt::persisted_client_id(&cfg.data_dir).with_context(|| {
+                    format!(
+                        "keeping the generated mqtt client id in {}",
+                        cfg.data_dir.display()
+                    )
+                })?;
+        }
+        tracing::info!(client_id = %m.client_id, user = ?m.username, tls = m.tls_ca_file.is_some(), "mqtt ingest configured");
+        links.push(m.link_id());
+        warden_telemetry::register_link_zero(&m.link_id());
+        let span = tracing::info_span!("mqtt", link = %m.link_id());
+        let (ingest2, stop) = (ingest.clone(), sources.clone());
+        tasks.spawn(
+            supervise(m.link_id(), ingest.clone(), sources.clone(), move || {
+                warden_ingest::mqtt::run(m.clone(), ingest2.clone(), stop.clone())
+            })
+            .instrument(span),
+        );
+    }
+    let mut dc09_addrs = (None, None);
+    if let Some(d) = cfg.dc09.clone() {
+        let listeners = warden_ingest::dc09::Listeners::bind(&d)
+            .await
+            .context("binding the DC-09 receiver (dc09.tcp / dc09.udp)")?;
+        dc09_addrs = listeners.addresses();
+        tasks.spawn(warden_ingest::dc09::run(
+            d,
+            listeners,
+            ingest.clone(),
+            sources.clone(),
+        ));
+    }
+    // The account cache forgets a device the moment the registry changes it.
+    tasks.spawn(
+        ingest
+            .devices
+            .clone()
+            .follow(sources.clone())
+            .instrument(tracing::info_span!("device_cache")),
+    );
+    Ok((links, dc09_addrs))
 }

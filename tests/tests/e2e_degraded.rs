@@ -164,6 +164,19 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
         String::from_utf8_lossy(&out.stderr)
     );
     warden.wait_mqtt_up(broker.port);
+    // deg-1 belongs to a client with a key-safe code and a keyholder.
+    let client_id: i64 = pg
+        .query(
+            "INSERT INTO clients (external_ref, name, address, postcode, key_safe) \
+             VALUES ('C-DEG', 'Ada Example', '3 Mill Lane', 'AB1 2CD', '4321') RETURNING id",
+        )
+        .parse()
+        .expect("client id");
+    pg.query(&format!(
+        "INSERT INTO responders (client_id, position, name, phone, is_keyholder) \
+         VALUES ({client_id}, 1, 'Ben Neighbour', '07700 900123', true)"
+    ));
+    pg.query("UPDATE devices SET client_ref = 'C-DEG' WHERE account = 'deg-1'");
     let (cookie, csrf) = login(warden.console, "op1");
     let mut ws = connect(warden.console, &cookie);
     assert!(wait_for(&mut ws, Duration::from_secs(5), |v| v["type"] == "hello").is_some());
@@ -177,6 +190,8 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
         "a press reaches the console while the database is up"
     );
 
+    // The console caches the record of deg-1's client now that its alarm is open.
+    std::thread::sleep(Duration::from_secs(2));
     pg.stop_server();
     // The first press after the stop finds the database gone (the writer notices on that
     // commit, within `spool.after`), the console is told, and the alarm is shown.
@@ -238,6 +253,32 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
             .is_some_and(|s| s.contains("database unavailable"))),
         "a database self-check incident in the queue: {queue}"
     );
+
+    // The open alarm's client record, keyholder and key-safe code, from the console's cache.
+    let (status, _, body) = http(
+        warden.console,
+        "GET",
+        &format!("/api/v1/clients/{client_id}"),
+        &auth,
+        "",
+    );
+    assert_eq!(status, 200, "client record while degraded: {body}");
+    let record: Value = serde_json::from_str(&body).expect("client json");
+    assert_eq!(record["address"], "3 Mill Lane", "{record}");
+    assert_eq!(record["responders"][0]["name"], "Ben Neighbour", "{record}");
+    let (status, _, body) = http(
+        warden.console,
+        "POST",
+        &format!("/api/v1/clients/{client_id}/key-safe/reveal"),
+        &auth,
+        "",
+    );
+    assert_eq!(status, 200, "key-safe while degraded: {body}");
+    assert!(body.contains("4321"), "{body}");
+    // A record not cached says so plainly.
+    let (status, _, body) = http(warden.console, "GET", "/api/v1/clients/999999", &auth, "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("database_unavailable"), "{body}");
 
     // An operator claims the alarm while the database is down.
     let t = Instant::now();
@@ -307,6 +348,20 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
     assert_eq!(
         count("SELECT count(*) FROM (SELECT id FROM signals GROUP BY id HAVING count(*) > 1) d"),
         0
+    );
+    // The reads made during the outage are in the audit trail, with their own times.
+    let audited = warden_tests::wait_until(Duration::from_secs(30), || {
+        count(&format!(
+            "SELECT count(*) FROM audit WHERE object_id = '{client_id}' \
+             AND action IN ('client.view', 'client.key_safe.reveal') \
+             AND at < pg_postmaster_start_time() \
+             AND user_id = (SELECT id FROM users WHERE username = 'op1')"
+        )) == 2
+    });
+    assert!(
+        audited,
+        "reads during the outage audited with their times: {}",
+        pg.query("SELECT string_agg(action || ' ' || at::text, '; ') FROM audit WHERE object_type = 'client'")
     );
     // The outage's incident is in the database, closed by the database's return.
     let closed = warden_tests::wait_until(Duration::from_secs(30), || {

@@ -85,6 +85,7 @@ impl Auth {
             after: None,
             request_id: self.request_id.clone(),
             ip: self.ip.clone(),
+            at: None,
         }
     }
 }
@@ -367,6 +368,7 @@ pub async fn login(
         after: None,
         request_id: None,
         ip: Some(peer.ip().to_string()),
+        at: None,
     };
     if !ok {
         let (failures, locked) = c

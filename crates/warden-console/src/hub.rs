@@ -85,8 +85,10 @@ pub async fn run(
                     since = now;
                     let _ = push.send(Arc::from(degraded_message(since)));
                     if since.is_none() {
-                        // The database is the record again: every console re-reads it.
+                        // The database is the record again: every console re-reads it, and
+                        // what was read meanwhile is written to the audit trail.
                         let _ = push.send(Arc::from(RESYNC));
+                        write_deferred_audits(&store, &mirror).await;
                     }
                 }
                 continue;
@@ -209,7 +211,49 @@ async fn refresh_mirror(store: &Store, mirror: &Mirror) {
         mirror.learn(&rows);
         let views: Vec<IncidentView> = rows.into_iter().map(IncidentView::from).collect();
         mirror.set_queue(&views);
+        let open = mirror.queue_clients();
+        mirror.keep_clients(&open);
+        cache_clients(store, mirror, open.into_iter().collect()).await;
+        write_deferred_audits(store, mirror).await;
     }
+}
+
+/// Caches the records and key-safe codes of `ids` (clients with an open alarm) for degraded
+/// mode; a client that cannot be read is left as it was.
+async fn cache_clients(store: &Store, mirror: &Mirror, ids: Vec<i64>) {
+    for id in ids {
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let doc = crate::records::client_doc(store, id).await.ok()?;
+            let key_safe = store.key_safe_for_mirror(id).await.ok()?;
+            Some((doc, key_safe))
+        })
+        .await;
+        if let Ok(Some((doc, key_safe))) = read {
+            mirror.cache_client(id, doc, key_safe);
+        }
+    }
+}
+
+/// Writes the audit lines kept while the database was unavailable, with their own times;
+/// what cannot be written yet is kept for the next try.
+async fn write_deferred_audits(store: &Store, mirror: &Mirror) {
+    let lines = mirror.take_audits();
+    if lines.is_empty() {
+        return;
+    }
+    let n = lines.len();
+    let mut rest = lines.into_iter();
+    while let Some(a) = rest.next() {
+        if let Err(e) = store.audit(&a).await {
+            tracing::warn!(error = %e, "audit lines kept during the outage not written yet; trying again later");
+            mirror.return_audits(std::iter::once(a).chain(rest).collect());
+            return;
+        }
+    }
+    tracing::info!(
+        lines = n,
+        "audit lines kept during the outage written with their times"
+    );
 }
 
 /// Reads the views of `ids` and pushes them as one message; `false` on shutdown. Incidents
@@ -218,7 +262,7 @@ async fn refresh_mirror(store: &Store, mirror: &Mirror) {
 async fn send_views(
     store: &Store,
     push: &broadcast::Sender<Arc<str>>,
-    mirror: &Mirror,
+    mirror: &Arc<Mirror>,
     ids: &[i64],
     uncommitted: &HashMap<i64, IncidentRow>,
     shutdown: &CancellationToken,
@@ -263,6 +307,17 @@ async fn send_views(
     mirror.learn(&rows);
     views.extend(rows.into_iter().map(IncidentView::from));
     mirror.track(&views);
+    // A new alarm's client is cached at once (in the background), for an outage to come.
+    let new: Vec<i64> = views
+        .iter()
+        .filter(|v| v.state != "resolved")
+        .filter_map(|v| v.client.as_ref().map(|c| c.id))
+        .filter(|id| !mirror.has_client(*id))
+        .collect();
+    if !new.is_empty() && mirror.degraded_since().is_none() {
+        let (store, mirror) = (store.clone(), mirror.clone());
+        tokio::spawn(async move { cache_clients(&store, &mirror, new).await });
+    }
     let msg = serde_json::json!({
         "type": "incidents",
         "server_time_ms": now_ms(),

@@ -262,14 +262,9 @@ async fn run(
     let mut a = auth.audit(action, "incident", Some(id.to_string()));
     a.after = Some(serde_json::to_value(&effects).unwrap_or_default());
     if c.mirror().degraded_since().is_some() {
-        // Degraded: the command, with its actor and time, is in the incident's history the
-        // engine commits after the outage; this request line cannot be written meanwhile.
-        tracing::warn!(
-            incident = id,
-            action,
-            user = auth.user.id,
-            "database unavailable: audit line of an incident command not written (the command is in the incident's history)"
-        );
+        // Degraded: written with its time once the database is back (the command itself is
+        // in the incident's history the engine commits after the drain).
+        c.mirror().defer_audit(a);
     } else if let Err(e) = c.store().audit(&a).await {
         tracing::error!(error = %e, incident = id, action, "audit line of a durable incident command not written");
     }

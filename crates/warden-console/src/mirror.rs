@@ -9,20 +9,24 @@
 //! operator's session is honoured from memory. Nothing here is ever written back: the
 //! database stays the record, and the mirror is rebuilt from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use warden_store::{
-    DegradedState, DeviceCard, IncidentRow, IncidentViewRow, QueueCards, SessionRow,
+    AuditWrite, DegradedState, DeviceCard, IncidentRow, IncidentViewRow, QueueCards, SessionRow,
 };
 
+use crate::records::ClientDoc;
 use crate::view::{IncidentView, sort_queue};
 
 /// Sessions remembered for degraded mode, at most.
 const MAX_SESSIONS: usize = 4096;
+/// Audit lines kept while the database is unavailable, at most (then the oldest go, counted
+/// in the log).
+const MAX_AUDITS: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -32,6 +36,10 @@ struct Inner {
     queue: BTreeMap<i64, IncidentView>,
     /// Sessions by token hash, with when the database last confirmed them.
     sessions: HashMap<Vec<u8>, (SessionRow, Instant)>,
+    /// The records (and key-safe codes) of the clients whose alarms are open.
+    clients: HashMap<i64, (ClientDoc, Option<String>)>,
+    /// Audit lines of reads while the database was unavailable, with their times.
+    audits: Vec<AuditWrite>,
 }
 
 /// The console's in-memory mirror (see the module documentation).
@@ -183,5 +191,60 @@ impl Mirror {
         let inner = self.read();
         let (s, seen) = inner.sessions.get(hash)?;
         (seen.elapsed() < idle && s.expires_at > OffsetDateTime::now_utc()).then(|| s.clone())
+    }
+
+    /// The client ids of the mirrored queue's incidents.
+    pub fn queue_clients(&self) -> HashSet<i64> {
+        self.read()
+            .queue
+            .values()
+            .filter_map(|v| v.client.as_ref().map(|c| c.id))
+            .collect()
+    }
+
+    /// Whether a client's record is cached.
+    pub fn has_client(&self, id: i64) -> bool {
+        self.read().clients.contains_key(&id)
+    }
+
+    /// Caches a client's record and key-safe code.
+    pub fn cache_client(&self, id: i64, doc: ClientDoc, key_safe: Option<String>) {
+        self.write().clients.insert(id, (doc, key_safe));
+    }
+
+    /// Forgets the records of clients that no longer have an open alarm.
+    pub fn keep_clients(&self, ids: &HashSet<i64>) {
+        self.write().clients.retain(|id, _| ids.contains(id));
+    }
+
+    /// A cached client record and key-safe code.
+    pub fn client(&self, id: i64) -> Option<(ClientDoc, Option<String>)> {
+        self.read().clients.get(&id).cloned()
+    }
+
+    /// Keeps an audit line, stamped now, to be written when the database is back.
+    pub fn defer_audit(&self, mut a: AuditWrite) {
+        a.at = Some(OffsetDateTime::now_utc());
+        let mut inner = self.write();
+        if inner.audits.len() >= MAX_AUDITS {
+            tracing::error!(
+                kept = MAX_AUDITS,
+                "audit lines kept during the outage at their bound; the oldest is dropped"
+            );
+            inner.audits.remove(0);
+        }
+        inner.audits.push(a);
+    }
+
+    /// The audit lines kept, to be written (those that fail are given back).
+    pub fn take_audits(&self) -> Vec<AuditWrite> {
+        std::mem::take(&mut self.write().audits)
+    }
+
+    /// Gives back audit lines that could not be written, before any kept since.
+    pub fn return_audits(&self, mut back: Vec<AuditWrite>) {
+        let mut inner = self.write();
+        back.append(&mut inner.audits);
+        inner.audits = back;
     }
 }

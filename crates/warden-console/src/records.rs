@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::Input;
-use warden_store::{ClientRecord, Device, NewDevice, Responder, UserWrite};
+use warden_store::{ClientRecord, Device, NewDevice, Responder, Store, UserWrite};
 
 use crate::Console;
 use crate::auth::{
@@ -39,8 +39,19 @@ pub struct ClientSummary {
     pub area: Option<String>,
 }
 
+/// The answer for a client record asked for while the database is unavailable and not
+/// cached (only the clients of open alarms are).
+fn not_cached() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        "the database is unavailable (degraded mode) and this client's record is not cached: \
+         only the clients of alarms open in the queue are",
+    )
+}
+
 /// A client record with its responders, devices and recent signals.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Client)]
 pub struct ClientDoc {
     #[serde(flatten)]
@@ -99,14 +110,13 @@ pub async fn clients(
     ))
 }
 
-async fn client_doc(c: &Console, id: i64) -> Result<ClientDoc, ApiError> {
-    let Some(rec) = c.store().client(id).await? else {
+pub(crate) async fn client_doc(store: &Store, id: i64) -> Result<ClientDoc, ApiError> {
+    let Some(rec) = store.client(id).await? else {
         return Err(ApiError::not_found(format!("client {id}")));
     };
-    let responders = c.store().responders(id).await?;
-    let devices = c.store().client_devices(&rec.external_ref).await?;
-    let signals = c
-        .store()
+    let responders = store.responders(id).await?;
+    let devices = store.client_devices(&rec.external_ref).await?;
+    let signals = store
         .recent_signals(Some(&rec.external_ref), None, 20)
         .await?;
     Ok(ClientDoc {
@@ -139,10 +149,16 @@ pub async fn client(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ClientDoc>, ApiError> {
     auth.require(RECORD_READERS)?;
-    let doc = client_doc(&c, id).await?;
-    c.store()
-        .audit(&auth.audit("client.view", "client", Some(id.to_string())))
-        .await?;
+    let audit = auth.audit("client.view", "client", Some(id.to_string()));
+    if c.mirror().degraded_since().is_some() {
+        // The database is unavailable: the record as cached for an open alarm, the view
+        // audited once it is back (with its time).
+        let (doc, _) = c.mirror().client(id).ok_or_else(not_cached)?;
+        c.mirror().defer_audit(audit);
+        return Ok(Json(doc));
+    }
+    let doc = client_doc(c.store(), id).await?;
+    c.store().audit(&audit).await?;
     Ok(Json(doc))
 }
 
@@ -169,6 +185,11 @@ pub async fn reveal_key_safe(
 ) -> Result<Json<KeySafe>, ApiError> {
     auth.require(RECORD_READERS)?;
     let audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
+    if c.mirror().degraded_since().is_some() {
+        let (_, key_safe) = c.mirror().client(id).ok_or_else(not_cached)?;
+        c.mirror().defer_audit(audit);
+        return Ok(Json(KeySafe { key_safe }));
+    }
     match c.store().reveal_key_safe(id, audit).await? {
         None => Err(ApiError::not_found(format!("client {id}"))),
         Some(key_safe) => Ok(Json(KeySafe { key_safe })),
@@ -287,7 +308,7 @@ async fn save_client(
         d.client_ref.as_deref() == Some(saved.external_ref.as_str())
     })
     .await;
-    Ok(Json(client_doc(c, saved.id).await?))
+    Ok(Json(client_doc(c.store(), saved.id).await?))
 }
 
 /// Create a client.

@@ -713,8 +713,16 @@ impl Engine {
         let ids: BTreeSet<i64> = batch.incidents.iter().map(|i| i.id).collect();
         self.report.batches += 1;
         if self.deferring() && mode != Mode::Final {
-            // Degraded: triage goes on from memory; the batch waits for the spool's drain.
-            self.await_background().await;
+            // Degraded: triage goes on from memory; the batch waits for the spool's drain
+            // (behind a background batch of the same incidents, which may still be finding
+            // out that the database is gone).
+            if self
+                .background
+                .as_ref()
+                .is_some_and(|bg| !bg.incidents.is_disjoint(&ids))
+            {
+                self.await_background().await;
+            }
             self.defer(batch, published);
             for (reply, range) in replies {
                 let _ = reply.send(Ok(effects[range].to_vec()));

@@ -117,6 +117,9 @@ pub struct AuditWrite {
     pub after: Option<Value>,
     pub request_id: Option<String>,
     pub ip: Option<String>,
+    /// When it happened, when that is not now: a line kept in memory while the database was
+    /// unavailable and written once it is back. `None`: the time of the insert.
+    pub at: Option<OffsetDateTime>,
 }
 
 /// One line of the audit trail as read back.
@@ -471,8 +474,8 @@ async fn insert_audit(
     a: &AuditWrite,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO audit (user_id, action, object_type, object_id, before, after, request_id, ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit (user_id, action, object_type, object_id, before, after, request_id, ip, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, clock_timestamp()))",
     )
     .bind(a.user_id)
     .bind(&a.action)
@@ -482,6 +485,7 @@ async fn insert_audit(
     .bind(&a.after)
     .bind(&a.request_id)
     .bind(&a.ip)
+    .bind(a.at)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -98,6 +98,18 @@ impl Store {
 
     /// The key-safe code of a client, with an audit line saying who saw it, in one
     /// transaction: no reveal without its record.
+    /// A client's key-safe code without an audit line: only for the console's in-memory
+    /// mirror of the clients whose alarms are open (degraded mode), where each reveal to a
+    /// person is audited (late, with its time) when it happens.
+    pub async fn key_safe_for_mirror(&self, client_id: i64) -> Result<Option<String>, StoreError> {
+        let code: Option<Option<String>> =
+            sqlx::query_scalar("SELECT key_safe FROM clients WHERE id = $1")
+                .bind(client_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(code.flatten())
+    }
+
     pub async fn reveal_key_safe(
         &self,
         client_id: i64,

@@ -6,7 +6,8 @@
 //! ```text
 //! commit fails or takes longer than `after` ──▶ degraded: append + fsync ──▶ Spooled
 //!        every `probe_every`: drain a chunk ──(COMMIT)──▶ advance the spool's head
-//!        spool empty ──▶ direct again; the engine is asked to triage what was drained
+//!        spool empty ──▶ direct again (the engine, watching, commits what it kept and
+//!                        triages what the drain stored that nobody triaged)
 //! ```
 //!
 //! While degraded, new records go to the spool even when Postgres is back, behind the ones
@@ -72,8 +73,8 @@ pub struct DegradedState {
     pub depth: SpoolDepth,
     /// The spool's bound in bytes.
     pub max_bytes: u64,
-    /// Signals drained into Postgres since start: a change means committed signals nobody
-    /// offered to the engine.
+    /// Records drained into Postgres since start (a change tells the engine to look for
+    /// signals nobody triaged once the spool is empty).
     pub drained: u64,
 }
 

@@ -34,7 +34,7 @@ struct Inner {
     users: HashMap<i64, String>,
     /// Open incidents as last pushed or read, by id.
     queue: BTreeMap<i64, IncidentView>,
-    /// Sessions by token hash, with when the database last confirmed them.
+    /// Sessions by token hash, with when they were last confirmed by the database or used.
     sessions: HashMap<Vec<u8>, (SessionRow, Instant)>,
     /// The records (and key-safe codes) of the clients whose alarms are open.
     clients: HashMap<i64, (ClientDoc, Option<String>)>,
@@ -184,13 +184,17 @@ impl Mirror {
         self.write().sessions.remove(hash);
     }
 
-    /// While degraded only: a session the database confirmed within `idle` and that has not
-    /// expired.
+    /// While degraded only: a session used (or confirmed by the database) within `idle` and
+    /// not expired; using it counts as activity, as it does in the database.
     pub fn session(&self, hash: &[u8], idle: Duration) -> Option<SessionRow> {
         self.degraded_since()?;
-        let inner = self.read();
-        let (s, seen) = inner.sessions.get(hash)?;
-        (seen.elapsed() < idle && s.expires_at > OffsetDateTime::now_utc()).then(|| s.clone())
+        let mut inner = self.write();
+        let (s, seen) = inner.sessions.get_mut(hash)?;
+        if seen.elapsed() >= idle || s.expires_at <= OffsetDateTime::now_utc() {
+            return None;
+        }
+        *seen = Instant::now();
+        Some(s.clone())
     }
 
     /// The client ids of the mirrored queue's incidents.

@@ -87,6 +87,44 @@ impl warden_notify::SelfCheck for SelfChecks {
     }
 }
 
+/// Starts the group-commit writer as configured, with the local spool when it is enabled
+/// (opened and read back here).
+pub fn spawn_writer(
+    cfg: &Config,
+    store: &Store,
+    stop: &CancellationToken,
+) -> anyhow::Result<(
+    warden_store::WriterHandle,
+    tokio::task::JoinHandle<warden_store::WriterReport>,
+)> {
+    let spool = if cfg.spool.enabled {
+        let dir = cfg.spool.dir(&cfg.data_dir);
+        let opened = warden_store::Spool::open(&dir, cfg.spool.max_bytes)
+            .with_context(|| format!("opening the spool in {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), records = opened.depth().records, max_bytes = cfg.spool.max_bytes, "local spool ready");
+        Some(warden_store::SpoolSettings {
+            after: cfg.spool.after,
+            probe_every: cfg.spool.probe_every,
+            ..warden_store::SpoolSettings::new(opened)
+        })
+    } else {
+        tracing::warn!("spool disabled: while postgres is unavailable no signal is acknowledged");
+        None
+    };
+    Ok(warden_store::spawn_writer_spooled(
+        store.clone(),
+        WriterConfig {
+            max_batch: cfg.writer.max_batch,
+            max_wait: cfg.writer.max_wait,
+            queue_capacity: cfg.writer.queue_capacity,
+            dedupe_window: cfg.writer.dedupe_window,
+            ..WriterConfig::default()
+        },
+        spool,
+        stop.clone(),
+    ))
+}
+
 /// Raises and restores the `warden:database` self-check as the writer enters and leaves
 /// degraded mode.
 async fn database_check(
@@ -156,33 +194,8 @@ pub async fn run(
     devices.keep_snapshot(crate::standby::snapshot_path(&cfg));
     tracing::info!(devices = devices.len(), "device cache loaded");
 
-    let spool = if cfg.spool.enabled {
-        let dir = cfg.spool.dir(&cfg.data_dir);
-        let opened = warden_store::Spool::open(&dir, cfg.spool.max_bytes)
-            .with_context(|| format!("opening the spool in {}", dir.display()))?;
-        tracing::info!(dir = %dir.display(), records = opened.depth().records, max_bytes = cfg.spool.max_bytes, "local spool ready");
-        Some(warden_store::SpoolSettings {
-            after: cfg.spool.after,
-            probe_every: cfg.spool.probe_every,
-            ..warden_store::SpoolSettings::new(opened)
-        })
-    } else {
-        tracing::warn!("spool disabled: while postgres is unavailable no signal is acknowledged");
-        None
-    };
     let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = warden_store::spawn_writer_spooled(
-        store.clone(),
-        WriterConfig {
-            max_batch: cfg.writer.max_batch,
-            max_wait: cfg.writer.max_wait,
-            queue_capacity: cfg.writer.queue_capacity,
-            dedupe_window: cfg.writer.dedupe_window,
-            ..WriterConfig::default()
-        },
-        spool,
-        writer_stop.clone(),
-    );
+    let (writer, writer_task) = spawn_writer(&cfg, &store, &writer_stop)?;
     let degraded = writer.watch_degraded();
     devices.follow_degraded(degraded.clone());
     let engine_stop = CancellationToken::new();

@@ -20,10 +20,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use warden_ingest::{DeviceCache, Ingest};
-use warden_store::{DegradedState, Spool, SpoolSettings, Store, WriterConfig};
+use warden_store::{DegradedState, Store};
 
 use crate::config::Config;
-use crate::run::{connect, spawn_sources};
+use crate::run::{connect, spawn_sources, spawn_writer};
 
 /// Where the device registry's snapshot is kept.
 pub fn snapshot_path(cfg: &Config) -> std::path::PathBuf {
@@ -46,26 +46,8 @@ pub async fn until_database(
 ) -> anyhow::Result<Option<Store>> {
     let store =
         Store::connect_lazy(url, cfg.database.max_connections).context("the database URL")?;
-    let dir = cfg.spool.dir(&cfg.data_dir);
-    let spool = Spool::open(&dir, cfg.spool.max_bytes)
-        .with_context(|| format!("opening the spool in {}", dir.display()))?;
     let stop_writer = CancellationToken::new();
-    let (writer, writer_task) = warden_store::spawn_writer_spooled(
-        store.clone(),
-        WriterConfig {
-            max_batch: cfg.writer.max_batch,
-            max_wait: cfg.writer.max_wait,
-            queue_capacity: cfg.writer.queue_capacity,
-            dedupe_window: cfg.writer.dedupe_window,
-            ..WriterConfig::default()
-        },
-        Some(SpoolSettings {
-            after: cfg.spool.after,
-            probe_every: cfg.spool.probe_every,
-            ..SpoolSettings::new(spool)
-        }),
-        stop_writer.clone(),
-    );
+    let (writer, writer_task) = spawn_writer(cfg, &store, &stop_writer)?;
     let devices = DeviceCache::from_snapshot(store.clone(), &snapshot_path(cfg));
     devices.follow_degraded(writer.watch_degraded());
     let admin_state = AdminState {

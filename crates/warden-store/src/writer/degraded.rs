@@ -37,7 +37,8 @@ use crate::spool::{Spool, SpoolDepth, SpoolError, Spooled};
 /// Ack marks kept while degraded, applied with the first drained chunk; beyond this they are
 /// dropped (ACK times are best effort).
 const HELD_ACKS: usize = 64 * 1024;
-/// Longest stretch of draining before the writer looks at new records again.
+/// Longest stretch of draining before the writer looks at new records again (it looks
+/// after every chunk when some are waiting).
 const DRAIN_SLICE: Duration = Duration::from_millis(250);
 
 /// The spool and its timing, for [`crate::spawn_writer_spooled`].
@@ -396,7 +397,9 @@ impl Writer {
                     return;
                 }
             }
-            if started.elapsed() >= DRAIN_SLICE {
+            // Live records go first: they are spooled (one fsync) between two chunks, so a
+            // long drain adds at most one chunk's commit to their acknowledgement.
+            if started.elapsed() >= DRAIN_SLICE || !self.records.is_empty() {
                 return;
             }
         }

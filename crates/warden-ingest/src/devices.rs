@@ -106,8 +106,9 @@ impl DeviceCache {
 
     /// The device registered for an account, `Ok(None)` when there is none, or the database
     /// error when it could not be asked. An error is never remembered as "unknown": the
-    /// caller must treat it as "not durable yet" (NAK, or retry before PUBACK), so a
-    /// registered unit's alarm is never misattributed because of an outage.
+    /// caller must treat it as "not durable yet" (NAK, or retry before PUBACK). While the
+    /// database is away the answer comes from the registry as last read whole (see
+    /// [`DeviceCache::offline`]); without such a read it is an error, never a guess.
     pub async fn resolve(&self, account: &str) -> Result<Option<CachedDevice>, StoreError> {
         if self
             .degraded
@@ -118,10 +119,7 @@ impl DeviceCache {
             return self.offline(account);
         }
         {
-            let inner = self
-                .inner
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let inner = self.read();
             if let Some(d) = inner.known.get(account) {
                 return Ok(Some(*d));
             }
@@ -254,14 +252,7 @@ impl DeviceCache {
     /// Keeps the registry, each time it is read whole, in `path` (written atomically), and
     /// writes it now.
     pub fn keep_snapshot(&self, path: std::path::PathBuf) {
-        write_snapshot(
-            &path,
-            &self
-                .inner
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .known,
-        );
+        write_snapshot(&path, &self.read().known);
         let _ = self.snapshot.set(path);
     }
 
@@ -298,10 +289,7 @@ impl DeviceCache {
     /// as last read whole did not hold it (or it was found unregistered); an error (not
     /// durable) when the cache never held the whole registry.
     fn offline(&self, account: &str) -> Result<Option<CachedDevice>, StoreError> {
-        let inner = self
-            .inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = self.read();
         if let Some(d) = inner.known.get(account) {
             return Ok(Some(*d));
         }
@@ -313,13 +301,15 @@ impl DeviceCache {
         ))
     }
 
-    /// Number of devices known to the cache.
-    pub fn len(&self) -> usize {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .known
-            .len()
+    }
+
+    /// Number of devices known to the cache.
+    pub fn len(&self) -> usize {
+        self.read().known.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -70,7 +70,7 @@ pub struct Wardend {
     pub console: std::net::SocketAddr,
     config: PathBuf,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Wardend {
@@ -107,7 +107,7 @@ impl Wardend {
             console,
             config: path,
             log,
-            _dir: dir,
+            dir,
         };
         w.spawn();
         w
@@ -137,6 +137,12 @@ impl Wardend {
             "wardend did not become healthy (exit: {exited:?}); log:\n{}",
             self.log_text()
         );
+    }
+
+    /// The daemon's data directory (its spool, journals and snapshots), when the test's
+    /// configuration did not name one.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Restarts the process with the same configuration (after `kill9` or `terminate`).

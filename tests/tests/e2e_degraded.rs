@@ -380,3 +380,263 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
     );
     assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
 }
+
+/// The count `sql` returns, or -1.
+fn count(pg: &PrivatePg, sql: &str) -> i64 {
+    pg.query(sql).parse::<i64>().unwrap_or(-1)
+}
+
+/// The bytes of a file, empty when it is missing.
+fn bytes_of(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+/// Issue 12, parts 2 and 3: operators' commands during an outage are spooled too. Claims, a
+/// note and a resolution made while Postgres is down, and the reads of a client record, are
+/// in journals on disk before they are answered; wardend is killed (SIGKILL) in the outage,
+/// restarts on its spool, and once Postgres is back every one of them is in the database
+/// once, with its actor and its original time, on the incidents the restart rebuilt (whose
+/// ids may differ). Putting the journals back and restarting again applies nothing twice.
+#[test]
+fn operators_commands_made_during_an_outage_survive_a_kill_and_are_written_once() {
+    let pg = PrivatePg::start();
+    let broker = Mosquitto::start("");
+    let mut warden = Wardend::start(&format!(
+        "[database]\nurl = \"{}\"\n[mqtt]\nport = {}\nclient_id = \"warden-journal\"\n",
+        pg.url, broker.port
+    ));
+    for a in ["jr-1", "jr-2"] {
+        warden.add_device(a, "mqtt", &["--label", "pendant"]);
+    }
+    let out = warden.cli_with_stdin(
+        &[
+            "user",
+            "add",
+            "--username",
+            "op1",
+            "--role",
+            "operator",
+            "--display-name",
+            "Op One",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    warden.wait_mqtt_up(broker.port);
+    let client_id: i64 = pg
+        .query(
+            "INSERT INTO clients (external_ref, name, address, postcode, key_safe) \
+             VALUES ('C-JR', 'Ada Example', '3 Mill Lane', 'AB1 2CD', '4321') RETURNING id",
+        )
+        .parse()
+        .expect("client id");
+    pg.query("UPDATE devices SET client_ref = 'C-JR' WHERE account = 'jr-1'");
+    let (cookie, csrf) = login(warden.console, "op1");
+    let auth = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let mut ws = connect(warden.console, &cookie);
+    assert!(wait_for(&mut ws, Duration::from_secs(5), |v| v["type"] == "hello").is_some());
+
+    // jr-1's alarm opens while the database is up (its id is committed).
+    press(broker.port, "jr-1", 1);
+    let first = wait_for(&mut ws, Duration::from_secs(10), |v| {
+        pendant_of(v, "jr-1").is_some()
+    })
+    .expect("jr-1 reaches the console");
+    let before_id = pendant_of(&first, "jr-1").expect("incident")["id"]
+        .as_i64()
+        .expect("id");
+    std::thread::sleep(Duration::from_secs(2)); // the console caches jr-1's client record
+
+    pg.stop_server();
+    // jr-2's alarm opens during the outage: its incident exists only in memory.
+    press(broker.port, "jr-2", 1);
+    let second = wait_for(&mut ws, Duration::from_secs(10), |v| {
+        pendant_of(v, "jr-2").is_some()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "jr-2 reaches the console; log:\n{}",
+            tail(&warden.log_text(), 40)
+        )
+    });
+    let outage_id = pendant_of(&second, "jr-2").expect("incident")["id"]
+        .as_i64()
+        .expect("id");
+    let post = |path: String, body: &str| {
+        let (status, _, text) = http(warden.console, "POST", &path, &auth, body);
+        assert_eq!(status, 200, "{path} while degraded: {text}");
+    };
+    post(format!("/api/v1/incidents/{outage_id}/claim"), "{}");
+    post(
+        format!("/api/v1/incidents/{outage_id}/note"),
+        r#"{"text":"Rang Ada: she is on the floor, ambulance on its way"}"#,
+    );
+    post(format!("/api/v1/incidents/{before_id}/claim"), "{}");
+    post(
+        format!("/api/v1/incidents/{before_id}/resolve"),
+        r#"{"outcome":"assistance_given"}"#,
+    );
+    let (status, _, body) = http(
+        warden.console,
+        "GET",
+        &format!("/api/v1/clients/{client_id}"),
+        &auth,
+        "",
+    );
+    assert_eq!(status, 200, "the cached client record: {body}");
+
+    // Every answered command and read is on disk before the crash.
+    let spool = warden.data_dir().join("spool");
+    let commands = spool.join("commands.journal");
+    let audits = spool.join("audit.journal");
+    assert!(
+        !bytes_of(&commands).is_empty(),
+        "the commands are journalled"
+    );
+    assert!(!bytes_of(&audits).is_empty(), "the read is journalled");
+    drop(ws);
+    warden.kill9();
+    let (kept_commands, kept_audits) = (bytes_of(&commands), bytes_of(&audits));
+
+    // Back on the spool with the database still down, then the database returns.
+    warden.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.start_server();
+    let op1 = "(SELECT id FROM users WHERE username = 'op1')";
+    let jr2 = "(SELECT i.id FROM incidents i JOIN devices d ON d.id = i.device_id \
+               WHERE d.account = 'jr-2' AND i.priority = 'life_critical')";
+    let settled = || {
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM incidents WHERE id = {jr2} AND state = 'claimed' AND holder_id = {op1}"
+            ),
+        ) == 1
+            && count(
+                &pg,
+                &format!(
+                    "SELECT count(*) FROM incidents WHERE id = {before_id} AND state = 'resolved'"
+                ),
+            ) == 1
+            && count(
+                &pg,
+                &format!(
+                    "SELECT count(*) FROM audit WHERE object_id = '{client_id}' AND action = 'client.view' \
+                 AND at < pg_postmaster_start_time() AND user_id = {op1}"
+                ),
+            ) == 1
+    };
+    let done = warden_tests::wait_until(Duration::from_mins(1), settled);
+    assert!(
+        done,
+        "the outage's commands are committed after the crash: incidents {}; log:\n{}",
+        pg.query("SELECT string_agg(id || ' ' || state || ' ' || coalesce(holder_id::text, '-'), '; ') FROM incidents"),
+        tail(&warden.log_text(), 60)
+    );
+    let history = |kind: &str, incident: &str| {
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM incident_events WHERE incident_id = {incident} AND kind = '{kind}' \
+             AND at < pg_postmaster_start_time()"
+            ),
+        )
+    };
+    // Once each, with the time they were made (before Postgres came back).
+    assert_eq!(history("claimed", jr2), 1, "jr-2's claim, at its time");
+    assert_eq!(
+        count(&pg, &format!(
+            "SELECT count(*) FROM incident_events WHERE incident_id = {jr2} AND kind = 'audit' \
+             AND effect->>'action' = 'noted' AND effect->>'detail' LIKE 'Rang Ada%' \
+             AND at < pg_postmaster_start_time()"
+        )),
+        1,
+        "jr-2's note, at its time: {}",
+        pg.query(&format!("SELECT string_agg(kind || ' ' || at::text || ' ' || effect::text, E'\\n') FROM incident_events WHERE incident_id = {jr2}"))
+    );
+    assert_eq!(
+        history("claimed", &before_id.to_string()),
+        1,
+        "jr-1's claim"
+    );
+    assert_eq!(
+        history("resolved", &before_id.to_string()),
+        1,
+        "jr-1's resolution"
+    );
+    assert_eq!(
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM incidents WHERE id = {before_id} AND doc->'resolution'->'actor'->>'id' = {op1}::text"
+            )
+        ),
+        1,
+        "resolved by op1: {}",
+        pg.query(&format!(
+            "SELECT doc->'resolution' FROM incidents WHERE id = {before_id}"
+        ))
+    );
+    assert!(
+        warden_tests::wait_until(Duration::from_secs(10), || bytes_of(&commands).is_empty()
+            && bytes_of(&audits).is_empty()),
+        "the journals are emptied once committed"
+    );
+    assert!(
+        warden.metric("warden_engine_journal_recovered_total{outcome=\"applied\"}") >= 3.0,
+        "the commands were applied from the journal"
+    );
+
+    // A crash after the commit but before the journals were emptied: nothing twice.
+    warden.kill9();
+    std::fs::write(&commands, &kept_commands).expect("put the command journal back");
+    std::fs::write(&audits, &kept_audits).expect("put the audit journal back");
+    warden.restart();
+    assert!(
+        warden_tests::wait_until(Duration::from_secs(30), || bytes_of(&commands).is_empty()
+            && bytes_of(&audits).is_empty()),
+        "the journals found again are settled; log:\n{}",
+        tail(&warden.log_text(), 40)
+    );
+    assert!(
+        warden.metric("warden_engine_journal_recovered_total{outcome=\"applied\"}") < 0.5,
+        "nothing applied twice"
+    );
+    let recognised = warden.metric("warden_engine_journal_recovered_total{outcome=\"already\"}")
+        + warden.metric("warden_engine_journal_recovered_total{outcome=\"gone\"}");
+    assert!(
+        recognised >= 4.0,
+        "each journalled command was found again and recognised as committed: {recognised}"
+    );
+    assert_eq!(history("claimed", jr2), 1, "jr-2's claim once");
+    assert_eq!(
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM incident_events WHERE incident_id = {jr2} AND kind = 'audit' AND effect->>'action' = 'noted'"
+            )
+        ),
+        1,
+        "jr-2's note once"
+    );
+    assert_eq!(
+        history("resolved", &before_id.to_string()),
+        1,
+        "jr-1's resolution once"
+    );
+    assert_eq!(
+        count(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM audit WHERE object_id = '{client_id}' AND action = 'client.view'"
+            )
+        ),
+        1,
+        "the read audited once"
+    );
+    assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
+}

@@ -244,12 +244,14 @@ async fn write_deferred_audits(store: &Store, mirror: &Mirror) {
     let n = lines.len();
     let mut rest = lines.into_iter();
     while let Some(a) = rest.next() {
-        if let Err(e) = store.audit(&a).await {
+        // Once: a line from the journal may have been written before a crash.
+        if let Err(e) = store.audit_once(&a).await {
             tracing::warn!(error = %e, "audit lines kept during the outage not written yet; trying again later");
             mirror.return_audits(std::iter::once(a).chain(rest).collect());
             return;
         }
     }
+    mirror.audits_written();
     tracing::info!(
         lines = n,
         "audit lines kept during the outage written with their times"

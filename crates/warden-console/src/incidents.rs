@@ -165,7 +165,7 @@ pub async fn queue(State(c): State<Console>, auth: Auth) -> Result<Json<QueueRes
 
 async fn view(c: &Console, id: i64) -> Result<IncidentView, ApiError> {
     if c.mirror().degraded_since().is_some()
-        && let Some(v) = c.mirror().queue().into_iter().find(|v| v.id == id)
+        && let Some(v) = c.mirror().incident(id)
     {
         // The database is unavailable: the mirrored view (the live push brings the rest).
         return Ok(v);

@@ -94,6 +94,9 @@ pub struct ConsoleConfig {
     /// The writer's degraded mode (database unavailable), followed so that connected
     /// consoles go on working from memory and are told; `None`: never degraded.
     pub degraded: Option<tokio::sync::watch::Receiver<warden_store::DegradedState>>,
+    /// Where the audit lines of reads during an outage are kept until written (`None`: in
+    /// memory only).
+    pub audit_journal: Option<std::path::PathBuf>,
 }
 
 /// A shared secret (a webhook token); never printed.
@@ -120,6 +123,7 @@ impl Default for ConsoleConfig {
             login_attempts_per_minute: 20,
             sms_reply_token: None,
             degraded: None,
+            audit_journal: None,
         }
     }
 }
@@ -150,7 +154,10 @@ impl Console {
         shutdown: CancellationToken,
     ) -> Console {
         let (push, _) = broadcast::channel(hub::PUSH_CAPACITY);
-        let mirror = Arc::new(mirror::Mirror::new(cfg.degraded.clone()));
+        let mirror = Arc::new(mirror::Mirror::new(
+            cfg.degraded.clone(),
+            cfg.audit_journal.as_deref(),
+        ));
         tokio::spawn(tracing::Instrument::instrument(
             hub::run(
                 store.clone(),

@@ -7,16 +7,21 @@
 //! incidents' rows; the push builds views from those rows and these cards, `GET /queue`
 //! answers from the mirrored queue (saying since when it is degraded), and a signed-in
 //! operator's session is honoured from memory. Nothing here is ever written back: the
-//! database stays the record, and the mirror is rebuilt from it.
+//! database stays the record, and the mirror is rebuilt from it. The one exception is the
+//! audit lines of what operators read meanwhile: kept here and in a journal on disk
+//! (`audit.journal` beside the spool), written with their own times once the database is
+//! back, and found again in the journal after a crash.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use warden_store::{
-    AuditWrite, DegradedState, DeviceCard, IncidentRow, IncidentViewRow, QueueCards, SessionRow,
+    AuditWrite, DegradedState, DeviceCard, IncidentRow, IncidentViewRow, Journal, QueueCards,
+    SessionRow,
 };
 
 use crate::records::ClientDoc;
@@ -27,6 +32,8 @@ const MAX_SESSIONS: usize = 4096;
 /// Audit lines kept while the database is unavailable, at most (then the oldest go, counted
 /// in the log).
 const MAX_AUDITS: usize = 100_000;
+/// Views of resolved incidents kept, at most.
+const MAX_CLOSED: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -34,6 +41,9 @@ struct Inner {
     users: HashMap<i64, String>,
     /// Open incidents as last pushed or read, by id.
     queue: BTreeMap<i64, IncidentView>,
+    /// The last views of incidents resolved since the queue was last read whole (the answer
+    /// to a resolution made while the database is unavailable), the most recent kept.
+    closed: BTreeMap<i64, IncidentView>,
     /// Sessions by token hash, with when they were last confirmed by the database or used.
     sessions: HashMap<Vec<u8>, (SessionRow, Instant)>,
     /// The records (and key-safe codes) of the clients whose alarms are open.
@@ -47,13 +57,35 @@ struct Inner {
 pub struct Mirror {
     inner: RwLock<Inner>,
     degraded: Option<watch::Receiver<DegradedState>>,
+    /// Where the kept audit lines are also written (fsynced) until they are in the database.
+    journal: Option<Mutex<Journal<AuditWrite>>>,
 }
 
 impl Mirror {
-    pub fn new(degraded: Option<watch::Receiver<DegradedState>>) -> Self {
+    /// A mirror following `degraded`, keeping its audit lines in the journal at `journal`
+    /// (and taking back those an earlier process left there).
+    pub fn new(degraded: Option<watch::Receiver<DegradedState>>, journal: Option<&Path>) -> Self {
+        let mut inner = Inner::default();
+        let journal = journal.and_then(|path| match Journal::<AuditWrite>::open(path) {
+            Ok(opened) => {
+                if !opened.entries.is_empty() {
+                    tracing::warn!(
+                        lines = opened.entries.len(),
+                        "audit lines of an outage left in the journal by a process that stopped before writing them; written once the database answers"
+                    );
+                }
+                inner.audits = opened.entries;
+                Some(Mutex::new(opened.journal))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the audit journal; audit lines during an outage are held in memory only");
+                None
+            }
+        });
         Self {
-            inner: RwLock::new(Inner::default()),
+            inner: RwLock::new(inner),
             degraded,
+            journal,
         }
     }
 
@@ -143,6 +175,10 @@ impl Mirror {
         for v in views {
             if v.state == "resolved" {
                 inner.queue.remove(&v.id);
+                inner.closed.insert(v.id, v.clone());
+                if inner.closed.len() > MAX_CLOSED {
+                    inner.closed.pop_first();
+                }
             } else {
                 inner.queue.insert(v.id, v.clone());
             }
@@ -153,6 +189,17 @@ impl Mirror {
     pub fn set_queue(&self, views: &[IncidentView]) {
         let mut inner = self.write();
         inner.queue = views.iter().map(|v| (v.id, v.clone())).collect();
+        inner.closed.clear();
+    }
+
+    /// The mirrored view of incident `id`: open, or resolved lately.
+    pub fn incident(&self, id: i64) -> Option<IncidentView> {
+        let inner = self.read();
+        inner
+            .queue
+            .get(&id)
+            .or_else(|| inner.closed.get(&id))
+            .cloned()
     }
 
     /// The mirrored queue, most urgent first.
@@ -226,9 +273,16 @@ impl Mirror {
         self.read().clients.get(&id).cloned()
     }
 
-    /// Keeps an audit line, stamped now, to be written when the database is back.
+    /// Keeps an audit line, stamped now, to be written when the database is back; on disk
+    /// before this returns (when there is a journal).
     pub fn defer_audit(&self, mut a: AuditWrite) {
         a.at = Some(OffsetDateTime::now_utc());
+        if let Some(j) = &self.journal {
+            let mut j = j.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = j.append(std::slice::from_ref(&a)) {
+                tracing::error!(error = %e, "cannot write an audit line to the journal; it is held in memory only");
+            }
+        }
         let mut inner = self.write();
         if inner.audits.len() >= MAX_AUDITS {
             tracing::error!(
@@ -250,5 +304,19 @@ impl Mirror {
         let mut inner = self.write();
         back.append(&mut inner.audits);
         inner.audits = back;
+    }
+
+    /// The lines taken were written: the journal is emptied unless more were kept since.
+    pub fn audits_written(&self) {
+        let Some(j) = &self.journal else {
+            return;
+        };
+        let mut j = j.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.read().audits.is_empty() || j.is_empty() {
+            return;
+        }
+        if let Err(e) = j.clear() {
+            tracing::error!(error = %e, "cannot empty the audit journal; its lines are checked against the trail again on the next start");
+        }
     }
 }

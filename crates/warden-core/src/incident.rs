@@ -189,6 +189,11 @@ pub struct Incident {
     pub cancelled_at: Option<Timestamp>,
     /// Notes written.
     pub notes: u32,
+    /// When an operator's command (claim, take-over, release, note) last changed it: a
+    /// command kept in the engine's journal during an outage and found again after a crash
+    /// is applied only if it is later than this (it was not committed before).
+    #[serde(default)]
+    pub last_command_at: Option<Timestamp>,
     /// Answer-time thresholds already fired.
     pub sla: SlaFired,
     /// For unknown codes: the latest raw summary.

@@ -21,6 +21,7 @@ use crate::held::{GROUP_FLUSH_EVERY, Held};
 use crate::persist::{Background, Published, Stored, commit, commit_once, row_of};
 
 mod degraded;
+mod journal;
 mod replay;
 
 /// Tuning of the engine's lanes and batches.
@@ -55,6 +56,9 @@ pub struct EngineConfig {
     /// ... and how old such a signal must be, so one still on its way through the lanes is
     /// not taken twice.
     pub catch_up_age: Duration,
+    /// Where operators' commands carried out during an outage are kept until committed
+    /// (`None`: in memory only).
+    pub journal: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +75,7 @@ impl Default for EngineConfig {
             stall_after: crate::health::STALL_AFTER,
             catch_up_every: Duration::from_mins(1),
             catch_up_age: Duration::from_mins(2),
+            journal: None,
         }
     }
 }
@@ -127,6 +132,9 @@ struct Item {
     input: Input,
     reply: Option<Reply>,
     mark: Option<Uuid>,
+    /// The core's `now` for it: `None` is the moment it is handled; a command applied again
+    /// from the journal keeps its original time.
+    at: Option<Timestamp>,
 }
 
 impl Item {
@@ -135,6 +143,7 @@ impl Item {
             input: Input::Signal(o.signal),
             reply: None,
             mark: o.mark,
+            at: None,
         }
     }
 
@@ -143,6 +152,7 @@ impl Item {
             input: c.input,
             reply: Some(c.reply),
             mark: None,
+            at: None,
         }
     }
 
@@ -151,6 +161,7 @@ impl Item {
             input: Input::Tick,
             reply: None,
             mark: None,
+            at: None,
         }
     }
 }
@@ -357,6 +368,7 @@ pub async fn spawn_watching(
         "triage state rebuilt"
     );
 
+    let journal = cfg.journal.as_deref().and_then(journal::Commands::open);
     let (critical_tx, critical) = mpsc::channel(cfg.critical_capacity);
     let (bulk_tx, bulk) = mpsc::channel(cfg.bulk_capacity);
     let (commands_tx, commands) = mpsc::channel(cfg.command_capacity);
@@ -388,6 +400,7 @@ pub async fn spawn_watching(
         seen_drained: degraded.as_ref().map_or(0, |d| d.borrow().drained),
         degraded,
         deferred: VecDeque::new(),
+        journal,
     };
     let task = tokio::spawn(
         async move {
@@ -421,6 +434,8 @@ struct Engine {
     /// published at once and kept in `deferred`, committed in order once it is direct again.
     degraded: Option<watch::Receiver<DegradedState>>,
     deferred: VecDeque<TriageBatch>,
+    /// Operators' commands carried out while deferring, kept on disk until committed.
+    journal: Option<journal::Commands>,
     /// The writer's count of drained records last seen: a change means signals committed by
     /// the drain, to be triaged if nobody has.
     seen_drained: u64,
@@ -544,9 +559,13 @@ impl Engine {
     /// fuzzed never to) is isolated to this input: its partial effects are dropped, it is
     /// counted and logged, and a signal is offered again as an unreadable signal ("could not
     /// triage"), so it still reaches an operator and the engine goes on.
-    fn handle(&mut self, input: Input, effects: &mut Vec<Effect>) -> Result<(), String> {
+    fn handle(
+        &mut self,
+        input: Input,
+        at: Timestamp,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
         let from = effects.len();
-        let at = now();
         let retry = match &input {
             Input::Signal(s) => Some(s.clone()),
             _ => None,
@@ -623,12 +642,20 @@ impl Engine {
         let mut replies: Vec<(Reply, std::ops::Range<usize>)> = Vec::new();
         // Effects of signals held back (see `Held`), by index range into `effects`.
         let mut held_ranges = Vec::new();
+        // Operators' commands carried out, for the journal if the batch is deferred.
+        let mut kept = Vec::new();
+        let mut first_at = None;
+        let mut from_journal = false;
         for Item {
             mut input,
             reply,
             mark,
+            at,
         } in inputs
         {
+            from_journal |= at.is_some();
+            let at = at.unwrap_or_else(now);
+            first_at.get_or_insert(at);
             let is_signal = matches!(input, Input::Signal(_));
             if let Input::Signal(s) = &mut input {
                 // A signal names its device by id only; the registry holds the rest (test
@@ -640,11 +667,17 @@ impl Engine {
                 }
             }
             self.report.inputs += 1;
+            let entry = reply.as_ref().and_then(|_| self.journal_entry(&input, at));
             let from = effects.len();
-            let handled = self.handle(input, &mut effects);
+            let handled = self.handle(input, at, &mut effects);
             if let Some(reply) = reply {
                 match handled {
-                    Ok(()) => replies.push((reply, from..effects.len())),
+                    Ok(()) => {
+                        if journal::carried_out(&effects[from..]) {
+                            kept.extend(entry);
+                        }
+                        replies.push((reply, from..effects.len()));
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(EngineError::Failed(e)));
                     }
@@ -691,9 +724,12 @@ impl Engine {
         // Held changes happened before this batch's own effects: their history lines go first.
         let own: Vec<&Effect> = held.effects.iter().chain(own).collect();
         let mut batch = self.batch(triaged, &own, &held.groups);
-        // A batch that answers someone, or that offers a life-critical alarm, waits for the
-        // WAL flush: neither may be lost in a Postgres crash while Warden runs on.
+        batch.at = first_at.map(Timestamp::to_offset);
+        // A batch that answers someone (or applies an answered command again), or that
+        // offers a life-critical alarm, waits for the WAL flush: none may be lost in a
+        // Postgres crash while Warden runs on.
         batch.must_flush = !replies.is_empty()
+            || from_journal
             || own.iter().any(|e| {
                 matches!(
                     e,
@@ -723,6 +759,7 @@ impl Engine {
             {
                 self.await_background().await;
             }
+            self.journal_keep(&kept);
             self.defer(batch, published);
             for (reply, range) in replies {
                 let _ = reply.send(Ok(effects[range].to_vec()));
@@ -787,6 +824,7 @@ impl Engine {
             .await
         };
         if let Stored::Deferred(batch) = stored {
+            self.journal_keep(&kept);
             self.defer(batch, published);
             for (reply, range) in replies {
                 let _ = reply.send(Ok(effects[range].to_vec()));
@@ -930,6 +968,7 @@ impl Engine {
             incidents,
             outbox,
             must_flush: true,
+            at: None,
         }
     }
 }

@@ -106,8 +106,9 @@ pub struct SessionRow {
     pub user: UserRow,
 }
 
-/// One line of the audit trail to write.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One line of the audit trail to write (serialisable: kept in a journal on disk while the
+/// database is unavailable).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditWrite {
     pub user_id: Option<i64>,
     pub action: String,
@@ -119,6 +120,7 @@ pub struct AuditWrite {
     pub ip: Option<String>,
     /// When it happened, when that is not now: a line kept in memory while the database was
     /// unavailable and written once it is back. `None`: the time of the insert.
+    #[serde(with = "time::serde::rfc3339::option", default)]
     pub at: Option<OffsetDateTime>,
 }
 

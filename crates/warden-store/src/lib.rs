@@ -48,6 +48,7 @@ mod copy;
 mod dedupe;
 mod error;
 mod identity;
+mod journal;
 mod listen;
 mod model;
 mod notify;
@@ -69,6 +70,7 @@ pub use console::{
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};
 pub use identity::{BridgeError, MqttCredential};
+pub use journal::{Journal, Opened as OpenedJournal};
 pub use listen::DeviceListener;
 pub use model::{
     Committed, Device, DeviceProtocol, LinkKind, LinkState, NewDevice, NewQuarantine, NewSignal,

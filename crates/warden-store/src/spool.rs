@@ -59,7 +59,7 @@ pub enum SpoolError {
     },
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io {
         path: path.to_owned(),
         source,
@@ -216,8 +216,14 @@ pub struct Spooled {
 
 /// Frames one record: header and body.
 fn frame(record: &Record, now: OffsetDateTime) -> Vec<u8> {
-    // A `Body` is plain data: serialising it cannot fail.
-    let body = serde_json::to_vec(&Body::of(record, now)).unwrap_or_default();
+    frame_json(&Body::of(record, now))
+}
+
+/// Frames any plain-data value (the spool's records, the journals' entries): the header
+/// and the JSON body.
+pub(crate) fn frame_json<B: Serialize>(value: &B) -> Vec<u8> {
+    // Plain data: serialising it cannot fail.
+    let body = serde_json::to_vec(value).unwrap_or_default();
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&len.to_le_bytes());
@@ -240,6 +246,19 @@ pub(crate) enum Tail {
 /// Reads the records framed in `bytes` (a segment's content from `start`), with the offset
 /// just past each, and how the bytes end. Pure; never panics.
 pub(crate) fn parse(bytes: &[u8], start: u64) -> (Vec<(Spooled, u64)>, Tail) {
+    let (bodies, tail) = parse_json::<Body>(bytes, start);
+    let records = bodies
+        .into_iter()
+        .map(|(b, end)| (b.into_spooled(), end))
+        .collect();
+    (records, tail)
+}
+
+/// [`parse`] for any framed JSON value.
+pub(crate) fn parse_json<B: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    start: u64,
+) -> (Vec<(B, u64)>, Tail) {
     let mut out = Vec::new();
     let mut pos = 0usize;
     loop {
@@ -276,10 +295,10 @@ pub(crate) fn parse(bytes: &[u8], start: u64) -> (Vec<(Spooled, u64)>, Tail) {
                 },
             );
         }
-        match serde_json::from_slice::<Body>(body) {
+        match serde_json::from_slice::<B>(body) {
             Ok(b) => {
                 pos += 8 + len;
-                out.push((b.into_spooled(), start + pos as u64));
+                out.push((b, start + pos as u64));
             }
             Err(e) => {
                 return (
@@ -330,7 +349,7 @@ fn segment_name(n: u64) -> String {
     format!("{n:020}.seg")
 }
 
-fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_at(dir))
@@ -551,7 +570,7 @@ impl Spool {
 }
 
 /// Truncates `path` to `len` bytes, durably.
-fn cut(path: &Path, len: u64) -> Result<(), SpoolError> {
+pub(crate) fn cut(path: &Path, len: u64) -> Result<(), SpoolError> {
     let f = OpenOptions::new()
         .write(true)
         .open(path)

@@ -71,6 +71,10 @@ pub struct TriageBatch {
     /// start. A batch that answers someone (an operator's command) must be durable. WAL is
     /// flushed in order, so a durable commit also makes every earlier one durable.
     pub must_flush: bool,
+    /// When its inputs were triaged: the time of its history lines (`incident_events.at`).
+    /// `None` means the commit's own time. A batch triaged during an outage and committed
+    /// after it, or an operator's command applied again from the journal, keeps its time.
+    pub at: Option<time::OffsetDateTime>,
 }
 
 impl TriageBatch {
@@ -167,16 +171,16 @@ impl Store {
             let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
             let docs: Vec<&Value> = rows.iter().map(|r| &r.effect).collect();
             let sql = if table == "incident_events" {
-                "INSERT INTO incident_events (incident_id, kind, effect) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::jsonb[])"
+                "INSERT INTO incident_events (incident_id, kind, effect, at) \
+                 SELECT i, k, e, COALESCE($4::timestamptz, clock_timestamp()) FROM UNNEST($1::bigint[], $2::text[], $3::jsonb[]) AS u(i, k, e)"
             } else {
                 "INSERT INTO outbox (incident_id, kind, payload) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::jsonb[])"
             };
-            sqlx::query(sql)
-                .bind(&ids)
-                .bind(&kinds)
-                .bind(&docs)
-                .execute(&mut *tx)
-                .await?;
+            let mut query = sqlx::query(sql).bind(&ids).bind(&kinds).bind(&docs);
+            if table == "incident_events" {
+                query = query.bind(b.at);
+            }
+            query.execute(&mut *tx).await?;
         }
         if !b.incidents.is_empty() {
             upsert_incidents(&mut tx, &b.incidents).await?;

@@ -32,6 +32,16 @@ pub const WRITER_QUEUE: &str = "warden_writer_queue_records";
 /// Triage batches published but not yet committed (degraded mode: kept until the spool
 /// has drained).
 pub const ENGINE_DEFERRED: &str = "warden_engine_deferred_batches";
+/// Operators' commands kept in the engine's journal on disk (degraded mode: carried out
+/// from memory, not yet committed).
+pub const ENGINE_JOURNAL_ENTRIES: &str = "warden_engine_journal_entries";
+/// The journal could not be written or read (`op`): commands answered meanwhile are held in
+/// memory only.
+pub const ENGINE_JOURNAL_ERRORS: &str = "warden_engine_journal_errors_total";
+/// Journalled commands found on start (left by a process that died before committing
+/// them), by `outcome`: `applied`, `already` (committed before the crash), `gone` (their
+/// incident is no longer open).
+pub const ENGINE_JOURNAL_RECOVERED: &str = "warden_engine_journal_recovered_total";
 /// 1 while the writer is in degraded mode: Postgres unreachable or slower than the
 /// senders' windows, records made durable in the local spool.
 pub const DEGRADED: &str = "warden_degraded";
@@ -440,6 +450,19 @@ pub fn describe() {
         "Triage batches published but not yet committed (degraded mode)"
     );
     describe_gauge!(
+        ENGINE_JOURNAL_ENTRIES,
+        Unit::Count,
+        "Operators' commands kept in the journal on disk, not yet committed (degraded mode)"
+    );
+    describe_counter!(
+        ENGINE_JOURNAL_ERRORS,
+        "Failures to write or read the operators' command journal, by op"
+    );
+    describe_counter!(
+        ENGINE_JOURNAL_RECOVERED,
+        "Journalled commands found on start, by outcome (applied, already, gone)"
+    );
+    describe_gauge!(
         DEGRADED,
         "1 while Postgres is unreachable or too slow and records are spooled locally"
     );
@@ -713,6 +736,9 @@ mod tests {
             super::WRITER_QUEUE,
             super::DEGRADED,
             super::ENGINE_DEFERRED,
+            super::ENGINE_JOURNAL_ENTRIES,
+            super::ENGINE_JOURNAL_ERRORS,
+            super::ENGINE_JOURNAL_RECOVERED,
             super::SPOOL_RECORDS,
             super::SPOOL_BYTES,
             super::SPOOL_FILL,

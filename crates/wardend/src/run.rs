@@ -204,6 +204,10 @@ pub async fn run(
         store.clone(),
         warden_engine::EngineConfig {
             core: cfg.triage.clone(),
+            journal: cfg
+                .spool
+                .enabled
+                .then(|| cfg.spool.dir(&cfg.data_dir).join("commands.journal")),
             ..warden_engine::EngineConfig::default()
         },
         Some(degraded.clone()),
@@ -226,6 +230,10 @@ pub async fn run(
                     .sms_reply_token()
                     .map(warden_console::SharedToken),
                 degraded: Some(degraded.clone()),
+                audit_journal: cfg
+                    .spool
+                    .enabled
+                    .then(|| cfg.spool.dir(&cfg.data_dir).join("audit.journal")),
                 ..cfg.console.to_console()
             },
             console_stop.clone(),

@@ -66,6 +66,7 @@ impl Triage {
             condition_active: true,
             cancelled_at: None,
             notes: 0,
+            last_command_at: None,
             sla: SlaFired::default(),
             summary: o.summary,
             group: o.group,
@@ -200,6 +201,7 @@ impl Triage {
         inc.state = IncidentState::Claimed;
         inc.holder = Some(actor);
         inc.claimed_at = Some(now);
+        inc.last_command_at = Some(now);
         let first = inc.answer_time.is_none();
         if first {
             inc.answer_time = Some(now.since(inc.arrived_at));
@@ -303,6 +305,9 @@ impl Triage {
         });
         match r {
             Ok(holder) => {
+                if let Some(inc) = self.incidents.get_mut(&id) {
+                    inc.last_command_at = Some(now);
+                }
                 out.push(Effect::Released {
                     incident: id,
                     actor,
@@ -351,6 +356,7 @@ impl Triage {
         }
         if let Some(inc) = self.incidents.get_mut(&id) {
             inc.notes = inc.notes.saturating_add(1);
+            inc.last_command_at = Some(now);
             out.push(Effect::IncidentUpdated {
                 incident: id,
                 change: Change::Noted,

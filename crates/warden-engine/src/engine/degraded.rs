@@ -90,6 +90,7 @@ impl Engine {
                 }
                 self.gauge();
             }
+            self.journal_settle();
         }
         let drained = self.degraded.as_ref().map_or(0, |d| d.borrow().drained);
         if drained != self.seen_drained {

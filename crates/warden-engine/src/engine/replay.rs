@@ -57,6 +57,9 @@ impl Engine {
                 }
             };
             if pending.is_empty() {
+                // Caught up: the incidents of an outage exist again, so the commands an
+                // earlier process journalled during it can find them.
+                self.apply_journal(shutdown).await;
                 self.health.set_state(EngineState::Running);
                 return;
             }

@@ -11,6 +11,31 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a line kept during an outage unless the very same line (time, user, action,
+    /// object) is already there: written before a crash that came before its journal was
+    /// emptied. `true` when written now.
+    pub async fn audit_once(&self, a: &AuditWrite) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let there: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM audit WHERE object_type = $1 \
+               AND object_id IS NOT DISTINCT FROM $2 AND at = $3 \
+               AND user_id IS NOT DISTINCT FROM $4 AND action = $5)",
+        )
+        .bind(&a.object_type)
+        .bind(&a.object_id)
+        .bind(a.at)
+        .bind(a.user_id)
+        .bind(&a.action)
+        .fetch_one(&mut *tx)
+        .await?;
+        if there {
+            return Ok(false);
+        }
+        insert_audit(&mut tx, a).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn audit_list(
         &self,
         object_type: Option<&str>,

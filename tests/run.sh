@@ -43,7 +43,7 @@ cargo check --manifest-path crates/warden-protocol/fuzz/Cargo.toml --bins
 
 echo "== short bounded fuzz run (when cargo-fuzz is installed)"
 if cargo fuzz --version >/dev/null 2>&1; then
-    for target in surgard contact_id dc09 sia signal_path; do
+    for target in surgard contact_id dc09 sia scaip signal_path; do
         (cd crates/warden-protocol && cargo fuzz run -s none "$target" -- -max_total_time=10 -rss_limit_mb=1024)
     done
 else

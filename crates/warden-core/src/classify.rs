@@ -435,6 +435,7 @@ impl Classifier {
                 };
                 finish(k, event, 0x2_0000 | u32::from(*kind as u8))
             }
+            SignalWhat::Scaip { .. } => (Kind::Pendant, Event::Raise, 0),
             SignalWhat::Heartbeat => (Kind::Heartbeat, Event::Heard, 0),
             SignalWhat::Presence { online: true } => (Kind::DeviceOffline, Event::Restore, 0),
             SignalWhat::Presence { online: false } => (Kind::DeviceOffline, Event::Raise, 0),

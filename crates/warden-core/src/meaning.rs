@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use warden_protocol::dc09::{Dc09Content, Dc09Frame};
 use warden_protocol::mqtt::{Body, Uplink};
+use warden_protocol::scaip::Mrq;
 use warden_protocol::sia::SiaData;
 use warden_protocol::surgard::SurGardFrame;
 use warden_types::Qualifier;
@@ -228,6 +229,22 @@ impl Decoded {
         Decoded::new(
             events,
             serde_json::to_value(frame).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A SCAIP report: a heartbeat (`PI`) or an alarm (anything else).
+    pub fn from_scaip(m: &Mrq) -> Self {
+        let event = if m.is_heartbeat() {
+            SignalWhat::Heartbeat
+        } else {
+            SignalWhat::Scaip {
+                status: m.stc,
+                device_type: m.dty,
+            }
+        };
+        Decoded::new(
+            vec![event],
+            serde_json::to_value(m).unwrap_or(serde_json::Value::Null),
         )
     }
 
@@ -493,6 +510,14 @@ pub fn describe(what: &SignalWhat) -> String {
                 .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
                 .unwrap_or_else(|| format!("{kind:?}")),
             if *restore { " (restore)" } else { "" }
+        ),
+        SignalWhat::Scaip {
+            status,
+            device_type,
+        } => format!(
+            "SCAIP alarm, status {}, device type {}",
+            status.map_or_else(|| "not given".to_owned(), |s| s.to_string()),
+            device_type.map_or_else(|| "not given".to_owned(), |d| d.to_string())
         ),
         SignalWhat::Heartbeat => "heartbeat".into(),
         SignalWhat::Presence { online } => (if *online { "online" } else { "offline" }).into(),

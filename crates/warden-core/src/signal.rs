@@ -100,6 +100,18 @@ pub enum SignalWhat {
         /// What was found, in words.
         detail: String,
     },
+    /// A SCAIP report (`<mrq>` other than a heartbeat) from a social-alarm unit: a call for
+    /// help unless the centre's tables say otherwise. The public sources do not fix what the
+    /// status codes mean, so every report is a personal alarm (life-critical) and its codes
+    /// are shown to the operator.
+    Scaip {
+        /// `stc`, the status code, as a number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u32>,
+        /// `dty`, the device type, as a number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_type: Option<u32>,
+    },
     /// Anything the engine could not map; shown to an operator, never dropped.
     Unknown {
         /// A short human-readable summary of what arrived.

@@ -19,9 +19,8 @@
 
 pub mod verdict;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -179,76 +178,26 @@ pub async fn run(
     }
 }
 
-/// Open connections per peer address.
-type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
 async fn serve_tcp(
     listener: TcpListener,
     cfg: Arc<Dc09Config>,
     ingest: Ingest,
     shutdown: CancellationToken,
 ) {
-    let total = Arc::new(Semaphore::new(cfg.max_connections));
-    let per_address: PerAddress = Arc::default();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "DC-09 accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = total.clone().try_acquire_owned() else {
-            metrics::counter!(m::DC09_CONNECTIONS_REFUSED, "reason" => "total").increment(1);
-            warn!(%peer, max = cfg.max_connections, "DC-09 connection refused: the receiver is at its connection limit (dc09.max_connections)");
-            continue;
-        };
-        let admitted = {
-            let mut map = per_address
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let n = map.entry(peer.ip()).or_default();
-            if *n >= cfg.max_connections_per_address {
-                false
-            } else {
-                *n += 1;
-                true
-            }
-        };
-        if !admitted {
-            metrics::counter!(m::DC09_CONNECTIONS_REFUSED, "reason" => "per_address").increment(1);
-            warn!(%peer, max = cfg.max_connections_per_address, "DC-09 connection refused: too many from this address (dc09.max_connections_per_address)");
-            continue;
-        }
-        let (cfg, ingest, shutdown, per_address) = (
-            cfg.clone(),
-            ingest.clone(),
-            shutdown.clone(),
-            per_address.clone(),
-        );
-        tokio::spawn(
-            async move {
-                metrics::gauge!(m::DC09_CONNECTIONS).increment(1.0);
-                connection(stream, peer, &cfg, &ingest, &shutdown).await;
-                metrics::gauge!(m::DC09_CONNECTIONS).decrement(1.0);
-                let mut map = per_address
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(n) = map.get_mut(&peer.ip()) {
-                    *n -= 1;
-                    if *n == 0 {
-                        map.remove(&peer.ip());
-                    }
-                }
-                drop(permit);
-            }
-            .instrument(info_span!("dc09_conn", %peer)),
-        );
-    }
+    let limits = crate::accept::Limits {
+        name: "DC-09",
+        section: "dc09",
+        max_connections: cfg.max_connections,
+        max_per_address: cfg.max_connections_per_address,
+        open_metric: m::DC09_CONNECTIONS,
+        refused_metric: m::DC09_CONNECTIONS_REFUSED,
+    };
+    let stop = shutdown.clone();
+    crate::accept::serve(listener, limits, stop, move |stream, peer| {
+        let (cfg, ingest, shutdown) = (cfg.clone(), ingest.clone(), shutdown.clone());
+        async move { connection(stream, peer, &cfg, &ingest, &shutdown).await }
+    })
+    .await;
 }
 
 /// One transmitter's connection: frames are answered one at a time, in order.

@@ -15,11 +15,13 @@
 //! operator as an incident; only input addressed to no device (line noise, a bad topic) is
 //! quarantined alone.
 
+mod accept;
 pub mod dc09;
 pub mod devices;
 pub mod mqtt;
 mod record;
 pub mod reuse;
+pub mod scaip;
 mod secret;
 pub mod serial;
 mod supervise;

@@ -9,6 +9,7 @@ pub mod codes;
 pub mod contact_id;
 pub mod dc09;
 pub mod mqtt;
+pub mod scaip;
 pub mod sia;
 pub mod surgard;
 

@@ -18,6 +18,8 @@ pub enum LinkKind {
     Mqtt,
     /// A DC-09 listener or receiver.
     Dc09,
+    /// A SCAIP listener or unit.
+    Scaip,
 }
 
 impl LinkKind {
@@ -27,6 +29,7 @@ impl LinkKind {
             LinkKind::Serial => "serial",
             LinkKind::Mqtt => "mqtt",
             LinkKind::Dc09 => "dc09",
+            LinkKind::Scaip => "scaip",
         }
     }
 
@@ -36,6 +39,7 @@ impl LinkKind {
             "serial" => Some(LinkKind::Serial),
             "mqtt" => Some(LinkKind::Mqtt),
             "dc09" => Some(LinkKind::Dc09),
+            "scaip" => Some(LinkKind::Scaip),
             _ => None,
         }
     }
@@ -205,6 +209,16 @@ pub struct NewDevice {
 }
 
 impl NewDevice {
+    /// The account as the registry keeps it: a SCAIP unit's id in the form ingest looks it up
+    /// ([`warden_types::scaip_unit`]: digits without leading zeros).
+    pub fn stored_account(&self) -> String {
+        if self.protocol == DeviceProtocol::Scaip {
+            warden_types::scaip_unit(&self.account)
+        } else {
+            self.account.clone()
+        }
+    }
+
     /// A device with only an account and a protocol.
     pub fn new(account: impl Into<String>, protocol: DeviceProtocol) -> Self {
         Self {

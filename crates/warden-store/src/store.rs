@@ -123,7 +123,7 @@ impl Store {
             RETURNING id
             ",
         )
-        .bind(rows.iter().map(|d| d.account.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|d| d.stored_account()).collect::<Vec<_>>())
         .bind(rows.iter().map(|d| d.protocol.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|d| d.label.as_deref()).collect::<Vec<_>>())
         .bind(

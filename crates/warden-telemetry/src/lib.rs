@@ -146,6 +146,13 @@ pub const DC09_CONNECTIONS: &str = "warden_dc09_connections";
 pub const DC09_CONNECTIONS_REFUSED: &str = "warden_dc09_connections_refused_total";
 /// DC-09 frames answered. Labels: `transport` (tcp, udp), `reply` (ack, nak, duh, none).
 pub const DC09_REPLIES: &str = "warden_dc09_replies_total";
+/// Open SCAIP TCP connections.
+pub const SCAIP_CONNECTIONS: &str = "warden_scaip_connections";
+/// SCAIP TCP connections refused at a limit, by `reason` (`total`, `per_address`).
+pub const SCAIP_CONNECTIONS_REFUSED: &str = "warden_scaip_connections_refused_total";
+/// SIP responses sent to SCAIP units, by `transport` and `reply` (`200`, `400`, `405`, `415`,
+/// `other`, or `none` when nothing was sent).
+pub const SCAIP_REPLIES: &str = "warden_scaip_replies_total";
 /// Calls of the dead-man heartbeat URL. Labels: `outcome` (ok, failed, withheld: not
 /// called because a pass failed or the engine is unhealthy).
 pub const HEARTBEATS: &str = "warden_heartbeats_total";
@@ -575,6 +582,15 @@ pub fn describe() {
         "Messages to out-of-hours callers (reference, status changes) by channel and outcome"
     );
     describe_gauge!(DC09_CONNECTIONS, "Open DC-09 TCP connections");
+    describe_gauge!(SCAIP_CONNECTIONS, "Open SCAIP TCP connections");
+    describe_counter!(
+        SCAIP_CONNECTIONS_REFUSED,
+        "SCAIP TCP connections refused at a limit, by reason"
+    );
+    describe_counter!(
+        SCAIP_REPLIES,
+        "SIP responses sent to SCAIP units, by transport and reply code (none: no answer)"
+    );
     describe_counter!(
         DC09_CONNECTIONS_REFUSED,
         "DC-09 TCP connections closed at once for a connection limit"
@@ -793,6 +809,9 @@ mod tests {
             super::DC09_CONNECTIONS,
             super::DC09_CONNECTIONS_REFUSED,
             super::DC09_REPLIES,
+            super::SCAIP_CONNECTIONS,
+            super::SCAIP_CONNECTIONS_REFUSED,
+            super::SCAIP_REPLIES,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

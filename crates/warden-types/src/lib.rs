@@ -166,6 +166,8 @@ named_enum! {
         Mqtt = "mqtt",
         /// A SIA DC-09 transmitter over TCP/UDP.
         Dc09 = "dc09",
+        /// A SCAIP social-alarm unit over SIP (UDP/TCP).
+        Scaip = "scaip",
         /// Warden itself (link lost/restored, supervision results).
         Internal = "internal",
     }
@@ -207,6 +209,8 @@ named_enum! {
         Mqtt = "mqtt",
         /// SIA DC-09 over IP.
         Dc09 = "dc09",
+        /// SCAIP (SS 91100 / BS 8521-2) over SIP.
+        Scaip = "scaip",
     }
 }
 
@@ -234,6 +238,19 @@ impl JobStatus {
             JobStatus::Routed | JobStatus::Unrouted => false,
             JobStatus::Acknowledged | JobStatus::InProgress | JobStatus::Closed => true,
         }
+    }
+}
+
+/// A SCAIP unit's id (`cid`) as the device registry keeps it: digits without leading zeros
+/// (vendors pad differently, and some send a leading space: `" 008031372"` and `"8031372"`
+/// are one unit); any other id as sent, trimmed.
+pub fn scaip_unit(cid: &str) -> String {
+    let t = cid.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let s = t.trim_start_matches('0');
+        if s.is_empty() { "0" } else { s }.to_owned()
+    } else {
+        t.to_owned()
     }
 }
 

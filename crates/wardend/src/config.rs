@@ -66,6 +66,9 @@ pub struct Config {
     /// The SIA DC-09 receiver for IP alarm transmitters; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dc09: Option<warden_ingest::dc09::Dc09Config>,
+    /// The SCAIP receiver for social-alarm units over SIP; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaip: Option<warden_ingest::scaip::ScaipConfig>,
     /// Serial receivers, one `[[serial]]` table each.
     #[serde(default)]
     pub serial: Vec<SerialConfig>,
@@ -251,6 +254,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             },
             dc09: None,
+            scaip: None,
             serial: Vec::new(),
         }
     }
@@ -377,6 +381,16 @@ impl Config {
             }
             if d.before_seconds > 3600 || d.after_seconds > 3600 {
                 errors.push("dc09.before_seconds / after_seconds: at most 3600".into());
+            }
+        }
+        if let Some(s) = &self.scaip {
+            if s.tcp.is_none() && s.udp.is_none() {
+                errors.push("scaip: give a udp or tcp address (or leave the section out)".into());
+            }
+            if s.max_connections == 0 || s.max_connections_per_address == 0 {
+                errors.push(
+                    "scaip.max_connections and max_connections_per_address: at least 1".into(),
+                );
             }
         }
         if self.console.login_max_failures < 1 {

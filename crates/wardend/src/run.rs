@@ -24,6 +24,18 @@ pub struct Endpoints {
     /// The DC-09 receiver's TCP and UDP addresses, when configured.
     pub dc09_tcp: Option<SocketAddr>,
     pub dc09_udp: Option<SocketAddr>,
+    /// The SCAIP receiver's UDP and TCP addresses, when configured.
+    pub scaip_udp: Option<SocketAddr>,
+    pub scaip_tcp: Option<SocketAddr>,
+}
+
+/// The addresses the IP receivers listen on (the actual ports when configured as 0).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Receivers {
+    pub dc09_tcp: Option<SocketAddr>,
+    pub dc09_udp: Option<SocketAddr>,
+    pub scaip_udp: Option<SocketAddr>,
+    pub scaip_tcp: Option<SocketAddr>,
 }
 
 /// The database the configuration names, or a private cluster started for it.
@@ -266,7 +278,7 @@ pub async fn run(
 
     let sources = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    let (links, dc09_addrs) = spawn_sources(&cfg, &ingest, &sources, &mut tasks).await?;
+    let (links, receivers) = spawn_sources(&cfg, &ingest, &sources, &mut tasks).await?;
 
     let admin_stop = CancellationToken::new();
     let (admin_addr, admin) = crate::admin::bind(
@@ -284,10 +296,12 @@ pub async fn run(
     let endpoints = Endpoints {
         admin: admin_addr,
         console: console_addr,
-        dc09_tcp: dc09_addrs.0,
-        dc09_udp: dc09_addrs.1,
+        dc09_tcp: receivers.dc09_tcp,
+        dc09_udp: receivers.dc09_udp,
+        scaip_udp: receivers.scaip_udp,
+        scaip_tcp: receivers.scaip_tcp,
     };
-    tracing::info!(admin = %endpoints.admin, console = ?endpoints.console, dc09_tcp = ?endpoints.dc09_tcp, dc09_udp = ?endpoints.dc09_udp, "wardend ready");
+    tracing::info!(admin = %endpoints.admin, console = ?endpoints.console, dc09_tcp = ?endpoints.dc09_tcp, dc09_udp = ?endpoints.dc09_udp, scaip_udp = ?endpoints.scaip_udp, scaip_tcp = ?endpoints.scaip_tcp, "wardend ready");
     on_ready(endpoints);
 
     shutdown.cancelled().await;
@@ -337,15 +351,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts every configured source (serial ports, MQTT, the DC-09 receiver) and the device
-/// cache's follower in `tasks`, stopped by `sources`; the link ids for readiness and the
-/// DC-09 addresses.
+/// Starts every configured source (serial ports, MQTT, the DC-09 and SCAIP receivers) and
+/// the device cache's follower in `tasks`, stopped by `sources`; the link ids for readiness
+/// and the receivers' addresses.
 pub async fn spawn_sources(
     cfg: &Config,
     ingest: &Ingest,
     sources: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<(Vec<String>, (Option<SocketAddr>, Option<SocketAddr>))> {
+) -> anyhow::Result<(Vec<String>, Receivers)> {
     let mut links = Vec::new();
     // Each link task runs under a supervisor that records and restarts a failed task.
     for s in cfg.serial.clone() {
@@ -382,14 +396,26 @@ pub async fn spawn_sources(
             .instrument(span),
         );
     }
-    let mut dc09_addrs = (None, None);
+    let mut receivers = Receivers::default();
     if let Some(d) = cfg.dc09.clone() {
         let listeners = warden_ingest::dc09::Listeners::bind(&d)
             .await
             .context("binding the DC-09 receiver (dc09.tcp / dc09.udp)")?;
-        dc09_addrs = listeners.addresses();
+        (receivers.dc09_tcp, receivers.dc09_udp) = listeners.addresses();
         tasks.spawn(warden_ingest::dc09::run(
             d,
+            listeners,
+            ingest.clone(),
+            sources.clone(),
+        ));
+    }
+    if let Some(s) = cfg.scaip.clone() {
+        let listeners = warden_ingest::scaip::Listeners::bind(&s)
+            .await
+            .context("binding the SCAIP receiver (scaip.udp / scaip.tcp)")?;
+        (receivers.scaip_udp, receivers.scaip_tcp) = listeners.addresses();
+        tasks.spawn(warden_ingest::scaip::run(
+            s,
             listeners,
             ingest.clone(),
             sources.clone(),
@@ -403,5 +429,5 @@ pub async fn spawn_sources(
             .follow(sources.clone())
             .instrument(tracing::info_span!("device_cache")),
     );
-    Ok((links, dc09_addrs))
+    Ok((links, receivers))
 }

@@ -542,6 +542,10 @@ fn describe_what(s: &mut String, what: &SignalWhat) {
             crate::classify::mqtt_kind(*kind),
             if *restore { " restore" } else { "" }
         ),
+        SignalWhat::Scaip {
+            status,
+            device_type,
+        } => write!(s, "scaip status {status:?} device type {device_type:?}"),
         SignalWhat::Heartbeat => write!(s, "heartbeat"),
         SignalWhat::Presence { online } => {
             write!(s, "{}", if *online { "online" } else { "offline" })

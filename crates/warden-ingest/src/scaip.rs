@@ -1,0 +1,387 @@
+//! The SCAIP receiver (SS 91100 / BS 8521-2): social-alarm units send SIP `MESSAGE` requests
+//! with an `application/scaip+xml` `<mrq>` body over UDP (a datagram each) or TCP (a
+//! connection, messages one after another, framed by `Content-Length`). Each is answered
+//! with a SIP final response:
+//!
+//! - a report (`ME`, or no `mty`) or heartbeat (`PI`): stored through the group-commit writer
+//!   like every other signal, then `200 OK` with an `<mrs>` body echoing `ref`, only once it
+//!   is durable; a write that fails gets no answer, so the unit sends it again. A report is
+//!   a personal alarm (life-critical); a heartbeat is proof of life for the unit's
+//!   supervision. The unit is the registered device whose account is the `cid` (digits
+//!   compared as numbers), registered with protocol `scaip`; any other is stored as a
+//!   problem signal and still reaches an operator;
+//! - a retransmission (same unit and `ref`) is recognised by the writer's dedupe key and
+//!   answered again without being stored twice;
+//! - a `MESSAGE` whose body is not SCAIP or not readable: kept (an unreadable signal, so it
+//!   reaches an operator) and answered `400` (or `415` for another media type), so the unit
+//!   knows its report was not understood and can use its other path;
+//! - `OPTIONS` (a keep-alive probe): `200 OK`; any other method: `405`;
+//! - bytes that are not a SIP request: quarantined, no answer (UDP) or the connection closed
+//!   (TCP, which cannot be resynchronised).
+//!
+//! The identity of a SCAIP unit is the `cid` it sends: SCAIP itself authenticates nothing.
+//! Run it on a private APN or VPN, as the standard's deployments do; see the README.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, info, info_span, warn};
+use warden_core::Decoded;
+use warden_protocol::scaip::{self, ScaipError, Split};
+use warden_store::{DeviceProtocol, Source};
+use warden_telemetry as m;
+
+use crate::Ingest;
+use crate::record::Arrival;
+
+/// A SCAIP signal speaks only for a device registered with protocol `scaip`.
+const SCAIP_PROTOCOLS: &[DeviceProtocol] = &[DeviceProtocol::Scaip];
+
+/// `[scaip]`: where Warden listens for SCAIP units, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaipConfig {
+    /// UDP address, e.g. `0.0.0.0:5060`; absent: no UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<SocketAddr>,
+    /// TCP address; absent: no TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SocketAddr>,
+    /// Open TCP connections at most (further ones are closed at once, logged and counted).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open TCP connections per peer address at most.
+    #[serde(default = "default_max_per_address")]
+    pub max_connections_per_address: usize,
+    /// A TCP connection silent this long is closed.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+fn default_max_connections() -> usize {
+    2000
+}
+fn default_max_per_address() -> usize {
+    64
+}
+fn default_idle() -> Duration {
+    Duration::from_mins(5)
+}
+
+impl Default for ScaipConfig {
+    fn default() -> Self {
+        ScaipConfig {
+            udp: None,
+            tcp: None,
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_per_address(),
+            idle_timeout: default_idle(),
+        }
+    }
+}
+
+/// The bound sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    pub udp: Option<UdpSocket>,
+    pub tcp: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what `cfg` asks for.
+    pub async fn bind(cfg: &ScaipConfig) -> std::io::Result<Self> {
+        Ok(Listeners {
+            udp: match cfg.udp {
+                Some(a) => Some(UdpSocket::bind(a).await?),
+                None => None,
+            },
+            tcp: match cfg.tcp {
+                Some(a) => Some(TcpListener::bind(a).await?),
+                None => None,
+            },
+        })
+    }
+
+    /// Where they listen (the actual ports when the configuration said 0).
+    pub fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (
+            self.udp.as_ref().and_then(|s| s.local_addr().ok()),
+            self.tcp.as_ref().and_then(|l| l.local_addr().ok()),
+        )
+    }
+}
+
+/// Serves both listeners until `shutdown`.
+pub async fn run(
+    cfg: ScaipConfig,
+    listeners: Listeners,
+    ingest: Ingest,
+    shutdown: CancellationToken,
+) {
+    let cfg = Arc::new(cfg);
+    let (udp_addr, tcp_addr) = listeners.addresses();
+    info!(udp = ?udp_addr, tcp = ?tcp_addr, "SCAIP receiver listening");
+    let udp = listeners.udp.map(|s| {
+        tokio::spawn(
+            serve_udp(s, ingest.clone(), shutdown.clone()).instrument(info_span!("scaip_udp")),
+        )
+    });
+    let tcp = listeners.tcp.map(|l| {
+        let limits = crate::accept::Limits {
+            name: "SCAIP",
+            section: "scaip",
+            max_connections: cfg.max_connections,
+            max_per_address: cfg.max_connections_per_address,
+            open_metric: m::SCAIP_CONNECTIONS,
+            refused_metric: m::SCAIP_CONNECTIONS_REFUSED,
+        };
+        let (cfg, ingest, stop) = (cfg.clone(), ingest.clone(), shutdown.clone());
+        tokio::spawn(
+            crate::accept::serve(l, limits, shutdown.clone(), move |stream, peer| {
+                let (cfg, ingest, stop) = (cfg.clone(), ingest.clone(), stop.clone());
+                async move { connection(stream, peer, &cfg, &ingest, &stop).await }
+            })
+            .instrument(info_span!("scaip_tcp")),
+        )
+    });
+    for task in [udp, tcp].into_iter().flatten() {
+        if let Err(e) = task.await {
+            warn!(error = %e, "SCAIP listener task failed");
+        }
+    }
+}
+
+/// One unit's TCP connection: messages answered one at a time, in order.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    cfg: &ScaipConfig,
+    ingest: &Ingest,
+    shutdown: &CancellationToken,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    loop {
+        loop {
+            // Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are answered with nothing.
+            let blank = buf
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            buf.drain(..blank);
+            match scaip::split(&buf) {
+                Split::Incomplete => break,
+                Split::Message { len } => {
+                    let raw: Vec<u8> = buf.drain(..len).collect();
+                    if let Some(reply) = handle(ingest, peer, &raw, "tcp").await
+                        && let Err(e) = stream.write_all(&reply).await
+                    {
+                        debug!(error = %e, "SCAIP reply could not be written; closing");
+                        return;
+                    }
+                }
+                Split::Broken(e) => {
+                    keep(ingest, peer, &buf, &e).await;
+                    count_reply("tcp", "none");
+                    return;
+                }
+            }
+        }
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = tokio::time::timeout(cfg.idle_timeout, stream.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Err(_) => {
+                debug!(idle = ?cfg.idle_timeout, "SCAIP connection idle; closing");
+                return;
+            }
+            Ok(Ok(0)) => {
+                if buf.iter().any(|b| !b.is_ascii_whitespace()) {
+                    let e = ScaipError::NotSip("connection closed inside a message".into());
+                    keep(ingest, peer, &buf, &e).await;
+                }
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "SCAIP connection read failed; closing");
+                return;
+            }
+        }
+    }
+}
+
+/// Datagrams answered in parallel, at most this many being written at once.
+const UDP_IN_FLIGHT: usize = 1024;
+
+async fn serve_udp(socket: UdpSocket, ingest: Ingest, shutdown: CancellationToken) {
+    let socket = Arc::new(socket);
+    let in_flight = Arc::new(Semaphore::new(UDP_IN_FLIGHT));
+    let mut buf = vec![0u8; scaip::MAX_MESSAGE + 1];
+    loop {
+        let (n, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "SCAIP UDP receive failed");
+                    continue;
+                }
+            },
+        };
+        let raw = buf.get(..n).unwrap_or_default().to_vec();
+        if raw.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+            continue; // a keep-alive
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (ingest, socket) = (ingest.clone(), socket.clone());
+        tokio::spawn(
+            async move {
+                if let Some(reply) = handle(&ingest, peer, &raw, "udp").await
+                    && let Err(e) = socket.send_to(&reply, peer).await
+                {
+                    debug!(error = %e, %peer, "SCAIP UDP reply could not be sent");
+                }
+                drop(permit);
+            }
+            .instrument(info_span!("scaip_datagram", %peer)),
+        );
+    }
+}
+
+/// Keeps bytes that are not a SIP request in quarantine.
+async fn keep(ingest: &Ingest, peer: SocketAddr, raw: &[u8], e: &ScaipError) {
+    if let Err(err) = ingest
+        .reject(
+            Source::Scaip,
+            format!("scaip:{}", peer.ip()),
+            raw.to_vec(),
+            "bad_frame",
+            e.to_string(),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    {
+        warn!(error = %err, "could not keep a broken SCAIP message");
+    }
+}
+
+/// A tag for the `To` header of Warden's responses (one per process is enough: each
+/// response ends its transaction).
+fn to_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("warden{:08x}", getrandom::u32().unwrap_or(0)))
+}
+
+/// Reads one SIP message, records it, and returns the response (if any) to send once what
+/// must be durable is.
+async fn handle(
+    ingest: &Ingest,
+    peer: SocketAddr,
+    raw: &[u8],
+    transport: &'static str,
+) -> Option<Vec<u8>> {
+    let received_at = OffsetDateTime::now_utc();
+    let req = match scaip::parse_request(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            keep(ingest, peer, raw, &e).await;
+            count_reply(transport, "none");
+            return None;
+        }
+    };
+    let answer = |code: u16, reason: &str, body: Option<&str>| {
+        count_reply(transport, code_label(code));
+        Some(scaip::response(&req, code, reason, to_tag(), body))
+    };
+    match req.method.as_str() {
+        "MESSAGE" => {}
+        "OPTIONS" => return answer(200, "OK", None),
+        _ => return answer(405, "Method Not Allowed", None),
+    }
+    // A MESSAGE Warden cannot read is kept as an unreadable signal (it reaches an operator)
+    // and refused with `code`; if it cannot be kept, nothing is answered (the unit retries).
+    let req = &req;
+    let refuse = |code: u16, reason: &'static str, why: String| async move {
+        let kept = ingest
+            .unreadable(
+                Source::Scaip,
+                format!("scaip:{}", peer.ip()),
+                None,
+                SCAIP_PROTOCOLS,
+                raw.to_vec(),
+                "scaip_unreadable",
+                why,
+                received_at,
+                None,
+            )
+            .await;
+        if let Err(e) = kept {
+            warn!(error = %e, "unreadable SCAIP message not durable; not answering");
+            count_reply(transport, "none");
+            return None;
+        }
+        count_reply(transport, code_label(code));
+        Some(scaip::response(req, code, reason, to_tag(), None))
+    };
+    if req.content_type != scaip::CONTENT_TYPE {
+        let why = ScaipError::ContentType(req.content_type.clone()).to_string();
+        return refuse(415, "Unsupported Media Type", why).await;
+    }
+    let mrq = match scaip::parse_mrq(&req.body) {
+        Ok(m) => m,
+        Err(e) => return refuse(400, "Bad Request", e.to_string()).await,
+    };
+    let unit = mrq.unit();
+    let arrival = Arrival {
+        source: Source::Scaip,
+        link_id: format!("scaip:{unit}"),
+        account: Some(unit.clone()),
+        speaks: SCAIP_PROTOCOLS,
+        raw: raw.to_vec(),
+        decoded: Decoded::from_scaip(&mrq),
+        received_at,
+        dedupe_key: Some(format!("scaip:{unit}:{}", mrq.reference)),
+    };
+    match ingest.signal(arrival).await {
+        Ok(_) => answer(200, "OK", Some(&scaip::mrs(&mrq.reference))),
+        Err(e) => {
+            warn!(error = %e, unit, "SCAIP report not durable; not answering (the unit retries)");
+            count_reply(transport, "none");
+            None
+        }
+    }
+}
+
+fn code_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        400 => "400",
+        405 => "405",
+        415 => "415",
+        _ => "other",
+    }
+}
+
+fn count_reply(transport: &'static str, reply: &'static str) {
+    metrics::counter!(m::SCAIP_REPLIES, "transport" => transport, "reply" => reply).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_to_tag_is_stable_and_token_shaped() {
+        let t = super::to_tag();
+        assert_eq!(t, super::to_tag());
+        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric()), "{t}");
+    }
+}

@@ -282,6 +282,15 @@ async fn run(plan: &Plan, binary: &std::path::Path) {
         ms(con_out.quantile(0.5)),
         ms(con_out.quantile(0.99))
     );
+    // Where the console's tail is, when it has one: the half seconds above 100 ms.
+    let slow: Vec<String> = console
+        .iter()
+        .filter(|(_, ms)| *ms > 100.0)
+        .map(|(t, ms)| format!("{t:.1} s: {ms:.0} ms"))
+        .collect();
+    if !slow.is_empty() {
+        println!("  life-critical push p99 above 100 ms in: {}", slow.join(", "));
+    }
     match drained_at {
         Some(t) => println!(
             "  drain: {spooled:.0} spooled records drained in {:.1} s after Postgres started (sampled every 0.5 s)",

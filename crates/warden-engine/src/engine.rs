@@ -9,17 +9,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 use warden_core::{
-    Change, Classifier, Config, Decoded, DeviceId, DeviceInfo, Effect, Incident, IncidentId, Input,
-    Micros, Name, Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp,
-    Triage, lane_of,
+    Classifier, Config, Decoded, DeviceId, DeviceInfo, Effect, Incident, Input, Micros, Name,
+    Priority, SignalId, SignalIn, SignalWhat, SlaConfig, Snapshot, Source, Timestamp, Triage,
+    lane_of,
 };
-use warden_store::{DegradedState, EventRow, IncidentRow, Store, TriageBatch};
+use warden_store::{DegradedState, IncidentRow, Store, TriageBatch};
 use warden_telemetry as m;
 
 use crate::health::{EngineHealth, Health, StoppedOnDrop};
 use crate::held::{GROUP_FLUSH_EVERY, Held};
-use crate::persist::{Background, Published, Stored, commit, commit_once, row_of};
+use crate::persist::{Background, Stored, commit, commit_once};
 
+mod batch;
 mod degraded;
 mod journal;
 mod replay;
@@ -490,6 +491,8 @@ impl Engine {
                 () = sleep_until(deadline) => inputs.push(Item::tick()),
                 // The writer went degraded or direct, or drained more: settled at the top.
                 () = degraded::changed(&mut self.degraded) => continue,
+                // Kept batches still to commit: the next slice, at the top.
+                () = std::future::ready(()), if self.settling() => continue,
                 Some(s) = self.bulk.recv() => inputs.push(Item::signal(s)),
                 else => break,
             }
@@ -760,7 +763,7 @@ impl Engine {
                 self.await_background().await;
             }
             self.journal_keep(&kept);
-            self.defer(batch, published);
+            self.defer(batch, Some(published));
             for (reply, range) in replies {
                 let _ = reply.send(Ok(effects[range].to_vec()));
             }
@@ -779,7 +782,8 @@ impl Engine {
             let degraded = self.degraded.clone();
             let task = tokio::spawn(
                 async move {
-                    let stored = commit(&store, batch, timeout, &shutdown, degraded.as_ref()).await;
+                    let stored =
+                        commit(&store, batch, timeout, &shutdown, degraded.as_ref(), None).await;
                     match &stored {
                         Stored::Yes => published.publish(&changes),
                         Stored::Deferred(b) => published.uncommitted(b).publish(&changes),
@@ -804,6 +808,7 @@ impl Engine {
         {
             self.await_background().await;
         }
+        let mut published = Some(published);
         let stored = if mode == Mode::Final {
             if commit_once(&self.store, &batch, self.cfg.db_timeout)
                 .await
@@ -814,12 +819,20 @@ impl Engine {
                 Stored::GivenUp
             }
         } else {
+            // Should the database go away during the commit, the batch is shown at once.
+            let changes = &self.changes;
+            let mut early = |b: &TriageBatch| {
+                if let Some(p) = published.take() {
+                    p.uncommitted(b).publish(changes);
+                }
+            };
             commit(
                 &self.store,
                 batch,
                 self.cfg.db_timeout,
                 shutdown,
                 self.degraded.as_ref(),
+                Some(&mut early),
             )
             .await
         };
@@ -840,7 +853,9 @@ impl Engine {
             }
             return false;
         }
-        published.publish(&self.changes);
+        if let Some(p) = published {
+            p.publish(&self.changes);
+        }
         for (reply, range) in replies {
             // The asker may have given up (timeout, disconnect): the effects stand anyway.
             let _ = reply.send(Ok(effects[range].to_vec()));
@@ -861,114 +876,6 @@ impl Engine {
                     tracing::error!(error = %e, "background triage commit task failed");
                 }
             }
-        }
-    }
-
-    /// What to announce once a batch is durable.
-    fn published(&self, effects: &[Effect], batch: &TriageBatch) -> Published {
-        let open_changed = effects
-            .iter()
-            .any(|e| matches!(e, Effect::IncidentOpened { .. } | Effect::Resolved { .. }));
-        Published {
-            offers: effects
-                .iter()
-                .filter_map(|e| match e {
-                    Effect::Offer {
-                        incident,
-                        priority,
-                        arrived_at,
-                        ..
-                    } => Some((incident.0, *priority, *arrived_at)),
-                    _ => None,
-                })
-                .collect(),
-            late: effects
-                .iter()
-                .filter(|e| matches!(e, Effect::Overflow { .. } | Effect::Critical { .. }))
-                .cloned()
-                .collect(),
-            open: open_changed.then(|| self.core.open_incident_count()),
-            incidents: batch.incidents.iter().map(|i| i.id).collect(),
-            uncommitted: Vec::new(),
-        }
-    }
-
-    /// The storm groups a signal's effects only added it to (or restored it in), or `None`
-    /// when it did anything else: those are the effects that may be held back.
-    fn group_only(&self, effects: &[Effect]) -> Option<BTreeSet<u64>> {
-        let open_group = |id: &IncidentId| {
-            self.core
-                .incident(*id)
-                .is_some_and(|i| i.is_open() && i.group.is_some())
-        };
-        let mut groups = BTreeSet::new();
-        for e in effects {
-            match e {
-                Effect::IncidentUpdated {
-                    incident,
-                    change: Change::GroupMember { .. } | Change::GroupMemberRestored { .. },
-                    ..
-                }
-                // A member repeating itself changes nothing, but its history line must land
-                // after the group's held changes, so it waits with them.
-                | Effect::Duplicate {
-                    incident: Some(incident),
-                    ..
-                } if open_group(incident) => {
-                    groups.insert(incident.0);
-                }
-                Effect::Audit(_) => {}
-                _ => return None,
-            }
-        }
-        (!groups.is_empty()).then_some(groups)
-    }
-
-    fn batch(
-        &mut self,
-        triaged: Vec<Uuid>,
-        effects: &[&Effect],
-        extra: &BTreeSet<u64>,
-    ) -> TriageBatch {
-        let mut touched: BTreeSet<u64> = extra.clone();
-        let mut events = Vec::with_capacity(effects.len());
-        let mut outbox = Vec::new();
-        for &e in effects {
-            let incident = e.incident().map(|i| i.0);
-            if let Some(id) = incident
-                && e.changes_incident()
-            {
-                touched.insert(id);
-            }
-            let row = EventRow {
-                incident_id: incident.and_then(|i| i64::try_from(i).ok()),
-                kind: e.name().to_owned(),
-                effect: serde_json::to_value(e).unwrap_or_default(),
-            };
-            if e.needs_notification() {
-                outbox.push(row.clone());
-            }
-            events.push(row);
-        }
-        let closed = std::mem::take(&mut self.closed);
-        // An incident the core still holds is written from its current record; one resolved
-        // in this batch has left the core and is written from its final record.
-        let incidents = touched
-            .into_iter()
-            .filter_map(|id| {
-                self.core
-                    .incident(IncidentId(id))
-                    .or_else(|| closed.get(&id))
-                    .map(row_of)
-            })
-            .collect();
-        TriageBatch {
-            triaged,
-            events,
-            incidents,
-            outbox,
-            must_flush: true,
-            at: None,
         }
     }
 }

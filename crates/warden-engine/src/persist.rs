@@ -43,7 +43,7 @@ pub(crate) fn writer_degraded(w: Option<&watch::Receiver<DegradedState>>) -> boo
 }
 
 /// What a batch announces once it is durable: metrics, logs and the change feed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Published {
     pub(crate) offers: Vec<(u64, Priority, Timestamp)>,
     pub(crate) late: Vec<Effect>,
@@ -117,13 +117,34 @@ pub(crate) async fn commit(
     timeout: Duration,
     shutdown: &CancellationToken,
     degraded: Option<&watch::Receiver<DegradedState>>,
+    mut early: Option<&mut (dyn FnMut(&TriageBatch) + Send)>,
 ) -> Stored {
     let mut delay = Duration::from_millis(100);
     let mut sanitized = false;
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
-        let reason = match commit_once(store, &batch, timeout).await {
+        let result = {
+            // An attempt can hang in the pool (connecting to a stopped Postgres is retried
+            // until the acquire timeout). If the writer turns degraded meanwhile, `early` is
+            // told at once (the engine publishes the batch as uncommitted, so a pendant
+            // reaches the consoles now), and the attempt is still awaited: it may commit.
+            let once = commit_once(store, &batch, timeout);
+            tokio::pin!(once);
+            let mut watch = degraded.filter(|_| early.is_some()).cloned();
+            loop {
+                tokio::select! {
+                    r = &mut once => break r,
+                    () = turned_degraded(&mut watch) => {
+                        watch = None;
+                        if let Some(f) = early.take() {
+                            f(&batch);
+                        }
+                    }
+                }
+            }
+        };
+        let reason = match result {
             Ok(()) => return Stored::Yes,
             Err(CommitFailure::Refused(e)) if !sanitized => {
                 // Postgres refused the data (a NUL in an operator's note, say): retry at once
@@ -173,6 +194,19 @@ pub(crate) async fn commit(
 }
 
 /// Why one commit attempt failed.
+/// Resolves when the writer followed by `w` is degraded; never without one (or once it has
+/// stopped).
+async fn turned_degraded(w: &mut Option<watch::Receiver<DegradedState>>) {
+    match w {
+        Some(rx) => {
+            if rx.wait_for(|s| s.since.is_some()).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum CommitFailure {
     Timeout,

@@ -15,6 +15,9 @@ use warden_store::{DegradedState, TriageBatch};
 use warden_telemetry as m;
 
 use super::Engine;
+
+/// Longest the engine commits kept batches before it takes its inputs again.
+const SETTLE_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
 use crate::persist::{Published, Stored, commit, writer_degraded};
 
 /// Resolves when the writer's degraded state changes; never when there is no writer to
@@ -39,14 +42,17 @@ impl Engine {
         writer_degraded(self.degraded.as_ref()) || !self.deferred.is_empty()
     }
 
-    /// Keeps `batch` for after the drain and publishes it now, rows included.
-    pub(super) fn defer(&mut self, batch: TriageBatch, published: Published) {
+    /// Keeps `batch` for after the drain and publishes it now, rows included (unless it was
+    /// published already, while its commit was being tried).
+    pub(super) fn defer(&mut self, batch: TriageBatch, published: Option<Published>) {
         if self.deferred.is_empty() {
             tracing::warn!(
                 "database unavailable: triage goes on from memory; batches are committed once the spool has drained"
             );
         }
-        published.uncommitted(&batch).publish(&self.changes);
+        if let Some(p) = published {
+            p.uncommitted(&batch).publish(&self.changes);
+        }
         self.deferred.push_back(batch);
         self.gauge();
     }
@@ -56,17 +62,26 @@ impl Engine {
         metrics::gauge!(m::ENGINE_DEFERRED).set(self.deferred.len() as f64);
     }
 
+    /// True while kept batches wait to be committed and the writer is direct: the engine
+    /// loop comes back to [`Engine::settle_degraded`] between its inputs.
+    pub(super) fn settling(&self) -> bool {
+        !self.deferred.is_empty() && !writer_degraded(self.degraded.as_ref())
+    }
+
     /// When the writer is direct again: commits the kept batches in order, then, if the
     /// drain stored anything, triages what nobody has. Stops (keeping the rest) if the
-    /// writer goes degraded again.
+    /// writer goes degraded again, and after [`SETTLE_SLICE`] so that the inputs arriving
+    /// meanwhile (a pendant after a long outage) are triaged and shown between slices rather
+    /// than behind the whole backlog (they are kept too, behind it, so order holds).
     pub(super) async fn settle_degraded(&mut self, shutdown: &CancellationToken) {
         if writer_degraded(self.degraded.as_ref()) {
             return;
         }
         if !self.deferred.is_empty() {
+            let started = std::time::Instant::now();
             self.await_background().await;
             let n = self.deferred.len();
-            tracing::info!(
+            tracing::debug!(
                 batches = n,
                 "database back: committing the batches triaged meanwhile"
             );
@@ -77,6 +92,7 @@ impl Engine {
                     self.cfg.db_timeout,
                     shutdown,
                     self.degraded.as_ref(),
+                    None,
                 )
                 .await;
                 match stored {
@@ -89,7 +105,11 @@ impl Engine {
                     }
                 }
                 self.gauge();
+                if !self.deferred.is_empty() && started.elapsed() >= SETTLE_SLICE {
+                    return;
+                }
             }
+            tracing::info!("the batches triaged during the outage are committed");
             self.journal_settle();
         }
         let drained = self.degraded.as_ref().map_or(0, |d| d.borrow().drained);

@@ -289,7 +289,10 @@ async fn run(plan: &Plan, binary: &std::path::Path) {
         .map(|(t, ms)| format!("{t:.1} s: {ms:.0} ms"))
         .collect();
     if !slow.is_empty() {
-        println!("  life-critical push p99 above 100 ms in: {}", slow.join(", "));
+        println!(
+            "  life-critical push p99 above 100 ms in: {}",
+            slow.join(", ")
+        );
     }
     match drained_at {
         Some(t) => println!(

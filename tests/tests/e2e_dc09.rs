@@ -217,3 +217,67 @@ fn a_retransmission_is_stored_once_a_stale_message_gets_warden_s_clock_and_a_bad
         1
     );
 }
+
+/// Per-account settings from the registry (`wardend device add --dc09-…`): a transmitter
+/// registered for receiver 12 line 3 is refused (DUH, kept with the reason) when it sends
+/// another receiver's number, and one with a poor clock gets its own wider window.
+#[test]
+fn an_account_s_receiver_line_and_window_come_from_the_registry() {
+    use warden_protocol::dc09::{self, Dc09Message, Timestamp, Token};
+    let db = TestDb::create("e2e_dc09_accounts");
+    let udp = free_port();
+    let w = daemon(&db, &format!("udp = \"127.0.0.1:{udp}\""));
+    let out = w.cli(&[
+        "device",
+        "add",
+        "--account",
+        "4001",
+        "--protocol",
+        "dc09",
+        "--dc09-receiver",
+        "12",
+        "--dc09-line",
+        "3",
+        "--dc09-before-seconds",
+        "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let two_minutes_ago =
+        Timestamp::from_unix(i64::try_from(now).expect("seconds") - 120).expect("timestamp");
+    let message = |sequence, receiver: &[u8], line: &[u8]| Dc09Message {
+        token: Token::SiaDcs,
+        sequence,
+        receiver: warden_protocol::Ascii::new(receiver),
+        line: warden_protocol::Ascii::new(line),
+        account: warden_protocol::Account::new(b"4001"),
+        data: "#4001|NFA01".into(),
+        xdata: Vec::new(),
+        timestamp: Some(two_minutes_ago),
+    };
+    // Two minutes old (outside the receiver's 40 s, inside the account's 300 s), R12 L3.
+    let reply = exchange(&socket, udp, &dc09::encode(&message(1, b"12", b"3"))).expect("answer");
+    assert!(reply.contains("\"ACK\"0001R12L3#4001"), "{reply:?}");
+    // Another receiver's number: DUH, nothing stored, kept with the reason.
+    let reply = exchange(&socket, udp, &dc09::encode(&message(2, b"13", b"3"))).expect("answer");
+    assert!(reply.contains("\"DUH\""), "{reply:?}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM signals WHERE source = 'dc09'"),
+        1
+    );
+    assert!(wait_until(Duration::from_secs(5), || db.count(
+        "SELECT count(*) FROM quarantine WHERE reason_code = 'dc09_wrong_prefix' \
+         AND reason LIKE '%receiver 13%registered for receiver 12%'"
+    ) == 1));
+}

@@ -640,3 +640,78 @@ fn operators_commands_made_during_an_outage_survive_a_kill_and_are_written_once(
     );
     assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
 }
+
+/// A DC-09 transmitter through an outage: its account was read while the database was up,
+/// so while it is down frames are judged with what the registry said last, acknowledged
+/// from the spool, and stored once Postgres is back.
+#[test]
+fn a_dc09_transmitter_is_acknowledged_from_the_spool_while_postgres_is_down() {
+    use warden_protocol::dc09::{self, Dc09Message, Timestamp, Token};
+    let pg = PrivatePg::start();
+    let udp = warden_tests::free_port();
+    let mut warden = Wardend::start(&format!(
+        "[database]\nurl = \"{}\"\n[dc09]\nudp = \"127.0.0.1:{udp}\"\n",
+        pg.url
+    ));
+    warden.add_device("5001", "dc09", &[]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let frame = |sequence| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        dc09::encode(&Dc09Message {
+            token: Token::SiaDcs,
+            sequence,
+            receiver: None,
+            line: None,
+            account: warden_protocol::Account::new(b"5001"),
+            data: "#5001|NMA01".into(),
+            xdata: Vec::new(),
+            timestamp: Timestamp::from_unix(i64::try_from(now).expect("seconds")),
+        })
+    };
+    let exchange = |bytes: &[u8]| {
+        socket.send_to(bytes, ("127.0.0.1", udp)).expect("send");
+        let mut buf = [0u8; 1024];
+        socket
+            .recv(&mut buf)
+            .ok()
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let reply = exchange(&frame(1)).expect("answered while up");
+    assert!(reply.contains("\"ACK\"0001"), "{reply}");
+    pg.stop_server();
+    let t = Instant::now();
+    let reply = exchange(&frame(2)).unwrap_or_else(|| {
+        panic!(
+            "answered while down; log:\n{}",
+            tail(&warden.log_text(), 30)
+        )
+    });
+    assert!(reply.contains("\"ACK\"0002"), "{reply}");
+    let first_ms = t.elapsed().as_millis();
+    // Once the writer knows the database is away, no registry question is asked at all.
+    let t = Instant::now();
+    let reply = exchange(&frame(3)).expect("answered while degraded");
+    assert!(reply.contains("\"ACK\"0003"), "{reply}");
+    let then_ms = t.elapsed().as_millis();
+    eprintln!("DC-09 ACK with postgres down: first {first_ms} ms, then {then_ms} ms");
+    assert!(then_ms < 500, "ACK while degraded took {then_ms} ms");
+    assert!(
+        warden.metric("warden_spool_appended_total") > 0.0,
+        "spooled"
+    );
+    pg.start_server();
+    let stored = warden_tests::wait_until(Duration::from_secs(30), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM signals WHERE source = 'dc09' AND account = '5001'",
+        ) == 3
+    });
+    assert!(stored, "all three frames stored once the database is back");
+    assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
+}

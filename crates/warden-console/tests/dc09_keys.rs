@@ -36,7 +36,12 @@ async fn a_key_is_set_checked_never_shown_and_audited_without_it(pool: PgPool) {
         .await
         .expect(StatusCode::NO_CONTENT);
     assert_eq!(
-        app.store.dc09_key("3001").await.expect("key").as_deref(),
+        app.store
+            .dc09_account("3001")
+            .await
+            .expect("key")
+            .key_hex
+            .as_deref(),
         Some(KEY)
     );
     // No answer of the API carries it, nor the audit trail.
@@ -59,5 +64,8 @@ async fn a_key_is_set_checked_never_shown_and_audited_without_it(pool: PgPool) {
     app.put(&admin, &path, &json!({ "key": null }))
         .await
         .expect(StatusCode::NO_CONTENT);
-    assert_eq!(app.store.dc09_key("3001").await.expect("key"), None);
+    assert_eq!(
+        app.store.dc09_account("3001").await.expect("key").key_hex,
+        None
+    );
 }

@@ -33,7 +33,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use warden_core::Decoded;
 use warden_protocol::Step;
 use warden_protocol::dc09::{self, Dc09Decoder, Dc09Error, Dc09Key, Timestamp};
-use warden_store::{DeviceProtocol, Source};
+use warden_store::{Dc09Account, DeviceProtocol, Source};
 use warden_telemetry as m;
 
 use crate::Ingest;
@@ -156,9 +156,12 @@ pub async fn run(
     ingest: Ingest,
     shutdown: CancellationToken,
 ) {
-    let cfg = Arc::new(cfg);
+    let cfg = Arc::new(Receiver {
+        cfg,
+        accounts: Accounts::default(),
+    });
     let (tcp_addr, udp_addr) = listeners.addresses();
-    info!(tcp = ?tcp_addr, udp = ?udp_addr, window = ?cfg.window(), "DC-09 receiver listening");
+    info!(tcp = ?tcp_addr, udp = ?udp_addr, window = ?cfg.cfg.window(), "DC-09 receiver listening");
     let tcp = listeners.tcp.map(|l| {
         tokio::spawn(
             serve_tcp(l, cfg.clone(), ingest.clone(), shutdown.clone())
@@ -180,15 +183,15 @@ pub async fn run(
 
 async fn serve_tcp(
     listener: TcpListener,
-    cfg: Arc<Dc09Config>,
+    cfg: Arc<Receiver>,
     ingest: Ingest,
     shutdown: CancellationToken,
 ) {
     let limits = crate::accept::Limits {
         name: "DC-09",
         section: "dc09",
-        max_connections: cfg.max_connections,
-        max_per_address: cfg.max_connections_per_address,
+        max_connections: cfg.cfg.max_connections,
+        max_per_address: cfg.cfg.max_connections_per_address,
         open_metric: m::DC09_CONNECTIONS,
         refused_metric: m::DC09_CONNECTIONS_REFUSED,
     };
@@ -204,11 +207,12 @@ async fn serve_tcp(
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    cfg: &Dc09Config,
+    rx: &Receiver,
     ingest: &Ingest,
     shutdown: &CancellationToken,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let cfg = &rx.cfg;
     let mut splitter = cfg.decoder(None);
     loop {
         // Answer every whole frame in the buffer.
@@ -220,7 +224,7 @@ async fn connection(
                 Step::Incomplete => break,
                 Step::Skipped { .. } => {}
                 Step::Frame { .. } | Step::Invalid { .. } => {
-                    if let Some(reply) = handle(cfg, ingest, peer, &raw, "tcp").await
+                    if let Some(reply) = handle(rx, ingest, peer, &raw, "tcp").await
                         && let Err(e) = stream.write_all(&reply).await
                     {
                         debug!(error = %e, "DC-09 reply could not be written; closing");
@@ -268,7 +272,7 @@ const UDP_IN_FLIGHT: usize = 1024;
 
 async fn serve_udp(
     socket: UdpSocket,
-    cfg: Arc<Dc09Config>,
+    cfg: Arc<Receiver>,
     ingest: Ingest,
     shutdown: CancellationToken,
 ) {
@@ -305,15 +309,79 @@ async fn serve_udp(
     }
 }
 
+/// The receiver's configuration and what it remembers of the accounts.
+struct Receiver {
+    cfg: Dc09Config,
+    accounts: Accounts,
+}
+
+/// The last key and settings read for each account: a frame is judged with what the registry
+/// says now, or, when the registry cannot be read (the database is away and the writer
+/// spools), with what it said last (nothing can change it meanwhile). An account never read
+/// gets no answer until the registry answers (its transmitter retries): whether it must
+/// encrypt is not known.
+#[derive(Default)]
+struct Accounts(std::sync::Mutex<std::collections::HashMap<String, Dc09Account>>);
+
+impl Accounts {
+    async fn lookup(&self, ingest: &Ingest, account: &str) -> Option<Dc09Account> {
+        if ingest.writer.degraded().since.is_some() {
+            // The database is away (the writer spools): no question that would hang.
+            let known = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(account)
+                .cloned();
+            if known.is_some() {
+                return known;
+            }
+        }
+        let read =
+            tokio::time::timeout(Duration::from_secs(1), ingest.store.dc09_account(account)).await;
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match read {
+            Ok(Ok(a)) => {
+                if map.len() >= MAX_ACCOUNTS && !map.contains_key(account) {
+                    map.clear();
+                }
+                map.insert(account.to_owned(), a.clone());
+                Some(a)
+            }
+            Ok(Err(e)) => {
+                let known = map.get(account).cloned();
+                warn!(account, error = %e, remembered = known.is_some(), "DC-09 registry lookup failed; judging with what it said last, if anything");
+                known
+            }
+            Err(_) => {
+                let known = map.get(account).cloned();
+                warn!(
+                    account,
+                    remembered = known.is_some(),
+                    "DC-09 registry lookup timed out; judging with what it said last, if anything"
+                );
+                known
+            }
+        }
+    }
+}
+
+/// Accounts remembered at most (then forgotten all at once and read again).
+const MAX_ACCOUNTS: usize = 100_000;
+
 /// Judges one frame's bytes, records them, and returns the answer (if any) to send once
 /// what must be durable is.
 async fn handle(
-    cfg: &Dc09Config,
+    rx: &Receiver,
     ingest: &Ingest,
     peer: SocketAddr,
     raw: &[u8],
     transport: &'static str,
 ) -> Option<Vec<u8>> {
+    let (cfg, accounts) = (&rx.cfg, &rx.accounts);
     let received_at = OffsetDateTime::now_utc();
     let first = cfg.decoder(None).decode_frame(raw);
     let account = match &first {
@@ -321,18 +389,21 @@ async fn handle(
         Err(e) => e.header().and_then(|h| h.account),
     };
     let account = account.map(|a| a.as_str().to_owned());
-    let key = match &account {
-        Some(a) => match ingest.store.dc09_key(a).await {
-            Ok(k) => k.and_then(|hex| Dc09Key::parse(&format!("hex:{hex}")).ok()),
-            Err(e) => {
+    let settings = match &account {
+        Some(a) => {
+            let Some(s) = accounts.lookup(ingest, a).await else {
                 // Not known to be handled: no answer, the transmitter sends it again.
-                warn!(account = %a, error = %e, "DC-09 key lookup failed; not answering");
                 count_reply(transport, "none");
                 return None;
-            }
-        },
-        None => None,
+            };
+            s
+        }
+        None => Dc09Account::default(),
     };
+    let key = settings
+        .key_hex
+        .as_deref()
+        .and_then(|hex| Dc09Key::parse(&format!("hex:{hex}")).ok());
     let decoded = match (&first, &key) {
         (Err(Dc09Error::NoKey { .. }), Some(k)) => cfg.decoder(Some(k.clone())).decode_frame(raw),
         _ => first,
@@ -343,7 +414,23 @@ async fn handle(
         "dc09:{}",
         account.clone().unwrap_or_else(|| peer.ip().to_string())
     );
-    let reply = match verdict::judge(decoded, key.is_some(), now, cfg.window()) {
+    let window = Window {
+        before: settings
+            .settings
+            .before_seconds
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(cfg.before_seconds),
+        after: settings
+            .settings
+            .after_seconds
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(cfg.after_seconds),
+    };
+    let prefixes = verdict::Prefixes {
+        receiver: settings.settings.receiver.clone(),
+        line: settings.settings.line.clone(),
+    };
+    let reply = match verdict::judge_account(decoded, key.is_some(), now, window, &prefixes) {
         Verdict::Ignore => None,
         Verdict::Silent { reason } => {
             if let Err(e) = ingest

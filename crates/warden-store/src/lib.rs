@@ -57,6 +57,7 @@ mod rejected;
 mod spool;
 mod store;
 mod transmitters;
+pub use transmitters::{Dc09Account, Dc09Settings};
 mod triage;
 mod writer;
 

@@ -76,7 +76,7 @@ enum DeviceCommand {
         /// Account as the unit sends it (Contact ID/SIA account, or MQTT device id).
         #[arg(long)]
         account: String,
-        /// contact_id, sia, mqtt or dc09.
+        /// contact_id, sia, mqtt, dc09 or scaip (a SCAIP unit's account is its `cid`).
         #[arg(long, default_value = "contact_id")]
         protocol: String,
         /// Expected periodic-test interval, e.g. `24h`.
@@ -99,6 +99,20 @@ enum DeviceCommand {
         /// keeps it out of the shell history.
         #[arg(long, env = "WARDEN_DEVICE_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// For a dc09 transmitter: the receiver number (`R`, hex) its messages must carry;
+        /// others are refused with DUH.
+        #[arg(long)]
+        dc09_receiver: Option<String>,
+        /// For a dc09 transmitter: the line number (`L`, hex) its messages must carry.
+        #[arg(long)]
+        dc09_line: Option<String>,
+        /// For a dc09 transmitter with a poor clock: how far behind Warden's clock its
+        /// timestamps may be, in seconds (default: the receiver's `dc09.before_seconds`).
+        #[arg(long)]
+        dc09_before_seconds: Option<u16>,
+        /// ... and how far ahead (default: `dc09.after_seconds`).
+        #[arg(long)]
+        dc09_after_seconds: Option<u16>,
     },
 }
 
@@ -215,6 +229,10 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     bridge,
                     mqtt_password,
                     key,
+                    dc09_receiver,
+                    dc09_line,
+                    dc09_before_seconds,
+                    dc09_after_seconds,
                 },
         } => {
             let db = run::Database::open(&cfg)?;
@@ -256,6 +274,39 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     println!(
                         "dc09 key set ({} bits); the transmitter must encrypt",
                         key.bits()
+                    );
+                }
+                let settings = warden_store::Dc09Settings {
+                    receiver: dc09_receiver
+                        .map(|r| hex_field("--dc09-receiver", &r))
+                        .transpose()?,
+                    line: dc09_line
+                        .map(|l| hex_field("--dc09-line", &l))
+                        .transpose()?,
+                    before_seconds: dc09_before_seconds.map(i32::from),
+                    after_seconds: dc09_after_seconds.map(i32::from),
+                };
+                if settings != warden_store::Dc09Settings::default() {
+                    anyhow::ensure!(
+                        protocol == warden_store::DeviceProtocol::Dc09,
+                        "--dc09-* settings are for dc09 transmitters; {account} is {protocol}"
+                    );
+                    anyhow::ensure!(
+                        settings.before_seconds.is_none_or(|s| s <= 3600)
+                            && settings.after_seconds.is_none_or(|s| s <= 3600),
+                        "--dc09-before-seconds / --dc09-after-seconds: at most 3600"
+                    );
+                    store.set_dc09_settings(&account, &settings).await?;
+                    println!(
+                        "dc09 receiver {} line {} window -{}/+{} s",
+                        settings.receiver.as_deref().unwrap_or("any"),
+                        settings.line.as_deref().unwrap_or("any"),
+                        settings
+                            .before_seconds
+                            .map_or_else(|| "default".to_owned(), |s| s.to_string()),
+                        settings
+                            .after_seconds
+                            .map_or_else(|| "default".to_owned(), |s| s.to_string()),
                     );
                 }
                 anyhow::Ok(())
@@ -354,4 +405,14 @@ fn shutdown_on_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// A DC-09 receiver or line number: 1 to 6 hex digits, kept upper-case.
+fn hex_field(flag: &str, value: &str) -> anyhow::Result<String> {
+    let v = value.trim().to_ascii_uppercase();
+    anyhow::ensure!(
+        (1..=6).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{flag}: 1 to 6 hex digits (not {value:?})"
+    );
+    Ok(v)
 }

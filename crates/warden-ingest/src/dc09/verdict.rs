@@ -23,6 +23,26 @@ impl Default for Window {
     }
 }
 
+/// The receiver (`R`) and line (`L`) numbers an account's frames must carry (hex, compared
+/// as numbers: `R0012` is `R12`); `None`: not checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefixes {
+    pub receiver: Option<String>,
+    pub line: Option<String>,
+}
+
+fn hex_value(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.trim(), 16).ok()
+}
+
+/// Whether `sent` (the frame's field) is the `expected` number.
+fn prefix_matches(expected: Option<&str>, sent: Option<&str>) -> bool {
+    match expected {
+        None => true,
+        Some(e) => sent.is_some_and(|s| hex_value(s).is_some() && hex_value(s) == hex_value(e)),
+    }
+}
+
 /// What to do with a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -54,6 +74,19 @@ pub fn judge(
     keyed: bool,
     now: Timestamp,
     window: Window,
+) -> Verdict {
+    judge_account(decoded, keyed, now, window, &Prefixes::default())
+}
+
+/// [`judge`], also refusing (with `DUH`) a frame whose receiver or line number is not the one
+/// registered for its account: a transmitter programmed for another centre, or a copy of an
+/// account's identity on another line.
+pub fn judge_account(
+    decoded: Result<Dc09Frame, Dc09Error>,
+    keyed: bool,
+    now: Timestamp,
+    window: Window,
+    prefixes: &Prefixes,
 ) -> Verdict {
     let frame = match decoded {
         Ok(frame) => frame,
@@ -106,6 +139,27 @@ pub fn judge(
             reason: format!(
                 "plain message from account {}, which must encrypt (it has a key)",
                 account_of(&frame.header())
+            ),
+        };
+    }
+    let header = frame.header();
+    let (receiver, line) = (
+        header.receiver.as_ref().map(|r| r.as_str().to_owned()),
+        header.line.as_ref().map(|l| l.as_str().to_owned()),
+    );
+    if !prefix_matches(prefixes.receiver.as_deref(), receiver.as_deref())
+        || !prefix_matches(prefixes.line.as_deref(), line.as_deref())
+    {
+        return Verdict::Refuse {
+            reply: dc09::duh(&header),
+            reason_code: "dc09_wrong_prefix",
+            reason: format!(
+                "account {} sent receiver {} line {}; it is registered for receiver {} line {}",
+                account_of(&header),
+                receiver.as_deref().unwrap_or("(none)"),
+                line.as_deref().unwrap_or("(none)"),
+                prefixes.receiver.as_deref().unwrap_or("(any)"),
+                prefixes.line.as_deref().unwrap_or("(any)"),
             ),
         };
     }
@@ -169,6 +223,56 @@ mod tests {
 
     fn decode(bytes: &[u8], key: Option<Dc09Key>) -> Result<Dc09Frame, Dc09Error> {
         Dc09Decoder::new(key).decode_frame(bytes)
+    }
+
+    #[test]
+    fn a_frame_for_another_receiver_or_line_is_refused_when_the_account_names_its_own() {
+        let mut m = msg(Token::SiaDcs, Some(now()));
+        m.receiver = warden_protocol::Ascii::new(b"0012");
+        m.line = warden_protocol::Ascii::new(b"3");
+        let bytes = encode::encode(&m);
+        let expect = |r: Option<&str>, l: Option<&str>| Prefixes {
+            receiver: r.map(str::to_owned),
+            line: l.map(str::to_owned),
+        };
+        for ok in [
+            expect(None, None),
+            expect(Some("12"), None),
+            expect(Some("0012"), Some("03")),
+        ] {
+            let v = judge_account(decode(&bytes, None), false, now(), Window::default(), &ok);
+            assert!(matches!(v, Verdict::Store(_)), "{ok:?}: {v:?}");
+        }
+        for bad in [expect(Some("13"), None), expect(None, Some("4"))] {
+            let v = judge_account(decode(&bytes, None), false, now(), Window::default(), &bad);
+            let Verdict::Refuse {
+                reply, reason_code, ..
+            } = v
+            else {
+                panic!("{bad:?}: {v:?}");
+            };
+            assert_eq!(reason_code, "dc09_wrong_prefix");
+            assert!(reply.windows(4).any(|w| w == b"DUH\""));
+        }
+        // A frame without the field is refused when the account names one.
+        let bare = encode::encode(&msg(Token::SiaDcs, Some(now())));
+        let v = judge_account(
+            decode(&bare, None),
+            false,
+            now(),
+            Window::default(),
+            &expect(Some("12"), None),
+        );
+        assert!(
+            matches!(
+                v,
+                Verdict::Refuse {
+                    reason_code: "dc09_wrong_prefix",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
-use warden_store::{ClientRecord, NewDevice, Store, StoreError};
+use warden_store::{ClientRecord, Dc09Row, Dc09Settings, NewDevice, Store, StoreError};
 use warden_types::DeviceProtocol;
 
 use crate::Console;
@@ -49,6 +49,21 @@ const DEVICE_COLUMNS: &[&str] = &[
     "test_interval_seconds",
     "client_ref",
     "area",
+];
+/// Import only (never exported): a DC-09 transmitter's key and settings.
+const DEVICE_IMPORT_COLUMNS: &[&str] = &[
+    "account",
+    "protocol",
+    "label",
+    "device_type",
+    "test_interval_seconds",
+    "client_ref",
+    "area",
+    "dc09_key",
+    "dc09_receiver",
+    "dc09_line",
+    "dc09_before_seconds",
+    "dc09_after_seconds",
 ];
 
 /// One problem in an import file.
@@ -385,11 +400,15 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
     (rows.into_iter().map(|(_, v)| v).collect(), errors)
 }
 
-/// Parses a devices file into records with their row numbers, collecting every error.
-pub fn parse_devices(text: &str) -> (Vec<(u64, NewDevice)>, Vec<RowError>) {
+/// A device import row: the device, and a DC-09 transmitter's key and settings if given.
+pub type DeviceRow = (NewDevice, Option<Dc09Row>);
+
+/// Parses a devices file into records (with a DC-09 transmitter's key and settings when its
+/// row gives any) with their row numbers, collecting every error.
+pub fn parse_devices(text: &str) -> (Vec<(u64, DeviceRow)>, Vec<RowError>) {
     parse_rows(
         text,
-        DEVICE_COLUMNS,
+        DEVICE_IMPORT_COLUMNS,
         &["account", "protocol"],
         "account",
         |row, f| {
@@ -424,9 +443,84 @@ pub fn parse_devices(text: &str) -> (Vec<(u64, NewDevice)>, Vec<RowError>) {
                 area: opt(&f("area")),
             };
             check_device(&d).map_err(|e| refused(row, DEVICE_COLUMNS, e))?;
-            Ok(d)
+            let dc09 = dc09_row(row, &d, f)?;
+            Ok((d, dc09))
         },
     )
+}
+
+/// The DC-09 columns of a device row, checked: `None` when they are all empty.
+fn dc09_row(
+    row: u64,
+    d: &NewDevice,
+    f: &dyn Fn(&str) -> String,
+) -> Result<Option<Dc09Row>, RowError> {
+    let bad = |column: &str, message: String| RowError {
+        row,
+        column: Some(column.to_owned()),
+        message,
+    };
+    let key = f("dc09_key");
+    let (receiver, line) = (f("dc09_receiver"), f("dc09_line"));
+    let (before, after) = (f("dc09_before_seconds"), f("dc09_after_seconds"));
+    if [&key, &receiver, &line, &before, &after]
+        .iter()
+        .all(|v| v.is_empty())
+    {
+        return Ok(None);
+    }
+    if d.protocol != DeviceProtocol::Dc09 {
+        return Err(bad(
+            "protocol",
+            format!(
+                "dc09_* columns are for dc09 transmitters; this device is {}",
+                d.protocol.as_str()
+            ),
+        ));
+    }
+    let key_hex = opt(&key)
+        .map(|k| {
+            warden_protocol::dc09::Dc09Key::parse(&k)
+                .map(|k| k.to_hex())
+                .map_err(|e| bad("dc09_key", format!("dc09_key: {e}")))
+        })
+        .transpose()?;
+    let hex = |column: &str, v: &str| -> Result<Option<String>, RowError> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let v = v.to_ascii_uppercase();
+        if (1..=6).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Some(v))
+        } else {
+            Err(bad(
+                column,
+                format!("{column} must be 1 to 6 hex digits (not {v:?})"),
+            ))
+        }
+    };
+    let seconds = |column: &str, v: &str| -> Result<Option<i32>, RowError> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        match v.parse::<i32>() {
+            Ok(n) if (0..=3600).contains(&n) => Ok(Some(n)),
+            _ => Err(bad(
+                column,
+                format!("{column} must be 0 to 3600 seconds (not {v:?})"),
+            )),
+        }
+    };
+    Ok(Some(Dc09Row {
+        account: d.account.clone(),
+        key_hex,
+        settings: Dc09Settings {
+            receiver: hex("dc09_receiver", &receiver)?,
+            line: hex("dc09_line", &line)?,
+            before_seconds: seconds("dc09_before_seconds", &before)?,
+            after_seconds: seconds("dc09_after_seconds", &after)?,
+        },
+    }))
 }
 
 /// The column a validation message is about (messages start with the field name).
@@ -519,7 +613,7 @@ pub async fn import_clients(
     summary = "Import devices from CSV",
     description = "Roles: admin.
 
-Every row is checked first (including that each client_ref names an existing client: import clients first); if any row has an error, nothing is imported and every error is reported (still 200). Audited per row; the triage engine is told at once.",
+Columns as the export's, plus, for dc09 transmitters only, `dc09_key` (its AES key, hex or ASCII as for `wardend device add --key`; never exported, never shown, audited by size only), `dc09_receiver` and `dc09_line` (the `R` and `L` numbers its messages must carry, hex) and `dc09_before_seconds` / `dc09_after_seconds` (its own timestamp window). Every row is checked first (including that each client_ref names an existing client: import clients first); if any row has an error, nothing is imported and every error is reported (still 200). Audited per row; the triage engine is told at once.",
     params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
     responses(
@@ -542,7 +636,7 @@ pub async fn import_devices(
     let body = csv_body(body)?;
     let (rows, mut errors) = parse_devices(&body);
     let refs = known_client_refs(c.store()).await?;
-    for (row, d) in &rows {
+    for (row, (d, _)) in &rows {
         if let Some(r) = &d.client_ref
             && !refs.contains(r)
         {
@@ -558,8 +652,13 @@ pub async fn import_devices(
         return Ok(report(0, 0, &errors, q.dry_run));
     }
     let audit = auth.audit("import.devices", "device", None);
-    let rows: Vec<NewDevice> = rows.into_iter().map(|(_, d)| d).collect();
-    let (ins, upd) = c.store().import_devices(&rows, &audit, !q.dry_run).await?;
+    let (rows, dc09): (Vec<NewDevice>, Vec<Option<Dc09Row>>) =
+        rows.into_iter().map(|(_, d)| d).unzip();
+    let dc09: Vec<Dc09Row> = dc09.into_iter().flatten().collect();
+    let (ins, upd) = c
+        .store()
+        .import_devices(&rows, &dc09, &audit, !q.dry_run)
+        .await?;
     if !q.dry_run {
         let accounts: HashSet<&str> = rows.iter().map(|d| d.account.as_str()).collect();
         register_devices(&c, |d| accounts.contains(d.account.as_str())).await;

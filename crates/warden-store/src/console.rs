@@ -18,6 +18,8 @@ pub use directory::{
     DirectoryRota, DirectoryRoute, DirectoryTeam, OncallDirectory, PersonWrite, Removal,
 };
 
+pub use devices::Dc09Row;
+
 mod audit;
 mod clients;
 mod devices;

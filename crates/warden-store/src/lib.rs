@@ -63,10 +63,10 @@ mod writer;
 
 pub use console::{
     AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, ContactMethod,
-    DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson, DirectoryRota,
-    DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow, JobRouting, NewOohJob,
-    OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite, QueueCards, Refused, Removal,
-    Responder, SessionRow, SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
+    Dc09Row, DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson,
+    DirectoryRota, DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow, JobRouting,
+    NewOohJob, OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite, QueueCards, Refused,
+    Removal, Responder, SessionRow, SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

@@ -73,10 +73,11 @@ impl Store {
     pub async fn import_devices(
         &self,
         rows: &[NewDevice],
+        dc09: &[Dc09Row],
         audit: &AuditWrite,
         commit: bool,
     ) -> Result<(u64, u64), WriteRefused> {
-        let accounts: Vec<&str> = rows.iter().map(|d| d.account.as_str()).collect();
+        let accounts: Vec<String> = rows.iter().map(NewDevice::stored_account).collect();
         let protocols: Vec<&str> = rows.iter().map(|d| d.protocol.as_str()).collect();
         let labels: Vec<Option<&str>> = rows.iter().map(|d| d.label.as_deref()).collect();
         let types: Vec<Option<&str>> = rows.iter().map(|d| d.device_type.as_deref()).collect();
@@ -122,6 +123,71 @@ impl Store {
         .bind(&audit.ip)
         .fetch_one(&mut *tx)
         .await?;
+        import_dc09(&mut tx, dc09, audit).await?;
         Ok(finish_import(tx, &row, commit).await?)
     }
+}
+
+/// A DC-09 transmitter's key and settings from an import row (`None` key: left as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dc09Row {
+    pub account: String,
+    /// Upper-case hex of the AES key.
+    pub key_hex: Option<String>,
+    pub settings: crate::Dc09Settings,
+}
+
+/// Writes the keys and settings of an import's DC-09 rows in its transaction; the audit
+/// trail says which accounts got a key and its size, never the key.
+async fn import_dc09(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: &[Dc09Row],
+    audit: &AuditWrite,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let accounts: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+    let keys: Vec<Option<&str>> = rows.iter().map(|r| r.key_hex.as_deref()).collect();
+    let receivers: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.settings.receiver.as_deref())
+        .collect();
+    let lines: Vec<Option<&str>> = rows.iter().map(|r| r.settings.line.as_deref()).collect();
+    let before: Vec<Option<i32>> = rows.iter().map(|r| r.settings.before_seconds).collect();
+    let after: Vec<Option<i32>> = rows.iter().map(|r| r.settings.after_seconds).collect();
+    sqlx::query(
+        "WITH input AS ( \
+             SELECT d.id, t.key_hex, t.receiver, t.line, t.before_seconds, t.after_seconds \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[]) \
+                 AS t(account, key_hex, receiver, line, before_seconds, after_seconds) \
+             JOIN devices d ON d.account = t.account), \
+         keys AS ( \
+             INSERT INTO dc09_keys (device_id, key_hex) \
+             SELECT id, upper(key_hex) FROM input WHERE key_hex IS NOT NULL \
+             ON CONFLICT (device_id) DO UPDATE SET key_hex = EXCLUDED.key_hex, set_at = now() \
+             RETURNING device_id, length(key_hex) * 4 AS bits), \
+         settings AS ( \
+             INSERT INTO dc09_accounts (device_id, receiver, line, before_seconds, after_seconds) \
+             SELECT id, upper(receiver), upper(line), before_seconds, after_seconds FROM input \
+             ON CONFLICT (device_id) DO UPDATE SET receiver = EXCLUDED.receiver, \
+                 line = EXCLUDED.line, before_seconds = EXCLUDED.before_seconds, \
+                 after_seconds = EXCLUDED.after_seconds, set_at = now() \
+             RETURNING device_id) \
+         INSERT INTO audit (user_id, action, object_type, object_id, after, request_id, ip) \
+         SELECT $7, 'device.dc09_key', 'device', device_id::text, \
+             jsonb_build_object('key_bits', bits, 'via', 'import'), $8, $9 FROM keys",
+    )
+    .bind(&accounts)
+    .bind(&keys)
+    .bind(&receivers)
+    .bind(&lines)
+    .bind(&before)
+    .bind(&after)
+    .bind(audit.user_id)
+    .bind(&audit.request_id)
+    .bind(&audit.ip)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -378,7 +378,7 @@ pub async fn update_client(
 Matches account, label or client_ref (case-insensitive substring); all devices when `q` is empty. Ordered by id.",
     params(Search),
     responses(
-        (status = 200, description = "Matching devices.", body = Vec<Device>),
+        (status = 200, description = "Matching devices, each with when it was last heard and its link state.", body = Vec<DeviceListed>),
         (status = 400, description = "`invalid_query`: `limit` is not an integer.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
@@ -389,9 +389,53 @@ pub async fn devices(
     State(c): State<Console>,
     auth: Auth,
     ApiQuery(s): ApiQuery<Search>,
-) -> Result<Json<Vec<Device>>, ApiError> {
+) -> Result<Json<Vec<DeviceListed>>, ApiError> {
     auth.require(&[Role::Admin, Role::Supervisor])?;
-    Ok(Json(c.store().device_records(&s.q, limit(s.limit)).await?))
+    let devices = c.store().device_records(&s.q, limit(s.limit)).await?;
+    let ids: Vec<i64> = devices.iter().map(|d| d.id).collect();
+    let states = c.store().device_link_states(&ids).await?;
+    Ok(Json(
+        devices
+            .into_iter()
+            .map(|device| {
+                let (last_heard_at, silent) = states.get(&device.id).copied().unwrap_or_default();
+                let link = match (silent, last_heard_at) {
+                    (true, _) => LinkState::Silent,
+                    (false, Some(_)) => LinkState::Heard,
+                    (false, None) => LinkState::Never,
+                };
+                DeviceListed {
+                    device,
+                    last_heard_at,
+                    link,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// A device in the list, with what Warden last heard of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceListed {
+    #[serde(flatten)]
+    pub device: Device,
+    /// When its latest signal arrived; null: never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_heard_at: Option<time::OffsetDateTime>,
+    pub link: LinkState,
+}
+
+/// A device's link as triage sees it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Heard, and not overdue.
+    Heard,
+    /// A fail-to-report incident is open: its test interval passed without a word.
+    Silent,
+    /// Nothing from it has ever been stored.
+    Never,
 }
 
 pub fn check_device(d: &NewDevice) -> Result<(), ApiError> {

@@ -1,10 +1,14 @@
 // @ts-check
 /* Administration: the device registry. */
 import { api, busy, enc, failure, say, sayError } from "./api.js";
-import { $, clear, fieldValue, fmtInterval, h, human, submitButton, table } from "./dom.js";
+import { $, clear, fieldValue, fmtInterval, fmtTime, h, human, submitButton, table } from "./dom.js";
 import { MAX_DEVICE_ROWS, PROTOCOL_LABEL, state } from "./state.js";
 
 /** @typedef {import("./types.js").Device} Device */
+/** @typedef {import("./types.js").DeviceListed} DeviceListed */
+
+/** @type {Record<string, string>} words for each link state */
+const LINK_LABEL = { heard: "Heard", silent: "Silent: test overdue", never: "Never heard" };
 
 // ---------------------------------------------------------------- devices (administration)
 
@@ -13,7 +17,7 @@ export async function loadDevices(ev) {
   if (ev) ev.preventDefault();
   const q = fieldValue("device-filter");
   try {
-    state.devices = /** @type {Device[]} */ (await api("GET", `/devices?limit=${MAX_DEVICE_ROWS}${q ? `&q=${enc(q)}` : ""}`)) || [];
+    state.devices = /** @type {DeviceListed[]} */ (await api("GET", `/devices?limit=${MAX_DEVICE_ROWS}${q ? `&q=${enc(q)}` : ""}`)) || [];
     renderDevices();
   } catch (caught) {
     const err = failure(caught);
@@ -31,6 +35,8 @@ function renderDevices() {
     { label: "Label", cell: (d) => d.label || "—" },
     { label: "Type", cell: (d) => d.device_type || "—" },
     { label: "Test interval", cell: (d) => fmtInterval(d.test_interval_seconds) },
+    { label: "Link", cell: (d) => h("span", { class: d.link === "silent" ? "tag tag-key" : "tag", testid: "device-link", text: LINK_LABEL[d.link] || human(d.link) }) },
+    { label: "Last heard", cell: (d) => fmtTime(d.last_heard_at) },
     { label: "Client ref", cell: (d) => d.client_ref || "—" },
     { label: "Area", cell: (d) => d.area || "—" },
     { label: "Actions", cell: (d) => h("button", { type: "button", testid: "device-edit", text: "Edit", "aria-label": `Edit device ${d.account}`, onclick: () => editDevice(d) }) },

@@ -28,7 +28,7 @@ export const STATE_LABEL = { raised: "Raised", offered: "Offered", claimed: "Cla
 /** @type {Record<string, string>} */
 export const KIND_LABEL = { co: "Carbon monoxide", door_exit: "Door exit", fail_to_check_in: "Failed to check in" };
 /** @type {Record<string, string>} */
-export const PROTOCOL_LABEL = { contact_id: "Contact ID", sia: "SIA", mqtt: "MQTT", dc09: "SIA DC-09" };
+export const PROTOCOL_LABEL = { contact_id: "Contact ID", sia: "SIA", mqtt: "MQTT", dc09: "SIA DC-09", scaip: "SCAIP" };
 /** @type {Record<string, string>} */
 export const CONTACT_LABEL = { phone: "Phone", sms: "SMS", email: "Email", text_relay: "Text relay", letter: "Letter", visit: "Visit" };
 /** @type {Record<string, string>} */
@@ -49,7 +49,7 @@ export const RESOLVED_KEEP_MS = 10 * 60 * 1000;
 /** @typedef {import("./types.js").OohCategory} OohCategory */
 /** @typedef {import("./types.js").OohJob} OohJob */
 /** @typedef {import("./types.js").Client} Client */
-/** @typedef {import("./types.js").Device} Device */
+/** @typedef {import("./types.js").DeviceListed} DeviceListed */
 /** @typedef {import("./types.js").Responder} Responder */
 /** @typedef {import("./types.js").QueueResponse} QueueResponse */
 /** A responder being edited: a new one has no position until the form is saved. */
@@ -81,7 +81,7 @@ export const RESOLVED_KEEP_MS = 10 * 60 * 1000;
  * @property {number | null} editingClientId
  * @property {ResponderDraft[]} responders
  * @property {User[]} users
- * @property {Device[]} devices
+ * @property {DeviceListed[]} devices
  * @property {number | null} editingUserId
  * @property {number | null} editingDeviceId
  */

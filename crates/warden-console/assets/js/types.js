@@ -217,7 +217,7 @@
  * @typedef {object} Device
  * @property {number} id
  * @property {string} account Unique account number of the device (1-64 characters).
- * @property {"contact_id" | "sia" | "mqtt" | "dc09"} protocol
+ * @property {"contact_id" | "sia" | "mqtt" | "dc09" | "scaip"} protocol
  * @property {string | null} label
  * @property {string | null} device_type
  * @property {number | null} test_interval_seconds Expected test-call interval (supervision); null for none.
@@ -227,11 +227,21 @@
  */
 
 /**
+ * A device's link as triage sees it: heard; silent (a fail-to-report incident is open); never heard.
+ * @typedef {"heard" | "silent" | "never"} LinkState
+ */
+
+/**
+ * A device in the list, with what Warden last heard of it.
+ * @typedef {Device & { last_heard_at: string | null, link: LinkState }} DeviceListed
+ */
+
+/**
  * A device as written. Omitted optional fields become null.
  * @typedef {object} DeviceInput
  * @property {number} [id] Ignored (the path or the server decides).
  * @property {string} account 1-64 characters, unique.
- * @property {"contact_id" | "sia" | "mqtt" | "dc09"} protocol
+ * @property {"contact_id" | "sia" | "mqtt" | "dc09" | "scaip"} protocol
  * @property {string | null} [label]
  * @property {string | null} [device_type]
  * @property {number | null} [test_interval_seconds]
@@ -640,7 +650,7 @@
 // from the name the UI code has used, the typedef below is that schema under its name.
 
 /**
- * @typedef {"contact_id" | "sia" | "mqtt" | "dc09"} DeviceProtocol
+ * @typedef {"contact_id" | "sia" | "mqtt" | "dc09" | "scaip"} DeviceProtocol
  */
 /**
  * @typedef {"routed" | "unrouted" | "acknowledged" | "in_progress" | "closed"} JobStatus

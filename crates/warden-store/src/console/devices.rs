@@ -31,6 +31,28 @@ impl Store {
         .await?)
     }
 
+    /// For each of `ids`: when it was last heard (its latest stored signal; one index probe
+    /// each) and whether it is silent (a fail-to-report incident of it is open: its test
+    /// interval passed without a word, as triage judged).
+    pub async fn device_link_states(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, (Option<OffsetDateTime>, bool)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, h.at, EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id \
+                 AND i.kind = 'fail_to_report' AND i.resolved_at IS NULL) AS silent \
+             FROM UNNEST($1::bigint[]) AS d(id) \
+             CROSS JOIN LATERAL (SELECT max(s.received_at) AS at FROM signals s WHERE s.device_id = d.id) h",
+        )
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// When each supervised device (one with a test interval) was last heard, from the
     /// signals it sent: what the triage core needs after a restart to keep its
     /// fail-to-report deadlines. One index probe per supervised device.

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Runtime;
@@ -14,9 +13,10 @@ use uuid::Uuid;
 use warden_sim::LatencySummary;
 use warden_sim::fleet::{FleetHandle, FleetReport};
 use warden_sim::surgard::{FrameKind, ReceiverHandle, ReceiverReport};
-use warden_store::{NewSignal, Source, Store};
+use warden_store::{NewSignal, Store};
 use warden_tests::TestDb;
 
+use crate::copy::{SIGNAL_JSON, signal_from_json};
 use crate::metrics::Interval;
 use crate::report::{Checks, CopyFigures, MaxFigures, RowLatency, SteadyFigures};
 use crate::rig::{Rig, UNIT_PREFIX, mqtt_stored, wait_stored, within};
@@ -292,10 +292,7 @@ pub fn check_nothing_lost(
 #[allow(clippy::cast_precision_loss)]
 pub fn copy_ceiling(rt: &Runtime, db: &TestDb, since: OffsetDateTime, runs: usize) -> CopyFigures {
     let sql = format!(
-        "SELECT row_to_json(t) FROM (SELECT source, link_id, account, device_id, kind, \
-         encode(raw, 'hex') AS raw, decoded, \
-         (extract(epoch FROM received_at) * 1000000)::bigint AS received_us \
-         FROM signals WHERE source = 'mqtt' AND kind = 'event' AND account LIKE '{UNIT_PREFIX}%' \
+        "{SIGNAL_JSON} WHERE source = 'mqtt' AND kind = 'event' AND account LIKE '{UNIT_PREFIX}%' \
          AND received_at >= '{}' ORDER BY received_at) t",
         rfc3339(since)
     );
@@ -325,27 +322,5 @@ pub fn copy_ceiling(rt: &Runtime, db: &TestDb, since: OffsetDateTime, runs: usiz
         best_per_s: runs_per_s.iter().copied().fold(0.0, f64::max),
         runs_per_s,
         ratio: 0.0,
-    }
-}
-
-pub fn signal_from_json(line: &str) -> NewSignal {
-    let v: Value = serde_json::from_str(line).expect("row_to_json output");
-    let text = |k: &str| v[k].as_str().map(str::to_owned);
-    let micros = v["received_us"].as_i64().expect("received_us");
-    NewSignal {
-        id: Uuid::now_v7(),
-        source: text("source")
-            .as_deref()
-            .and_then(|s| s.parse::<Source>().ok())
-            .expect("source"),
-        link_id: text("link_id").expect("link_id"),
-        account: text("account"),
-        device_id: v["device_id"].as_i64(),
-        kind: text("kind").expect("kind"),
-        raw: hex::decode(text("raw").expect("raw")).expect("hex raw"),
-        decoded: v["decoded"].clone(),
-        received_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-            .expect("received_at"),
-        dedupe_key: None,
     }
 }

@@ -37,6 +37,8 @@
 //! turns rows, scrapes and sender reports into figures and checks that nothing was lost;
 //! `metrics` reads `/metrics` and `/proc`; `report` prints the table and the JSON line.
 
+#[path = "../common/copy.rs"]
+mod copy;
 mod figures;
 mod metrics;
 mod phases;

@@ -27,7 +27,10 @@ async fn each_device_shows_its_last_signal_and_link_state(pool: PgPool) {
         ids.push(d["id"].as_i64().expect("id"));
     }
     // 8001 reported; 8002 reported long ago and triage raised fail-to-report; 8003 never.
-    for (id, at) in [(ids[0], "2026-12-05T10:00:00Z"), (ids[1], "2026-12-01T08:00:00Z")] {
+    for (id, at) in [
+        (ids[0], "2026-12-05T10:00:00Z"),
+        (ids[1], "2026-12-01T08:00:00Z"),
+    ] {
         sqlx::query(
             "INSERT INTO signals (id, source, link_id, account, device_id, kind, raw, decoded, received_at) \
              VALUES (gen_random_uuid(), 'dc09', 'dc09:x', NULL, $1, 'event', ''::bytea, '{}'::jsonb, $2::timestamptz)",
@@ -60,9 +63,17 @@ async fn each_device_shows_its_last_signal_and_link_state(pool: PgPool) {
             .unwrap_or(Value::Null)
     };
     assert_eq!(of("8001")["link"], "heard", "{list}");
-    assert_eq!(of("8001")["last_heard_at"], "2026-12-05T10:00:00Z", "{list}");
+    assert_eq!(
+        of("8001")["last_heard_at"],
+        "2026-12-05T10:00:00Z",
+        "{list}"
+    );
     assert_eq!(of("8002")["link"], "silent", "{list}");
-    assert_eq!(of("8002")["last_heard_at"], "2026-12-01T08:00:00Z", "{list}");
+    assert_eq!(
+        of("8002")["last_heard_at"],
+        "2026-12-01T08:00:00Z",
+        "{list}"
+    );
     assert_eq!(of("8003")["link"], "never", "{list}");
     assert_eq!(of("8003")["last_heard_at"], Value::Null, "{list}");
     // The device's own fields are still at the top level.

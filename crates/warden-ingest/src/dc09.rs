@@ -276,7 +276,13 @@ async fn serve_udp(
     ingest: Ingest,
     shutdown: CancellationToken,
 ) {
+    crate::udp::enlarge_receive_buffer(&socket, "dc09");
     let socket = Arc::new(socket);
+    tokio::spawn(crate::udp::watch_drops(
+        socket.clone(),
+        "dc09",
+        shutdown.clone(),
+    ));
     let in_flight = Arc::new(Semaphore::new(UDP_IN_FLIGHT));
     let mut buf = vec![0u8; dc09::MAX_FRAME + 64];
     loop {

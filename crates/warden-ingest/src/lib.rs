@@ -25,6 +25,7 @@ pub mod scaip;
 mod secret;
 pub mod serial;
 mod supervise;
+mod udp;
 
 pub use devices::DeviceCache;
 pub use record::Ingest;

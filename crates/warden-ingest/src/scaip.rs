@@ -222,7 +222,13 @@ async fn connection(
 const UDP_IN_FLIGHT: usize = 1024;
 
 async fn serve_udp(socket: UdpSocket, ingest: Ingest, shutdown: CancellationToken) {
+    crate::udp::enlarge_receive_buffer(&socket, "scaip");
     let socket = Arc::new(socket);
+    tokio::spawn(crate::udp::watch_drops(
+        socket.clone(),
+        "scaip",
+        shutdown.clone(),
+    ));
     let in_flight = Arc::new(Semaphore::new(UDP_IN_FLIGHT));
     let mut buf = vec![0u8; scaip::MAX_MESSAGE + 1];
     loop {

@@ -146,6 +146,9 @@ pub const DC09_CONNECTIONS: &str = "warden_dc09_connections";
 pub const DC09_CONNECTIONS_REFUSED: &str = "warden_dc09_connections_refused_total";
 /// DC-09 frames answered. Labels: `transport` (tcp, udp), `reply` (ack, nak, duh, none).
 pub const DC09_REPLIES: &str = "warden_dc09_replies_total";
+/// UDP datagrams the kernel dropped on a receiver's socket before Warden read them
+/// (`receiver`: `dc09`, `scaip`), from `/proc/net/udp`.
+pub const UDP_RECEIVE_DROPS: &str = "warden_udp_receive_drops_total";
 /// Open SCAIP TCP connections.
 pub const SCAIP_CONNECTIONS: &str = "warden_scaip_connections";
 /// SCAIP TCP connections refused at a limit, by `reason` (`total`, `per_address`).
@@ -584,6 +587,10 @@ pub fn describe() {
     describe_gauge!(DC09_CONNECTIONS, "Open DC-09 TCP connections");
     describe_gauge!(SCAIP_CONNECTIONS, "Open SCAIP TCP connections");
     describe_counter!(
+        UDP_RECEIVE_DROPS,
+        "UDP datagrams the kernel dropped on a receiver's socket before Warden read them"
+    );
+    describe_counter!(
         SCAIP_CONNECTIONS_REFUSED,
         "SCAIP TCP connections refused at a limit, by reason"
     );
@@ -810,6 +817,7 @@ mod tests {
             super::DC09_CONNECTIONS_REFUSED,
             super::DC09_REPLIES,
             super::SCAIP_CONNECTIONS,
+            super::UDP_RECEIVE_DROPS,
             super::SCAIP_CONNECTIONS_REFUSED,
             super::SCAIP_REPLIES,
         ];

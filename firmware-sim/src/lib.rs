@@ -15,6 +15,7 @@
 
 pub mod dc09;
 pub mod fleet;
+pub mod scaip;
 pub mod scenario;
 pub mod surgard;
 

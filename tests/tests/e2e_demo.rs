@@ -98,6 +98,21 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
             .any(|l| l.trim().starts_with("dc09:") && l.contains("AES-128 key")),
         "the DC-09 addresses and key are printed:\n{out}"
     );
+    // The demo's SCAIP units are answered 200 over UDP, and the addresses printed.
+    let scaip_units = wait_until(Duration::from_secs(30), || {
+        let (_, body) = http_get(admin, "/metrics").unwrap_or_default();
+        metric(
+            &body,
+            "warden_scaip_replies_total{transport=\"udp\",reply=\"200\"}",
+        ) >= 2.0
+    });
+    assert!(scaip_units, "SCAIP units answered:\n{}", log_text());
+    let out = std::fs::read_to_string(data.path().join("demo.out")).unwrap_or_default();
+    assert!(
+        out.lines()
+            .any(|l| l.trim().starts_with("scaip:") && l.contains("udp")),
+        "the SCAIP addresses are printed:\n{out}"
+    );
 
     // Unanswered life-critical alarms page the demo's on-call person: by webhook to the
     // demo's inbox (and in the console's My pages).

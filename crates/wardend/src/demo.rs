@@ -135,6 +135,11 @@ async fn demo(
         label: Some(format!("Simulated IP transmitter {a} (DC-09)")),
         ..NewDevice::new(*a, DeviceProtocol::Dc09)
     }));
+    devices.extend(SCAIP_UNITS.iter().map(|a| NewDevice {
+        test_interval_seconds: Some(3600),
+        label: Some(format!("Simulated social alarm {a} (SCAIP)")),
+        ..NewDevice::new(*a, DeviceProtocol::Scaip)
+    }));
     seed_clients(&store).await?;
     store
         .upsert_devices(&devices)
@@ -154,6 +159,14 @@ async fn demo(
             tcp: Some(local(free_port()?)),
             udp: Some(local(free_port()?)),
             ..warden_ingest::dc09::Dc09Config::default()
+        });
+    }
+    if cfg.scaip.is_none() {
+        let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        cfg.scaip = Some(warden_ingest::scaip::ScaipConfig {
+            udp: Some(local(free_port()?)),
+            tcp: Some(local(free_port()?)),
+            ..warden_ingest::scaip::ScaipConfig::default()
         });
     }
     // Every simulated unit gets its own broker login (hashed in mqtt_credentials), and
@@ -302,6 +315,24 @@ async fn demo(
             )));
         }
     }
+    let scaip_answers = std::sync::Arc::new(warden_sim::dc09::Answers::default());
+    let mut scaip_units = Vec::new();
+    if let Some(receiver) = endpoints.scaip_udp {
+        for cid in SCAIP_UNITS {
+            let unit = warden_sim::scaip::ScaipUnit {
+                cid: cid.to_owned(),
+                receiver,
+                heartbeat: Duration::from_secs(30),
+                // An alarm every 10 heartbeats (5 minutes).
+                alarm_every: 10,
+            };
+            scaip_units.push(tokio::spawn(warden_sim::scaip::run(
+                unit,
+                scaip_answers.clone(),
+                sims.clone(),
+            )));
+        }
+    }
     let events = tokio::spawn({
         let s = sims.clone();
         let rate = args.receiver_rate;
@@ -372,12 +403,19 @@ async fn demo(
             DC09_UNITS[1]
         );
     }
+    if let (Some(udp), Some(tcp)) = (endpoints.scaip_udp, endpoints.scaip_tcp) {
+        println!(
+            "  scaip:      udp {udp}  tcp {tcp}   (social alarms over SIP MESSAGE, application/scaip+xml; units {} register by their cid: wardend device add --account <cid> --protocol scaip)",
+            SCAIP_UNITS.join(", ")
+        );
+    }
     println!(
-        "  simulating: {} MQTT units at {}/s alarms, 1 Sur-Gard receiver at {}/s events, {} DC-09 transmitters (link test every 30 s, a pendant every 5 min)",
+        "  simulating: {} MQTT units at {}/s alarms, 1 Sur-Gard receiver at {}/s events, {} DC-09 transmitters and {} SCAIP units (a link test or heartbeat every 30 s, an alarm every 5 min)",
         args.devices,
         args.alarm_rate,
         args.receiver_rate,
-        DC09_UNITS.len()
+        DC09_UNITS.len(),
+        SCAIP_UNITS.len()
     );
     println!();
 
@@ -394,7 +432,7 @@ async fn demo(
     if let Ok(Ok(report)) = rx_task.await {
         println!("receiver: {:?}", report.summary());
     }
-    for unit in dc09_units {
+    for unit in dc09_units.into_iter().chain(scaip_units) {
         let _ = unit.await;
     }
     println!(
@@ -404,6 +442,18 @@ async fn demo(
             .refusals
             .load(std::sync::atomic::Ordering::Relaxed),
         dc09_answers
+            .unanswered
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "scaip units: {} acknowledged, {} refused, {} unanswered",
+        scaip_answers
+            .acks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        scaip_answers
+            .refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+        scaip_answers
             .unanswered
             .load(std::sync::atomic::Ordering::Relaxed)
     );
@@ -417,6 +467,8 @@ async fn demo(
 
 /// The demo's simulated DC-09 transmitters (the first encrypts).
 const DC09_UNITS: [&str; 2] = ["3001", "3002"];
+/// The simulated SCAIP units' caller ids.
+const SCAIP_UNITS: [&str; 2] = ["26317", "10149471"];
 
 /// The MQTT unit whose login the demo prints, for trying an alarm by hand.
 const MANUAL_UNIT: &str = "demo-pendant";

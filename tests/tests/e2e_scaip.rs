@@ -278,3 +278,115 @@ fn vendor_messages_over_udp_and_tcp_are_answered_after_they_are_stored() {
     );
     assert!(w.metric("warden_scaip_replies_total{transport=\"udp\",reply=\"200\"}") >= 9.0);
 }
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+/// The value of `name` in a `WWW-Authenticate: Digest …` header of `reply`.
+fn challenge_param(reply: &str, name: &str) -> String {
+    let line = reply
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate: Digest "))
+        .unwrap_or_else(|| panic!("a digest challenge: {reply}"));
+    let start = line.find(&format!("{name}=\"")).expect("param") + name.len() + 2;
+    let end = line[start..].find('"').expect("closing quote") + start;
+    line[start..end].to_owned()
+}
+
+/// A unit registered with `--sip-password` must authenticate each report with a SIP digest
+/// for its own cid: without one it is challenged (401, nothing stored), with another unit's
+/// credentials or a wrong password it is refused and the attempt kept, with its own it is
+/// heard. Its password is printed once; only HA1 is stored.
+#[test]
+fn a_unit_with_a_sip_password_speaks_only_with_its_own_digest() {
+    let db = TestDb::create("e2e_scaip_auth");
+    let udp = free_port();
+    let w = Wardend::start(&format!(
+        "[database]\nurl = \"{}\"\n[scaip]\nudp = \"127.0.0.1:{udp}\"\n",
+        db.url
+    ));
+    assert!(wait_until(Duration::from_secs(30), || w
+        .metric("warden_engine_running")
+        > 0.5));
+    let out = w.cli(&[
+        "device",
+        "add",
+        "--account",
+        "55555",
+        "--protocol",
+        "scaip",
+        "--sip-password",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let password = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("sip user 55555 realm warden password "))
+        .unwrap_or_else(|| panic!("the password is printed once: {printed}"))
+        .trim()
+        .to_owned();
+    assert!(
+        db.count(&format!(
+            "SELECT count(*) FROM scaip_auth WHERE ha1 = '{}'",
+            md5_hex(&format!("55555:warden:{password}"))
+        )) == 1,
+        "only HA1 is stored"
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let body = "<mrq><ref>A1</ref><mty>ME</mty><cid>55555</cid><stc>10</stc></mrq>";
+    let plain = request("MESSAGE", "udp", 20, "application/scaip+xml", body);
+
+    // No credentials: challenged, nothing stored.
+    let reply = udp_exchange(&socket, udp, plain.as_bytes()).expect("answered");
+    assert!(reply.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{reply}");
+    let nonce = challenge_param(&reply, "nonce");
+    assert_eq!(challenge_param(&reply, "realm"), "warden");
+    let uri = "sip:alarm@127.0.0.1;transport=udp";
+    let with_auth = |user: &str, pass: &str| {
+        let ha1 = md5_hex(&format!("{user}:warden:{pass}"));
+        let ha2 = md5_hex(&format!("MESSAGE:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        plain.replacen(
+            "Content-Type:",
+            &format!(
+                "Authorization: Digest username=\"{user}\", realm=\"warden\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", algorithm=MD5\r\nContent-Type:"
+            ),
+            1,
+        )
+    };
+    // A wrong password, and another unit's name: refused, kept.
+    for (user, pass) in [("55555", "not the password"), ("66666", password.as_str())] {
+        let reply = udp_exchange(&socket, udp, with_auth(user, pass).as_bytes()).expect("answered");
+        assert!(
+            reply.starts_with("SIP/2.0 401 Unauthorized\r\n"),
+            "{user}: {reply}"
+        );
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM signals WHERE source = 'scaip'"),
+        0
+    );
+    assert!(wait_until(Duration::from_secs(5), || db.count(
+        "SELECT count(*) FROM quarantine WHERE reason_code = 'scaip_unauthenticated'"
+    ) == 2));
+    // Its own digest: heard, answered with its reference.
+    let reply =
+        udp_exchange(&socket, udp, with_auth("55555", &password).as_bytes()).expect("answered");
+    assert!(
+        reply.starts_with("SIP/2.0 200 OK\r\n") && reply.contains("<ref>A1</ref>"),
+        "{reply}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM signals s JOIN devices d ON d.id = s.device_id WHERE d.account = '55555'"),
+        1
+    );
+}

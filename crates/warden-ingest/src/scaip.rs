@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 use warden_core::Decoded;
 use warden_protocol::scaip::{self, ScaipError, Split};
+use warden_protocol::sip_digest;
 use warden_store::{DeviceProtocol, Source};
 use warden_telemetry as m;
 
@@ -126,11 +127,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let cfg = Arc::new(cfg);
+    let auth = Arc::new(Auth::new());
     let (udp_addr, tcp_addr) = listeners.addresses();
     info!(udp = ?udp_addr, tcp = ?tcp_addr, "SCAIP receiver listening");
     let udp = listeners.udp.map(|s| {
         tokio::spawn(
-            serve_udp(s, ingest.clone(), shutdown.clone()).instrument(info_span!("scaip_udp")),
+            serve_udp(s, ingest.clone(), auth.clone(), shutdown.clone())
+                .instrument(info_span!("scaip_udp")),
         )
     });
     let tcp = listeners.tcp.map(|l| {
@@ -142,11 +145,13 @@ pub async fn run(
             open_metric: m::SCAIP_CONNECTIONS,
             refused_metric: m::SCAIP_CONNECTIONS_REFUSED,
         };
-        let (cfg, ingest, stop) = (cfg.clone(), ingest.clone(), shutdown.clone());
+        let (cfg, ingest, auth, stop) =
+            (cfg.clone(), ingest.clone(), auth.clone(), shutdown.clone());
         tokio::spawn(
             crate::accept::serve(l, limits, shutdown.clone(), move |stream, peer| {
-                let (cfg, ingest, stop) = (cfg.clone(), ingest.clone(), stop.clone());
-                async move { connection(stream, peer, &cfg, &ingest, &stop).await }
+                let (cfg, ingest, auth, stop) =
+                    (cfg.clone(), ingest.clone(), auth.clone(), stop.clone());
+                async move { connection(stream, peer, &cfg, &ingest, &auth, &stop).await }
             })
             .instrument(info_span!("scaip_tcp")),
         )
@@ -164,6 +169,7 @@ async fn connection(
     peer: SocketAddr,
     cfg: &ScaipConfig,
     ingest: &Ingest,
+    auth: &Auth,
     shutdown: &CancellationToken,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
@@ -179,7 +185,7 @@ async fn connection(
                 Split::Incomplete => break,
                 Split::Message { len } => {
                     let raw: Vec<u8> = buf.drain(..len).collect();
-                    if let Some(reply) = handle(ingest, peer, &raw, "tcp").await
+                    if let Some(reply) = handle(ingest, auth, peer, &raw, "tcp").await
                         && let Err(e) = stream.write_all(&reply).await
                     {
                         debug!(error = %e, "SCAIP reply could not be written; closing");
@@ -221,7 +227,12 @@ async fn connection(
 /// Datagrams answered in parallel, at most this many being written at once.
 const UDP_IN_FLIGHT: usize = 1024;
 
-async fn serve_udp(socket: UdpSocket, ingest: Ingest, shutdown: CancellationToken) {
+async fn serve_udp(
+    socket: UdpSocket,
+    ingest: Ingest,
+    auth: Arc<Auth>,
+    shutdown: CancellationToken,
+) {
     crate::udp::enlarge_receive_buffer(&socket, "scaip");
     let socket = Arc::new(socket);
     tokio::spawn(crate::udp::watch_drops(
@@ -249,10 +260,10 @@ async fn serve_udp(socket: UdpSocket, ingest: Ingest, shutdown: CancellationToke
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let (ingest, socket) = (ingest.clone(), socket.clone());
+        let (ingest, socket, auth) = (ingest.clone(), socket.clone(), auth.clone());
         tokio::spawn(
             async move {
-                if let Some(reply) = handle(&ingest, peer, &raw, "udp").await
+                if let Some(reply) = handle(&ingest, &auth, peer, &raw, "udp").await
                     && let Err(e) = socket.send_to(&reply, peer).await
                 {
                     debug!(error = %e, %peer, "SCAIP UDP reply could not be sent");
@@ -292,6 +303,7 @@ fn to_tag() -> &'static str {
 /// must be durable is.
 async fn handle(
     ingest: &Ingest,
+    auth: &Auth,
     peer: SocketAddr,
     raw: &[u8],
     transport: &'static str,
@@ -348,6 +360,29 @@ async fn handle(
         Err(e) => return refuse(400, "Bad Request", e.to_string()).await,
     };
     let unit = mrq.unit();
+    match auth.check(ingest, &unit, req).await {
+        Checked::Pass => {}
+        Checked::Unknown => {
+            // The registry could not say whether the unit must authenticate.
+            count_reply(transport, "none");
+            return None;
+        }
+        Checked::Challenge { refused } => {
+            if let Some(why) = refused {
+                keep_refused(ingest, &unit, raw, why, received_at).await;
+            }
+            count_reply(transport, "401");
+            let challenge = sip_digest::challenge(&auth.nonce());
+            return Some(scaip::response_with(
+                req,
+                401,
+                "Unauthorized",
+                to_tag(),
+                &[("WWW-Authenticate", &challenge)],
+                None,
+            ));
+        }
+    }
     let arrival = Arrival {
         source: Source::Scaip,
         link_id: format!("scaip:{unit}"),
@@ -368,10 +403,150 @@ async fn handle(
     }
 }
 
+/// How long a nonce Warden issued stays good.
+const NONCE_MAX_AGE: u64 = 300;
+
+/// Which units must authenticate (their digest HA1, as last read from the registry, kept
+/// for an outage as DC-09 keys are) and the key of this process's nonces.
+struct Auth {
+    key: [u8; 32],
+    known: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+}
+
+/// What [`Auth::check`] found.
+enum Checked {
+    /// The unit need not authenticate, or did.
+    Pass,
+    /// The unit must authenticate and has not (yet): challenge it; `refused` says why when
+    /// it sent credentials that do not hold (kept and counted).
+    Challenge { refused: Option<String> },
+    /// The registry did not answer and the unit was never read.
+    Unknown,
+}
+
+impl Auth {
+    fn new() -> Self {
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            // No randomness: nonces are still tied to their time, only guessable.
+            warn!("no randomness for SCAIP digest nonces");
+        }
+        Auth {
+            key,
+            known: std::sync::Mutex::default(),
+        }
+    }
+
+    fn now() -> u64 {
+        u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
+    }
+
+    fn nonce(&self) -> String {
+        sip_digest::nonce(&self.key, Self::now())
+    }
+
+    async fn ha1(&self, ingest: &Ingest, unit: &str) -> Option<Option<String>> {
+        let remembered = || {
+            self.known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(unit)
+                .cloned()
+        };
+        if ingest.writer.degraded().since.is_some()
+            && let Some(known) = remembered()
+        {
+            return Some(known);
+        }
+        let read = tokio::time::timeout(Duration::from_secs(1), ingest.store.scaip_ha1(unit)).await;
+        let Ok(Ok(h)) = read else {
+            warn!(
+                unit,
+                "SCAIP registry lookup failed; judging with what it said last, if anything"
+            );
+            return remembered();
+        };
+        let mut map = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= 100_000 && !map.contains_key(unit) {
+            map.clear();
+        }
+        map.insert(unit.to_owned(), h.clone());
+        Some(h)
+    }
+
+    /// Whether `req`, a report from `unit`, may be heard.
+    async fn check(&self, ingest: &Ingest, unit: &str, req: &scaip::Request) -> Checked {
+        let Some(ha1) = self.ha1(ingest, unit).await else {
+            return Checked::Unknown;
+        };
+        let Some(ha1) = ha1 else {
+            return Checked::Pass;
+        };
+        let Some(header) = &req.authorization else {
+            return Checked::Challenge { refused: None };
+        };
+        let Some(c) = sip_digest::parse(header) else {
+            return Checked::Challenge {
+                refused: Some(format!(
+                    "unit {unit}: an Authorization header that is not a SIP digest"
+                )),
+            };
+        };
+        if !sip_digest::nonce_fresh(&self.key, &c.nonce, Self::now(), NONCE_MAX_AGE) {
+            // Stale or from an earlier process: a new challenge, nothing to keep.
+            return Checked::Challenge { refused: None };
+        }
+        if warden_types::scaip_unit(&c.username) != unit {
+            return Checked::Challenge {
+                refused: Some(format!(
+                    "credentials of user {:?} sent for unit {unit}: a unit speaks only for itself",
+                    c.username
+                )),
+            };
+        }
+        if !sip_digest::verify(&c, &req.method, &ha1) {
+            return Checked::Challenge {
+                refused: Some(format!(
+                    "unit {unit}: the digest does not match its password"
+                )),
+            };
+        }
+        Checked::Pass
+    }
+}
+
+/// Keeps a report refused for its credentials in quarantine.
+async fn keep_refused(
+    ingest: &Ingest,
+    unit: &str,
+    raw: &[u8],
+    why: String,
+    received_at: OffsetDateTime,
+) {
+    warn!(unit, reason = %why, "SCAIP report refused: not authenticated");
+    if let Err(e) = ingest
+        .reject(
+            Source::Scaip,
+            format!("scaip:{unit}"),
+            raw.to_vec(),
+            "scaip_unauthenticated",
+            why,
+            received_at,
+        )
+        .await
+    {
+        warn!(error = %e, "could not keep a refused SCAIP report");
+    }
+}
+
 fn code_label(code: u16) -> &'static str {
     match code {
         200 => "200",
         400 => "400",
+        401 => "401",
         405 => "405",
         415 => "415",
         _ => "other",

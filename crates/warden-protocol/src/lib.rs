@@ -11,6 +11,7 @@ pub mod dc09;
 pub mod mqtt;
 pub mod scaip;
 pub mod sia;
+pub mod sip_digest;
 pub mod surgard;
 
 /// ASCII ACK, sent to a Sur-Gard receiver once a frame is durable.

@@ -118,6 +118,8 @@ pub struct Request {
     pub cseq: String,
     /// The media type, lower-cased, without parameters; empty when absent.
     pub content_type: String,
+    /// The `Authorization` header, if any (SIP digest: [`crate::sip_digest`]).
+    pub authorization: Option<String>,
     /// The body as text (lossy UTF-8).
     pub body: String,
 }
@@ -158,6 +160,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ScaipError> {
         call_id: String::new(),
         cseq: String::new(),
         content_type: String::new(),
+        authorization: None,
         body: String::new(),
     };
     let mut length: Option<usize> = None;
@@ -180,6 +183,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ScaipError> {
             "to" | "t" => r.to = value,
             "call-id" | "i" => r.call_id = value,
             "cseq" => r.cseq = value,
+            "authorization" => r.authorization = Some(value),
             "content-type" | "c" => {
                 r.content_type = value
                     .split(';')
@@ -360,6 +364,18 @@ pub fn response(
     to_tag: &str,
     body: Option<&str>,
 ) -> Vec<u8> {
+    response_with(req, code, reason, to_tag, &[], body)
+}
+
+/// [`response`] with `extra` headers (a `401`'s `WWW-Authenticate`).
+pub fn response_with(
+    req: &Request,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, &str)],
+    body: Option<&str>,
+) -> Vec<u8> {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for v in &req.via {
         out.push_str("Via: ");
@@ -384,6 +400,12 @@ pub fn response(
     }
     if code == 405 {
         out.push_str("Allow: MESSAGE, OPTIONS\r\n");
+    }
+    for (name, value) in extra {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
     }
     match body {
         Some(b) => {

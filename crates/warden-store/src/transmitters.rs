@@ -78,6 +78,52 @@ impl Store {
         Ok(true)
     }
 
+    /// The digest HA1 of the SCAIP unit registered for `account`, if it must authenticate.
+    pub async fn scaip_ha1(&self, account: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.ha1 FROM scaip_auth a JOIN devices d ON d.id = a.device_id WHERE d.account = $1",
+        )
+        .bind(account)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Sets (or with `None` removes) the digest HA1 of the unit registered for `account`;
+    /// `Ok(false)` when no device has that account.
+    pub async fn set_scaip_ha1(
+        &self,
+        account: &str,
+        ha1: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let Some(device): Option<i64> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE account = $1")
+                .bind(account)
+                .fetch_optional(self.pool())
+                .await?
+        else {
+            return Ok(false);
+        };
+        match ha1 {
+            Some(h) => {
+                sqlx::query(
+                    "INSERT INTO scaip_auth (device_id, ha1) VALUES ($1, lower($2)) \
+                     ON CONFLICT (device_id) DO UPDATE SET ha1 = EXCLUDED.ha1, set_at = now()",
+                )
+                .bind(device)
+                .bind(h)
+                .execute(self.pool())
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM scaip_auth WHERE device_id = $1")
+                    .bind(device)
+                    .execute(self.pool())
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
     /// The account and protocol of device `id`, if it exists.
     pub async fn device_account(&self, id: i64) -> Result<Option<(String, String)>, StoreError> {
         Ok(

@@ -99,6 +99,11 @@ enum DeviceCommand {
         /// keeps it out of the shell history.
         #[arg(long, env = "WARDEN_DEVICE_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// For a scaip unit: generate its SIP digest password (user name: its cid, realm
+        /// `warden`), store only its HA1 and print the password once; the unit must then
+        /// authenticate every report.
+        #[arg(long)]
+        sip_password: bool,
         /// For a dc09 transmitter: the receiver number (`R`, hex) its messages must carry;
         /// others are refused with DUH.
         #[arg(long)]
@@ -229,6 +234,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     bridge,
                     mqtt_password,
                     key,
+                    sip_password,
                     dc09_receiver,
                     dc09_line,
                     dc09_before_seconds,
@@ -274,6 +280,24 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     println!(
                         "dc09 key set ({} bits); the transmitter must encrypt",
                         key.bits()
+                    );
+                }
+                if sip_password {
+                    anyhow::ensure!(
+                        protocol == warden_store::DeviceProtocol::Scaip,
+                        "--sip-password is for scaip units; {account} is {protocol}"
+                    );
+                    let unit = warden_types::scaip_unit(&account);
+                    let password = broker_auth::generate_password()?;
+                    let ha1 = warden_protocol::sip_digest::ha1(
+                        &unit,
+                        warden_protocol::sip_digest::REALM,
+                        &password,
+                    );
+                    store.set_scaip_ha1(&unit, Some(&ha1)).await?;
+                    println!(
+                        "sip user {unit} realm {} password {password}",
+                        warden_protocol::sip_digest::REALM
                     );
                 }
                 let settings = warden_store::Dc09Settings {

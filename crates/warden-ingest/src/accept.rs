@@ -1,5 +1,6 @@
-//! The TCP accept loop the IP receivers (DC-09, SCAIP) share: a cap on open connections and
-//! one per peer address; a connection over either is closed at once, logged and counted.
+//! What the IP receivers (DC-09, SCAIP) share: their bound sockets, and the TCP accept loop
+//! with a cap on open connections and one per peer address (a connection over either is
+//! closed at once, logged and counted).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,10 +8,41 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info_span, warn};
+
+/// A receiver's bound sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    pub tcp: Option<TcpListener>,
+    pub udp: Option<UdpSocket>,
+}
+
+impl Listeners {
+    /// Binds the addresses given.
+    pub async fn bind(tcp: Option<SocketAddr>, udp: Option<SocketAddr>) -> std::io::Result<Self> {
+        Ok(Listeners {
+            tcp: match tcp {
+                Some(a) => Some(TcpListener::bind(a).await?),
+                None => None,
+            },
+            udp: match udp {
+                Some(a) => Some(UdpSocket::bind(a).await?),
+                None => None,
+            },
+        })
+    }
+
+    /// Where they listen, TCP then UDP (the actual ports when the configuration said 0).
+    pub fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (
+            self.tcp.as_ref().and_then(|l| l.local_addr().ok()),
+            self.udp.as_ref().and_then(|s| s.local_addr().ok()),
+        )
+    }
+}
 
 /// Limits and metric names of one receiver's TCP listener.
 #[derive(Debug, Clone, Copy)]

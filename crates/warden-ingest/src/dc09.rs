@@ -118,36 +118,7 @@ impl Dc09Config {
     }
 }
 
-/// The bound sockets.
-#[derive(Debug)]
-pub struct Listeners {
-    pub tcp: Option<TcpListener>,
-    pub udp: Option<UdpSocket>,
-}
-
-impl Listeners {
-    /// Binds what `cfg` asks for.
-    pub async fn bind(cfg: &Dc09Config) -> std::io::Result<Self> {
-        Ok(Listeners {
-            tcp: match cfg.tcp {
-                Some(a) => Some(TcpListener::bind(a).await?),
-                None => None,
-            },
-            udp: match cfg.udp {
-                Some(a) => Some(UdpSocket::bind(a).await?),
-                None => None,
-            },
-        })
-    }
-
-    /// Where they listen (the actual ports when the configuration said 0).
-    pub fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (
-            self.tcp.as_ref().and_then(|l| l.local_addr().ok()),
-            self.udp.as_ref().and_then(|s| s.local_addr().ok()),
-        )
-    }
-}
+pub use crate::accept::Listeners;
 
 /// Serves both listeners until `shutdown`.
 pub async fn run(

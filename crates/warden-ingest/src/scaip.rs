@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
@@ -88,36 +88,7 @@ impl Default for ScaipConfig {
     }
 }
 
-/// The bound sockets.
-#[derive(Debug)]
-pub struct Listeners {
-    pub udp: Option<UdpSocket>,
-    pub tcp: Option<TcpListener>,
-}
-
-impl Listeners {
-    /// Binds what `cfg` asks for.
-    pub async fn bind(cfg: &ScaipConfig) -> std::io::Result<Self> {
-        Ok(Listeners {
-            udp: match cfg.udp {
-                Some(a) => Some(UdpSocket::bind(a).await?),
-                None => None,
-            },
-            tcp: match cfg.tcp {
-                Some(a) => Some(TcpListener::bind(a).await?),
-                None => None,
-            },
-        })
-    }
-
-    /// Where they listen (the actual ports when the configuration said 0).
-    pub fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (
-            self.udp.as_ref().and_then(|s| s.local_addr().ok()),
-            self.tcp.as_ref().and_then(|l| l.local_addr().ok()),
-        )
-    }
-}
+pub use crate::accept::Listeners;
 
 /// Serves both listeners until `shutdown`.
 pub async fn run(
@@ -128,7 +99,7 @@ pub async fn run(
 ) {
     let cfg = Arc::new(cfg);
     let auth = Arc::new(Auth::new());
-    let (udp_addr, tcp_addr) = listeners.addresses();
+    let (tcp_addr, udp_addr) = listeners.addresses();
     info!(udp = ?udp_addr, tcp = ?tcp_addr, "SCAIP receiver listening");
     let udp = listeners.udp.map(|s| {
         tokio::spawn(

@@ -26,6 +26,16 @@ pub struct Dc09Settings {
 }
 
 impl Store {
+    /// The id of the device registered for `account`.
+    async fn device_id(&self, account: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM devices WHERE account = $1")
+                .bind(account)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     /// The key and settings of the device registered for `account` (with protocol `dc09`).
     pub async fn dc09_account(&self, account: &str) -> Result<Dc09Account, StoreError> {
         Ok(sqlx::query_as(
@@ -46,12 +56,7 @@ impl Store {
         account: &str,
         s: &Dc09Settings,
     ) -> Result<bool, StoreError> {
-        let Some(device): Option<i64> =
-            sqlx::query_scalar("SELECT id FROM devices WHERE account = $1")
-                .bind(account)
-                .fetch_optional(self.pool())
-                .await?
-        else {
+        let Some(device) = self.device_id(account).await? else {
             return Ok(false);
         };
         if *s == Dc09Settings::default() {
@@ -95,12 +100,7 @@ impl Store {
         account: &str,
         ha1: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let Some(device): Option<i64> =
-            sqlx::query_scalar("SELECT id FROM devices WHERE account = $1")
-                .bind(account)
-                .fetch_optional(self.pool())
-                .await?
-        else {
+        let Some(device) = self.device_id(account).await? else {
             return Ok(false);
         };
         match ha1 {
@@ -141,12 +141,7 @@ impl Store {
         account: &str,
         key_hex: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let Some(device): Option<i64> =
-            sqlx::query_scalar("SELECT id FROM devices WHERE account = $1")
-                .bind(account)
-                .fetch_optional(self.pool())
-                .await?
-        else {
+        let Some(device) = self.device_id(account).await? else {
             return Ok(false);
         };
         match key_hex {

@@ -398,7 +398,7 @@ pub async fn spawn_sources(
     }
     let mut receivers = Receivers::default();
     if let Some(d) = cfg.dc09.clone() {
-        let listeners = warden_ingest::dc09::Listeners::bind(&d)
+        let listeners = warden_ingest::dc09::Listeners::bind(d.tcp, d.udp)
             .await
             .context("binding the DC-09 receiver (dc09.tcp / dc09.udp)")?;
         (receivers.dc09_tcp, receivers.dc09_udp) = listeners.addresses();
@@ -410,10 +410,10 @@ pub async fn spawn_sources(
         ));
     }
     if let Some(s) = cfg.scaip.clone() {
-        let listeners = warden_ingest::scaip::Listeners::bind(&s)
+        let listeners = warden_ingest::scaip::Listeners::bind(s.tcp, s.udp)
             .await
             .context("binding the SCAIP receiver (scaip.udp / scaip.tcp)")?;
-        (receivers.scaip_udp, receivers.scaip_tcp) = listeners.addresses();
+        (receivers.scaip_tcp, receivers.scaip_udp) = listeners.addresses();
         tasks.spawn(warden_ingest::scaip::run(
             s,
             listeners,

@@ -281,3 +281,72 @@ fn an_account_s_receiver_line_and_window_come_from_the_registry() {
          AND reason LIKE '%receiver 13%registered for receiver 12%'"
     ) == 1));
 }
+
+/// `dc09.max_connections_per_account`: a second connection for an account already
+/// connected (its first frame names it) is closed unanswered and counted; the first goes on.
+#[test]
+fn a_second_connection_for_an_account_over_its_limit_is_closed() {
+    use std::io::{Read as _, Write as _};
+    use warden_protocol::dc09::{self, Dc09Message, Timestamp, Token};
+    let db = TestDb::create("e2e_dc09_per_account");
+    let tcp = free_port();
+    let w = daemon(
+        &db,
+        &format!("tcp = \"127.0.0.1:{tcp}\"\nmax_connections_per_account = 1"),
+    );
+    let out = w.cli(&["device", "add", "--account", "4101", "--protocol", "dc09"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frame = |sequence| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        dc09::encode(&Dc09Message {
+            token: Token::Null,
+            sequence,
+            receiver: None,
+            line: None,
+            account: warden_protocol::Account::new(b"4101"),
+            data: String::new(),
+            xdata: Vec::new(),
+            timestamp: Timestamp::from_unix(i64::try_from(now).expect("seconds")),
+        })
+    };
+    let send = |s: &mut std::net::TcpStream, bytes: &[u8]| -> Option<String> {
+        s.write_all(bytes).ok()?;
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    };
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", tcp)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        s
+    };
+    let mut first = connect();
+    assert!(send(&mut first, &frame(1)).is_some_and(|r| r.contains("\"ACK\"")));
+    let mut second = connect();
+    assert_eq!(send(&mut second, &frame(2)), None, "closed unanswered");
+    assert!(
+        w.metric("warden_dc09_connections_refused_total{reason=\"per_account\"}") >= 1.0,
+        "counted"
+    );
+    assert!(
+        send(&mut first, &frame(3)).is_some_and(|r| r.contains("\"ACK\"")),
+        "the first goes on"
+    );
+    drop(first);
+    // Once the first is closed, the account may connect again.
+    let again = wait_until(Duration::from_secs(5), || {
+        let mut s = connect();
+        send(&mut s, &frame(4)).is_some_and(|r| r.contains("\"ACK\""))
+    });
+    assert!(again, "a new connection after the first closed");
+}

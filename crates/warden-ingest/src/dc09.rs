@@ -66,6 +66,10 @@ pub struct Dc09Config {
     /// Open TCP connections per peer address at most.
     #[serde(default = "default_max_per_address")]
     pub max_connections_per_address: usize,
+    /// Open TCP connections per account at most (a connection counts for the account of its
+    /// first frame; one over the limit is closed unanswered, logged and counted).
+    #[serde(default = "default_max_per_account")]
+    pub max_connections_per_account: usize,
     /// A TCP connection silent this long is closed.
     #[serde(default = "default_idle", with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -86,6 +90,9 @@ fn default_max_connections() -> usize {
 fn default_max_per_address() -> usize {
     64
 }
+fn default_max_per_account() -> usize {
+    4
+}
 fn default_idle() -> Duration {
     Duration::from_mins(5)
 }
@@ -99,6 +106,7 @@ impl Default for Dc09Config {
             after_seconds: default_after(),
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_per_address(),
+            max_connections_per_account: default_max_per_account(),
             idle_timeout: default_idle(),
             accept_bad_length: false,
         }
@@ -130,6 +138,7 @@ pub async fn run(
     let cfg = Arc::new(Receiver {
         cfg,
         accounts: Accounts::default(),
+        open: std::sync::Mutex::default(),
     });
     let (tcp_addr, udp_addr) = listeners.addresses();
     info!(tcp = ?tcp_addr, udp = ?udp_addr, window = ?cfg.cfg.window(), "DC-09 receiver listening");
@@ -185,6 +194,7 @@ async fn connection(
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let cfg = &rx.cfg;
     let mut splitter = cfg.decoder(None);
+    let mut claim: Option<AccountClaim<'_>> = None;
     loop {
         // Answer every whole frame in the buffer.
         loop {
@@ -195,6 +205,14 @@ async fn connection(
                 Step::Incomplete => break,
                 Step::Skipped { .. } => {}
                 Step::Frame { .. } | Step::Invalid { .. } => {
+                    if claim.is_none()
+                        && let Some(account) = account_of_step(&step)
+                    {
+                        let Some(c) = AccountClaim::take(rx, account) else {
+                            return;
+                        };
+                        claim = Some(c);
+                    }
                     if let Some(reply) = handle(rx, ingest, peer, &raw, "tcp").await
                         && let Err(e) = stream.write_all(&reply).await
                     {
@@ -290,6 +308,62 @@ async fn serve_udp(
 struct Receiver {
     cfg: Dc09Config,
     accounts: Accounts,
+    /// Open TCP connections per account (of their first frame).
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// The account a frame (or a frame that could not be read whole) names.
+fn account_of_step(step: &Step<dc09::Dc09Frame, Dc09Error>) -> Option<String> {
+    let account = match step {
+        Step::Frame { frame, .. } => frame.account,
+        Step::Invalid { error, .. } => error.header().and_then(|h| h.account),
+        _ => None,
+    };
+    account.map(|a| a.as_str().to_owned())
+}
+
+/// A connection counted for its account while it lives.
+struct AccountClaim<'a> {
+    rx: &'a Receiver,
+    account: String,
+}
+
+impl<'a> AccountClaim<'a> {
+    /// Counts a connection for `account`; `None` (logged, counted) over the limit.
+    fn take(rx: &'a Receiver, account: String) -> Option<Self> {
+        let mut open = rx
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(account.clone()).or_default();
+        if *n >= rx.cfg.max_connections_per_account {
+            metrics::counter!(m::DC09_CONNECTIONS_REFUSED, "reason" => "per_account").increment(1);
+            warn!(
+                account,
+                max = rx.cfg.max_connections_per_account,
+                "DC-09 connection closed: too many open for this account (dc09.max_connections_per_account)"
+            );
+            return None;
+        }
+        *n += 1;
+        Some(AccountClaim { rx, account })
+    }
+}
+
+impl Drop for AccountClaim<'_> {
+    fn drop(&mut self) {
+        let mut open = self
+            .rx
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
 }
 
 /// The last key and settings read for each account: a frame is judged with what the registry

@@ -374,9 +374,12 @@ impl Config {
             if d.tcp.is_none() && d.udp.is_none() {
                 errors.push("dc09: give a tcp or udp address (or leave the section out)".into());
             }
-            if d.max_connections == 0 || d.max_connections_per_address == 0 {
+            if d.max_connections == 0
+                || d.max_connections_per_address == 0
+                || d.max_connections_per_account == 0
+            {
                 errors.push(
-                    "dc09.max_connections and max_connections_per_address: at least 1".into(),
+                    "dc09.max_connections, max_connections_per_address and max_connections_per_account: at least 1".into(),
                 );
             }
             if d.before_seconds > 3600 || d.after_seconds > 3600 {

@@ -350,3 +350,76 @@ fn a_second_connection_for_an_account_over_its_limit_is_closed() {
     });
     assert!(again, "a new connection after the first closed");
 }
+
+/// `--dc09-supervision`: a transmitter silent past its own interval raises link lost on
+/// `dc09:<account>` (an incident, the links table, the metric), and its next message
+/// restores the link.
+#[test]
+fn a_silent_transmitter_loses_its_link_and_its_next_message_restores_it() {
+    use warden_protocol::dc09::{self, Dc09Message, Timestamp, Token};
+    let db = TestDb::create("e2e_dc09_supervision");
+    let udp = free_port();
+    let w = daemon(&db, &format!("udp = \"127.0.0.1:{udp}\""));
+    let out = w.cli(&[
+        "device",
+        "add",
+        "--account",
+        "4301",
+        "--protocol",
+        "dc09",
+        "--dc09-supervision",
+        "2s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let frame = |sequence| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        dc09::encode(&Dc09Message {
+            token: Token::Null,
+            sequence,
+            receiver: None,
+            line: None,
+            account: warden_protocol::Account::new(b"4301"),
+            data: String::new(),
+            xdata: Vec::new(),
+            timestamp: Timestamp::from_unix(i64::try_from(now).expect("seconds")),
+        })
+    };
+    assert!(exchange(&socket, udp, &frame(1)).is_some_and(|r| r.contains("\"ACK\"")));
+    let lost = wait_until(Duration::from_secs(10), || {
+        db.count(
+            "SELECT count(*) FROM incidents WHERE kind = 'link_lost' \
+             AND doc::text LIKE '%dc09:4301%'",
+        ) == 1
+    });
+    assert!(
+        lost,
+        "link lost raised: {}\n{}",
+        db.query("SELECT string_agg(kind || ' ' || state, '; ') FROM incidents"),
+        w.log_text()
+    );
+    assert_eq!(
+        db.query("SELECT up::text FROM links WHERE id = 'dc09:4301'"),
+        "false"
+    );
+    assert!(exchange(&socket, udp, &frame(2)).is_some_and(|r| r.contains("\"ACK\"")));
+    assert!(
+        wait_until(Duration::from_secs(10), || db
+            .query("SELECT up::text FROM links WHERE id = 'dc09:4301'")
+            == "true"),
+        "link restored"
+    );
+    assert!(wait_until(Duration::from_secs(10), || db.count(
+        "SELECT count(*) FROM signals WHERE source = 'internal' AND link_id = 'dc09:4301'"
+    ) == 2));
+}

@@ -519,6 +519,7 @@ fn dc09_row(
             line: hex("dc09_line", &line)?,
             before_seconds: seconds("dc09_before_seconds", &before)?,
             after_seconds: seconds("dc09_after_seconds", &after)?,
+            supervision_seconds: None,
         },
     }))
 }

@@ -139,7 +139,9 @@ pub async fn run(
         cfg,
         accounts: Accounts::default(),
         open: std::sync::Mutex::default(),
+        links: std::sync::Mutex::default(),
     });
+    tokio::spawn(supervise(cfg.clone(), ingest.clone(), shutdown.clone()));
     let (tcp_addr, udp_addr) = listeners.addresses();
     info!(tcp = ?tcp_addr, udp = ?udp_addr, window = ?cfg.cfg.window(), "DC-09 receiver listening");
     let tcp = listeners.tcp.map(|l| {
@@ -310,6 +312,79 @@ struct Receiver {
     accounts: Accounts,
     /// Open TCP connections per account (of their first frame).
     open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Transmitters with a supervision interval: when each was last heard, and whether its
+    /// link is down.
+    links: std::sync::Mutex<std::collections::HashMap<String, Watch>>,
+}
+
+/// One supervised transmitter.
+struct Watch {
+    last: std::time::Instant,
+    every: Duration,
+    lost: bool,
+}
+
+impl Receiver {
+    /// `account` was heard (a stored frame): its watch restarts; `true` when its link was
+    /// down (restored now).
+    fn heard(&self, account: &str, every: Option<Duration>) -> bool {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(every) = every else {
+            links.remove(account);
+            return false;
+        };
+        let w = links.entry(account.to_owned()).or_insert(Watch {
+            last: std::time::Instant::now(),
+            every,
+            lost: false,
+        });
+        w.last = std::time::Instant::now();
+        w.every = every;
+        std::mem::replace(&mut w.lost, false)
+    }
+
+    /// The accounts whose interval has just passed without a word (marked lost).
+    fn overdue(&self) -> Vec<(String, Duration)> {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        links
+            .iter_mut()
+            .filter(|(_, w)| !w.lost && now.duration_since(w.last) > w.every)
+            .map(|(a, w)| {
+                w.lost = true;
+                (a.clone(), w.every)
+            })
+            .collect()
+    }
+}
+
+/// Raises link lost for each supervised transmitter silent past its interval, every second.
+async fn supervise(rx: Arc<Receiver>, ingest: Ingest, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        for (account, every) in rx.overdue() {
+            ingest
+                .link_change(
+                    &format!("dc09:{account}"),
+                    false,
+                    &format!(
+                        "transmitter {account} sent nothing for {}",
+                        humantime::format_duration(every)
+                    ),
+                    true,
+                )
+                .await;
+        }
+    }
 }
 
 /// The account a frame (or a frame that could not be read whole) names.
@@ -552,13 +627,33 @@ async fn handle(
                 received_at,
                 dedupe_key,
             };
+            let supervised = arrival.account.clone();
             match ingest.signal(arrival).await {
-                Ok(_) => Some(verdict::ack(
-                    &frame,
-                    key.as_ref(),
-                    now,
-                    getrandom::u64().unwrap_or(0),
-                )),
+                Ok(_) => {
+                    let every = settings
+                        .settings
+                        .supervision_seconds
+                        .and_then(|s| u64::try_from(s).ok())
+                        .map(Duration::from_secs);
+                    if let Some(a) = supervised
+                        && rx.heard(&a, every)
+                    {
+                        ingest
+                            .link_change(
+                                &format!("dc09:{a}"),
+                                true,
+                                &format!("transmitter {a} heard again"),
+                                true,
+                            )
+                            .await;
+                    }
+                    Some(verdict::ack(
+                        &frame,
+                        key.as_ref(),
+                        now,
+                        getrandom::u64().unwrap_or(0),
+                    ))
+                }
                 Err(e) => {
                     warn!(error = %e, "DC-09 signal not durable; not answering (the transmitter retries)");
                     None

@@ -23,6 +23,8 @@ pub struct Dc09Settings {
     /// Its own timestamp window, seconds behind and ahead of Warden's clock.
     pub before_seconds: Option<i32>,
     pub after_seconds: Option<i32>,
+    /// No message within this many seconds: link lost on `dc09:<account>`.
+    pub supervision_seconds: Option<i32>,
 }
 
 impl Store {
@@ -39,7 +41,8 @@ impl Store {
     /// The key and settings of the device registered for `account` (with protocol `dc09`).
     pub async fn dc09_account(&self, account: &str) -> Result<Dc09Account, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT k.key_hex, a.receiver, a.line, a.before_seconds, a.after_seconds \
+            "SELECT k.key_hex, a.receiver, a.line, a.before_seconds, a.after_seconds, \
+                    a.supervision_seconds \
              FROM devices d LEFT JOIN dc09_keys k ON k.device_id = d.id \
              LEFT JOIN dc09_accounts a ON a.device_id = d.id WHERE d.account = $1",
         )
@@ -67,17 +70,19 @@ impl Store {
             return Ok(true);
         }
         sqlx::query(
-            "INSERT INTO dc09_accounts (device_id, receiver, line, before_seconds, after_seconds) \
-             VALUES ($1, upper($2), upper($3), $4, $5) ON CONFLICT (device_id) DO UPDATE SET \
+            "INSERT INTO dc09_accounts (device_id, receiver, line, before_seconds, after_seconds, \
+                 supervision_seconds) \
+             VALUES ($1, upper($2), upper($3), $4, $5, $6) ON CONFLICT (device_id) DO UPDATE SET \
              receiver = EXCLUDED.receiver, line = EXCLUDED.line, \
              before_seconds = EXCLUDED.before_seconds, after_seconds = EXCLUDED.after_seconds, \
-             set_at = now()",
+             supervision_seconds = EXCLUDED.supervision_seconds, set_at = now()",
         )
         .bind(device)
         .bind(&s.receiver)
         .bind(&s.line)
         .bind(s.before_seconds)
         .bind(s.after_seconds)
+        .bind(s.supervision_seconds)
         .execute(self.pool())
         .await?;
         Ok(true)

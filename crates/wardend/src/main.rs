@@ -118,6 +118,11 @@ enum DeviceCommand {
         /// ... and how far ahead (default: `dc09.after_seconds`).
         #[arg(long)]
         dc09_after_seconds: Option<u16>,
+        /// For a dc09 transmitter: no message within this long (e.g. `90s`; its NULL link
+        /// tests come more often) raises link lost on `dc09:<account>`; its next message
+        /// link restored.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        dc09_supervision: Option<std::time::Duration>,
     },
 }
 
@@ -239,6 +244,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     dc09_line,
                     dc09_before_seconds,
                     dc09_after_seconds,
+                    dc09_supervision,
                 },
         } => {
             let db = run::Database::open(&cfg)?;
@@ -309,6 +315,10 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                         .transpose()?,
                     before_seconds: dc09_before_seconds.map(i32::from),
                     after_seconds: dc09_after_seconds.map(i32::from),
+                    supervision_seconds: dc09_supervision
+                        .map(|d| i32::try_from(d.as_secs().max(1)))
+                        .transpose()
+                        .context("--dc09-supervision too long")?,
                 };
                 if settings != warden_store::Dc09Settings::default() {
                     anyhow::ensure!(

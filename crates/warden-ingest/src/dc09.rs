@@ -137,7 +137,7 @@ pub async fn run(
 ) {
     let cfg = Arc::new(Receiver {
         cfg,
-        accounts: Accounts::default(),
+        accounts: crate::remembered::Remembered::new("DC-09"),
         open: std::sync::Mutex::default(),
         links: std::sync::Mutex::default(),
     });
@@ -309,7 +309,9 @@ async fn serve_udp(
 /// The receiver's configuration and what it remembers of the accounts.
 struct Receiver {
     cfg: Dc09Config,
-    accounts: Accounts,
+    /// The last key and settings read for each account (an account never read gets no
+    /// answer while the registry cannot be read: whether it must encrypt is not known).
+    accounts: crate::remembered::Remembered<Dc09Account>,
     /// Open TCP connections per account (of their first frame).
     open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Transmitters with a supervision interval: when each was last heard, and whether its
@@ -441,63 +443,6 @@ impl Drop for AccountClaim<'_> {
     }
 }
 
-/// The last key and settings read for each account: a frame is judged with what the registry
-/// says now, or, when the registry cannot be read (the database is away and the writer
-/// spools), with what it said last (nothing can change it meanwhile). An account never read
-/// gets no answer until the registry answers (its transmitter retries): whether it must
-/// encrypt is not known.
-#[derive(Default)]
-struct Accounts(std::sync::Mutex<std::collections::HashMap<String, Dc09Account>>);
-
-impl Accounts {
-    async fn lookup(&self, ingest: &Ingest, account: &str) -> Option<Dc09Account> {
-        if ingest.writer.degraded().since.is_some() {
-            // The database is away (the writer spools): no question that would hang.
-            let known = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(account)
-                .cloned();
-            if known.is_some() {
-                return known;
-            }
-        }
-        let read =
-            tokio::time::timeout(Duration::from_secs(1), ingest.store.dc09_account(account)).await;
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match read {
-            Ok(Ok(a)) => {
-                if map.len() >= MAX_ACCOUNTS && !map.contains_key(account) {
-                    map.clear();
-                }
-                map.insert(account.to_owned(), a.clone());
-                Some(a)
-            }
-            Ok(Err(e)) => {
-                let known = map.get(account).cloned();
-                warn!(account, error = %e, remembered = known.is_some(), "DC-09 registry lookup failed; judging with what it said last, if anything");
-                known
-            }
-            Err(_) => {
-                let known = map.get(account).cloned();
-                warn!(
-                    account,
-                    remembered = known.is_some(),
-                    "DC-09 registry lookup timed out; judging with what it said last, if anything"
-                );
-                known
-            }
-        }
-    }
-}
-
-/// Accounts remembered at most (then forgotten all at once and read again).
-const MAX_ACCOUNTS: usize = 100_000;
-
 /// Judges one frame's bytes, records them, and returns the answer (if any) to send once
 /// what must be durable is.
 async fn handle(
@@ -517,7 +462,10 @@ async fn handle(
     let account = account.map(|a| a.as_str().to_owned());
     let settings = match &account {
         Some(a) => {
-            let Some(s) = accounts.lookup(ingest, a).await else {
+            let Some(s) = accounts
+                .lookup(ingest, a, ingest.store.dc09_account(a))
+                .await
+            else {
                 // Not known to be handled: no answer, the transmitter sends it again.
                 count_reply(transport, "none");
                 return None;

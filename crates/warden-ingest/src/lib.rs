@@ -20,6 +20,7 @@ pub mod dc09;
 pub mod devices;
 pub mod mqtt;
 mod record;
+mod remembered;
 pub mod reuse;
 pub mod scaip;
 mod secret;

@@ -381,7 +381,7 @@ const NONCE_MAX_AGE: u64 = 300;
 /// for an outage as DC-09 keys are) and the key of this process's nonces.
 struct Auth {
     key: [u8; 32],
-    known: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
+    known: crate::remembered::Remembered<Option<String>>,
 }
 
 /// What [`Auth::check`] found.
@@ -404,7 +404,7 @@ impl Auth {
         }
         Auth {
             key,
-            known: std::sync::Mutex::default(),
+            known: crate::remembered::Remembered::new("SCAIP"),
         }
     }
 
@@ -416,41 +416,10 @@ impl Auth {
         sip_digest::nonce(&self.key, Self::now())
     }
 
-    async fn ha1(&self, ingest: &Ingest, unit: &str) -> Option<Option<String>> {
-        let remembered = || {
-            self.known
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(unit)
-                .cloned()
-        };
-        if ingest.writer.degraded().since.is_some()
-            && let Some(known) = remembered()
-        {
-            return Some(known);
-        }
-        let read = tokio::time::timeout(Duration::from_secs(1), ingest.store.scaip_ha1(unit)).await;
-        let Ok(Ok(h)) = read else {
-            warn!(
-                unit,
-                "SCAIP registry lookup failed; judging with what it said last, if anything"
-            );
-            return remembered();
-        };
-        let mut map = self
-            .known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= 100_000 && !map.contains_key(unit) {
-            map.clear();
-        }
-        map.insert(unit.to_owned(), h.clone());
-        Some(h)
-    }
-
     /// Whether `req`, a report from `unit`, may be heard.
     async fn check(&self, ingest: &Ingest, unit: &str, req: &scaip::Request) -> Checked {
-        let Some(ha1) = self.ha1(ingest, unit).await else {
+        let read = ingest.store.scaip_ha1(unit);
+        let Some(ha1) = self.known.lookup(ingest, unit, read).await else {
             return Checked::Unknown;
         };
         let Some(ha1) = ha1 else {

@@ -15,10 +15,10 @@ use warden_store::{DegradedState, TriageBatch};
 use warden_telemetry as m;
 
 use super::Engine;
+use crate::persist::{Published, Stored, commit, writer_degraded};
 
 /// Longest the engine commits kept batches before it takes its inputs again.
 const SETTLE_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
-use crate::persist::{Published, Stored, commit, writer_degraded};
 
 /// Resolves when the writer's degraded state changes; never when there is no writer to
 /// follow (or it has stopped).

@@ -1,7 +1,7 @@
 //! Accounts and sessions: argon2id password hashes, an opaque session token in an
 //! HttpOnly SameSite=Strict cookie (only its SHA-256 is stored), a per-session CSRF token
-//! required on every state-changing request, lock-out after repeated failures and a
-//! per-address login rate limit.
+//! required on every state-changing request, progressive delays after repeated failures
+//! (`throttle`; never a lock-out) and a per-address login rate limit.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -99,11 +99,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn request_meta(parts: &Parts) -> (Option<String>, Option<String>) {
+/// The real client address of a request (see [`crate::client_addr`]).
+pub(crate) fn client_ip(c: &Console, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    c.cfg().trusted_proxies.client(peer, headers)
+}
+
+fn request_meta(parts: &Parts, c: &Console) -> (Option<String>, Option<String>) {
     let ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|p| client_ip(c, p.0.ip(), &parts.headers).to_string());
     let rid = parts
         .headers
         .get("x-request-id")
@@ -158,7 +163,7 @@ impl FromRequestParts<Console> for Auth {
             }
         }
         let role = s.user.role;
-        let (ip, request_id) = request_meta(parts);
+        let (ip, request_id) = request_meta(parts, c);
         Ok(Auth {
             user: s.user,
             role,
@@ -181,8 +186,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A password policy every account must meet.
-pub fn check_password(password: &str) -> Result<(), ApiError> {
+/// The policy every account's password must meet: 10 to 1024 characters, and not easy to
+/// guess by `zxcvbn`'s estimate (score 3 of 4 at least: its dictionaries of common and
+/// breached passwords, names, words, keyboard patterns, dates and repeats), with the
+/// account's own names (`user_inputs`: username, display name) counted as known words.
+pub fn check_password(password: &str, user_inputs: &[&str]) -> Result<(), ApiError> {
     if password.chars().count() < 10 {
         return Err(ApiError::bad_request(
             "weak_password",
@@ -193,6 +201,21 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "weak_password",
             "that password is too long",
+        ));
+    }
+    let mut inputs = user_inputs.to_vec();
+    inputs.extend(["warden", "alarm", "control", "centre", "operator"]);
+    let estimate = zxcvbn::zxcvbn(password, &inputs);
+    if u8::from(estimate.score()) < 3 {
+        let why = estimate
+            .feedback()
+            .and_then(zxcvbn::feedback::Feedback::warning)
+            .map_or_else(String::new, |w| format!(" ({w})"));
+        return Err(ApiError::bad_request(
+            "weak_password",
+            format!(
+                "that password is too easy to guess{why}; use a few unrelated words or a longer phrase"
+            ),
         ));
     }
     Ok(())
@@ -289,12 +312,67 @@ fn login_failed(outcome: &'static str) {
     metrics::counter!(m::CONSOLE_LOGINS, "outcome" => outcome).increment(1);
 }
 
+/// The one answer to every refused sign-in that is not the client's own rate limit:
+/// unknown user, wrong password and an attempt still inside its delay look the same.
+fn bad_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "bad_credentials",
+        "wrong username or password",
+    )
+}
+
+/// Waits out `key`'s delay in the in-memory throttle, then takes the attempt; `false` when
+/// the delay did not end within the longest delay (the slot keeps being taken by others).
+async fn reserve_in_memory(c: &Console, key: &str) -> bool {
+    let deadline = Instant::now() + c.cfg().login_max_delay * 2;
+    loop {
+        match c.throttle().reserve(key, Instant::now()) {
+            Ok(()) => return true,
+            Err(wait) if Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Waits out the account's delay, then takes the attempt in the database (before the
+/// password is checked); `None` when the delay did not end within twice the longest delay.
+async fn reserve_account(c: &Console, id: i64) -> Result<Option<i32>, ApiError> {
+    let cfg = c.cfg();
+    let deadline = Instant::now() + cfg.login_max_delay * 2;
+    loop {
+        match c
+            .store()
+            .reserve_login(id, cfg.login_free_failures, cfg.login_max_delay)
+            .await?
+        {
+            Ok(failures) => return Ok(Some(failures)),
+            Err(wait) if Instant::now() + wait <= deadline => {
+                // A little past the stored time, so the next try finds it over.
+                tokio::time::sleep(wait + std::time::Duration::from_millis(5)).await;
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The account's attempt number `failures` failed: its delay runs from now.
+async fn account_failed(c: &Console, id: i64, failures: i32) -> Result<(), ApiError> {
+    let cfg = c.cfg();
+    let delay = crate::throttle::delay_after(
+        u32::try_from(failures).unwrap_or(0),
+        cfg.login_free_failures,
+        cfg.login_max_delay,
+    );
+    Ok(c.store().login_failed(id, delay).await?)
+}
+
 /// Sign in.
 #[utoipa::path(post, path = "/api/v1/login", tag = "Auth", operation_id = "login",
     summary = "Sign in",
     description = "Roles: none (no session needed).
 
-Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure unless turned off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. Repeated failed passwords lock the account (5 by default, for 15 minutes); each client address may try 20 times a minute by default.",
+Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure unless turned off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. No account is ever locked: after 3 failed sign-ins in a row (per account, and per client address) each attempt waits before it is checked, 1 s doubling up to 30 s by default, and the right password is then admitted. An unknown username, a wrong password and an attempt whose wait could not end are answered alike (401). Each client address may try 20 times a minute by default (behind a configured trusted proxy, the address `X-Forwarded-For` names).",
     request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in.", body = SessionResponse),
@@ -303,7 +381,6 @@ Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Pa
         (status = 403, description = "`forbidden`: the password was right but the account is disabled.", body = crate::openapi::ErrorBody),
         (status = 413, response = crate::openapi::TooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
-        (status = 423, description = "`account_locked`: the account is locked after repeated failed sign-ins.", body = crate::openapi::ErrorBody),
         (status = 429, description = "`rate_limited`: too many sign-in attempts from this address in the last minute.", body = crate::openapi::ErrorBody),
         (status = 503, description = "`database_unavailable`, or `unavailable` when no randomness was available for the session token.", body = crate::openapi::ErrorBody),
     )
@@ -311,84 +388,90 @@ Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Pa
 pub async fn login(
     State(c): State<Console>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     jar: CookieJar,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
     let cfg = c.cfg();
+    let ip = client_ip(&c, peer.ip(), &headers);
+    let username = body.username.trim().to_lowercase();
+    // Every refused sign-in is recorded, with the real client address.
+    let refused = async |user_id: Option<i64>, reason: &'static str, failures: Option<i32>| {
+        login_failed(reason);
+        let a = AuditWrite {
+            user_id,
+            action: "login.refused".to_owned(),
+            object_type: "session".into(),
+            object_id: None,
+            before: None,
+            after: Some(serde_json::json!({
+                "username": username.chars().take(100).collect::<String>(),
+                "reason": reason,
+                "failed_logins": failures,
+            })),
+            request_id: headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            ip: Some(ip.to_string()),
+            at: None,
+        };
+        if let Err(e) = c.store().audit(&a).await {
+            tracing::warn!(error = %e, "a refused sign-in could not be recorded");
+        }
+    };
     if !c
         .limiter()
-        .allow(peer.ip(), cfg.login_attempts_per_minute, Instant::now())
+        .allow(ip, cfg.login_attempts_per_minute, Instant::now())
     {
-        login_failed("rate_limited");
-        tracing::warn!(ip = %peer.ip(), "console login rate limit hit");
+        refused(None, "rate_limited", None).await;
+        tracing::warn!(%ip, "console login rate limit hit");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many sign-in attempts from this computer; wait a minute and try again",
         ));
     }
-    let username = body.username.trim().to_lowercase();
+    let source = format!("ip:{ip}");
+    if !reserve_in_memory(&c, &source).await {
+        refused(None, "delayed", None).await;
+        return Err(bad_credentials());
+    }
     let user = c.store().user_by_username(&username).await?;
-    let bad = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "wrong username or password",
-        )
-    };
     let password = body.password;
     let Some(user) = user else {
-        // Same work as a real check, so the answer time does not reveal unknown names.
+        // An unknown name is delayed like a real account and costs the same hash check,
+        // so neither the answer nor its time tells which names exist.
+        let key = format!("user:{username}");
+        let known = reserve_in_memory(&c, &key).await;
         let _ = tokio::task::spawn_blocking(move || verify_password(&password, dummy_hash())).await;
-        login_failed("bad_credentials");
-        return Err(bad());
+        c.throttle().failed(&key, Instant::now());
+        c.throttle().failed(&source, Instant::now());
+        refused(None, if known { "unknown_user" } else { "delayed" }, None).await;
+        return Err(bad_credentials());
     };
-    let now = OffsetDateTime::now_utc();
-    if user.locked_until.is_some_and(|t| t > now) {
-        login_failed("locked");
-        return Err(ApiError::new(
-            StatusCode::LOCKED,
-            "account_locked",
-            format!(
-                "this account is locked after repeated failed sign-ins; ask an administrator or wait {} minutes",
-                cfg.login_lock.as_secs().div_ceil(60)
-            ),
-        ));
-    }
+    let Some(failures) = reserve_account(&c, user.id).await? else {
+        refused(Some(user.id), "delayed", None).await;
+        return Err(bad_credentials());
+    };
     let hash = user.password_hash.clone();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .unwrap_or(false);
-    let audit = |action: &str| AuditWrite {
-        user_id: Some(user.id),
-        action: action.to_owned(),
-        object_type: "session".into(),
-        object_id: None,
-        before: None,
-        after: None,
-        request_id: None,
-        ip: Some(peer.ip().to_string()),
-        at: None,
-    };
     if !ok {
-        let (failures, locked) = c
-            .store()
-            .record_login_failure(user.id, cfg.login_max_failures, cfg.login_lock)
-            .await?;
-        let mut a = audit("login.failed");
-        a.after = Some(
-            serde_json::json!({ "failed_logins": failures, "locked_until": locked.map(OffsetDateTime::unix_timestamp) }),
-        );
-        c.store().audit(&a).await?;
-        login_failed("bad_credentials");
-        return Err(bad());
+        account_failed(&c, user.id, failures).await?;
+        c.throttle().failed(&source, Instant::now());
+        refused(Some(user.id), "bad_credentials", Some(failures)).await;
+        return Err(bad_credentials());
     }
+    c.throttle().succeeded(&source);
     if user.disabled {
-        login_failed("disabled");
+        refused(Some(user.id), "disabled", None).await;
         return Err(ApiError::forbidden("this account is disabled"));
     }
     let token = random_token()?;
     let csrf = random_token()?;
+    let now = OffsetDateTime::now_utc();
     let expires = now + cfg.session_ttl;
     c.store()
         .create_session(
@@ -396,10 +479,25 @@ pub async fn login(
             &token_hash(&token),
             &csrf,
             expires,
-            Some(&peer.ip().to_string()),
+            Some(&ip.to_string()),
         )
         .await?;
-    c.store().audit(&audit("login")).await?;
+    c.store()
+        .audit(&AuditWrite {
+            user_id: Some(user.id),
+            action: "login".to_owned(),
+            object_type: "session".into(),
+            object_id: None,
+            before: None,
+            after: None,
+            request_id: headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            ip: Some(ip.to_string()),
+            at: None,
+        })
+        .await?;
     metrics::counter!(m::CONSOLE_LOGINS, "outcome" => "ok").increment(1);
     tracing::info!(user = user.id, "console sign-in");
     let cookie = Cookie::build((COOKIE, token))
@@ -462,4 +560,112 @@ pub async fn me(auth: Auth) -> Json<SessionResponse> {
         user: UserOut::from(&auth.user),
         csrf_token: auth.csrf,
     })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = PasswordChangeRequest)]
+pub struct PasswordChange {
+    /// The password in use now.
+    current_password: String,
+    /// The new one: 10 characters at least and not easy to guess.
+    new_password: String,
+}
+
+/// Change one's own password.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "Auth", operation_id = "changeMyPassword",
+    summary = "Change one's own password",
+    description = "Roles: operator, supervisor, admin, on_call.
+
+Checks the current password (with the same delays as a sign-in after failures), applies the password policy to the new one (10 to 1024 characters, not easy to guess: common and breached passwords, words, names, keyboard patterns and the account's own names are refused), and ends every other session of the account; this one goes on. Recorded as `user.password_change`.",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed."),
+        (status = 400, description = "`weak_password`: the new password does not meet the policy (the message says why); `invalid_json`.", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`bad_credentials`: the current password is wrong; or no session.", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn change_password(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let Some(failures) = reserve_account(&c, auth.user.id).await? else {
+        return Err(bad_credentials());
+    };
+    let hash = auth.user.password_hash.clone();
+    let current = body.current_password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        account_failed(&c, auth.user.id, failures).await?;
+        let mut a = auth.audit(
+            "user.password_change.refused",
+            "user",
+            Some(auth.user.id.to_string()),
+        );
+        a.after =
+            Some(serde_json::json!({ "reason": "bad_credentials", "failed_logins": failures }));
+        c.store().audit(&a).await?;
+        login_failed("bad_credentials");
+        return Err(bad_credentials());
+    }
+    check_password(
+        &body.new_password,
+        &[&auth.user.username, &auth.user.display_name],
+    )?;
+    let new = body.new_password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing did not finish");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
+        })?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
+        })?;
+    let audit = auth.audit(
+        "user.password_change",
+        "user",
+        Some(auth.user.id.to_string()),
+    );
+    c.store()
+        .change_own_password(auth.user.id, &hash, &auth.token_hash, &audit)
+        .await?;
+    tracing::info!(user = auth.user.id, "console password changed by its user");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_password;
+
+    #[test]
+    fn the_password_policy_refuses_guessable_passwords_and_admits_passphrases() {
+        for weak in [
+            "password123",
+            "Password2026!",
+            "qwertyuiop",
+            "1234567890",
+            "letmein12345",
+            "aliceoperator",
+        ] {
+            let e = check_password(weak, &["alice", "Alice Operator"]).expect_err(weak);
+            assert_eq!(e.code, "weak_password", "{weak}");
+        }
+        // Including the ones the tests, benches and demo use.
+        for strong in [
+            "correct horse battery staple",
+            "plum kettle orbit 77 tram",
+            "outage bench operator 2026",
+            "degraded mode drill 2026",
+            "bench password 0001",
+            "demo-3f9a1c0e5b7d2a64",
+        ] {
+            check_password(strong, &["alice", "Alice Operator"]).expect(strong);
+        }
+    }
 }

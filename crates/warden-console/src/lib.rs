@@ -12,6 +12,7 @@
 mod acklinks;
 mod assets;
 pub mod auth;
+pub mod client_addr;
 mod csvio;
 mod directory;
 pub mod error;
@@ -24,6 +25,7 @@ mod pages;
 mod records;
 mod rejected;
 mod text;
+mod throttle;
 mod view;
 
 use std::net::SocketAddr;
@@ -83,10 +85,15 @@ pub struct ConsoleConfig {
     pub max_import_bytes: usize,
     /// Longest a request may take before it is answered 408.
     pub request_timeout: Duration,
-    /// Failed sign-ins in a row that lock an account.
-    pub login_max_failures: i32,
-    /// How long a locked account stays locked.
-    pub login_lock: Duration,
+    /// Failed sign-ins in a row (per account, and per client address) before the next
+    /// attempt is delayed; each further failure doubles the delay, from 1 s.
+    pub login_free_failures: u32,
+    /// The longest delay between two attempts (no account is ever locked out: the right
+    /// password is admitted once the delay is over).
+    pub login_max_delay: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (rate limits, delays and the audit
+    /// trail then use the real client's address).
+    pub trusted_proxies: client_addr::TrustedProxies,
     /// Sign-in attempts allowed per client address per minute.
     pub login_attempts_per_minute: u32,
     /// The token the SMS gateway's inbound webhook presents; `None`: replies are refused.
@@ -118,8 +125,9 @@ impl Default for ConsoleConfig {
             max_body_bytes: 64 * 1024,
             max_import_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
-            login_max_failures: 5,
-            login_lock: Duration::from_mins(15),
+            login_free_failures: 3,
+            login_max_delay: Duration::from_secs(30),
+            trusted_proxies: client_addr::TrustedProxies::default(),
             login_attempts_per_minute: 20,
             sms_reply_token: None,
             degraded: None,
@@ -141,6 +149,7 @@ struct Inner {
     cfg: ConsoleConfig,
     push: broadcast::Sender<Arc<str>>,
     limiter: auth::LoginLimiter,
+    throttle: throttle::Throttle,
     mirror: Arc<mirror::Mirror>,
     shutdown: CancellationToken,
 }
@@ -154,6 +163,7 @@ impl Console {
         shutdown: CancellationToken,
     ) -> Console {
         let (push, _) = broadcast::channel(hub::PUSH_CAPACITY);
+        let throttle = throttle::Throttle::new(cfg.login_free_failures, cfg.login_max_delay);
         let mirror = Arc::new(mirror::Mirror::new(
             cfg.degraded.clone(),
             cfg.audit_journal.as_deref(),
@@ -175,6 +185,7 @@ impl Console {
                 cfg,
                 push,
                 limiter: auth::LoginLimiter::default(),
+                throttle,
                 mirror,
                 shutdown,
             }),
@@ -195,6 +206,9 @@ impl Console {
     }
     pub(crate) fn limiter(&self) -> &auth::LoginLimiter {
         &self.inner.limiter
+    }
+    pub(crate) fn throttle(&self) -> &throttle::Throttle {
+        &self.inner.throttle
     }
     pub(crate) fn mirror(&self) -> &mirror::Mirror {
         &self.inner.mirror
@@ -221,6 +235,7 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/login", post(auth::login))
         .route("/api/v1/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/me/password", post(auth::change_password))
         .route("/api/v1/queue", get(incidents::queue))
         .route("/api/v1/outcomes", get(incidents::outcomes))
         .route("/api/v1/ws", get(hub::ws))

@@ -137,6 +137,7 @@ impl Modify for Security {
         crate::auth::login,
         crate::auth::logout,
         crate::auth::me,
+        crate::auth::change_password,
         crate::incidents::queue,
         crate::incidents::outcomes,
         crate::hub::ws,

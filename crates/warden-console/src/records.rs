@@ -645,7 +645,6 @@ pub async fn add_or_reset_user(
     let role: Role = role.parse().map_err(|e: warden_types::UnknownName| {
         ApiError::bad_request("invalid_value", e.to_string())
     })?;
-    check_password(&password)?;
     let w = user_write(UserBody {
         username: username.to_owned(),
         display_name: display_name.unwrap_or(username).to_owned(),
@@ -687,7 +686,7 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
     }
     let password_hash = match b.password.filter(|p| !p.is_empty()) {
         Some(p) => {
-            check_password(&p)?;
+            check_password(&p, &[&username, &b.display_name])?;
             Some(
                 tokio::task::spawn_blocking(move || hash_password(&p))
                     .await

@@ -202,6 +202,7 @@ fn routes(f: &Fixture) -> Vec<Route> {
     let layers = json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00", "shift": { "unit": "weeks", "count": 1 } }]);
     vec![
         route(M::GET, "/api/v1/me", "/api/v1/me", Empty, ANYONE, "on_call", S::OK),
+        route(M::POST, "/api/v1/me/password", "/api/v1/me/password", Json(json!({ "current_password": "not the password", "new_password": "plum kettle orbit 77 tram" })), ANYONE, "on_call", S::UNAUTHORIZED),
         route(M::GET, "/api/v1/queue", "/api/v1/queue", Empty, HANDLERS, "operator", S::OK),
         route(M::GET, "/api/v1/outcomes", "/api/v1/outcomes", Empty, HANDLERS, "supervisor", S::OK),
         route(M::GET, "/api/v1/incidents/{id}", format!("/api/v1/incidents/{inc}"), Empty, RECORD_READERS, "admin", S::OK),
@@ -948,72 +949,293 @@ async fn a_wrong_password_or_an_unknown_user_answers_401(pool: PgPool) {
     app.login(&app.users.operator).await;
 }
 
-#[sqlx::test(migrations = "../warden-store/migrations")]
-async fn after_a_lock_runs_out_one_typo_does_not_lock_the_account_again(pool: PgPool) {
-    let mut cfg = test_config();
-    cfg.login_max_failures = 2;
-    cfg.login_lock = Duration::from_secs(1);
-    let app = App::with_config(pool, cfg).await;
-    for _ in 0..2 {
-        app.try_login("alice", "wrong password!")
-            .await
-            .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
-    }
-    app.try_login("alice", PASSWORD)
-        .await
-        .expect_error(StatusCode::LOCKED, "account_locked");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    app.try_login("alice", "wrong password!")
-        .await
-        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
-    app.login(&app.users.operator).await;
-}
-
-#[sqlx::test(migrations = "../warden-store/migrations")]
-async fn after_login_max_failures_the_account_answers_423_even_with_the_right_password(
-    pool: PgPool,
-) {
-    let mut cfg = test_config();
-    cfg.login_max_failures = 3;
-    cfg.login_lock = Duration::from_secs(2);
-    let app = App::with_config(pool, cfg).await;
-    for _ in 0..3 {
-        app.try_login("alice", "wrong password!")
-            .await
-            .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
-    }
-    app.try_login("alice", PASSWORD)
-        .await
-        .expect_error(StatusCode::LOCKED, "account_locked");
-    app.try_login("alice", "wrong password!")
-        .await
-        .expect_error(StatusCode::LOCKED, "account_locked");
-    // Only that account: another one signs in.
-    app.login(&app.users.operator_b).await;
+/// Sign-in audit lines of `action`, newest first, as a supervisor reads them.
+async fn session_audit(app: &App, action: &str) -> Vec<Value> {
     let supervisor = app.login_as("supervisor").await;
     let audit = app
         .get(&supervisor, "/api/v1/audit?object_type=session")
         .await
         .expect(StatusCode::OK)
         .json();
-    let failed: Vec<&Value> = audit
+    audit
         .as_array()
         .expect("audit")
         .iter()
-        .filter(|a| a["action"] == "login.failed" && a["user"]["id"] == app.users.operator.id)
-        .collect();
-    assert_eq!(failed.len(), 3, "{audit}");
+        .filter(|a| a["action"] == action)
+        .cloned()
+        .collect()
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn failed_sign_ins_delay_the_next_attempt_but_the_right_password_is_never_locked_out(
+    pool: PgPool,
+) {
+    let mut cfg = test_config();
+    cfg.login_free_failures = 2;
+    cfg.login_max_delay = Duration::from_secs(2);
+    let app = App::with_config(pool, cfg).await;
+    // Each from its own address, so only the account's delay is at work.
+    let from = |n: u8| SocketAddr::from(([198, 51, 100, n], 40_000));
+    let started = std::time::Instant::now();
+    for n in 1..=3 {
+        app.call(Method::POST, "/api/v1/login")
+            .json(&json!({ "username": "alice", "password": "wrong password!" }))
+            .from(from(n))
+            .send()
+            .await
+            .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    // Failures 1 and 2 are free; the 3rd waited 1 s; now the right password waits 2 s
+    // (never 423: an outsider typing wrong passwords cannot keep the operator out).
+    app.call(Method::POST, "/api/v1/login")
+        .json(&json!({ "username": "alice", "password": PASSWORD }))
+        .from(from(4))
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    let took = started.elapsed();
     assert!(
-        failed.iter().any(|a| a["after"]["locked_until"].is_i64()),
-        "{audit}"
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(30),
+        "{took:?}"
     );
-    // The lock ends after login_lock; a good sign-in then clears the failure count.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    app.login(&app.users.operator).await;
+    // Only that account is held back; the good sign-in cleared its count, so one typo
+    // after it sets no delay.
+    app.login(&app.users.operator_b).await;
     app.try_login("alice", "wrong password!")
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
-    app.login(&app.users.operator).await;
+    let (failed, held): (i32, bool) = sqlx::query_as(
+        "SELECT failed_logins, locked_until > now() + interval '100 milliseconds' \
+         FROM users WHERE username = 'alice'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!((failed, held), (1, false));
+    let refused = session_audit(&app, "login.refused").await;
+    let alice: Vec<&Value> = refused
+        .iter()
+        .filter(|a| a["user"]["id"] == app.users.operator.id)
+        .collect();
+    assert_eq!(alice.len(), 4, "{refused:?}");
+    assert!(
+        alice
+            .iter()
+            .all(|a| a["after"]["reason"] == "bad_credentials")
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn sign_ins_tried_in_parallel_are_counted_before_their_passwords_are_checked(pool: PgPool) {
+    let mut cfg = test_config();
+    cfg.login_free_failures = 2;
+    cfg.login_max_delay = Duration::from_secs(1);
+    cfg.login_attempts_per_minute = 1000;
+    let app = App::with_config(pool, cfg).await;
+    let started = std::time::Instant::now();
+    let tries = (1..=5u8).map(|n| {
+        app.call(Method::POST, "/api/v1/login")
+            .json(&json!({ "username": "alice", "password": "wrong password!" }))
+            .from(SocketAddr::from(([198, 51, 100, n], 40_000)))
+            .send()
+    });
+    for reply in futures::future::join_all(tries).await {
+        reply.expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    }
+    // They could not all run at once: each was counted before its password was checked,
+    // after the 2 free ones each waited out the delay the one before it set (1 s, the
+    // ceiling), and the attempts whose wait could not end within twice the ceiling were
+    // refused unchecked. Checked without the count first, all five would have been
+    // checked at once.
+    let failed: i32 =
+        sqlx::query_scalar("SELECT failed_logins FROM users WHERE username = 'alice'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert!((3..=4).contains(&failed), "{failed} passwords checked");
+    let delayed = session_audit(&app, "login.refused")
+        .await
+        .iter()
+        .filter(|a| a["after"]["reason"] == "delayed")
+        .count();
+    assert_eq!(delayed, 5 - usize::try_from(failed).expect("count"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn an_unknown_username_is_delayed_like_a_real_one_and_every_refusal_is_recorded_with_its_address(
+    pool: PgPool,
+) {
+    let mut cfg = test_config();
+    cfg.login_free_failures = 1;
+    cfg.login_max_delay = Duration::from_secs(1);
+    let app = App::with_config(pool, cfg).await;
+    let times = async |username: &str| {
+        let mut out = Vec::new();
+        for n in 1..=2u8 {
+            let t = std::time::Instant::now();
+            app.call(Method::POST, "/api/v1/login")
+                .json(&json!({ "username": username, "password": "wrong password!" }))
+                .from(SocketAddr::from(([203, 0, 113, n], 40_000)))
+                .send()
+                .await
+                .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+            out.push(t.elapsed());
+        }
+        out
+    };
+    // The second attempt waits out the delay the first one set (1 s from its failure).
+    let known = times("alice").await;
+    let unknown = times("nobody-here").await;
+    assert!(known[1] >= Duration::from_millis(950), "{known:?}");
+    assert!(unknown[1] >= Duration::from_millis(950), "{unknown:?}");
+    let refused = session_audit(&app, "login.refused").await;
+    let unknown: Vec<&Value> = refused
+        .iter()
+        .filter(|a| a["after"]["username"] == "nobody-here")
+        .collect();
+    assert_eq!(unknown.len(), 2, "{refused:?}");
+    assert!(
+        unknown
+            .iter()
+            .all(|a| a["user"].is_null() && a["after"]["reason"] == "unknown_user")
+    );
+    let ips: BTreeSet<&str> = unknown.iter().filter_map(|a| a["ip"].as_str()).collect();
+    assert_eq!(
+        ips,
+        BTreeSet::from(["203.0.113.1", "203.0.113.2"]),
+        "{unknown:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_limited_and_recorded_and_nobody_else_can_forge_it(
+    pool: PgPool,
+) {
+    let proxy = SocketAddr::from(([10, 0, 0, 5], 40_000));
+    let mut cfg = test_config();
+    cfg.login_attempts_per_minute = 2;
+    cfg.trusted_proxies =
+        warden_console::client_addr::TrustedProxies::parse(&["10.0.0.5"]).expect("proxies");
+    let app = App::with_config(pool, cfg).await;
+    let via = |client: &'static str| {
+        app.call(Method::POST, "/api/v1/login")
+            .json(&json!({ "username": "alice", "password": PASSWORD }))
+            .from(proxy)
+            .header("x-forwarded-for", client)
+    };
+    // Two clients behind the same proxy each have their own limit.
+    for _ in 0..2 {
+        via("203.0.113.7").send().await.expect(StatusCode::OK);
+    }
+    via("203.0.113.7")
+        .send()
+        .await
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    via("203.0.113.8").send().await.expect(StatusCode::OK);
+    // A client that is not a trusted proxy cannot claim another address.
+    let direct = SocketAddr::from(([192, 0, 2, 99], 40_000));
+    app.call(Method::POST, "/api/v1/login")
+        .json(&json!({ "username": "bob", "password": PASSWORD }))
+        .from(direct)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .expect(StatusCode::OK);
+    let logins = session_audit(&app, "login").await;
+    let ips: BTreeSet<&str> = logins.iter().filter_map(|a| a["ip"].as_str()).collect();
+    assert!(
+        ips.contains("203.0.113.7") && ips.contains("203.0.113.8"),
+        "{ips:?}"
+    );
+    assert!(
+        ips.contains("192.0.2.99") && !ips.contains("203.0.113.9"),
+        "{ips:?}"
+    );
+    assert!(!ips.contains("10.0.0.5"), "{ips:?}");
+    let refused = session_audit(&app, "login.refused").await;
+    assert!(
+        refused
+            .iter()
+            .any(|a| a["after"]["reason"] == "rate_limited" && a["ip"] == "203.0.113.7"),
+        "{refused:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_user_changes_their_own_password_under_the_policy_and_their_other_sessions_end(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let here = app.login(&app.users.operator).await;
+    let elsewhere = app.login(&app.users.operator).await;
+    let change = async |current: &str, new: &str| {
+        app.call(Method::POST, "/api/v1/me/password")
+            .session(&here)
+            .json(&json!({ "current_password": current, "new_password": new }))
+            .send()
+            .await
+    };
+    change("not the password", "plum kettle orbit 77 tram")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    // Long enough, but common, a keyboard walk, or the account's own names.
+    for weak in [
+        "password1234",
+        "qwertyuiop123",
+        "alicealice2026",
+        "Alice Operator 1",
+    ] {
+        let v = change(PASSWORD, weak)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "weak_password");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("easy to guess"),
+            "{weak}: {v}"
+        );
+    }
+    change(PASSWORD, "short")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "weak_password");
+    change(PASSWORD, "plum kettle orbit 77 tram")
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    // This session goes on; the other one ended; the new password signs in, the old not.
+    app.get(&here, "/api/v1/me").await.expect(StatusCode::OK);
+    app.get(&elsewhere, "/api/v1/me")
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    app.try_login("alice", PASSWORD)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    app.try_login("alice", "plum kettle orbit 77 tram")
+        .await
+        .expect(StatusCode::OK);
+    let supervisor = app.login_as("supervisor").await;
+    let audit = app
+        .get(&supervisor, "/api/v1/audit?object_type=user")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|a| a["user"]["id"] == app.users.operator.id)
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["user.password_change", "user.password_change.refused"],
+        "{audit}"
+    );
 }
 
 #[sqlx::test(migrations = "../warden-store/migrations")]

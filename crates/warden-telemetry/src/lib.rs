@@ -185,7 +185,8 @@ pub const ESCALATION_FIRST_PAGE: &str = "warden_escalation_first_page_seconds";
 pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
     "ok",
     "bad_credentials",
-    "locked",
+    "unknown_user",
+    "delayed",
     "rate_limited",
     "disabled",
 ];

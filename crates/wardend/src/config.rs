@@ -161,10 +161,14 @@ pub struct ConsoleSection {
     /// A session ends after this long without a request.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Failed sign-ins in a row that lock an account, and for how long.
-    pub login_max_failures: i32,
+    /// Failed sign-ins in a row (per account and per client address) before attempts are
+    /// delayed (1 s, doubling per failure); no account is ever locked out.
+    pub login_free_failures: u32,
+    /// The longest delay between two sign-in attempts.
     #[serde(with = "humantime_serde")]
-    pub login_lock: Duration,
+    pub login_max_delay: Duration,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
     /// Sign-in attempts per client address per minute.
     pub login_attempts_per_minute: u32,
 }
@@ -175,8 +179,13 @@ impl ConsoleSection {
             cookie_secure: self.cookie_secure,
             session_ttl: self.session_ttl,
             idle_timeout: self.idle_timeout,
-            login_max_failures: self.login_max_failures,
-            login_lock: self.login_lock,
+            login_free_failures: self.login_free_failures,
+            login_max_delay: self.login_max_delay,
+            // Checked by `validate`; nothing is trusted if it were not.
+            trusted_proxies: warden_console::client_addr::TrustedProxies::parse(
+                &self.trusted_proxies,
+            )
+            .unwrap_or_default(),
             login_attempts_per_minute: self.login_attempts_per_minute,
             ..warden_console::ConsoleConfig::default()
         }
@@ -238,8 +247,9 @@ impl Default for Config {
                     cookie_secure: d.cookie_secure,
                     session_ttl: d.session_ttl,
                     idle_timeout: d.idle_timeout,
-                    login_max_failures: d.login_max_failures,
-                    login_lock: d.login_lock,
+                    login_free_failures: d.login_free_failures,
+                    login_max_delay: d.login_max_delay,
+                    trusted_proxies: Vec::new(),
                     login_attempts_per_minute: d.login_attempts_per_minute,
                 }
             },
@@ -396,8 +406,13 @@ impl Config {
                 );
             }
         }
-        if self.console.login_max_failures < 1 {
-            errors.push("console.login_max_failures: must be at least 1".into());
+        if let Err(e) =
+            warden_console::client_addr::TrustedProxies::parse(&self.console.trusted_proxies)
+        {
+            errors.push(format!("console.trusted_proxies: {e}"));
+        }
+        if self.console.login_max_delay > Duration::from_mins(10) {
+            errors.push("console.login_max_delay: at most 10 minutes".into());
         }
         if self.console.login_attempts_per_minute < 1 {
             errors.push("console.login_attempts_per_minute: must be at least 1".into());

@@ -55,7 +55,6 @@ const DEFAULT_ERRORS = {
   404: "Not found. It may have been removed.",
   409: "Someone else changed this first.",
   413: "That is too large to send.",
-  423: "This account is locked.",
   429: "Too many attempts. Please wait and try again.",
 };
 

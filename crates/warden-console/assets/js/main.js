@@ -102,9 +102,6 @@ async function onLoginSubmit(ev) {
  */
 function loginErrorText(e) {
   const fromServer = e.code && !e.code.startsWith("http_");
-  if (e.status === 423) {
-    return fromServer ? e.message : "This account is locked after too many failed sign-in attempts. Wait and try again later, or ask a supervisor to unlock it.";
-  }
   if (e.status === 429) return fromServer ? e.message : "Too many sign-in attempts from this computer. Please wait a minute, then try again.";
   if (e.status === 401) return fromServer ? e.message : "Wrong username or password.";
   return e.message;

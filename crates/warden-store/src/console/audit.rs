@@ -45,7 +45,7 @@ impl Store {
     ) -> Result<Vec<AuditRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT a.id, a.at, a.user_id, u.display_name AS user_name, a.action, a.object_type, a.object_id, \
-                    a.before, a.after \
+                    a.before, a.after, a.request_id, a.ip \
              FROM audit a LEFT JOIN users u ON u.id = a.user_id \
              WHERE ($1::text IS NULL OR a.object_type = $1) \
                AND ($2::text IS NULL OR a.object_id = $2) \

@@ -124,32 +124,99 @@ impl Store {
         Ok(user)
     }
 
-    /// Counts a failed login; after `max_failures` in a row the account locks until
-    /// `now + lock_for`. Returns the new count and the lock, if any.
-    pub async fn record_login_failure(
+    /// Takes the next sign-in attempt for account `id`, before its password is checked:
+    /// the attempt is counted as a failure at once (a good password clears the count in
+    /// [`Store::create_session`]) and the account's next attempt is held back by the
+    /// progressive delay (none for the first `free` failures in a row, then 1 s doubling
+    /// up to `max`). Attempts made in parallel are counted one by one, since each waits for
+    /// the row. A count whose last failure is an hour old starts again.
+    ///
+    /// `Ok(Err(wait))`: an earlier attempt's delay is not over; nothing was counted.
+    pub async fn reserve_login(
         &self,
         id: i64,
-        max_failures: i32,
-        lock_for: std::time::Duration,
-    ) -> Result<(i32, Option<OffsetDateTime>), StoreError> {
-        let lock_secs = f64::from(u32::try_from(lock_for.as_secs()).unwrap_or(u32::MAX));
+        free: u32,
+        max: std::time::Duration,
+    ) -> Result<Result<i32, std::time::Duration>, StoreError> {
+        let max_secs = max.as_secs_f64();
         let row = sqlx::query(
-            // A lock that has run out starts the count again, so one typo after it does
-            // not lock the account at once.
             "UPDATE users SET \
-             failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END, \
-             locked_until = CASE \
-                 WHEN (CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END) >= $2 \
-                     THEN now() + make_interval(secs => $3) \
-                 WHEN locked_until <= now() THEN NULL ELSE locked_until END \
-             WHERE id = $1 RETURNING failed_logins, locked_until",
+             failed_logins = CASE WHEN locked_until < now() - interval '1 hour' THEN 0 \
+                 ELSE failed_logins END + 1, \
+             locked_until = now() + make_interval(secs => CASE \
+                 WHEN (CASE WHEN locked_until < now() - interval '1 hour' THEN 0 \
+                       ELSE failed_logins END + 1) < $2 THEN 0 \
+                 ELSE LEAST($3::float8, power(2, LEAST((CASE WHEN locked_until < now() - interval '1 hour' \
+                       THEN 0 ELSE failed_logins END + 1) - $2, 30))) END) \
+             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= now()) \
+             RETURNING failed_logins",
         )
         .bind(id)
-        .bind(max_failures)
-        .bind(lock_secs)
-        .fetch_one(self.pool())
+        .bind(i32::try_from(free).unwrap_or(i32::MAX))
+        .bind(max_secs)
+        .fetch_optional(self.pool())
         .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        if let Some(row) = row {
+            return Ok(Ok(row.try_get(0)?));
+        }
+        let wait: Option<f64> = sqlx::query_scalar(
+            "SELECT GREATEST(EXTRACT(EPOCH FROM locked_until - now())::float8, 0) \
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .flatten();
+        Ok(Err(std::time::Duration::from_secs_f64(
+            wait.unwrap_or(0.0).clamp(0.0, max_secs.max(0.0)),
+        )))
+    }
+
+    /// A failed attempt taken with [`Store::reserve_login`]: the account's delay runs from
+    /// now (the password check itself may have taken a while).
+    pub async fn login_failed(
+        &self,
+        id: i64,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET locked_until = GREATEST(locked_until, now() + make_interval(secs => $2)) \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(delay.as_secs_f64())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A user's change of their own password: the new hash, the failure count cleared,
+    /// every other session of the account ended (the one in use, `keep`, goes on), the
+    /// audit line in the same transaction.
+    pub async fn change_own_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep: &[u8],
+        audit: &AuditWrite,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL, \
+             updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Opens a session after a good password: resets the failure count.

@@ -104,10 +104,10 @@ pub(crate) fn client_ip(c: &Console, peer: IpAddr, headers: &axum::http::HeaderM
     c.cfg().trusted_proxies.client(peer, headers)
 }
 
-fn request_meta(parts: &Parts, c: &Console) -> (Option<String>, Option<String>) {
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
+async fn request_meta(parts: &mut Parts, c: &Console) -> (Option<String>, Option<String>) {
+    let ip = ConnectInfo::<SocketAddr>::from_request_parts(parts, c)
+        .await
+        .ok()
         .map(|p| client_ip(c, p.0.ip(), &parts.headers).to_string());
     let rid = parts
         .headers
@@ -163,7 +163,7 @@ impl FromRequestParts<Console> for Auth {
             }
         }
         let role = s.user.role;
-        let (ip, request_id) = request_meta(parts, c);
+        let (ip, request_id) = request_meta(parts, c).await;
         Ok(Auth {
             user: s.user,
             role,

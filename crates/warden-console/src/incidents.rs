@@ -195,7 +195,7 @@ pub struct IncidentDetail {
     summary = "An incident with its history",
     description = "Roles: operator, supervisor, admin.
 
-The incident, its history and the recent signals of its device.",
+The incident, its history and the recent signals of its device. Each read is written to the audit trail (`incident.view`).",
     params(("id" = i64, Path, description = "The numeric id.")),
     responses(
         (status = 200, description = "The incident.", body = IncidentDetail),
@@ -219,6 +219,8 @@ pub async fn detail(
         None => Vec::new(),
     };
     let signals = crate::view::signals_json(&signals);
+    c.audit_read(auth.audit("incident.view", "incident", Some(id.to_string())))
+        .await?;
     Ok(Json(IncidentDetail {
         incident,
         events,

@@ -213,6 +213,18 @@ impl Console {
     pub(crate) fn mirror(&self) -> &mirror::Mirror {
         &self.inner.mirror
     }
+    /// Records a read of personal data: at once, or, while the database is unavailable,
+    /// kept in the console's audit journal and written (at its own time) once it is back.
+    pub(crate) async fn audit_read(
+        &self,
+        a: warden_store::AuditWrite,
+    ) -> Result<(), error::ApiError> {
+        if self.mirror().degraded_since().is_some() {
+            self.mirror().defer_audit(a);
+            return Ok(());
+        }
+        Ok(self.store().audit(&a).await?)
+    }
     pub(crate) fn shutdown(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
@@ -273,6 +285,7 @@ pub fn router(c: Console) -> Router {
         )
         .route("/api/v1/users/{id}", put(records::update_user))
         .route("/api/v1/audit", get(records::audit))
+        .route("/api/v1/reports/client-access", get(records::client_access))
         .route("/api/v1/rejected", get(rejected::rejected))
         .route("/api/v1/pages", get(pages::mine))
         .route("/api/v1/pages/{id}/ack", post(pages::acknowledge))

@@ -22,6 +22,8 @@ pub struct Contact {
     pub name: String,
     pub phone: String,
     pub via: String,
+    /// The directory's person, when an on-call route found them.
+    pub person: Option<i64>,
 }
 
 /// Who is on call for a category.
@@ -44,6 +46,7 @@ impl OnCallRouter for DirectoryRouter {
                 name: c.name,
                 phone: c.phone,
                 via: format!("the on-call route (chain {})", c.chain_name),
+                person: Some(c.person),
             })
             .or_else(|| CategoryContact.route(category, at))
     }
@@ -61,6 +64,7 @@ impl OnCallRouter for CategoryContact {
                     name: name.clone(),
                     phone: phone.clone(),
                     via: "the category's contact (no on-call route names it)".to_owned(),
+                    person: None,
                 })
             }
             _ => None,
@@ -315,6 +319,7 @@ pub async fn create_job(
                 name: &r.name,
                 phone: &r.phone,
                 via: &r.via,
+                person: r.person,
             }),
             auth.user.id,
             auth.audit("ooh.job.create", "ooh_job", None),
@@ -348,7 +353,7 @@ pub struct JobSearch {
     summary = "Search out-of-hours jobs",
     description = "Roles: operator, supervisor, on_call, admin.
 
-Matches reference, address, caller name or caller phone (case-insensitive substring); all jobs when `q` is empty. Newest first, at most 100.",
+Matches reference, address, caller name or caller phone (case-insensitive substring); all jobs when `q` is empty. Newest first, at most 100. On call: only the jobs routed to the person linked to your account (none when it is linked to nobody). Each search is recorded in the audit trail with the references it returned (`ooh.job.search`).",
     params(JobSearch),
     responses(
         (status = 200, description = "Matching jobs.", body = Vec<JobOut>),
@@ -363,14 +368,59 @@ pub async fn jobs(
     ApiQuery(s): ApiQuery<JobSearch>,
 ) -> Result<Json<Vec<JobOut>>, ApiError> {
     auth.require(OOH_READERS)?;
-    let list = c.store().ooh_jobs(&s.q, 100).await?;
+    let list = match scope(&c, &auth).await? {
+        Scope::All => c.store().ooh_jobs(&s.q, 100, None).await?,
+        Scope::Person(p) => c.store().ooh_jobs(&s.q, 100, Some(p)).await?,
+        Scope::Nobody => Vec::new(),
+    };
+    let mut a = auth.audit("ooh.job.search", "ooh_job", None);
+    a.after = Some(serde_json::json!({
+        "q": s.q,
+        "references": list.iter().map(|j| j.reference.as_str()).collect::<Vec<_>>(),
+    }));
+    c.store().audit(&a).await?;
     Ok(Json(list.into_iter().map(JobOut::from).collect()))
+}
+
+/// Which jobs a user may see and update: on-call staff only those routed to the person
+/// linked to their account (none when it is linked to nobody); the desk and admins all.
+enum Scope {
+    All,
+    Person(i64),
+    Nobody,
+}
+
+async fn scope(c: &Console, auth: &Auth) -> Result<Scope, ApiError> {
+    if auth.role != warden_types::Role::OnCall {
+        return Ok(Scope::All);
+    }
+    Ok(match c.store().person_of_user(auth.user.id).await? {
+        Some(p) => Scope::Person(p),
+        None => Scope::Nobody,
+    })
+}
+
+/// Job `reference` if `auth` may see it; one answer (404) for a job that does not exist
+/// and one routed to somebody else.
+async fn visible_job(c: &Console, auth: &Auth, reference: &str) -> Result<OohJob, ApiError> {
+    let found = c.store().ooh_job(reference).await?;
+    let allowed = match (&found, scope(c, auth).await?) {
+        (Some(_), Scope::All) => true,
+        (Some(j), Scope::Person(p)) => j.routed_person == Some(p),
+        _ => false,
+    };
+    match found {
+        Some(j) if allowed => Ok(j),
+        _ => Err(ApiError::not_found(format!("job {reference}"))),
+    }
 }
 
 /// An out-of-hours job.
 #[utoipa::path(get, path = "/api/v1/ooh/jobs/{reference}", tag = "Out of hours", operation_id = "getOohJob",
     summary = "An out-of-hours job",
-    description = "Roles: operator, supervisor, on_call, admin.",
+    description = "Roles: operator, supervisor, on_call, admin.
+
+On call: only a job routed to the person linked to your account (any other answers 404, as a job that does not exist). Each read is recorded in the audit trail (`ooh.job.view`).",
     params(("reference" = String, Path, description = "The job reference, e.g. OOH-2026-000123.")),
     responses(
         (status = 200, description = "The job.", body = JobOut),
@@ -386,11 +436,10 @@ pub async fn job(
     ApiPath(reference): ApiPath<String>,
 ) -> Result<Json<JobOut>, ApiError> {
     auth.require(OOH_READERS)?;
-    let j = c
-        .store()
-        .ooh_job(&reference)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("job {reference}")))?;
+    let j = visible_job(&c, &auth, &reference).await?;
+    c.store()
+        .audit(&auth.audit("ooh.job.view", "ooh_job", Some(reference)))
+        .await?;
     Ok(Json(JobOut::from(j)))
 }
 
@@ -408,7 +457,7 @@ pub struct StatusBody {
     summary = "Change a job's status",
     description = "Roles: operator, supervisor, on_call, admin.
 
-Adds a status update with an optional note. Any of the three statuses may follow any other (a closed job can be reopened). Audited.",
+Adds a status update with an optional note. Any of the three statuses may follow any other (a closed job can be reopened, by the desk only). On call: only a job routed to the person linked to your account (any other answers 404), and never a closed one (403). Audited.",
     params(("reference" = String, Path, description = "The job reference, e.g. OOH-2026-000123.")),
     request_body = StatusBody,
     responses(
@@ -436,6 +485,12 @@ pub async fn set_status(
         ));
     }
     crate::text::check("note", &b.note, 5000)?;
+    let current = visible_job(&c, &auth, &reference).await?;
+    if auth.role == warden_types::Role::OnCall && current.status == JobStatus::Closed {
+        return Err(ApiError::forbidden(
+            "a closed job is reopened by the desk (operator or supervisor), not on call",
+        ));
+    }
     let audit = auth.audit("ooh.job.status", "ooh_job", None);
     if !c
         .store()
@@ -451,5 +506,7 @@ pub async fn set_status(
     {
         return Err(ApiError::not_found(format!("job {reference}")));
     }
-    job(State(c), auth, ApiPath(reference)).await
+    Ok(Json(JobOut::from(
+        visible_job(&c, &auth, &reference).await?,
+    )))
 }

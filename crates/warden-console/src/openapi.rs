@@ -160,6 +160,7 @@ impl Modify for Security {
         crate::records::create_user,
         crate::records::update_user,
         crate::records::audit,
+        crate::records::client_access,
         crate::rejected::rejected,
         crate::pages::mine,
         crate::pages::acknowledge,

@@ -79,7 +79,7 @@ fn limit(l: Option<i64>) -> i64 {
     summary = "Search clients",
     description = "Roles: operator, supervisor, admin.
 
-Matches name, address, postcode, external_ref or phone (case-insensitive substring); all clients when `q` is empty. Ordered by name.",
+Matches name, address, postcode, external_ref or phone (case-insensitive substring); all clients when `q` is empty. Ordered by name. Each search is written to the audit trail with the ids it returned (`client.search`).",
     params(Search),
     responses(
         (status = 200, description = "Matching clients.", body = Vec<ClientSummary>),
@@ -96,6 +96,13 @@ pub async fn clients(
 ) -> Result<Json<Vec<ClientSummary>>, ApiError> {
     auth.require(RECORD_READERS)?;
     let list = c.store().client_search(&s.q, limit(s.limit)).await?;
+    // Who saw which names and addresses: the search and the clients it returned.
+    let mut a = auth.audit("client.search", "client", None);
+    a.after = Some(serde_json::json!({
+        "q": s.q,
+        "ids": list.iter().map(|r| r.id).collect::<Vec<_>>(),
+    }));
+    c.store().audit(&a).await?;
     Ok(Json(
         list.into_iter()
             .map(|r| ClientSummary {
@@ -150,15 +157,14 @@ pub async fn client(
 ) -> Result<Json<ClientDoc>, ApiError> {
     auth.require(RECORD_READERS)?;
     let audit = auth.audit("client.view", "client", Some(id.to_string()));
-    if c.mirror().degraded_since().is_some() {
+    let doc = if c.mirror().degraded_since().is_some() {
         // The database is unavailable: the record as cached for an open alarm, the view
         // audited once it is back (with its time).
-        let (doc, _) = c.mirror().client(id).ok_or_else(not_cached)?;
-        c.mirror().defer_audit(audit);
-        return Ok(Json(doc));
-    }
-    let doc = client_doc(c.store(), id).await?;
-    c.store().audit(&audit).await?;
+        c.mirror().client(id).ok_or_else(not_cached)?.0
+    } else {
+        client_doc(c.store(), id).await?
+    };
+    c.audit_read(audit).await?;
     Ok(Json(doc))
 }
 
@@ -829,7 +835,7 @@ pub struct AuditQuery {
     summary = "Read the audit trail",
     description = "Roles: supervisor, admin.
 
-Newest first. Empty filter values are ignored.",
+Newest first. Empty filter values are ignored. The trail quotes records, so each read of it is itself recorded (`audit.read`, with its filters and how many lines it returned). Each line carries the request id Warden gave the request and the client's address.",
     params(AuditQuery),
     responses(
         (status = 200, description = "Audit lines.", body = Vec<AuditEntry>),
@@ -854,6 +860,15 @@ pub async fn audit(
             limit(q.limit),
         )
         .await?;
+    // The trail quotes records (medical notes among them): reading it is recorded too.
+    let mut a = auth.audit("audit.read", "audit", None);
+    a.after = Some(serde_json::json!({
+        "object_type": q.object_type,
+        "object_id": q.object_id,
+        "user_id": q.user_id,
+        "rows": rows.len(),
+    }));
+    c.store().audit(&a).await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| AuditEntry {
@@ -865,4 +880,52 @@ pub async fn audit(
             })
             .collect(),
     ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccessQuery {
+    /// One client (all when absent).
+    client_id: Option<i64>,
+    /// How many days back (1-400, default 30).
+    days: Option<i64>,
+    /// At most this many lines (1-1000, default 100).
+    limit: Option<i64>,
+}
+
+/// Who viewed which client.
+#[utoipa::path(get, path = "/api/v1/reports/client-access", tag = "Audit", operation_id = "clientAccessReport",
+    summary = "Who viewed which client",
+    description = "Roles: supervisor, admin.
+
+Every view of a client record, every key-safe reveal and every search whose results listed the client, with who, when, from which address and the request id; newest first. Reading the report is itself recorded (`report.client_access`).",
+    params(AccessQuery),
+    responses(
+        (status = 200, description = "The accesses.", body = Vec<warden_store::ClientAccess>),
+        (status = 400, description = "`invalid_query`: a value is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only).", body = crate::openapi::ErrorBody),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn client_access(
+    State(c): State<Console>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<AccessQuery>,
+) -> Result<Json<Vec<warden_store::ClientAccess>>, ApiError> {
+    auth.require(AUDITORS)?;
+    let days = q.days.unwrap_or(30).clamp(1, 400);
+    let since = time::OffsetDateTime::now_utc() - time::Duration::days(days);
+    let rows = c
+        .store()
+        .client_access(q.client_id, since, limit(q.limit))
+        .await?;
+    let mut a = auth.audit(
+        "report.client_access",
+        "client",
+        q.client_id.map(|id| id.to_string()),
+    );
+    a.after = Some(serde_json::json!({ "days": days, "rows": rows.len() }));
+    c.store().audit(&a).await?;
+    Ok(Json(rows))
 }

@@ -18,7 +18,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 use warden_store::{
-    AuditWrite, ClientRecord, ContactMethod, NewOohJob, NewQuarantine, PersonWrite, Record, Source,
+    AuditWrite, ClientRecord, ContactMethod, JobRouting, NewOohJob, NewQuarantine, PersonWrite,
+    Record, Source,
 };
 
 use common::{App, PASSWORD, Session, is_ooh_reference, test_config};
@@ -121,39 +122,13 @@ async fn fixture(app: &App, operator: &Session) -> Fixture {
         )
         .await
         .expect("save a client");
-    let job = app
-        .store
-        .create_ooh_job(
-            OffsetDateTime::now_utc().year(),
-            &NewOohJob {
-                category: "other".into(),
-                caller_name: "Fred Fixture".into(),
-                caller_phone: String::new(),
-                address: String::new(),
-                description: "A fixture job".into(),
-                urgency: "routine".into(),
-                caller_contact: "phone".into(),
-                caller_email: String::new(),
-                caller_needs: String::new(),
-            },
-            None,
-            app.users.operator.id,
-            AuditWrite {
-                action: "ooh.job.create".into(),
-                object_type: "ooh_job".into(),
-                ..AuditWrite::default()
-            },
-            warden_notify::message::caller_update,
-        )
-        .await
-        .expect("log a job");
     let person = app
         .store
         .save_person(
             None,
             &PersonWrite {
                 name: "Fixture On Call".into(),
-                user_id: None,
+                user_id: Some(app.users.on_call.id),
                 active: true,
                 contacts: vec![ContactMethod {
                     kind: "sms".into(),
@@ -166,6 +141,38 @@ async fn fixture(app: &App, operator: &Session) -> Fixture {
         .await
         .expect("person")
         .expect("created");
+    let job = app
+        .store
+        .create_routed_ooh_job(
+            OffsetDateTime::now_utc().year(),
+            &NewOohJob {
+                category: "other".into(),
+                caller_name: "Fred Fixture".into(),
+                caller_phone: String::new(),
+                address: String::new(),
+                description: "A fixture job".into(),
+                urgency: "routine".into(),
+                caller_contact: "phone".into(),
+                caller_email: String::new(),
+                caller_needs: String::new(),
+            },
+            // Routed to the fixture's on-call person, the on_call user's.
+            Some(JobRouting {
+                name: "Fixture On Call",
+                phone: "+447700900111",
+                via: "the fixture",
+                person: Some(person),
+            }),
+            app.users.operator.id,
+            AuditWrite {
+                action: "ooh.job.create".into(),
+                object_type: "ooh_job".into(),
+                ..AuditWrite::default()
+            },
+            warden_notify::message::caller_update,
+        )
+        .await
+        .expect("log a job");
     let rota = app
         .store
         .save_rota(
@@ -226,12 +233,13 @@ fn routes(f: &Fixture) -> Vec<Route> {
         route(M::POST, "/api/v1/users", "/api/v1/users", Json(json!({ "username": "newop", "display_name": "New Operator", "role": "operator", "password": "a long enough password" })), ADMINS, "admin", S::CREATED),
         route(M::PUT, "/api/v1/users/{id}", format!("/api/v1/users/{user}"), Json(json!({ "username": "bob", "display_name": "Bob Renamed", "role": "operator" })), ADMINS, "admin", S::OK),
         route(M::GET, "/api/v1/audit", "/api/v1/audit?object_type=client", Empty, EDITORS, "supervisor", S::OK),
+        route(M::GET, "/api/v1/reports/client-access", format!("/api/v1/reports/client-access?client_id={client}&days=7"), Empty, EDITORS, "admin", S::OK),
         route(M::GET, "/api/v1/rejected", "/api/v1/rejected?hours=24&limit=10", Empty, EDITORS, "supervisor", S::OK),
         route(M::GET, "/api/v1/ooh/categories", "/api/v1/ooh/categories", Empty, ANYONE, "on_call", S::OK),
         route(M::PUT, "/api/v1/ooh/categories/{code}", "/api/v1/ooh/categories/other", Json(json!({ "name": "Other", "oncall_name": "Duty manager", "oncall_phone": "0113 496 0001" })), ADMINS, "admin", S::OK),
         route(M::GET, "/api/v1/pages", "/api/v1/pages", Empty, ANYONE, "on_call", S::OK),
-        // Any role, but only the person paged: this account is linked to nobody on call.
-        route(M::POST, "/api/v1/pages/{id}/ack", "/api/v1/pages/999999/ack", Empty, ANYONE, "on_call", S::FORBIDDEN),
+        // Any role, but only the person paged: no such page.
+        route(M::POST, "/api/v1/pages/{id}/ack", "/api/v1/pages/999999/ack", Empty, ANYONE, "on_call", S::NOT_FOUND),
         route(M::GET, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Empty, ANYONE, "on_call", S::OK),
         route(M::POST, "/api/v1/ooh/jobs", "/api/v1/ooh/jobs", Json(json!({ "category": "other", "caller_name": "Gina Caller", "description": "Boiler out", "urgency": "urgent" })), HANDLERS, "operator", S::CREATED),
         route(M::GET, "/api/v1/ooh/jobs/{reference}", format!("/api/v1/ooh/jobs/{job}"), Empty, ANYONE, "on_call", S::OK),
@@ -2054,6 +2062,101 @@ async fn a_client_record_hides_its_key_safe_code_until_revealed_and_audits_each_
 }
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
+async fn every_read_of_personal_data_is_recorded_and_supervisors_see_who_viewed_which_client(
+    pool: PgPool,
+) {
+    let app = App::start(pool).await;
+    let operator = app.login_as("operator").await;
+    let f = fixture(&app, &operator).await;
+    // A search (listing the client), the record, the key-safe code, the incident.
+    let found = app
+        .get(&operator, "/api/v1/clients?q=agnes")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(found[0]["id"], f.client);
+    app.get(&operator, "/api/v1/clients?q=nobody-matches")
+        .await
+        .expect(StatusCode::OK);
+    app.get(&operator, &format!("/api/v1/clients/{}", f.client))
+        .await
+        .expect(StatusCode::OK);
+    app.post(
+        &operator,
+        &format!("/api/v1/clients/{}/key-safe/reveal", f.client),
+        &json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.get(&operator, &format!("/api/v1/incidents/{}", f.incident))
+        .await
+        .expect(StatusCode::OK);
+
+    let supervisor = app.login_as("supervisor").await;
+    let report = app
+        .get(
+            &supervisor,
+            &format!("/api/v1/reports/client-access?client_id={}", f.client),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let rows = report.as_array().expect("rows");
+    let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
+    // Newest first; the search that did not list the client is not in it.
+    assert_eq!(
+        actions,
+        ["client.key_safe.reveal", "client.view", "client.search"],
+        "{report}"
+    );
+    for r in rows {
+        assert_eq!(r["user_id"], app.users.operator.id, "{r}");
+        assert_eq!(r["client_name"], "Agnes Fixture");
+        assert_eq!(r["ip"], "192.0.2.10", "the client's address: {r}");
+        assert!(
+            r["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{r}"
+        );
+    }
+    let audit = app
+        .get(&supervisor, "/api/v1/audit?object_type=incident")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        audit_lines(&audit, "incident.view", &f.incident.to_string()).len(),
+        1,
+        "{audit}"
+    );
+    // Reading the trail and the report was recorded too.
+    let reads = app
+        .get(&supervisor, "/api/v1/audit?object_type=audit")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let reads = reads.as_array().expect("audit");
+    assert!(
+        reads.iter().any(|a| a["action"] == "audit.read"
+            && a["user"]["id"] == app.users.supervisor.id
+            && a["after"]["object_type"] == "incident"),
+        "{reads:?}"
+    );
+    let client_lines = app
+        .get(&supervisor, "/api/v1/audit?object_type=client")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert!(
+        client_lines
+            .as_array()
+            .expect("audit")
+            .iter()
+            .any(|a| a["action"] == "report.client_access"),
+        "{client_lines}"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_client_record_with_bad_values_is_refused_with_400(pool: PgPool) {
     let app = App::start(pool).await;
     let sue = app.login_as("supervisor").await;
@@ -2296,11 +2399,62 @@ async fn ooh_jobs_are_found_by_reference_address_and_caller_newest_first(pool: P
         .expect_error(StatusCode::NOT_FOUND, "not_found");
 }
 
+/// An on-call person linked to the on_call user, reached by phone, on the route of
+/// `category` jobs.
+async fn route_category_to_on_call_user(app: &App, category: &str) {
+    let sup = app.login_as("supervisor").await;
+    let person = app
+        .post(
+            &sup,
+            "/api/v1/oncall/people",
+            &json!({ "name": "Olly On-Call", "username": "olly",
+                     "contacts": [{ "kind": "voice", "address": "+447700900333", "verified": true }] }),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json()["id"]
+        .as_i64()
+        .expect("person");
+    let chain = app
+        .put(
+            &sup,
+            "/api/v1/oncall/chains",
+            &json!({ "name": "Lone workers", "doc": { "steps": [{ "targets": [{ "kind": "person", "id": person }], "wait": 600_000_000 }],
+                                                        "fallback": [person], "ack_timeout": 1_800_000_000_i64 } }),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json()["id"]
+        .as_i64()
+        .expect("chain");
+    app.put(
+        &sup,
+        "/api/v1/oncall/routes",
+        &json!([{ "ooh_category": category, "chain_id": chain }]),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+}
+
 #[sqlx::test(migrations = "../warden-store/migrations")]
-async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
+async fn on_call_staff_see_and_update_only_the_jobs_routed_to_them_and_never_reopen_one(
+    pool: PgPool,
+) {
     let app = App::start(pool).await;
     let operator = app.login_as("operator").await;
     let on_call = app.login_as("on_call").await;
+    // Before any route: the job goes to nobody, and on call sees nothing.
+    let other = app
+        .post(
+            &operator,
+            "/api/v1/ooh/jobs",
+            &job("other", "Una Other", "1 Far Lane"),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let other = other["reference"].as_str().expect("reference").to_owned();
+    route_category_to_on_call_user(&app, "lone_worker").await;
     let j = app
         .post(
             &operator,
@@ -2311,6 +2465,7 @@ async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
         .expect(StatusCode::CREATED)
         .json();
     let r = j["reference"].as_str().expect("reference");
+    assert_eq!(j["routed_to"]["name"], "Olly On-Call", "{j}");
 
     app.post(
         &on_call,
@@ -2324,11 +2479,35 @@ async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
         .await
         .expect(StatusCode::OK)
         .json();
+    let refs: Vec<&str> = listed
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["reference"].as_str())
+        .collect();
     assert_eq!(
-        listed.as_array().expect("jobs").len(),
-        1,
-        "the refused job was not logged"
+        refs,
+        [r],
+        "only the job routed to them (the refused one was not logged)"
     );
+    // Someone else's job: not found, to read or to change.
+    app.get(&on_call, &format!("/api/v1/ooh/jobs/{other}"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.post(
+        &on_call,
+        &format!("/api/v1/ooh/jobs/{other}/status"),
+        &json!({ "status": "closed", "note": "not mine" }),
+    )
+    .await
+    .expect_error(StatusCode::NOT_FOUND, "not_found");
+    // The desk sees both.
+    let all = app
+        .get(&operator, "/api/v1/ooh/jobs")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(all.as_array().expect("jobs").len(), 2, "{all}");
 
     let status = format!("/api/v1/ooh/jobs/{r}/status");
     let acked = app
@@ -2343,10 +2522,8 @@ async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
     assert_eq!(acked["status"], "acknowledged");
     let updates = acked["updates"].as_array().expect("updates");
     assert_eq!(updates.len(), 2, "{acked}");
-    assert_eq!(updates[1]["status"], "acknowledged");
     assert_eq!(updates[1]["note"], "Calling Sam now");
     assert_eq!(updates[1]["by"], "Olly On-Call");
-
     app.post(
         &on_call,
         &status,
@@ -2354,25 +2531,34 @@ async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
     )
     .await
     .expect(StatusCode::OK);
-    let shown = app
-        .get(&operator, &format!("/api/v1/ooh/jobs/{r}"))
+    // Closed: on call may not reopen it; the desk may.
+    let refused = app
+        .post(
+            &on_call,
+            &status,
+            &json!({ "status": "in_progress", "note": "" }),
+        )
         .await
-        .expect(StatusCode::OK)
-        .json();
-    assert_eq!(shown["status"], "closed");
-    let statuses: Vec<&str> = shown["updates"]
-        .as_array()
-        .expect("updates")
-        .iter()
-        .map(|u| u["status"].as_str().expect("status"))
-        .collect();
-    assert_eq!(statuses, ["unrouted", "acknowledged", "closed"]);
-
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("closed"),
+        "{refused}"
+    );
     for bad in ["routed", "unrouted", "done"] {
         app.post(&on_call, &status, &json!({ "status": bad, "note": "" }))
             .await
             .expect_error(StatusCode::BAD_REQUEST, "invalid_value");
     }
+    app.post(
+        &operator,
+        &status,
+        &json!({ "status": "in_progress", "note": "Sam rang back" }),
+    )
+    .await
+    .expect(StatusCode::OK);
     app.post(
         &on_call,
         "/api/v1/ooh/jobs/OOH-1999-000001/status",
@@ -2380,6 +2566,7 @@ async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
     )
     .await
     .expect_error(StatusCode::NOT_FOUND, "not_found");
+
     let supervisor = app.login_as("supervisor").await;
     let audit = app
         .get(
@@ -2390,12 +2577,20 @@ async fn on_call_staff_may_update_an_ooh_job_but_not_log_one(pool: PgPool) {
         .expect(StatusCode::OK)
         .json();
     let changes = audit_lines(&audit, "ooh.job.status", r);
-    assert_eq!(changes.len(), 2, "{audit}");
-    assert!(
-        changes
-            .iter()
-            .all(|a| a["user"]["id"] == app.users.on_call.id)
-    );
+    assert_eq!(changes.len(), 3, "{audit}");
+    // Reads are recorded too: searches with what they returned.
+    let searches = app
+        .get(&supervisor, "/api/v1/audit?object_type=ooh_job")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let on_call_search = searches
+        .as_array()
+        .expect("audit")
+        .iter()
+        .find(|a| a["action"] == "ooh.job.search" && a["user"]["id"] == app.users.on_call.id)
+        .expect("on call's search recorded");
+    assert_eq!(on_call_search["after"]["references"], json!([r]));
 }
 
 // ---- CSV import and export ---------------------------------------------------------------

@@ -145,6 +145,24 @@ pub struct AuditRow {
     pub ip: Option<String>,
 }
 
+/// One access to a client's record: a view, a key-safe reveal, or a search that listed
+/// them (the supervisors' "who viewed which client" report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct ClientAccess {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub user_id: Option<i64>,
+    pub user_name: Option<String>,
+    /// `client.view`, `client.key_safe.reveal` or `client.search`.
+    pub action: String,
+    pub client_id: i64,
+    pub client_name: String,
+    pub external_ref: String,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
 /// A client record (without its responders, devices and history).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -300,6 +318,8 @@ pub struct JobRouting<'a> {
     pub name: &'a str,
     pub phone: &'a str,
     pub via: &'a str,
+    /// The directory's person, when the contact came from an on-call route.
+    pub person: Option<i64>,
 }
 
 /// A new out-of-hours job as the desk logs it.
@@ -376,6 +396,8 @@ pub struct OohJob {
     pub status: JobStatus,
     pub routed_name: Option<String>,
     pub routed_phone: Option<String>,
+    /// The on-call person it was routed to (see [`JobRouting::person`]).
+    pub routed_person: Option<i64>,
     pub created_by: i64,
     pub created_by_name: String,
     #[serde(with = "time::serde::rfc3339")]

@@ -62,11 +62,12 @@ mod triage;
 mod writer;
 
 pub use console::{
-    AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientRecord, ContactMethod,
-    Dc09Row, DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride, DirectoryPerson,
-    DirectoryRota, DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow, JobRouting,
-    NewOohJob, OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite, QueueCards, Refused,
-    Removal, Responder, SessionRow, SignalSummary, TriageDevice, UserRow, UserWrite, WriteRefused,
+    AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientAccess, ClientRecord,
+    ContactMethod, Dc09Row, DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride,
+    DirectoryPerson, DirectoryRota, DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow,
+    JobRouting, NewOohJob, OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite,
+    QueueCards, Refused, Removal, Responder, SessionRow, SignalSummary, TriageDevice, UserRow,
+    UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

@@ -413,6 +413,20 @@
  */
 
 /**
+ * One access to a client's record (the "who viewed which client" report).
+ * @typedef {object} ClientAccess
+ * @property {string} at
+ * @property {number | null} user_id
+ * @property {string | null} user_name
+ * @property {string} action `client.view`, `client.key_safe.reveal` or `client.search`.
+ * @property {number} client_id
+ * @property {string} client_name
+ * @property {string} external_ref
+ * @property {string | null} ip The client's address.
+ * @property {string | null} request_id
+ */
+
+/**
  * One problem in an import file.
  * @typedef {object} RowError
  * @property {number} row The row as a spreadsheet numbers it: the header is row 1.

@@ -59,4 +59,32 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// Who viewed which client since `since` (one client, or all), newest first: views,
+    /// key-safe reveals, and searches whose results listed the client.
+    pub async fn client_access(
+        &self,
+        client_id: Option<i64>,
+        since: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<ClientAccess>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT a.at, a.user_id, u.display_name AS user_name, a.action, c.id AS client_id, \
+                    c.name AS client_name, c.external_ref, a.ip, a.request_id \
+             FROM audit a \
+             JOIN clients c ON (a.action IN ('client.view', 'client.key_safe.reveal') \
+                                AND a.object_id = c.id::text) \
+                            OR (a.action = 'client.search' AND a.after -> 'ids' @> to_jsonb(c.id)) \
+             LEFT JOIN users u ON u.id = a.user_id \
+             WHERE a.object_type = 'client' \
+               AND a.action IN ('client.view', 'client.key_safe.reveal', 'client.search') \
+               AND a.at >= $1 AND ($2::bigint IS NULL OR c.id = $2) \
+             ORDER BY a.at DESC, a.id DESC LIMIT $3",
+        )
+        .bind(since)
+        .bind(client_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
 }

@@ -66,6 +66,7 @@ impl Store {
             name,
             phone,
             via: "",
+            person: None,
         });
         self.create_routed_ooh_job(year, job, routed, user_id, audit, text)
             .await
@@ -99,8 +100,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO ooh_jobs (reference, category, caller_name, caller_phone, address, \
                  description, urgency, status, routed_name, routed_phone, created_by, \
-                 caller_contact, caller_email, caller_needs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 caller_contact, caller_email, caller_needs, routed_person) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&reference)
         .bind(&job.category)
@@ -116,6 +117,7 @@ impl Store {
         .bind(&job.caller_contact)
         .bind(&job.caller_email)
         .bind(&job.caller_needs)
+        .bind(routed.and_then(|r| r.person))
         .execute(&mut *tx)
         .await?;
         let note = match routed {
@@ -154,14 +156,23 @@ impl Store {
     }
 
     /// Jobs matching a reference, address or caller (all when `q` is empty), newest first.
-    pub async fn ooh_jobs(&self, q: &str, limit: i64) -> Result<Vec<OohJob>, StoreError> {
+    /// Jobs matching `q`, newest first; with `routed_to`, only those routed to that
+    /// on-call person.
+    pub async fn ooh_jobs(
+        &self,
+        q: &str,
+        limit: i64,
+        routed_to: Option<i64>,
+    ) -> Result<Vec<OohJob>, StoreError> {
         let jobs = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{JOB_SELECT} WHERE $1 = '%%' OR j.reference ILIKE $1 OR j.address ILIKE $1 \
-                OR j.caller_name ILIKE $1 OR j.caller_phone ILIKE $1 \
+            "{JOB_SELECT} WHERE ($1 = '%%' OR j.reference ILIKE $1 OR j.address ILIKE $1 \
+                OR j.caller_name ILIKE $1 OR j.caller_phone ILIKE $1) \
+               AND ($3::bigint IS NULL OR j.routed_person = $3) \
              ORDER BY j.created_at DESC, j.reference DESC LIMIT $2"
         )))
         .bind(like(q))
         .bind(limit)
+        .bind(routed_to)
         .fetch_all(self.pool())
         .await?;
         self.with_updates(jobs).await
@@ -320,7 +331,7 @@ impl Store {
 /// The columns of [`OohJob`], with its author's name.
 const JOB_SELECT: &str = "SELECT j.reference, j.category, j.caller_name, j.caller_phone, \
      j.address, j.description, j.urgency, j.status, j.routed_name, j.routed_phone, \
-     j.created_by, u.display_name AS created_by_name, j.created_at, j.caller_contact, \
+     j.routed_person, j.created_by, u.display_name AS created_by_name, j.created_at, j.caller_contact, \
      j.caller_email, j.caller_needs \
      FROM ooh_jobs j JOIN users u ON u.id = j.created_by";
 

@@ -141,6 +141,13 @@ try {
   await b.click(id("incident-claim"));
   await b.locator(id("message")).filter({ hasText: /already claimed by Ann/i }).waitFor({ timeout: T });
   await shot(b, "second-operator-refused");
+  // B does not hold the alarm, so B is not shown the key-safe code.
+  await b.locator(id("client-key-safe-reveal")).waitFor({ state: "visible", timeout: T });
+  await b.click(id("client-key-safe-reveal"));
+  await b.locator(id("message")).filter({ hasText: /only while you hold an open incident/i }).waitFor({ timeout: T });
+  assert.equal(await b.locator(id("client-key-safe-value")).count(), 0, "B must not see the code");
+  assert.ok(!(await b.locator("body").innerText()).includes(env("KEY_SAFE")), "the code is nowhere on B's page");
+  await shot(b, "key-safe-refused-without-incident");
 
   // A adds a note and resolves with an outcome; it leaves both queues.
   await a.fill(id("incident-note-text"), "Spoke to client, accidental press, all well.");

@@ -96,6 +96,8 @@ pub struct ConsoleConfig {
     pub trusted_proxies: client_addr::TrustedProxies,
     /// Sign-in attempts allowed per client address per minute.
     pub login_attempts_per_minute: u32,
+    /// Key-safe codes one user may be shown in an hour.
+    pub key_safe_reveals_per_hour: u32,
     /// The token the SMS gateway's inbound webhook presents; `None`: replies are refused.
     pub sms_reply_token: Option<SharedToken>,
     /// The writer's degraded mode (database unavailable), followed so that connected
@@ -129,6 +131,7 @@ impl Default for ConsoleConfig {
             login_max_delay: Duration::from_secs(30),
             trusted_proxies: client_addr::TrustedProxies::default(),
             login_attempts_per_minute: 20,
+            key_safe_reveals_per_hour: 10,
             sms_reply_token: None,
             degraded: None,
             audit_journal: None,
@@ -150,6 +153,7 @@ struct Inner {
     push: broadcast::Sender<Arc<str>>,
     limiter: auth::LoginLimiter,
     throttle: throttle::Throttle,
+    reveals: throttle::HourlyLimit,
     mirror: Arc<mirror::Mirror>,
     shutdown: CancellationToken,
 }
@@ -186,6 +190,7 @@ impl Console {
                 push,
                 limiter: auth::LoginLimiter::default(),
                 throttle,
+                reveals: throttle::HourlyLimit::default(),
                 mirror,
                 shutdown,
             }),
@@ -209,6 +214,9 @@ impl Console {
     }
     pub(crate) fn throttle(&self) -> &throttle::Throttle {
         &self.inner.throttle
+    }
+    pub(crate) fn reveals(&self) -> &throttle::HourlyLimit {
+        &self.inner.reveals
     }
     pub(crate) fn mirror(&self) -> &mirror::Mirror {
         &self.inner.mirror

@@ -253,6 +253,19 @@ impl Mirror {
             .collect()
     }
 
+    /// The open incident of the mirrored queue for client `client` held by user `user`.
+    pub fn held_incident(&self, client: i64, user: i64) -> Option<i64> {
+        self.read()
+            .queue
+            .values()
+            .find(|v| {
+                v.client.as_ref().is_some_and(|c| c.id == client)
+                    && v.holder.as_ref().is_some_and(|h| h.id == user)
+                    && v.state != "resolved"
+            })
+            .map(|v| v.id)
+    }
+
     /// Whether a client's record is cached.
     pub fn has_client(&self, id: i64) -> bool {
         self.read().clients.contains_key(&id)

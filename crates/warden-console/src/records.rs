@@ -9,6 +9,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::Input;
 use warden_store::{ClientRecord, Device, NewDevice, Responder, Store, UserWrite};
+use warden_telemetry as m;
 
 use crate::Console;
 use crate::auth::{
@@ -168,19 +169,30 @@ pub async fn client(
     Ok(Json(doc))
 }
 
+/// Why a supervisor reveals a code without holding an incident for the client.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = KeySafeRevealRequest)]
+pub struct RevealBody {
+    /// Needed only for a supervisor's or admin's override (1-500 characters); recorded.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 /// Reveal a client's key-safe code.
 #[utoipa::path(post, path = "/api/v1/clients/{id}/key-safe/reveal", tag = "Clients", operation_id = "revealKeySafe",
     summary = "Reveal a client's key-safe code",
     description = "Roles: operator, supervisor, admin.
 
-Each reveal is written to the audit trail (`client.key_safe.reveal`) in the same transaction. No request body.",
+Only for a client with an open incident that you hold (claimed by you). A supervisor or admin without one may override by giving a `reason`, recorded with the reveal. Each user may be shown at most `key_safe_reveals_per_hour` codes an hour (10 by default). Every reveal, and every refused one, is written to the audit trail (`client.key_safe.reveal`, `client.key_safe.reveal.refused`) and counted (`warden_console_key_safe_reveals_total{outcome}`; an alert fires on bursts of refusals and overrides). The body is optional.",
     params(("id" = i64, Path, description = "The numeric id.")),
+    request_body(content = RevealBody, description = "Optional; `reason` for an override."),
     responses(
         (status = 200, description = "The code (null when none is on file).", body = KeySafe),
-        (status = 400, description = "`invalid_path`: `id` is not an integer.", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`invalid_path`: `id` is not an integer; `invalid_json`; `invalid_value`: the reason is blank, too long or has control characters.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`no_open_incident`: you hold no open incident for this client (a supervisor or admin may give a reason); `forbidden`: your role may not do this, or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`: no such client.", body = crate::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: you have been shown the most key-safe codes allowed in an hour.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -188,18 +200,98 @@ pub async fn reveal_key_safe(
     State(c): State<Console>,
     auth: Auth,
     ApiPath(id): ApiPath<i64>,
+    body: axum::body::Bytes,
 ) -> Result<Json<KeySafe>, ApiError> {
     auth.require(RECORD_READERS)?;
-    let audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
-    if c.mirror().degraded_since().is_some() {
+    let body: RevealBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RevealBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        })?
+    };
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if let Some(r) = &reason {
+        crate::text::check("reason", r, 500)?;
+    }
+    let degraded = c.mirror().degraded_since().is_some();
+    let held = if degraded {
+        c.mirror().held_incident(id, auth.user.id)
+    } else {
+        c.store().incident_held_for_client(id, auth.user.id).await?
+    };
+    let count = |outcome: &'static str| {
+        metrics::counter!(m::CONSOLE_KEY_SAFE_REVEALS, "outcome" => outcome).increment(1);
+    };
+    let refuse = async |why: &'static str, err: ApiError| -> Result<Json<KeySafe>, ApiError> {
+        count(why);
+        let mut a = auth.audit(
+            "client.key_safe.reveal.refused",
+            "client",
+            Some(id.to_string()),
+        );
+        a.after = Some(serde_json::json!({ "reason": why }));
+        c.audit_read(a).await?;
+        tracing::warn!(
+            user = auth.user.id,
+            client = id,
+            why,
+            "key-safe reveal refused"
+        );
+        Err(err)
+    };
+    let outcome = match (held, &reason) {
+        (Some(_), _) => "held",
+        (None, Some(_)) if auth.role != Role::Operator => "override",
+        (None, _) => {
+            let message = if auth.role == Role::Operator {
+                "you can see a key-safe code only while you hold an open incident for this client"
+            } else {
+                "you hold no open incident for this client: give a reason to override (it is recorded)"
+            };
+            return refuse(
+                "refused",
+                ApiError::new(StatusCode::FORBIDDEN, "no_open_incident", message),
+            )
+            .await;
+        }
+    };
+    if !c.reveals().allow(
+        auth.user.id,
+        c.cfg().key_safe_reveals_per_hour,
+        std::time::Instant::now(),
+    ) {
+        return refuse(
+            "rate_limited",
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "you have been shown the most key-safe codes allowed in an hour; ask a supervisor",
+            ),
+        )
+        .await;
+    }
+    let mut audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
+    audit.after = Some(serde_json::json!({
+        "incident": held,
+        "override": outcome == "override",
+        "reason": reason,
+    }));
+    let code = if degraded {
         let (_, key_safe) = c.mirror().client(id).ok_or_else(not_cached)?;
         c.mirror().defer_audit(audit);
-        return Ok(Json(KeySafe { key_safe }));
-    }
-    match c.store().reveal_key_safe(id, audit).await? {
-        None => Err(ApiError::not_found(format!("client {id}"))),
-        Some(key_safe) => Ok(Json(KeySafe { key_safe })),
-    }
+        key_safe
+    } else {
+        c.store()
+            .reveal_key_safe(id, audit)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("client {id}")))?
+    };
+    count(outcome);
+    Ok(Json(KeySafe { key_safe: code }))
 }
 
 /// A client record as written by the API: the record, its responders in call order and an

@@ -91,9 +91,50 @@ impl Throttle {
     }
 }
 
+/// At most `n` events per user in any hour (key-safe reveals), counted in this process.
+#[derive(Debug, Default)]
+pub struct HourlyLimit {
+    seen: Mutex<HashMap<i64, std::collections::VecDeque<Instant>>>,
+}
+
+impl HourlyLimit {
+    /// Counts an event for `user` unless it would be over `per_hour`.
+    pub fn allow(&self, user: i64, per_hour: u32, now: Instant) -> bool {
+        let hour = Duration::from_hours(1);
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let times = seen.entry(user).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= hour)
+        {
+            times.pop_front();
+        }
+        if times.len() >= per_hour as usize {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_hourly_limit_counts_per_user_over_a_sliding_hour() {
+        let l = HourlyLimit::default();
+        let now = Instant::now();
+        assert!(l.allow(1, 2, now));
+        assert!(l.allow(1, 2, now + Duration::from_mins(10)));
+        assert!(!l.allow(1, 2, now + Duration::from_mins(20)));
+        assert!(l.allow(2, 2, now + Duration::from_mins(20)));
+        assert!(l.allow(1, 2, now + Duration::from_mins(61)));
+        assert!(!l.allow(1, 2, now + Duration::from_mins(62)));
+    }
 
     #[test]
     fn the_delay_is_free_then_doubles_up_to_its_ceiling() {

@@ -223,7 +223,7 @@ fn routes(f: &Fixture) -> Vec<Route> {
         route(M::POST, "/api/v1/clients", "/api/v1/clients", Json(json!({ "external_ref": "C-200", "name": "Bertie New", "preferred_contact": "sms" })), EDITORS, "admin", S::CREATED),
         route(M::GET, "/api/v1/clients/{id}", format!("/api/v1/clients/{client}"), Empty, RECORD_READERS, "operator", S::OK),
         route(M::PUT, "/api/v1/clients/{id}", format!("/api/v1/clients/{client}"), Json(json!({ "external_ref": "C-100", "name": "Agnes Fixture", "phone": "0113 496 0000" })), EDITORS, "supervisor", S::OK),
-        route(M::POST, "/api/v1/clients/{id}/key-safe/reveal", format!("/api/v1/clients/{client}/key-safe/reveal"), Empty, RECORD_READERS, "operator", S::OK),
+        route(M::POST, "/api/v1/clients/{id}/key-safe/reveal", format!("/api/v1/clients/{client}/key-safe/reveal"), Json(json!({ "reason": "Paramedics at the door; the incident is already resolved" })), RECORD_READERS, "supervisor", S::OK),
         route(M::GET, "/api/v1/devices", "/api/v1/devices", Empty, EDITORS, "supervisor", S::OK),
         route(M::POST, "/api/v1/devices", "/api/v1/devices", Json(json!({ "account": "5002", "protocol": "contact_id" })), ADMINS, "admin", S::CREATED),
         route(M::PUT, "/api/v1/devices/{id}", format!("/api/v1/devices/{dev}"), Json(json!({ "account": "5001", "protocol": "contact_id", "label": "Bedroom pendant", "client_ref": "C-100" })), ADMINS, "admin", S::OK),
@@ -1985,6 +1985,16 @@ async fn a_client_record_hides_its_key_safe_code_until_revealed_and_audits_each_
     assert!(!list.text().contains(KEY_SAFE));
     assert_eq!(list.json()[0]["id"], id);
 
+    // Only while holding an open incident for the client.
+    app.command(&operator, &format!("/api/v1/clients/{id}/key-safe/reveal"))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
+    app.command(
+        &operator,
+        &format!("/api/v1/incidents/{}/claim", incident["id"]),
+    )
+    .await
+    .expect(StatusCode::OK);
     let revealed = app
         .command(&operator, &format!("/api/v1/clients/{id}/key-safe/reveal"))
         .await
@@ -2018,7 +2028,7 @@ async fn a_client_record_hides_its_key_safe_code_until_revealed_and_audits_each_
     assert_eq!(again["key_safe"], KEY_SAFE);
     app.command(&operator, "/api/v1/clients/999999/key-safe/reveal")
         .await
-        .expect_error(StatusCode::NOT_FOUND, "not_found");
+        .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
 
     let audit = app
         .get(
@@ -2062,6 +2072,113 @@ async fn a_client_record_hides_its_key_safe_code_until_revealed_and_audits_each_
 }
 
 #[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_key_safe_code_is_shown_to_the_holder_of_an_open_incident_or_a_supervisor_with_a_reason_and_never_in_bulk(
+    pool: PgPool,
+) {
+    let mut cfg = test_config();
+    cfg.key_safe_reveals_per_hour = 2;
+    let app = App::with_config(pool, cfg).await;
+    let operator = app.login_as("operator").await;
+    let other = app.login(&app.users.operator_b).await;
+    let sue = app.login_as("supervisor").await;
+    let f = fixture(&app, &operator).await;
+    let reveal = format!("/api/v1/clients/{}/key-safe/reveal", f.client);
+    // Nobody holds the incident yet (it is offered).
+    for s in [&operator, &other] {
+        app.command(s, &reveal)
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
+    }
+    let v = app
+        .command(&sue, &reveal)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains("reason"),
+        "{v}"
+    );
+    // An operator cannot override with a reason.
+    app.post(&other, &reveal, &json!({ "reason": "just curious" }))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
+    // The holder may; the other operator still may not.
+    app.command(
+        &operator,
+        &format!("/api/v1/incidents/{}/claim", f.incident),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.command(&operator, &reveal).await.expect(StatusCode::OK);
+    app.command(&other, &reveal)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
+    // A supervisor overrides with a reason, recorded.
+    app.post(
+        &sue,
+        &reveal,
+        &json!({ "reason": "Ambulance crew at the door" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    // At most 2 an hour per user.
+    app.command(&operator, &reveal).await.expect(StatusCode::OK);
+    app.command(&operator, &reveal)
+        .await
+        .expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Once the incident is resolved, the holder no longer may.
+    app.post(
+        &operator,
+        &format!("/api/v1/incidents/{}/resolve", f.incident),
+        &json!({ "outcome": "false_alarm" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.command(&app.login(&app.users.operator).await, &reveal)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "no_open_incident");
+
+    let audit = app
+        .get(
+            &sue,
+            &format!("/api/v1/audit?object_type=client&object_id={}", f.client),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let oid = f.client.to_string();
+    let shown = audit_lines(&audit, "client.key_safe.reveal", &oid);
+    assert_eq!(shown.len(), 3, "{audit}");
+    assert!(
+        shown
+            .iter()
+            .any(|a| a["user"]["id"] == app.users.supervisor.id
+                && a["after"]["override"] == true
+                && a["after"]["reason"] == "Ambulance crew at the door")
+    );
+    assert!(
+        shown
+            .iter()
+            .filter(|a| a["user"]["id"] == app.users.operator.id)
+            .all(|a| a["after"]["incident"] == f.incident)
+    );
+    let refused = audit_lines(&audit, "client.key_safe.reveal.refused", &oid);
+    let reasons: Vec<&str> = refused
+        .iter()
+        .filter_map(|a| a["after"]["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "refused").count(),
+        6,
+        "{audit}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "rate_limited").count(),
+        1,
+        "{audit}"
+    );
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
 async fn every_read_of_personal_data_is_recorded_and_supervisors_see_who_viewed_which_client(
     pool: PgPool,
 ) {
@@ -2081,6 +2198,12 @@ async fn every_read_of_personal_data_is_recorded_and_supervisors_see_who_viewed_
     app.get(&operator, &format!("/api/v1/clients/{}", f.client))
         .await
         .expect(StatusCode::OK);
+    app.command(
+        &operator,
+        &format!("/api/v1/incidents/{}/claim", f.incident),
+    )
+    .await
+    .expect(StatusCode::OK);
     app.post(
         &operator,
         &format!("/api/v1/clients/{}/key-safe/reveal", f.client),
@@ -2788,10 +2911,12 @@ async fn a_corrected_clients_import_inserts_then_updates_and_a_dry_run_changes_n
         .expect(StatusCode::OK)
         .json();
     let a_id = list[0]["id"].as_i64().expect("id");
+    let supervisor = app.login_as("supervisor").await;
     let code = app
-        .command(
-            &operator,
+        .post(
+            &supervisor,
             &format!("/api/v1/clients/{a_id}/key-safe/reveal"),
+            &json!({ "reason": "checking the import" }),
         )
         .await
         .expect(StatusCode::OK)

@@ -115,8 +115,12 @@ pub const ENGINE_BATCH_FAILURES: &str = "warden_engine_batch_failures_total";
 pub const CONSOLE_REQUESTS: &str = "warden_console_requests_total";
 /// Console HTTP request handling time. Labels: `route`.
 pub const CONSOLE_REQUEST_TIME: &str = "warden_console_request_seconds";
-/// Console login attempts. Labels: `outcome` (ok, bad_credentials, locked, rate_limited, disabled).
+/// Console login attempts. Labels: `outcome` (ok, bad_credentials, unknown_user, delayed,
+/// rate_limited, disabled).
 pub const CONSOLE_LOGINS: &str = "warden_console_logins_total";
+/// Key-safe code reveals asked for. Labels: `outcome` (held: for an incident the user holds;
+/// override: a supervisor's, with a reason; refused; rate_limited).
+pub const CONSOLE_KEY_SAFE_REVEALS: &str = "warden_console_key_safe_reveals_total";
 /// Consoles connected to the live queue push.
 pub const CONSOLE_CONNECTIONS: &str = "warden_console_connections";
 /// Signal arrival to the incident being pushed to connected consoles. Labels: `priority`.
@@ -190,6 +194,8 @@ pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
     "rate_limited",
     "disabled",
 ];
+/// Every `outcome` of [`CONSOLE_KEY_SAFE_REVEALS`].
+pub const KEY_SAFE_REVEAL_OUTCOMES: &[&str] = &["held", "override", "refused", "rate_limited"];
 /// Every `routed` value of [`OOH_JOBS`].
 pub const OOH_ROUTED: &[&str] = &["true", "false"];
 
@@ -232,6 +238,10 @@ pub const CONSOLE_ZERO: &[ZeroCounter] = &[
     ZeroCounter {
         name: CONSOLE_LOGINS,
         labels: &[("outcome", CONSOLE_LOGIN_OUTCOMES)],
+    },
+    ZeroCounter {
+        name: CONSOLE_KEY_SAFE_REVEALS,
+        labels: &[("outcome", KEY_SAFE_REVEAL_OUTCOMES)],
     },
     ZeroCounter {
         name: OOH_JOBS,
@@ -527,6 +537,10 @@ pub fn describe() {
         "Console HTTP request handling time"
     );
     describe_counter!(CONSOLE_LOGINS, "Console login attempts by outcome");
+    describe_counter!(
+        CONSOLE_KEY_SAFE_REVEALS,
+        "Key-safe code reveals asked for, by outcome (held, override, refused, rate_limited)"
+    );
     describe_gauge!(
         CONSOLE_CONNECTIONS,
         "Consoles connected to the live queue push"

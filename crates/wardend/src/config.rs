@@ -171,6 +171,8 @@ pub struct ConsoleSection {
     pub trusted_proxies: Vec<String>,
     /// Sign-in attempts per client address per minute.
     pub login_attempts_per_minute: u32,
+    /// Key-safe codes one user may be shown in an hour.
+    pub key_safe_reveals_per_hour: u32,
 }
 
 impl ConsoleSection {
@@ -187,6 +189,7 @@ impl ConsoleSection {
             )
             .unwrap_or_default(),
             login_attempts_per_minute: self.login_attempts_per_minute,
+            key_safe_reveals_per_hour: self.key_safe_reveals_per_hour,
             ..warden_console::ConsoleConfig::default()
         }
     }
@@ -251,6 +254,7 @@ impl Default for Config {
                     login_max_delay: d.login_max_delay,
                     trusted_proxies: Vec::new(),
                     login_attempts_per_minute: d.login_attempts_per_minute,
+                    key_safe_reveals_per_hour: d.key_safe_reveals_per_hour,
                 }
             },
             escalation: EscalationSection::default(),

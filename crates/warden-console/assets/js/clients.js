@@ -4,7 +4,7 @@
 import { api, busy, enc, failure, say, sayError } from "./api.js";
 import { $, clear, submitButton, emptyState, facts, fieldValue, fmtDate, fmtInterval, h, human, table, telLink, yearsSince } from "./dom.js";
 import { renderSignals } from "./incident.js";
-import { CONTACT_LABEL, MAX_CLIENT_ROWS, PROTOCOL_LABEL, state } from "./state.js";
+import { CONTACT_LABEL, MAX_CLIENT_ROWS, PROTOCOL_LABEL, role, state } from "./state.js";
 
 /** @typedef {import("./types.js").Client} Client */
 /** @typedef {import("./types.js").ClientInput} ClientInput */
@@ -93,17 +93,23 @@ function keySafeBlock(c) {
     return box;
   }
   const btn = h("button", { type: "button", testid: "client-key-safe-reveal", "aria-describedby": "key-safe-note", text: "Reveal key-safe code" });
-  const note = h("p", { id: "key-safe-note", class: "hint", text: "Each reveal is recorded in the audit trail with your name and the time." });
+  const note = h("p", { id: "key-safe-note", class: "hint", text: "Shown only while you hold an open alarm for this client. Each reveal is recorded in the audit trail with your name and the time." });
   const out = h("p", { class: "key-safe-out", "aria-live": "polite" });
+  // Supervisors and admins may override without an alarm they hold, giving a reason.
+  const mayOverride = role() === "supervisor" || role() === "admin";
+  const reason = mayOverride
+    ? h("input", { type: "text", maxlength: "500", testid: "client-key-safe-reason", "aria-label": "Reason (needed when you hold no alarm for this client)", placeholder: "Reason, when you hold no alarm for this client" })
+    : null;
   btn.addEventListener("click", () =>
     busy(btn, async () => {
+      const why = reason instanceof HTMLInputElement ? reason.value.trim() : "";
       /** @type {KeySafe} */
-      const res = await api("POST", `/clients/${enc(c.id)}/key-safe/reveal`);
+      const res = await api("POST", `/clients/${enc(c.id)}/key-safe/reveal`, why ? { reason: why } : undefined);
       clear(out).append("Key-safe code: ", h("output", { class: "key-code", testid: "client-key-safe-value", text: res.key_safe }),
         " ", h("span", { class: "hint", text: "(reveal recorded)" }));
       say("Key-safe code revealed. This has been recorded.", "success");
     }));
-  box.append(h("p", null, btn), note, out);
+  box.append(h("p", null, btn), ...(reason ? [h("p", null, reason)] : []), note, out);
   return box;
 }
 

@@ -413,6 +413,12 @@
  */
 
 /**
+ * The optional body of a key-safe reveal.
+ * @typedef {object} KeySafeRevealRequest
+ * @property {string | null} [reason] Needed only for a supervisor's or admin's override (1-500 characters); recorded.
+ */
+
+/**
  * One access to a client's record (the "who viewed which client" report).
  * @typedef {object} ClientAccess
  * @property {string} at
@@ -695,6 +701,9 @@
  */
 /**
  * @typedef {PasswordChangeRequest} PasswordChange
+ */
+/**
+ * @typedef {KeySafeRevealRequest} RevealBody
  */
 /**
  * @typedef {NoteRequest} NoteBody

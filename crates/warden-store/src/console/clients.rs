@@ -110,6 +110,41 @@ impl Store {
         Ok(code.flatten())
     }
 
+    /// An open incident of client `client_id` (through its devices) held by `user_id`.
+    pub async fn incident_held_for_client(
+        &self,
+        client_id: i64,
+        user_id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT i.id FROM incidents i \
+             JOIN devices d ON d.id = i.device_id \
+             JOIN clients c ON c.external_ref = d.client_ref \
+             WHERE c.id = $1 AND i.holder_id = $2 AND i.resolved_at IS NULL \
+             ORDER BY i.id LIMIT 1",
+        )
+        .bind(client_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// How many key-safe codes user `user_id` has been shown since `since`.
+    pub async fn key_safe_reveals_since(
+        &self,
+        user_id: i64,
+        since: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM audit WHERE user_id = $1 \
+               AND action = 'client.key_safe.reveal' AND at >= $2",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     pub async fn reveal_key_safe(
         &self,
         client_id: i64,

@@ -292,14 +292,32 @@ fn a_pendant_reaches_a_connected_console_and_can_be_claimed_while_postgres_is_do
         .is_some(),
         "the claim is pushed"
     );
-    // The key-safe code, to the operator holding the alarm, from the cache.
+    // The key-safe code, from the cache, only to the operator holding the client's alarm:
+    // refused while the operator holds deg-3's (no client), shown once they hold deg-1's.
+    let reveal = format!("/api/v1/clients/{client_id}/key-safe/reveal");
+    let (status, _, body) = http(warden.console, "POST", &reveal, &auth, "");
+    assert_eq!(status, 403, "no incident of this client held: {body}");
+    assert!(body.contains("no_open_incident"), "{body}");
+    let ada = queue["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .find(|i| i["device"]["account"] == "deg-1")
+        .and_then(|i| i["id"].as_i64())
+        .expect("deg-1's incident");
     let (status, _, body) = http(
         warden.console,
         "POST",
-        &format!("/api/v1/clients/{client_id}/key-safe/reveal"),
+        &format!("/api/v1/incidents/{ada}/claim"),
         &auth,
-        "",
+        "{}",
     );
+    assert_eq!(status, 200, "claim of deg-1's alarm while degraded: {body}");
+    let held = wait_for(&mut ws, Duration::from_secs(5), |v| {
+        pendant_of(v, "deg-1").is_some_and(|i| i["state"] == "claimed")
+    });
+    assert!(held.is_some(), "the claim of deg-1's alarm is pushed");
+    let (status, _, body) = http(warden.console, "POST", &reveal, &auth, "");
     assert_eq!(status, 200, "key-safe while degraded: {body}");
     assert!(body.contains("4321"), "{body}");
 

@@ -254,14 +254,22 @@ impl Mirror {
     }
 
     /// The open incident of the mirrored queue for client `client` held by user `user`.
+    /// (An incident is the client's when its view names the client, or when its device is
+    /// one of the devices of the client's cached record.)
     pub fn held_incident(&self, client: i64, user: i64) -> Option<i64> {
-        self.read()
+        let inner = self.read();
+        let devices: HashSet<i64> = inner
+            .clients
+            .get(&client)
+            .map(|(doc, _)| doc.devices.iter().map(|d| d.id).collect())
+            .unwrap_or_default();
+        inner
             .queue
             .values()
             .find(|v| {
-                v.client.as_ref().is_some_and(|c| c.id == client)
-                    && v.holder.as_ref().is_some_and(|h| h.id == user)
-                    && v.state != "resolved"
+                let theirs = v.client.as_ref().is_some_and(|c| c.id == client)
+                    || v.device.as_ref().is_some_and(|d| devices.contains(&d.id));
+                theirs && v.holder.as_ref().is_some_and(|h| h.id == user) && v.state != "resolved"
             })
             .map(|v| v.id)
     }

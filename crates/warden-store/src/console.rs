@@ -10,7 +10,7 @@ use sqlx::{FromRow as _, Postgres, Row as _, Transaction};
 use time::OffsetDateTime;
 
 use crate::model::{DEVICE_COLUMNS, Device, NewDevice};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, seal};
 use warden_types::{JobStatus, Role};
 
 pub use directory::{
@@ -18,6 +18,7 @@ pub use directory::{
     DirectoryRota, DirectoryRoute, DirectoryTeam, OncallDirectory, PersonWrite, Removal,
 };
 
+pub use audit::Rekeyed;
 pub use devices::Dc09Row;
 
 mod audit;
@@ -492,10 +493,28 @@ fn user_json(u: &UserRow) -> Value {
 
 /// A client record as the audit trail records it. The key-safe code itself never enters
 /// the trail, only whether one is on file.
-fn client_json(c: &ClientRecord, responders: &[Responder]) -> Value {
+/// A client as the audit trail keeps it: the medical notes sealed, as in the table.
+fn client_json(c: &ClientRecord, responders: &[Responder]) -> Result<Value, seal::SealError> {
     let mut v = serde_json::to_value(c).unwrap_or_default();
+    v["medical_notes"] = seal::seal(seal::Field::MedicalNotes, &c.medical_notes)?.into();
     v["responders"] = serde_json::to_value(responders).unwrap_or_default();
-    v
+    Ok(v)
+}
+
+/// A client record read from the table, its medical notes opened.
+fn opened(mut c: ClientRecord) -> ClientRecord {
+    c.medical_notes = seal::open_or_placeholder(seal::Field::MedicalNotes, &c.medical_notes);
+    c
+}
+
+/// A sealed value of `field` for writing, or the refusal that says why it cannot be.
+fn sealed(field: seal::Field, plain: &str) -> Result<String, WriteRefused> {
+    seal::seal(field, plain).map_err(|e| {
+        tracing::error!(error = %e, "a client field could not be sealed");
+        WriteRefused::Refused(Refused::Invalid(format!(
+            "the record could not be encrypted: {e}"
+        )))
+    })
 }
 
 async fn insert_audit(
@@ -568,9 +587,13 @@ async fn save_client_tx(
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| Refused::Missing(format!("client {id}")))?;
-            let old = ClientRecord::from_row(&row)?;
+            let old = opened(ClientRecord::from_row(&row)?);
             let old_responders = responders_of(&mut **tx, id).await?;
-            Some(client_json(&old, &old_responders))
+            Some(client_json(&old, &old_responders).map_err(|e| {
+                WriteRefused::Refused(Refused::Invalid(format!(
+                    "the record could not be encrypted: {e}"
+                )))
+            })?)
         }
         None => None,
     };
@@ -607,11 +630,15 @@ async fn save_client_tx(
         .bind(&c.communication_needs)
         .bind(&c.preferred_contact)
         .bind(&c.access_notes)
-        .bind(&c.medical_notes)
-        .bind(key_safe)
+        .bind(sealed(seal::Field::MedicalNotes, &c.medical_notes)?)
+        .bind(
+            key_safe
+                .map(|k| sealed(seal::Field::KeySafe, k))
+                .transpose()?,
+        )
         .fetch_one(&mut **tx)
         .await?;
-    let saved = ClientRecord::from_row(&row)?;
+    let saved = opened(ClientRecord::from_row(&row)?);
     let Some(responders) = responders else {
         let kept = responders_of(&mut **tx, saved.id).await?;
         return Ok(((saved, kept), before));

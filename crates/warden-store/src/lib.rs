@@ -54,6 +54,7 @@ mod model;
 mod notify;
 mod oncall;
 mod rejected;
+pub mod seal;
 mod spool;
 mod store;
 mod transmitters;
@@ -66,8 +67,8 @@ pub use console::{
     ContactMethod, Dc09Row, DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride,
     DirectoryPerson, DirectoryRota, DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow,
     JobRouting, NewOohJob, OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite,
-    QueueCards, Refused, Removal, Responder, SessionRow, SignalSummary, TriageDevice, UserRow,
-    UserWrite, WriteRefused,
+    QueueCards, Refused, Rekeyed, Removal, Responder, SessionRow, SignalSummary, TriageDevice,
+    UserRow, UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

@@ -118,6 +118,9 @@ pub const CONSOLE_REQUEST_TIME: &str = "warden_console_request_seconds";
 /// Console login attempts. Labels: `outcome` (ok, bad_credentials, unknown_user, delayed,
 /// rate_limited, disabled).
 pub const CONSOLE_LOGINS: &str = "warden_console_logins_total";
+/// Sealed values (key-safe codes, medical notes) that could not be opened: a key missing
+/// from the configuration, or damage.
+pub const SEAL_FAILURES: &str = "warden_store_seal_failures_total";
 /// Key-safe code reveals asked for. Labels: `outcome` (held: for an incident the user holds;
 /// override: a supervisor's, with a reason; refused; rate_limited).
 pub const CONSOLE_KEY_SAFE_REVEALS: &str = "warden_console_key_safe_reveals_total";
@@ -537,6 +540,10 @@ pub fn describe() {
         "Console HTTP request handling time"
     );
     describe_counter!(CONSOLE_LOGINS, "Console login attempts by outcome");
+    describe_counter!(
+        SEAL_FAILURES,
+        "Sealed values (key-safe codes, medical notes) that could not be opened"
+    );
     describe_counter!(
         CONSOLE_KEY_SAFE_REVEALS,
         "Key-safe code reveals asked for, by outcome (held, override, refused, rate_limited)"

@@ -3,6 +3,18 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// What [`Store::rekey_clients`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rekeyed {
+    /// Clients looked at.
+    pub clients: u64,
+    /// Values sealed again under the current key (or sealed for the first time).
+    pub resealed: u64,
+    /// Values that could not be opened (their key is not configured, or damage): left as
+    /// they were.
+    pub unreadable: u64,
+}
+
 impl Store {
     pub async fn audit(&self, a: &AuditWrite) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -36,6 +48,7 @@ impl Store {
         Ok(true)
     }
 
+    /// Audit lines, newest first; a client's sealed medical notes are opened for the reader.
     pub async fn audit_list(
         &self,
         object_type: Option<&str>,
@@ -43,7 +56,7 @@ impl Store {
         user_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        Ok(sqlx::query_as(
+        let mut rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT a.id, a.at, a.user_id, u.display_name AS user_name, a.action, a.object_type, a.object_id, \
                     a.before, a.after, a.request_id, a.ip \
              FROM audit a LEFT JOIN users u ON u.id = a.user_id \
@@ -57,7 +70,86 @@ impl Store {
         .bind(user_id)
         .bind(limit)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        for row in rows.iter_mut().filter(|r| r.object_type == "client") {
+            for doc in [&mut row.before, &mut row.after].into_iter().flatten() {
+                if let Some(notes) = doc.get_mut("medical_notes")
+                    && let Some(text) = notes.as_str()
+                    && seal::is_sealed(text)
+                {
+                    *notes = seal::open_or_placeholder(seal::Field::MedicalNotes, text).into();
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Re-seals every client's key-safe code and medical notes that is not sealed under
+    /// the current key (or not sealed at all), `batch` clients per transaction. Audit lines
+    /// are append-only and keep what they were sealed with: keep a retired key configured
+    /// for as long as the trail must be readable.
+    pub async fn rekey_clients(
+        &self,
+        sealer: &seal::Sealer,
+        batch: i64,
+    ) -> Result<Rekeyed, StoreError> {
+        let mut out = Rekeyed::default();
+        let mut after = 0i64;
+        loop {
+            let mut tx = self.pool().begin().await?;
+            let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                "SELECT id, medical_notes, key_safe FROM clients WHERE id > $1 \
+                 ORDER BY id LIMIT $2 FOR UPDATE",
+            )
+            .bind(after)
+            .bind(batch.max(1))
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = rows.last().map(|r| r.0) else {
+                break;
+            };
+            after = last;
+            for (id, notes, key_safe) in rows {
+                out.clients += 1;
+                let mut fields = vec![(seal::Field::MedicalNotes, Some(notes))];
+                fields.push((seal::Field::KeySafe, key_safe));
+                let mut new = Vec::new();
+                for (field, value) in fields {
+                    let value = value.filter(|v| !v.is_empty() && !sealer.is_current(v));
+                    let Some(value) = value else {
+                        new.push(None);
+                        continue;
+                    };
+                    match sealer
+                        .open(field, &value)
+                        .and_then(|plain| sealer.seal(field, &plain))
+                    {
+                        Ok(v) => {
+                            out.resealed += 1;
+                            new.push(Some(v));
+                        }
+                        Err(e) => {
+                            tracing::error!(client = id, ?field, error = %e, "a value could not be re-sealed");
+                            out.unreadable += 1;
+                            new.push(None);
+                        }
+                    }
+                }
+                if new.iter().any(Option::is_some) {
+                    sqlx::query(
+                        "UPDATE clients SET medical_notes = COALESCE($2, medical_notes), \
+                         key_safe = COALESCE($3, key_safe) WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(&new[0])
+                    .bind(&new[1])
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(out)
     }
 
     /// Who viewed which client since `since` (one client, or all), newest first: views,

@@ -23,7 +23,7 @@ impl Store {
         .await?;
         Ok(rows
             .iter()
-            .map(ClientRecord::from_row)
+            .map(|r| ClientRecord::from_row(r).map(opened))
             .collect::<Result<_, _>>()?)
     }
 
@@ -34,7 +34,10 @@ impl Store {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.as_ref().map(ClientRecord::from_row).transpose()?)
+        Ok(row
+            .as_ref()
+            .map(|r| ClientRecord::from_row(r).map(opened))
+            .transpose()?)
     }
 
     pub async fn all_clients(&self) -> Result<Vec<(ClientRecord, Option<String>)>, StoreError> {
@@ -44,7 +47,13 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok((ClientRecord::from_row(r)?, r.try_get("key_safe")?)))
+            .map(|r| {
+                let key_safe: Option<String> = r.try_get("key_safe")?;
+                Ok((
+                    opened(ClientRecord::from_row(r)?),
+                    key_safe.map(|k| seal::open_or_placeholder(seal::Field::KeySafe, &k)),
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
@@ -107,7 +116,9 @@ impl Store {
                 .bind(client_id)
                 .fetch_optional(self.pool())
                 .await?;
-        Ok(code.flatten())
+        Ok(code
+            .flatten()
+            .map(|k| seal::open_or_placeholder(seal::Field::KeySafe, &k)))
     }
 
     /// An open incident of client `client_id` (through its devices) held by `user_id`.
@@ -159,7 +170,9 @@ impl Store {
         let code: Option<String> = row.try_get(0)?;
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(Some(code))
+        Ok(Some(code.map(|k| {
+            seal::open_or_placeholder(seal::Field::KeySafe, &k)
+        })))
     }
 
     /// Creates (`id == None`) or replaces a client record and its responders. `key_safe`:
@@ -178,7 +191,11 @@ impl Store {
         let audit = AuditWrite {
             object_id: Some(saved.0.id.to_string()),
             before,
-            after: Some(client_json(&saved.0, &saved.1)),
+            after: Some(client_json(&saved.0, &saved.1).map_err(|e| {
+                WriteRefused::Refused(Refused::Invalid(format!(
+                    "the record could not be encrypted: {e}"
+                )))
+            })?),
             ..audit
         };
         insert_audit(&mut tx, &audit).await?;
@@ -210,8 +227,19 @@ impl Store {
         let needs = col(|c| c.communication_needs.clone());
         let preferred = col(|c| c.preferred_contact.clone());
         let access = col(|c| c.access_notes.clone());
-        let medical = col(|c| c.medical_notes.clone());
-        let key_safes: Vec<Option<String>> = rows.iter().map(|(_, k)| k.clone()).collect();
+        let medical = rows
+            .iter()
+            .map(|(c, _)| sealed(seal::Field::MedicalNotes, &c.medical_notes))
+            .collect::<Result<Vec<_>, _>>()?;
+        // An empty code keeps the one on file: it stays empty, unsealed.
+        let key_safes = rows
+            .iter()
+            .map(|(_, k)| {
+                k.as_deref()
+                    .map(|k| sealed(seal::Field::KeySafe, k))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
             "WITH input AS ( \

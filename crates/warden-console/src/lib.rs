@@ -17,6 +17,7 @@ mod directory;
 pub mod error;
 mod hub;
 mod incidents;
+pub mod listen;
 mod mirror;
 mod ooh;
 pub mod openapi;
@@ -26,7 +27,6 @@ mod rejected;
 mod text;
 mod view;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,16 @@ pub struct ConsoleConfig {
     pub max_import_bytes: usize,
     /// Longest a request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's head (the request line and headers)
+    /// once its connection is ready for one; a slow or silent client is cut off then, and
+    /// an idle kept-alive connection is closed after the same time.
+    pub header_read_timeout: Duration,
+    /// Open connections on the console's listener at most (WebSockets included); more are
+    /// closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address at most (behind a reverse proxy every
+    /// browser shares the proxy's address).
+    pub max_connections_per_address: usize,
     /// Failed sign-ins in a row that lock an account.
     pub login_max_failures: i32,
     /// How long a locked account stays locked.
@@ -118,6 +128,9 @@ impl Default for ConsoleConfig {
             max_body_bytes: 64 * 1024,
             max_import_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(15),
+            max_connections: 512,
+            max_connections_per_address: 64,
             login_max_failures: 5,
             login_lock: Duration::from_mins(15),
             login_attempts_per_minute: 20,
@@ -349,16 +362,22 @@ async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Serves the console on `listener` until `shutdown`.
+/// Serves the console on `listener` until `shutdown`, with the header-read timeout and
+/// connection caps of its configuration (see [`listen`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     console: Console,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let cfg = console.cfg();
+    let limits = listen::Limits {
+        name: "console",
+        section: "console",
+        header_read_timeout: cfg.header_read_timeout,
+        max_connections: cfg.max_connections,
+        max_connections_per_address: cfg.max_connections_per_address,
+    };
+    listen::serve(listener, router(console), limits, shutdown).await
 }
 
 #[cfg(test)]

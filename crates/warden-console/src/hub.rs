@@ -352,10 +352,10 @@ A WebSocket (send a normal WebSocket upgrade GET with the session cookie; no CSR
 The client sends nothing but pongs and close frames; a message or frame over 4 KiB closes the socket. The server pings every 20 seconds and closes the socket when the session has ended (sign-out, expiry, disabled account), when it would have ended for idleness (no request for the idle timeout: the socket and its pings and pongs are not activity and do not keep the session alive), or when the server shuts down.",
     responses(
         (status = 101, description = "Switching protocols: the socket is open and the messages above follow."),
-        (status = 400, description = "Not a valid WebSocket upgrade request (plain text from the framework).", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`bad_request`: not a valid WebSocket upgrade request.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `Origin` header names another host than `Host` (cross-origin WebSocket refused).", body = crate::openapi::ErrorBody),
-        (status = 426, description = "The connection cannot be upgraded (plain text from the framework).", body = crate::openapi::ErrorBody),
+        (status = 426, description = "`upgrade_required`: the connection cannot be upgraded.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

@@ -319,8 +319,15 @@ pub fn router(c: Console) -> Router {
         .merge(api)
         .layer(middleware::from_fn(track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        // Error bodies get the request id (and the layers' own errors the JSON shape).
+        .layer(middleware::from_fn(error::with_request_id))
         .layer(PropagateRequestIdLayer::x_request_id())
+        // Every request gets an id of Warden's own, on the request (the audit trail and the
+        // logs read it there) and on the answer...
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // ...never one the client chose: SetRequestIdLayer keeps an id already present, so
+        // the client's is removed first (it could forge or collide audit lines).
+        .layer(middleware::map_request(drop_client_request_id))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -340,6 +347,12 @@ pub fn router(c: Console) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(c)
+}
+
+/// Removes a client-sent `X-Request-Id` (see `router`).
+async fn drop_client_request_id(mut req: Request) -> Request {
+    req.headers_mut().remove("x-request-id");
+    req
 }
 
 /// Counts and times every request by its route pattern (bounded labels) and logs errors.

@@ -724,3 +724,41 @@ pub async fn import_devices(
     }
     Ok(report(ins, upd, &[], q.dry_run))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{neutralise, unquote};
+
+    /// Every value a spreadsheet would run is exported with a leading `'`, nothing else is
+    /// touched, and import gives back exactly the value exported, whatever it was.
+    #[test]
+    fn neutralised_cells_are_safe_and_import_back_to_the_same_value() {
+        let cases = [
+            ("=1+1", "'=1+1"),
+            ("+44 113 496 0000", "'+44 113 496 0000"),
+            ("-5", "'-5"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("'=1", "''=1"),
+            ("''+1", "'''+1"),
+            ("'quoted", "'quoted"),
+            ("'", "'"),
+            ("", ""),
+            ("Agnes Moorcroft", "Agnes Moorcroft"),
+            ("a=b", "a=b"),
+            (" =1", " =1"),
+        ];
+        for (value, exported) in cases {
+            assert_eq!(neutralise(value), exported, "export of {value:?}");
+            assert_eq!(unquote(exported), value, "import of {exported:?}");
+            let first = exported.chars().next();
+            assert!(
+                !first.is_some_and(super::formula_start),
+                "{exported:?} would run"
+            );
+        }
+        // A spreadsheet user's own text marker is removed as the export's is.
+        assert_eq!(unquote("'+44 7700 900000"), "+44 7700 900000");
+    }
+}

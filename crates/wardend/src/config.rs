@@ -584,6 +584,45 @@ mod tests {
     }
 
     #[test]
+    fn the_listener_limits_are_read_from_the_file_and_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "[console]\nheader_read_timeout = \"5s\"\nmax_connections = 100\nmax_connections_per_address = 100\nrequest_timeout = \"10s\"\n[admin]\nmax_connections = 8\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("valid");
+        let console = cfg.console.to_console();
+        assert_eq!(console.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(console.request_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (console.max_connections, console.max_connections_per_address),
+            (100, 100)
+        );
+        let admin = cfg.admin.limits();
+        assert_eq!((admin.name, admin.max_connections), ("admin", 8));
+        assert_eq!(
+            admin.max_connections_per_address, 16,
+            "the rest of [admin] keeps its defaults"
+        );
+
+        std::fs::write(
+            &path,
+            "[console]\nheader_read_timeout = \"0s\"\nmax_connections_per_address = 0\n[admin]\nmax_connections = 0\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("zero limits").0;
+        for want in [
+            "console.header_read_timeout: must be more than 0",
+            "console.max_connections and max_connections_per_address: at least 1",
+            "admin.max_connections and max_connections_per_address: at least 1",
+        ] {
+            assert!(errors.iter().any(|e| e == want), "{want}: {errors:?}");
+        }
+    }
+
+    #[test]
     fn the_dedupe_window_defaults_to_a_day_is_shown_and_is_bounded() {
         let shown = Config::default().to_redacted_toml();
         assert!(shown.contains("dedupe_window = \"1day\""), "{shown}");

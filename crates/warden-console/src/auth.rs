@@ -619,14 +619,8 @@ pub async fn change_password(
     let new = body.new_password;
     let hash = tokio::task::spawn_blocking(move || hash_password(&new))
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing did not finish");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
-        })?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
-        })?;
+        .map_err(|e| crate::records::hash_failed(&e.to_string()))?
+        .map_err(|e| crate::records::hash_failed(&e))?;
     let audit = auth.audit(
         "user.password_change",
         "user",

@@ -3,6 +3,16 @@
 //! error is reported with its row (as a spreadsheet numbers it: the header is row 1) and
 //! column. Rows are upserted by their key (`external_ref`, `account`), so a corrected file
 //! can simply be imported again.
+//!
+//! Exported cells that a spreadsheet would take for a formula (those beginning with `=`,
+//! `+`, `-`, `@`, a tab or a carriage return, OWASP's list) are neutralised with a leading
+//! `'`, which spreadsheets show as "text" and do not display: a client named
+//! `=HYPERLINK(…)` cannot run when an administrator opens the file, and a phone number
+//! `+44…` reads `'+44…` in the file. Import undoes exactly that: a cell that begins with `'`
+//! followed by one of those characters loses the one `'`, so an exported file imports back
+//! to the same values, and so does a spreadsheet user's `'+44…`. A value that itself begins
+//! with `'` and then one of those characters is exported with a second `'` (see
+//! [`neutralise`]), so the round trip holds for every value.
 
 use std::collections::HashSet;
 
@@ -113,13 +123,58 @@ pub(crate) fn csv_body(body: Result<String, StringRejection>) -> Result<String, 
     })
 }
 
+/// Whether a spreadsheet would read a cell starting with `c` as a formula.
+fn formula_start(c: char) -> bool {
+    matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r')
+}
+
+/// Whether `v`, after any `'` it starts with, begins like a formula: then it is exported
+/// with one more `'` in front and imported with one less.
+fn quoted_formula(v: &str) -> bool {
+    v.trim_start_matches('\'').starts_with(formula_start)
+}
+
+/// An exported cell: `v`, or `'v` when a spreadsheet could take `v` for a formula (or `v`
+/// already starts with `'` before such a character, so that [`unquote`] gives `v` back).
+pub(crate) fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
+    if quoted_formula(v) {
+        std::borrow::Cow::Owned(format!("'{v}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
+/// An imported cell: `v` without the one `'` that [`neutralise`] (or a spreadsheet user)
+/// put before a formula character.
+pub(crate) fn unquote(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if quoted_formula(rest) => rest,
+        _ => v,
+    }
+}
+
+/// Writes one exported row, every cell neutralised.
+fn write_row<'a>(
+    w: &mut csv::Writer<Vec<u8>>,
+    cells: impl IntoIterator<Item = &'a str>,
+) -> Result<(), csv::Error> {
+    w.write_record(cells.into_iter().map(|c| neutralise(c).into_owned()))
+}
+
+/// The answer when an export could not be written (in memory: not expected); the detail is
+/// logged.
+fn export_failed(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "csv export could not be written");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "export_failed",
+        "the file could not be written; please try again",
+    )
+}
+
 fn opt(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_owned())
-}
-
-fn csv_error(e: &csv::Error) -> ApiError {
-    ApiError::bad_request("invalid_csv", format!("the file is not valid CSV: {e}"))
 }
 
 /// Export clients as CSV.
@@ -127,10 +182,10 @@ fn csv_error(e: &csv::Error) -> ApiError {
     summary = "Export clients as CSV",
     description = "Roles: admin.
 
-Columns: external_ref, name, date_of_birth, address, postcode, phone, area, language, interpreter_needed, communication_needs, preferred_contact, access_notes, medical_notes, key_safe. The key_safe column is always empty: codes never leave in bulk. interpreter_needed is yes/no. Audited.",
+Columns: external_ref, name, date_of_birth, address, postcode, phone, area, language, interpreter_needed, communication_needs, preferred_contact, access_notes, medical_notes, key_safe. The key_safe column is always empty: codes never leave in bulk. interpreter_needed is yes/no. A cell a spreadsheet could take for a formula (beginning with `=`, `+`, `-`, `@`, tab or carriage return) is written with a leading `'` (a phone number `+44…` as `'+44…`); import removes it again. Audited.",
     responses(
         (status = 200, description = "All clients, by external_ref.", body = String, content_type = "text/csv"),
-        (status = 400, description = "`invalid_csv` or `csv`: the file could not be written.", body = crate::openapi::ErrorBody),
+        (status = 500, description = "`export_failed`: the file could not be written.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
@@ -146,29 +201,30 @@ pub async fn export_clients(
     let write = |w: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
         w.write_record(CLIENT_COLUMNS)?;
         for (r, _) in &rows {
-            w.write_record([
-                r.external_ref.as_str(),
-                &r.name,
-                r.date_of_birth.as_deref().unwrap_or(""),
-                &r.address,
-                &r.postcode,
-                &r.phone,
-                r.area.as_deref().unwrap_or(""),
-                &r.language,
-                if r.interpreter_needed { "yes" } else { "no" },
-                &r.communication_needs,
-                &r.preferred_contact,
-                &r.access_notes,
-                &r.medical_notes,
-                "",
-            ])?;
+            write_row(
+                w,
+                [
+                    r.external_ref.as_str(),
+                    &r.name,
+                    r.date_of_birth.as_deref().unwrap_or(""),
+                    &r.address,
+                    &r.postcode,
+                    &r.phone,
+                    r.area.as_deref().unwrap_or(""),
+                    &r.language,
+                    if r.interpreter_needed { "yes" } else { "no" },
+                    &r.communication_needs,
+                    &r.preferred_contact,
+                    &r.access_notes,
+                    &r.medical_notes,
+                    "",
+                ],
+            )?;
         }
         Ok(())
     };
-    write(&mut w).map_err(|e| csv_error(&e))?;
-    let body = w
-        .into_inner()
-        .map_err(|e| ApiError::bad_request("csv", e.to_string()))?;
+    write(&mut w).map_err(|e| export_failed(&e))?;
+    let body = w.into_inner().map_err(|e| export_failed(&e))?;
     let mut a = auth.audit("export.clients", "client", None);
     a.after = Some(json!({ "rows": rows.len() }));
     c.store().audit(&a).await?;
@@ -180,10 +236,10 @@ pub async fn export_clients(
     summary = "Export devices as CSV",
     description = "Roles: admin.
 
-Columns: account, protocol, label, device_type, test_interval_seconds, client_ref, area. Audited.",
+Columns: account, protocol, label, device_type, test_interval_seconds, client_ref, area. Cells a spreadsheet could take for a formula are written with a leading `'`, as in the clients export; import removes it again. Audited.",
     responses(
         (status = 200, description = "All devices, by id.", body = String, content_type = "text/csv"),
-        (status = 400, description = "`invalid_csv` or `csv`: the file could not be written.", body = crate::openapi::ErrorBody),
+        (status = 500, description = "`export_failed`: the file could not be written.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (admin only).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
@@ -199,24 +255,25 @@ pub async fn export_devices(
     let write = |w: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
         w.write_record(DEVICE_COLUMNS)?;
         for d in &rows {
-            w.write_record([
-                d.account.as_str(),
-                d.protocol.as_str(),
-                d.label.as_deref().unwrap_or(""),
-                d.device_type.as_deref().unwrap_or(""),
-                &d.test_interval_seconds
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                d.client_ref.as_deref().unwrap_or(""),
-                d.area.as_deref().unwrap_or(""),
-            ])?;
+            write_row(
+                w,
+                [
+                    d.account.as_str(),
+                    d.protocol.as_str(),
+                    d.label.as_deref().unwrap_or(""),
+                    d.device_type.as_deref().unwrap_or(""),
+                    &d.test_interval_seconds
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                    d.client_ref.as_deref().unwrap_or(""),
+                    d.area.as_deref().unwrap_or(""),
+                ],
+            )?;
         }
         Ok(())
     };
-    write(&mut w).map_err(|e| csv_error(&e))?;
-    let body = w
-        .into_inner()
-        .map_err(|e| ApiError::bad_request("csv", e.to_string()))?;
+    write(&mut w).map_err(|e| export_failed(&e))?;
+    let body = w.into_inner().map_err(|e| export_failed(&e))?;
     let mut a = auth.audit("export.devices", "device", None);
     a.after = Some(json!({ "rows": rows.len() }));
     c.store().audit(&a).await?;
@@ -329,7 +386,8 @@ pub(crate) fn parse_rows<T>(
             });
             break;
         }
-        let f = |name: &str| field(&rec, &idx, known, name).trim().to_owned();
+        // Trimmed, then without the `'` an export put before a formula character.
+        let f = |name: &str| unquote(field(&rec, &idx, known, name).trim()).to_owned();
         let v = match value(row, &f) {
             Ok(v) => v,
             Err(e) => {
@@ -572,16 +630,16 @@ pub(crate) fn report(
     summary = "Import clients from CSV",
     description = "Roles: admin.
 
-Every row is checked first; if any row has an error, nothing is imported and every error is reported (still 200). Existing responders are kept. Audited per row.",
+Every row is checked first; if any row has an error, nothing is imported and every error is reported (still 200). A cell beginning with `'` followed by `=`, `+`, `-`, `@`, tab or carriage return loses that `'` (the export's formula guard, or a spreadsheet's text marker). Existing responders are kept. Audited per row.",
     params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
     responses(
         (status = 200, description = "The import report.", body = ImportReport),
-        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`invalid_csv` if the body is not UTF-8 text; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 409, description = "`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write).", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The file is larger than the import limit (32 MiB by default); plain text from the framework.", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: the file is larger than the import limit (32 MiB by default).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -619,11 +677,11 @@ Columns as the export's, plus, for dc09 transmitters only, `dc09_key` (its AES k
     request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
     responses(
         (status = 200, description = "The import report.", body = ImportReport),
-        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`invalid_csv` if the body is not UTF-8 text; `invalid_query` if `dry_run` is not a boolean; `invalid_value` or `missing_reference` if the database refused a row.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 409, description = "`already_exists`: the database refused a row as a duplicate key (e.g. a concurrent write).", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The file is larger than the import limit (32 MiB by default); plain text from the framework.", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: the file is larger than the import limit (32 MiB by default).", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -665,4 +723,42 @@ pub async fn import_devices(
         register_devices(&c, |d| accounts.contains(d.account.as_str())).await;
     }
     Ok(report(ins, upd, &[], q.dry_run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{neutralise, unquote};
+
+    /// Every value a spreadsheet would run is exported with a leading `'`, nothing else is
+    /// touched, and import gives back exactly the value exported, whatever it was.
+    #[test]
+    fn neutralised_cells_are_safe_and_import_back_to_the_same_value() {
+        let cases = [
+            ("=1+1", "'=1+1"),
+            ("+44 113 496 0000", "'+44 113 496 0000"),
+            ("-5", "'-5"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("'=1", "''=1"),
+            ("''+1", "'''+1"),
+            ("'quoted", "'quoted"),
+            ("'", "'"),
+            ("", ""),
+            ("Agnes Moorcroft", "Agnes Moorcroft"),
+            ("a=b", "a=b"),
+            (" =1", " =1"),
+        ];
+        for (value, exported) in cases {
+            assert_eq!(neutralise(value), exported, "export of {value:?}");
+            assert_eq!(unquote(exported), value, "import of {exported:?}");
+            let first = exported.chars().next();
+            assert!(
+                !first.is_some_and(super::formula_start),
+                "{exported:?} would run"
+            );
+        }
+        // A spreadsheet user's own text marker is removed as the export's is.
+        assert_eq!(unquote("'+44 7700 900000"), "+44 7700 900000");
+    }
 }

@@ -695,11 +695,11 @@ Columns: `name` (required), `username` (a console account: adds a console method
     request_body(content = String, content_type = "text/csv", description = "The CSV file, UTF-8, header row first."),
     responses(
         (status = 200, description = "The import report.", body = ImportReport),
-        (status = 400, description = "A plain-text 400 if the body is not UTF-8; `invalid_query` if `dry_run` is not a boolean.", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`invalid_csv` if the body is not UTF-8 text; `invalid_query` if `dry_run` is not a boolean.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (supervisor, admin only), or the `X-CSRF-Token` header is missing or wrong.", body = crate::openapi::ErrorBody),
         (status = 409, description = "`already_exists`: an account is linked to another person.", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The file is larger than the import limit; plain text from the framework.", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`body_too_large`: the file is larger than the import limit.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

@@ -27,6 +27,15 @@ use crate::view::IncidentView;
 /// Push messages kept for a slow console before it is told to resync.
 pub const PUSH_CAPACITY: usize = 256;
 
+/// Largest WebSocket message (and frame) a console may send: it sends nothing but pongs and
+/// close frames, so anything larger is not a console and its socket is closed (the default
+/// of the WebSocket library is 64 MiB, held in memory per socket).
+pub const WS_MAX_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// How often the server pings a console, and checks at the latest that its session is
+/// still alive (signed out, disabled account).
+const PING_EVERY: Duration = Duration::from_secs(20);
+
 fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
@@ -340,13 +349,13 @@ A WebSocket (send a normal WebSocket upgrade GET with the session cookie; no CSR
 - `{\"type\":\"incidents\",\"server_time_ms\":n,\"incidents\":[IncidentView]}` whenever incidents change (an incident whose state is \"resolved\" is to be removed from the queue);
 - `{\"type\":\"resync\"}` when this console (or the server's push) fell behind: re-fetch GET /api/v1/queue.
 
-The client sends nothing but pongs and close frames. The server pings every 20 seconds and closes the socket when the session has ended (sign-out, expiry, disabled account) or the server shuts down.",
+The client sends nothing but pongs and close frames; a message or frame over 4 KiB closes the socket. The server pings every 20 seconds and closes the socket when the session has ended (sign-out, expiry, disabled account), when it would have ended for idleness (no request for the idle timeout: the socket and its pings and pongs are not activity and do not keep the session alive), or when the server shuts down.",
     responses(
         (status = 101, description = "Switching protocols: the socket is open and the messages above follow."),
-        (status = 400, description = "Not a valid WebSocket upgrade request (plain text from the framework).", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`bad_request`: not a valid WebSocket upgrade request.", body = crate::openapi::ErrorBody),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, description = "`forbidden`: your role may not do this (operator, supervisor only), or the `Origin` header names another host than `Host` (cross-origin WebSocket refused).", body = crate::openapi::ErrorBody),
-        (status = 426, description = "The connection cannot be upgraded (plain text from the framework).", body = crate::openapi::ErrorBody),
+        (status = 426, description = "`upgrade_required`: the connection cannot be upgraded.", body = crate::openapi::ErrorBody),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -369,9 +378,29 @@ pub async fn ws(
         }
     }
     let rx = c.push().subscribe();
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, rx, c, auth)))
+    Ok(upgrade
+        .max_message_size(WS_MAX_MESSAGE_BYTES)
+        .max_frame_size(WS_MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(socket, rx, c, auth)))
 }
 
+/// Why a console's socket was closed by the server (logged at debug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    Shutdown,
+    /// The session ended: signed out, disabled, expired, or idle longer than the idle
+    /// timeout (the socket's own traffic does not count as activity).
+    SessionEnded,
+    /// The console closed it, or the connection failed.
+    ByClient,
+    /// The console sent a message over [`WS_MAX_MESSAGE_BYTES`] or broke the protocol.
+    Refused,
+    /// The push task ended (shutdown in progress).
+    PushEnded,
+}
+
+/// Pushes to one console until its session ends (see [`session_check`]), it goes away, it
+/// sends something no console sends, or the server shuts down.
 async fn serve(
     mut socket: WebSocket,
     mut rx: broadcast::Receiver<Arc<str>>,
@@ -385,14 +414,21 @@ async fn serve(
         .mirror()
         .degraded_since()
         .map(|since| degraded_message(Some(since)));
-    let mut ping = tokio::time::interval(Duration::from_secs(20));
+    let mut ping = tokio::time::interval(PING_EVERY);
+    // The first tick is at once; the session was checked by the upgrade request itself.
+    ping.tick().await;
+    let check = tokio::time::sleep(session_check(&c, &auth).await);
+    tokio::pin!(check);
     let mut ok = socket.send(Message::Text(hello.into())).await.is_ok();
     if let Some(d) = degraded {
         ok = ok && socket.send(Message::Text(d.into())).await.is_ok();
     }
-    while ok {
+    let why = loop {
+        if !ok {
+            break Closed::ByClient;
+        }
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => break Closed::Shutdown,
             r = rx.recv() => {
                 let text: Arc<str> = match r {
                     Ok(t) => t,
@@ -400,24 +436,56 @@ async fn serve(
                         metrics::counter!(m::CONSOLE_PUSH_LAGGED).increment(1);
                         Arc::from(RESYNC)
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Err(broadcast::error::RecvError::Closed) => break Closed::PushEnded,
                 };
                 ok = socket.send(Message::Text(text.as_ref().into())).await.is_ok();
             }
+            () = &mut check => {
+                let Some(next) = next_check(&c, &auth).await else {
+                    break Closed::SessionEnded;
+                };
+                check.as_mut().reset(tokio::time::Instant::now() + next);
+            }
             _ = ping.tick() => {
-                // A session that ended (sign-out, disabled account, expiry) ends the push too.
-                if let Ok(None) = c.store().session(auth.token_hash(), c.cfg().idle_timeout).await {
-                    break;
-                }
                 ok = socket.send(Message::Ping(Vec::new().into())).await.is_ok();
             }
             m = socket.recv() => match m {
-                // The console sends nothing but pongs and close frames.
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                // The console sends nothing but pongs and close frames; neither (nor its own
+                // pings, answered by the library) counts as activity of the session.
+                Some(Ok(Message::Close(_))) | None => break Closed::ByClient,
+                // Over WS_MAX_MESSAGE_BYTES, or not WebSocket at all.
+                Some(Err(_)) => break Closed::Refused,
                 Some(Ok(_)) => {}
             },
         }
-    }
+    };
+    tracing::debug!(reason = ?why, user = auth.user.id, "console socket closed");
     let _ = socket.send(Message::Close(None)).await;
     metrics::gauge!(m::CONSOLE_CONNECTIONS).decrement(1.0);
+}
+
+/// When the session must next be checked: when it would end for idleness or expiry if
+/// nothing else happens, and at least every [`PING_EVERY`] (a sign-out or a disabled
+/// account ends it early). The check itself does not refresh the session.
+async fn session_check(c: &Console, auth: &Auth) -> Duration {
+    next_check(c, auth).await.unwrap_or(Duration::ZERO)
+}
+
+/// The wait before the next check, or `None` when the session has ended. While the database
+/// does not answer, the socket stays open and asks again later (the degraded-mode mirror
+/// honours sessions for requests; the socket neither extends nor ends one meanwhile).
+async fn next_check(c: &Console, auth: &Auth) -> Option<Duration> {
+    let asked = tokio::time::timeout(
+        READ_LIMIT,
+        c.store()
+            .session_left(auth.token_hash(), c.cfg().idle_timeout),
+    )
+    .await;
+    match asked {
+        Ok(Ok(None)) => None,
+        // A little after the moment it would end, so that the next check finds it ended
+        // (or refreshed by a request meanwhile).
+        Ok(Ok(Some(left))) => Some((left + Duration::from_millis(50)).min(PING_EVERY)),
+        Ok(Err(_)) | Err(_) => Some(PING_EVERY),
+    }
 }

@@ -321,7 +321,10 @@ async fn refusal(c: &Console, id: i64, reason: &RejectReason) -> ApiError {
             "note_too_long",
             format!("a note may be at most {max} bytes"),
         ),
-        other => ApiError::bad_request("rejected", format!("{other:?}")),
+        other => {
+            tracing::info!(reason = ?other, incident = id, "console command refused by triage");
+            ApiError::bad_request("rejected", "the triage engine refused this command")
+        }
     }
 }
 

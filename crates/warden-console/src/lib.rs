@@ -18,6 +18,7 @@ mod directory;
 pub mod error;
 mod hub;
 mod incidents;
+pub mod listen;
 mod mirror;
 mod ooh;
 pub mod openapi;
@@ -28,7 +29,6 @@ mod text;
 mod throttle;
 mod view;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,16 @@ pub struct ConsoleConfig {
     /// Proxies whose `X-Forwarded-For` names the client (rate limits, delays and the audit
     /// trail then use the real client's address).
     pub trusted_proxies: client_addr::TrustedProxies,
+    /// Longest a client may take to send a request's head (the request line and headers)
+    /// once its connection is ready for one; a slow or silent client is cut off then, and
+    /// an idle kept-alive connection is closed after the same time.
+    pub header_read_timeout: Duration,
+    /// Open connections on the console's listener at most (WebSockets included); more are
+    /// closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address at most (behind a reverse proxy every
+    /// browser shares the proxy's address).
+    pub max_connections_per_address: usize,
     /// Sign-in attempts allowed per client address per minute.
     pub login_attempts_per_minute: u32,
     /// Key-safe codes one user may be shown in an hour.
@@ -130,6 +140,9 @@ impl Default for ConsoleConfig {
             login_free_failures: 3,
             login_max_delay: Duration::from_secs(30),
             trusted_proxies: client_addr::TrustedProxies::default(),
+            header_read_timeout: Duration::from_secs(15),
+            max_connections: 512,
+            max_connections_per_address: 64,
             login_attempts_per_minute: 20,
             key_safe_reveals_per_hour: 10,
             sms_reply_token: None,
@@ -342,8 +355,15 @@ pub fn router(c: Console) -> Router {
         .merge(api)
         .layer(middleware::from_fn(track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
+        // Error bodies get the request id (and the layers' own errors the JSON shape).
+        .layer(middleware::from_fn(error::with_request_id))
         .layer(PropagateRequestIdLayer::x_request_id())
+        // Every request gets an id of Warden's own, on the request (the audit trail and the
+        // logs read it there) and on the answer...
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // ...never one the client chose: SetRequestIdLayer keeps an id already present, so
+        // the client's is removed first (it could forge or collide audit lines).
+        .layer(middleware::map_request(drop_client_request_id))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -363,6 +383,12 @@ pub fn router(c: Console) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(c)
+}
+
+/// Removes a client-sent `X-Request-Id` (see `router`).
+async fn drop_client_request_id(mut req: Request) -> Request {
+    req.headers_mut().remove("x-request-id");
+    req
 }
 
 /// Counts and times every request by its route pattern (bounded labels) and logs errors.
@@ -385,16 +411,22 @@ async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Serves the console on `listener` until `shutdown`.
+/// Serves the console on `listener` until `shutdown`, with the header-read timeout and
+/// connection caps of its configuration (see [`listen`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     console: Console,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let cfg = console.cfg();
+    let limits = listen::Limits {
+        name: "console",
+        section: "console",
+        header_read_timeout: cfg.header_read_timeout,
+        max_connections: cfg.max_connections,
+        max_connections_per_address: cfg.max_connections_per_address,
+    };
+    listen::serve(listener, router(console), limits, shutdown).await
 }
 
 #[cfg(test)]

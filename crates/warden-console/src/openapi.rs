@@ -16,14 +16,19 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::auth::{COOKIE, CSRF_HEADER};
 
-/// The error shape of every API error: `{"error": code, "message": message}`.
+/// The error shape of every API error: `{"error": code, "message": message, "request_id":
+/// id}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
     /// A short snake_case code (`forbidden`, `invalid_value`, ...).
     pub error: String,
-    /// Plain English for people.
+    /// Plain English for people; never internal text (the detail is logged under the
+    /// request id).
     pub message: String,
+    /// The id Warden gave this request, the same as the answer's `X-Request-Id` header (a
+    /// client-sent `X-Request-Id` is ignored); quote it when reporting a problem.
+    pub request_id: String,
 }
 
 /// Shared error responses, referenced as `#/components/responses/<Name>`.

@@ -25,10 +25,11 @@ impl From<NotifyError> for ApiError {
             }
             NotifyError::Link(_) => ApiError::forbidden(e.to_string()),
             NotifyError::BadChain(_) | NotifyError::BadState(..) | NotifyError::Client(_) => {
+                tracing::error!(error = %e, "page acknowledgement failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "command_failed",
-                    format!("{e}; nothing was recorded"),
+                    "the escalation could not be updated; nothing was recorded",
                 )
             }
         }

@@ -788,8 +788,8 @@ async fn user_write(b: UserBody) -> Result<UserWrite, ApiError> {
             Some(
                 tokio::task::spawn_blocking(move || hash_password(&p))
                     .await
-                    .map_err(|e| ApiError::bad_request("hash_failed", e.to_string()))?
-                    .map_err(|e| ApiError::bad_request("hash_failed", e))?,
+                    .map_err(|e| hash_failed(&e.to_string()))?
+                    .map_err(|e| hash_failed(&e))?,
             )
         }
         None => None,
@@ -1020,4 +1020,14 @@ pub async fn client_access(
     a.after = Some(serde_json::json!({ "days": days, "rows": rows.len() }));
     c.store().audit(&a).await?;
     Ok(Json(rows))
+}
+
+/// A password that could not be hashed: the detail is logged, never sent.
+pub(crate) fn hash_failed(detail: &str) -> ApiError {
+    tracing::error!(error = detail, "password hashing failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the password could not be stored; nothing was changed, try again",
+    )
 }

@@ -27,6 +27,7 @@ mod devices;
 mod directory;
 mod incidents;
 mod ooh;
+mod socket;
 mod users;
 
 /// A console account as stored.

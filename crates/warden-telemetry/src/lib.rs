@@ -130,6 +130,16 @@ pub const CONSOLE_CONNECTIONS: &str = "warden_console_connections";
 pub const CONSOLE_PUSH: &str = "warden_console_push_seconds";
 /// Consoles that fell behind the push and were told to re-read the queue.
 pub const CONSOLE_PUSH_LAGGED: &str = "warden_console_push_lagged_total";
+/// Open HTTP connections (WebSockets included) on wardend's own listeners. Labels:
+/// `listener` (console, admin).
+pub const LISTENER_CONNECTIONS: &str = "warden_http_connections";
+/// HTTP connections closed at once, unread, for a connection cap. Labels: `listener`
+/// (console, admin), `reason` (total: the listener's `max_connections`; per_address:
+/// `max_connections_per_address`).
+pub const LISTENER_REFUSED: &str = "warden_http_connections_refused_total";
+/// HTTP connections closed because the client did not send a request's head within the
+/// listener's `header_read_timeout` (slow or idle clients). Labels: `listener`.
+pub const LISTENER_HEADER_TIMEOUTS: &str = "warden_http_header_timeouts_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
 /// Pages delivered, given up or cancelled (the incident was answered before the channel
@@ -199,6 +209,11 @@ pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
 ];
 /// Every `outcome` of [`CONSOLE_KEY_SAFE_REVEALS`].
 pub const KEY_SAFE_REVEAL_OUTCOMES: &[&str] = &["held", "override", "refused", "rate_limited"];
+/// Every `listener` of [`LISTENER_CONNECTIONS`], [`LISTENER_REFUSED`] and
+/// [`LISTENER_HEADER_TIMEOUTS`].
+pub const LISTENERS: &[&str] = &["console", "admin"];
+/// Every `reason` of [`LISTENER_REFUSED`].
+pub const LISTENER_REFUSE_REASONS: &[&str] = &["total", "per_address"];
 /// Every `routed` value of [`OOH_JOBS`].
 pub const OOH_ROUTED: &[&str] = &["true", "false"];
 
@@ -253,6 +268,18 @@ pub const CONSOLE_ZERO: &[ZeroCounter] = &[
     ZeroCounter {
         name: CONSOLE_PUSH_LAGGED,
         labels: &[],
+    },
+];
+
+/// The HTTP listeners' counters, registered at zero when a listener starts.
+pub const LISTENER_ZERO: &[ZeroCounter] = &[
+    ZeroCounter {
+        name: LISTENER_REFUSED,
+        labels: &[("listener", LISTENERS), ("reason", LISTENER_REFUSE_REASONS)],
+    },
+    ZeroCounter {
+        name: LISTENER_HEADER_TIMEOUTS,
+        labels: &[("listener", LISTENERS)],
     },
 ];
 
@@ -561,6 +588,18 @@ pub fn describe() {
         CONSOLE_PUSH_LAGGED,
         "Consoles that fell behind the live push and re-read the queue"
     );
+    describe_gauge!(
+        LISTENER_CONNECTIONS,
+        "Open HTTP connections (WebSockets included) by listener"
+    );
+    describe_counter!(
+        LISTENER_REFUSED,
+        "HTTP connections closed at once for a connection cap, by listener and cap"
+    );
+    describe_counter!(
+        LISTENER_HEADER_TIMEOUTS,
+        "HTTP connections closed because the request head was not sent in time"
+    );
     describe_counter!(
         OOH_JOBS,
         "Out-of-hours jobs logged, by whether they were routed"
@@ -819,6 +858,9 @@ mod tests {
             super::CONSOLE_CONNECTIONS,
             super::CONSOLE_PUSH,
             super::CONSOLE_PUSH_LAGGED,
+            super::LISTENER_CONNECTIONS,
+            super::LISTENER_REFUSED,
+            super::LISTENER_HEADER_TIMEOUTS,
             super::OOH_JOBS,
             super::PAGES,
             super::PAGES_ACKNOWLEDGED,
@@ -842,6 +884,8 @@ mod tests {
             super::UDP_RECEIVE_DROPS,
             super::SCAIP_CONNECTIONS_REFUSED,
             super::SCAIP_REPLIES,
+            super::CONSOLE_KEY_SAFE_REVEALS,
+            super::SEAL_FAILURES,
         ];
         let files = [
             include_str!("../../../ops/prometheus/warden-alerts.yml"),

@@ -23,16 +23,20 @@ struct AppState {
     degraded: tokio::sync::watch::Receiver<DegradedState>,
 }
 
-/// Binds the admin listener; returns the bound address and the serving future.
+/// Binds the admin listener; returns the bound address and the serving future (with the
+/// header-read timeout and connection caps of `limits`, as the console's listener).
 pub async fn bind(
-    listen: SocketAddr,
+    cfg: &crate::config::AdminConfig,
     store: Store,
     metrics: PrometheusHandle,
     links: Vec<String>,
     engine: EngineHandle,
     degraded: tokio::sync::watch::Receiver<DegradedState>,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    impl Future<Output = std::io::Result<()>> + use<>,
+)> {
     let state = AppState {
         store,
         metrics,
@@ -45,11 +49,12 @@ pub async fn bind(
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-    Ok((addr, async move { serve.await }))
+    Ok((
+        addr,
+        warden_console::listen::serve(listener, app, cfg.limits(), shutdown),
+    ))
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -144,6 +144,27 @@ impl SpoolSection {
 pub struct AdminConfig {
     /// `/healthz`, `/readyz`, `/metrics`.
     pub listen: SocketAddr,
+    /// Longest a client may take to send a request's head; an idle kept-alive connection
+    /// is closed after the same time.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Open connections at most, and from one client address at most; more are closed at
+    /// once (counted in `warden_http_connections_refused_total{listener="admin"}`).
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+impl AdminConfig {
+    /// The admin listener's limits.
+    pub fn limits(&self) -> warden_console::listen::Limits {
+        warden_console::listen::Limits {
+            name: "admin",
+            section: "admin",
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+        }
+    }
 }
 
 /// The operator console (web UI + JSON API + live push).
@@ -173,6 +194,20 @@ pub struct ConsoleSection {
     pub login_attempts_per_minute: u32,
     /// Key-safe codes one user may be shown in an hour.
     pub key_safe_reveals_per_hour: u32,
+    /// Longest a request may take before it is answered 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a request's head (request line and headers); a
+    /// slow or silent client is cut off then, and an idle kept-alive connection is closed
+    /// after the same time.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Open connections at most (WebSockets included); more are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address at most. Behind a reverse proxy every
+    /// browser shares the proxy's address: raise it to `max_connections` there and cap
+    /// per client in the proxy.
+    pub max_connections_per_address: usize,
 }
 
 impl ConsoleSection {
@@ -190,6 +225,10 @@ impl ConsoleSection {
             .unwrap_or_default(),
             login_attempts_per_minute: self.login_attempts_per_minute,
             key_safe_reveals_per_hour: self.key_safe_reveals_per_hour,
+            request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
             ..warden_console::ConsoleConfig::default()
         }
     }
@@ -241,6 +280,9 @@ impl Default for Config {
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+                header_read_timeout: Duration::from_secs(15),
+                max_connections: 64,
+                max_connections_per_address: 16,
             },
             console: {
                 let d = warden_console::ConsoleConfig::default();
@@ -255,6 +297,10 @@ impl Default for Config {
                     trusted_proxies: Vec::new(),
                     login_attempts_per_minute: d.login_attempts_per_minute,
                     key_safe_reveals_per_hour: d.key_safe_reveals_per_hour,
+                    request_timeout: d.request_timeout,
+                    header_read_timeout: d.header_read_timeout,
+                    max_connections: d.max_connections,
+                    max_connections_per_address: d.max_connections_per_address,
                 }
             },
             escalation: EscalationSection::default(),
@@ -421,6 +467,34 @@ impl Config {
         if self.console.login_attempts_per_minute < 1 {
             errors.push("console.login_attempts_per_minute: must be at least 1".into());
         }
+        for (section, header, max, per_address) in [
+            (
+                "console",
+                self.console.header_read_timeout,
+                self.console.max_connections,
+                self.console.max_connections_per_address,
+            ),
+            (
+                "admin",
+                self.admin.header_read_timeout,
+                self.admin.max_connections,
+                self.admin.max_connections_per_address,
+            ),
+        ] {
+            if header.is_zero() {
+                errors.push(format!(
+                    "{section}.header_read_timeout: must be more than 0"
+                ));
+            }
+            if max == 0 || per_address == 0 {
+                errors.push(format!(
+                    "{section}.max_connections and max_connections_per_address: at least 1"
+                ));
+            }
+        }
+        if self.console.request_timeout.is_zero() {
+            errors.push("console.request_timeout: must be more than 0".into());
+        }
         if self.console.idle_timeout > self.console.session_ttl {
             errors.push("console.idle_timeout: must not exceed console.session_ttl".into());
         }
@@ -526,6 +600,45 @@ mod tests {
     #[test]
     fn the_embedded_defaults_are_valid() {
         assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_listener_limits_are_read_from_the_file_and_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "[console]\nheader_read_timeout = \"5s\"\nmax_connections = 100\nmax_connections_per_address = 100\nrequest_timeout = \"10s\"\n[admin]\nmax_connections = 8\n",
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("valid");
+        let console = cfg.console.to_console();
+        assert_eq!(console.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(console.request_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (console.max_connections, console.max_connections_per_address),
+            (100, 100)
+        );
+        let admin = cfg.admin.limits();
+        assert_eq!((admin.name, admin.max_connections), ("admin", 8));
+        assert_eq!(
+            admin.max_connections_per_address, 16,
+            "the rest of [admin] keeps its defaults"
+        );
+
+        std::fs::write(
+            &path,
+            "[console]\nheader_read_timeout = \"0s\"\nmax_connections_per_address = 0\n[admin]\nmax_connections = 0\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("zero limits").0;
+        for want in [
+            "console.header_read_timeout: must be more than 0",
+            "console.max_connections and max_connections_per_address: at least 1",
+            "admin.max_connections and max_connections_per_address: at least 1",
+        ] {
+            assert!(errors.iter().any(|e| e == want), "{want}: {errors:?}");
+        }
     }
 
     #[test]

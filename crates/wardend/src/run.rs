@@ -282,7 +282,7 @@ pub async fn run(
 
     let admin_stop = CancellationToken::new();
     let (admin_addr, admin) = crate::admin::bind(
-        cfg.admin.listen,
+        &cfg.admin,
         store.clone(),
         metrics,
         links,

@@ -125,11 +125,10 @@ async fn admin(
     let listener = tokio::net::TcpListener::bind(cfg.admin.listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", cfg.admin.listen))?;
+    let limits = cfg.admin.limits();
     Ok(tokio::spawn(
         async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let _ = warden_console::listen::serve(listener, app, limits, stop).await;
         }
         .instrument(tracing::info_span!("standby_admin")),
     ))

@@ -10,6 +10,7 @@
  * @typedef {object} Error
  * @property {string} error A short snake_case code a program can test, e.g. `not_signed_in`, `forbidden`, `not_found`, `invalid_json`, `invalid_path`, `invalid_query`, `invalid_value`, `control_character`, `claimed_by_other`, `database_unavailable`.
  * @property {string} message A plain-English explanation for the person at the console.
+ * @property {string} request_id The id Warden gave the request (also its X-Request-Id header), for reporting a problem.
  */
 
 /**

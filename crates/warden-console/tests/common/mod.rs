@@ -129,7 +129,8 @@ impl Reply {
         self
     }
 
-    /// Asserts an API error: the status, `{"error": code, "message": non-empty}`.
+    /// Asserts an API error: the status, `{"error": code, "message": non-empty,
+    /// "request_id": the answer's X-Request-Id}`.
     #[track_caller]
     pub fn expect_error(self, status: StatusCode, code: &str) -> Value {
         assert_eq!(self.status, status, "unexpected answer: {}", self.text());
@@ -137,6 +138,13 @@ impl Reply {
         assert_eq!(v["error"], code, "error code of {v}");
         let message = v["message"].as_str().unwrap_or_default();
         assert!(!message.trim().is_empty(), "an error needs a message: {v}");
+        let id = self
+            .headers
+            .get("x-request-id")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        assert!(!id.is_empty(), "an answer without X-Request-Id: {v}");
+        assert_eq!(v["request_id"], id, "the error's request id: {v}");
         v
     }
 }

@@ -452,7 +452,10 @@ pub fn parse_clients(text: &str) -> (Vec<(ClientRecord, Option<String>)>, Vec<Ro
                 key_safe_set: false,
             };
             check_client(&r).map_err(|e| refused(row, CLIENT_COLUMNS, e))?;
-            Ok((r, opt(&f("key_safe"))))
+            let key_safe = opt(&f("key_safe"));
+            crate::text::check_opt("key_safe", key_safe.as_deref(), 64)
+                .map_err(|e| refused(row, CLIENT_COLUMNS, e))?;
+            Ok((r, key_safe))
         },
     );
     (rows.into_iter().map(|(_, v)| v).collect(), errors)
@@ -728,6 +731,20 @@ pub async fn import_devices(
 #[cfg(test)]
 mod tests {
     use super::{neutralise, unquote};
+
+    #[test]
+    fn an_imported_key_safe_code_over_64_characters_is_refused_and_named() {
+        let long = "9".repeat(65);
+        let text = format!("external_ref,name,key_safe\nC-1,Ann Long,{long}\nC-2,Bob Fine,4471\n");
+        let (rows, errors) = super::parse_clients(&text);
+        assert_eq!(rows.len(), 1, "{errors:?}");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            (errors[0].row, errors[0].column.as_deref()),
+            (2, Some("key_safe")),
+            "{errors:?}"
+        );
+    }
 
     /// Every value a spreadsheet would run is exported with a leading `'`, nothing else is
     /// touched, and import gives back exactly the value exported, whatever it was.

@@ -72,6 +72,9 @@ pub struct Config {
     /// Serial receivers, one `[[serial]]` table each.
     #[serde(default)]
     pub serial: Vec<SerialConfig>,
+    /// Keys for the encryption at rest of key-safe codes and medical notes.
+    #[serde(default)]
+    pub encryption: crate::encryption::EncryptionSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +319,7 @@ impl Default for Config {
             dc09: None,
             scaip: None,
             serial: Vec::new(),
+            encryption: crate::encryption::EncryptionSection::default(),
         }
     }
 }
@@ -374,6 +378,9 @@ impl Config {
 
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
+        if let Err(e) = self.encryption.configured() {
+            errors.push(e);
+        }
         if self.database.max_connections == 0 {
             errors.push("database.max_connections: must be positive".into());
         }
@@ -523,23 +530,42 @@ impl Config {
         if let Some(url) = &shown.database.url {
             shown.database.url = Some(Secret(redact_url(url.expose())));
         }
+        for key in shown.encryption.keys.values_mut() {
+            *key = Secret("[redacted]".into());
+        }
         toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# could not render config: {e}\n"))
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.
+/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`; a password in
+/// the query string (`?password=…`) is redacted too.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[redacted]".into();
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
-        None => url.to_owned(),
-    }
+    let base = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+            None => format!("{scheme}://{rest}"),
+        },
+        None => format!("{scheme}://{rest}"),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=[redacted]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -549,6 +575,10 @@ mod tests {
     #[test]
     fn passwords_in_database_urls_are_redacted() {
         assert_eq!(
+            redact_url("postgres://warden@db/warden?sslmode=verify-full&password=s3cret"),
+            "postgres://warden@db/warden?sslmode=verify-full&password=[redacted]"
+        );
+        assert_eq!(
             redact_url("postgres://warden:s3cret@db:5432/warden"),
             "postgres://warden:[redacted]@db:5432/warden"
         );
@@ -557,6 +587,38 @@ mod tests {
             "postgres://warden@db/warden"
         );
         assert!(!format!("{:?}", Secret("x".into())).contains('x'));
+    }
+
+    #[test]
+    fn encryption_keys_never_print_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        std::fs::write(
+            &path,
+            format!(
+                "[encryption]\ncurrent = \"2026-1\"\n[encryption.keys]\n\"2026-1\" = \"{key}\"\n"
+            ),
+        )
+        .expect("write");
+        let cfg = Config::load(Some(&path)).expect("valid");
+        let sealer = cfg.encryption.configured().expect("keys").expect("some");
+        assert_eq!(sealer.current(), "2026-1");
+        let shown = cfg.to_redacted_toml();
+        assert!(!shown.contains(key), "{shown}");
+        assert!(!format!("{cfg:?}").contains(key));
+        std::fs::write(
+            &path,
+            "[encryption]\ncurrent = \"k2\"\n[encryption.keys]\nk1 = \"short\"\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("bad key").0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("encryption") && e.contains("\"k1\"")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod demo;
 #[cfg(feature = "demo")]
 mod demo_inbox;
 mod embedded_pg;
+mod encryption;
 mod run;
 mod standby;
 
@@ -49,6 +50,13 @@ enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
+    /// Re-seal every client's key-safe code and medical notes under the current encryption
+    /// key (after adding a new key and making it `encryption.current`), then exit.
+    Rekey {
+        /// Clients per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
     /// Print the effective configuration (defaults + file + environment), secrets hidden.
     PrintConfig,
     /// Register or update a device (alarm unit) so its signals are accepted.
@@ -228,6 +236,15 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             result?;
             println!("migrations applied");
             Ok(())
+        }
+        Command::Rekey { batch } => {
+            let db = run::Database::open(&cfg)?;
+            let store = warden_store::Store::connect(&db.url, 2)
+                .await
+                .context("connecting to postgres")?;
+            let result = encryption::rekey(&cfg, &store, batch).await;
+            db.stop();
+            result
         }
         Command::Device {
             command:

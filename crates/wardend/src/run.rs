@@ -187,6 +187,7 @@ pub async fn run(
     on_ready: impl FnOnce(Endpoints),
 ) -> anyhow::Result<()> {
     warden_telemetry::register_zero(warden_telemetry::INGEST_ZERO);
+    crate::encryption::install(&cfg)?;
     let store = match connect(&cfg, &database_url).await {
         Ok(store) => store,
         // A start in the middle of an outage (a crash, a reboot): acknowledge from the

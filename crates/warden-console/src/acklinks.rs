@@ -181,7 +181,9 @@ fn field<'a>(fields: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a 
 /// Receive an SMS reply.
 #[utoipa::path(post, path = "/api/v1/hooks/sms-reply", tag = "On call", operation_id = "smsReply",
     summary = "Receive an SMS reply (gateway webhook)",
-    description = "For the SMS gateway, not people: point its inbound-message webhook here with `?token=` the configured `escalation.sms.inbound_token` (or send it as `X-Warden-Token`). The body is a form (`application/x-www-form-urlencoded`, Twilio's `From` and `Body`) or JSON (`from`/`msisdn` and `text`/`body`/`message`). A reply `ACK` acknowledges the newest unacknowledged page sent to that number in the last 24 hours; `ACK 42` the one for alarm 42. Counted in `warden_page_replies_total`.",
+    description = "Roles: none (no session needed: the SMS gateway presents its own token).
+
+For the SMS gateway, not people: point its inbound-message webhook here with `?token=` the configured `escalation.sms.inbound_token` (or send it as `X-Warden-Token`). The body is a form (`application/x-www-form-urlencoded`, Twilio's `From` and `Body`) or JSON (`from`/`msisdn` and `text`/`body`/`message`). A reply `ACK` acknowledges the newest unacknowledged page sent to that number in the last 24 hours; `ACK 42` the one for alarm 42. Counted in `warden_page_replies_total`.",
     params(("token" = Option<String>, Query, description = "The gateway's token.")),
     responses(
         (status = 200, description = "What the reply did.", body = ReplyOutcome),

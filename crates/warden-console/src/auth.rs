@@ -34,16 +34,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A console role (defined once, in `warden-types`; the store decodes it).
 pub use warden_types::Role;
 
-/// Roles allowed to do a thing.
-pub const HANDLERS: &[Role] = &[Role::Operator, Role::Supervisor];
-pub const SUPERVISORS: &[Role] = &[Role::Supervisor];
-pub const ADMINS: &[Role] = &[Role::Admin];
-pub const RECORD_EDITORS: &[Role] = &[Role::Supervisor, Role::Admin];
-pub const RECORD_READERS: &[Role] = &[Role::Operator, Role::Supervisor, Role::Admin];
-pub const OOH_DESK: &[Role] = &[Role::Operator, Role::Supervisor];
-pub const OOH_READERS: &[Role] = &[Role::Operator, Role::Supervisor, Role::OnCall, Role::Admin];
-pub const AUDITORS: &[Role] = &[Role::Supervisor, Role::Admin];
-
 /// The signed-in user behind a request (the extractor answers 401 without a live session
 /// and 403 for a state-changing request without the session's CSRF token).
 #[derive(Debug, Clone)]
@@ -121,6 +111,10 @@ impl FromRequestParts<Console> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, c: &Console) -> Result<Self, ApiError> {
+        // Already checked by `roles::authorize` for this request.
+        if let Some(auth) = parts.extensions.get::<Auth>() {
+            return Ok(auth.clone());
+        }
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(token) = jar.get(COOKIE).map(|k| k.value().to_owned()) else {
             return Err(ApiError::new(

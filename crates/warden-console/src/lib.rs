@@ -25,6 +25,7 @@ pub mod openapi;
 mod pages;
 mod records;
 mod rejected;
+pub mod roles;
 mod text;
 mod throttle;
 mod view;
@@ -353,6 +354,7 @@ pub fn router(c: Console) -> Router {
         .route("/api/openapi.json", get(assets::openapi))
         .route("/ack/{token}", get(acklinks::show).post(acklinks::confirm))
         .merge(api)
+        .layer(middleware::from_fn_with_state(c.clone(), roles::authorize))
         .layer(middleware::from_fn(track))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
         // Error bodies get the request id (and the layers' own errors the JSON shape).
@@ -431,13 +433,10 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    /// Every API route in `router()` is documented in the OpenAPI document with the same
-    /// method, and the document names no route that does not exist.
-    #[test]
-    fn the_openapi_document_lists_exactly_the_routes_served() {
-        let doc: serde_json::Value =
-            serde_json::from_str(super::OPENAPI).expect("the document is valid JSON");
-        let paths = doc["paths"].as_object().expect("paths");
+    use std::collections::BTreeSet;
+
+    /// Every `/api/` route `router()` serves, as (path, lower-case method).
+    fn served() -> BTreeSet<(String, String)> {
         // The route table with all whitespace removed, however rustfmt wrapped it.
         let source: String = include_str!("lib.rs")
             .chars()
@@ -460,6 +459,72 @@ mod tests {
             }
         }
         assert!(served.len() > 30, "found only {} routes", served.len());
+        served
+    }
+
+    /// The role table names exactly the routes served, once each.
+    #[test]
+    fn the_role_table_covers_exactly_the_routes_served() {
+        let table: Vec<(String, String)> = super::roles::ROUTES
+            .iter()
+            .map(|(m, p, _)| ((*p).to_owned(), m.to_lowercase()))
+            .collect();
+        let unique: BTreeSet<(String, String)> = table.iter().cloned().collect();
+        assert_eq!(unique.len(), table.len(), "a route is in the table twice");
+        assert_eq!(unique, served());
+    }
+
+    /// Each operation's documented roles ("Roles: ..." first line) are the table's.
+    #[test]
+    fn the_documented_roles_of_every_operation_are_the_role_tables() {
+        let doc: serde_json::Value =
+            serde_json::from_str(super::OPENAPI).expect("the document is valid JSON");
+        let mut wrong = Vec::new();
+        for (method, path, roles) in super::roles::ROUTES {
+            let op = &doc["paths"][*path][method.to_lowercase()];
+            let first = op["description"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let documented: BTreeSet<String> = if first.starts_with("Roles: none") {
+                BTreeSet::new()
+            } else if first.starts_with("Any role") {
+                super::roles::ANYONE
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect()
+            } else if let Some(list) = first.strip_prefix("Roles: ") {
+                list.split('.')
+                    .next()
+                    .unwrap_or_default()
+                    .split(", ")
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                wrong.push(format!("{method} {path}: no roles line: {first:?}"));
+                continue;
+            };
+            let table: BTreeSet<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+            if documented != table {
+                wrong.push(format!(
+                    "{method} {path}: documented {documented:?}, table {table:?}"
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// Every API route in `router()` is documented in the OpenAPI document with the same
+    /// method, and the document names no route that does not exist.
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_served() {
+        let doc: serde_json::Value =
+            serde_json::from_str(super::OPENAPI).expect("the document is valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let served = served();
         let mut documented = std::collections::BTreeSet::new();
         for (path, ops) in paths {
             for method in ops.as_object().expect("operations").keys() {

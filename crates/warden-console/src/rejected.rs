@@ -11,7 +11,7 @@ use warden_store::RejectedQuery;
 use warden_store::{RejectedCount, RejectedRow};
 
 use crate::Console;
-use crate::auth::{AUDITORS, Auth};
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiQuery};
 
 /// The window when `?hours=` is not given.
@@ -98,7 +98,6 @@ pub async fn rejected(
     auth: Auth,
     ApiQuery(p): ApiQuery<RejectedParams>,
 ) -> Result<Json<RejectedResponse>, ApiError> {
-    auth.require(AUDITORS)?;
     let hours = number("hours", p.hours.as_deref(), DEFAULT_HOURS, MAX_HOURS)?;
     let limit = number("limit", p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let before = match p.before.as_deref().map(str::trim).filter(|b| !b.is_empty()) {

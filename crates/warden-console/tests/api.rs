@@ -659,17 +659,28 @@ async fn malformed_json_answers_400_with_an_error_code_and_a_message(pool: PgPoo
     let operator = app.login_as("operator").await;
     let incident = app.incident(&operator, "5001", None).await;
     let id = incident["id"].as_i64().expect("id");
-    for (path, body) in [
-        (format!("/api/v1/incidents/{id}/note"), r#"{"text":"#),
-        ("/api/v1/ooh/jobs".to_owned(), r#"{"category": "other", "#),
+    let supervisor = app.login_as("supervisor").await;
+    // (The role is checked before the body is read: a bulk resolve is a supervisor's.)
+    for (path, body, who) in [
+        (
+            format!("/api/v1/incidents/{id}/note"),
+            r#"{"text":"#,
+            &operator,
+        ),
+        (
+            "/api/v1/ooh/jobs".to_owned(),
+            r#"{"category": "other", "#,
+            &operator,
+        ),
         (
             "/api/v1/incidents/bulk-resolve".to_owned(),
             "not json at all",
+            &supervisor,
         ),
     ] {
         let v = app
             .call(Method::POST, &path)
-            .session(&operator)
+            .session(who)
             .raw(Some("application/json"), body)
             .send()
             .await

@@ -268,6 +268,9 @@ impl LoginLimiter {
 pub struct LoginBody {
     username: String,
     password: String,
+    /// The authenticator app's 6-digit code, for an account with a second factor.
+    #[serde(default)]
+    otp: Option<String>,
 }
 
 /// The user as the API shows it.
@@ -463,6 +466,23 @@ pub async fn login(
         refused(Some(user.id), "disabled", None).await;
         return Err(ApiError::forbidden("this account is disabled"));
     }
+    match crate::totp::check_at_sign_in(&c, user.id, body.otp.as_deref()).await {
+        Ok(()) => {}
+        Err(crate::totp::SecondFactor::Required) => {
+            refused(Some(user.id), "otp_required", None).await;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "otp_required",
+                "enter the 6-digit code from your authenticator app",
+            ));
+        }
+        Err(crate::totp::SecondFactor::Wrong) => {
+            account_failed(&c, user.id, failures).await?;
+            refused(Some(user.id), "bad_otp", Some(failures)).await;
+            return Err(bad_credentials());
+        }
+        Err(crate::totp::SecondFactor::Store(e)) => return Err(e.into()),
+    }
     let token = random_token()?;
     let csrf = random_token()?;
     let now = OffsetDateTime::now_utc();
@@ -565,6 +585,33 @@ pub struct PasswordChange {
     new_password: String,
 }
 
+/// Checks the signed-in user's password again (with the sign-in delays); a wrong one is
+/// audited as `refused_action` and answered 401.
+pub(crate) async fn confirm_password(
+    c: &Console,
+    auth: &Auth,
+    password: String,
+    refused_action: &str,
+) -> Result<(), ApiError> {
+    let Some(failures) = reserve_account(c, auth.user.id).await? else {
+        return Err(bad_credentials());
+    };
+    let hash = auth.user.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        account_failed(c, auth.user.id, failures).await?;
+        let mut a = auth.audit(refused_action, "user", Some(auth.user.id.to_string()));
+        a.after =
+            Some(serde_json::json!({ "reason": "bad_credentials", "failed_logins": failures }));
+        c.store().audit(&a).await?;
+        login_failed("bad_credentials");
+        return Err(bad_credentials());
+    }
+    Ok(())
+}
+
 /// Change one's own password.
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "Auth", operation_id = "changeMyPassword",
     summary = "Change one's own password",
@@ -585,27 +632,13 @@ pub async fn change_password(
     auth: Auth,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let Some(failures) = reserve_account(&c, auth.user.id).await? else {
-        return Err(bad_credentials());
-    };
-    let hash = auth.user.password_hash.clone();
-    let current = body.current_password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        account_failed(&c, auth.user.id, failures).await?;
-        let mut a = auth.audit(
-            "user.password_change.refused",
-            "user",
-            Some(auth.user.id.to_string()),
-        );
-        a.after =
-            Some(serde_json::json!({ "reason": "bad_credentials", "failed_logins": failures }));
-        c.store().audit(&a).await?;
-        login_failed("bad_credentials");
-        return Err(bad_credentials());
-    }
+    confirm_password(
+        &c,
+        &auth,
+        body.current_password,
+        "user.password_change.refused",
+    )
+    .await?;
     check_password(
         &body.new_password,
         &[&auth.user.username, &auth.user.display_name],

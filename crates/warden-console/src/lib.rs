@@ -28,6 +28,7 @@ mod rejected;
 pub mod roles;
 mod text;
 mod throttle;
+mod totp;
 mod view;
 
 use std::sync::Arc;
@@ -270,6 +271,8 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
         .route("/api/v1/me/password", post(auth::change_password))
+        .route("/api/v1/me/totp", post(totp::begin))
+        .route("/api/v1/me/totp/confirm", post(totp::confirm))
         .route("/api/v1/queue", get(incidents::queue))
         .route("/api/v1/outcomes", get(incidents::outcomes))
         .route("/api/v1/ws", get(hub::ws))

@@ -143,6 +143,8 @@ impl Modify for Security {
         crate::auth::logout,
         crate::auth::me,
         crate::auth::change_password,
+        crate::totp::begin,
+        crate::totp::confirm,
         crate::incidents::queue,
         crate::incidents::outcomes,
         crate::hub::ws,

@@ -746,7 +746,12 @@ pub async fn add_or_reset_user(
         ..warden_store::AuditWrite::default()
     };
     Ok(match store.user_by_username(&w.username).await? {
-        Some(u) => store.update_user(u.id, &w, audit).await?,
+        Some(u) => {
+            let user = store.update_user(u.id, &w, audit).await?;
+            // A reset is also the way back in after a lost phone: no second factor.
+            store.clear_totp(u.id).await?;
+            user
+        }
         None => store.insert_user(&w, audit).await?,
     })
 }

@@ -209,6 +209,8 @@ fn routes(f: &Fixture) -> Vec<Route> {
     let layers = json!([{ "name": "all", "participants": [person], "start": "2026-01-05T09:00:00", "shift": { "unit": "weeks", "count": 1 } }]);
     vec![
         route(M::GET, "/api/v1/me", "/api/v1/me", Empty, ANYONE, "on_call", S::OK),
+        route(M::POST, "/api/v1/me/totp", "/api/v1/me/totp", Json(json!({ "password": "not the password" })), EDITORS, "supervisor", S::UNAUTHORIZED),
+        route(M::POST, "/api/v1/me/totp/confirm", "/api/v1/me/totp/confirm", Json(json!({ "code": "000000" })), EDITORS, "admin", S::BAD_REQUEST),
         route(M::POST, "/api/v1/me/password", "/api/v1/me/password", Json(json!({ "current_password": "not the password", "new_password": "plum kettle orbit 77 tram" })), ANYONE, "on_call", S::UNAUTHORIZED),
         route(M::GET, "/api/v1/queue", "/api/v1/queue", Empty, HANDLERS, "operator", S::OK),
         route(M::GET, "/api/v1/outcomes", "/api/v1/outcomes", Empty, HANDLERS, "supervisor", S::OK),
@@ -1264,6 +1266,114 @@ async fn a_user_changes_their_own_password_under_the_policy_and_their_other_sess
         ["user.password_change", "user.password_change.refused"],
         "{audit}"
     );
+}
+
+/// The code an authenticator app shows for `secret` (base32) at `unix` seconds.
+fn totp_code(secret: &str, unix: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .expect("base32 secret");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+        .expect("totp")
+        .generate(u64::try_from(unix).expect("after 1970"))
+}
+
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_supervisor_turns_on_a_second_factor_and_sign_in_then_needs_a_fresh_code(pool: PgPool) {
+    let app = App::start(pool).await;
+    let sue = app.login_as("supervisor").await;
+    let operator = app.login_as("operator").await;
+    app.post(
+        &operator,
+        "/api/v1/me/totp",
+        &json!({ "password": PASSWORD }),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(&sue, "/api/v1/me/totp", &json!({ "password": "not it" }))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    let enrolment = app
+        .post(&sue, "/api/v1/me/totp", &json!({ "password": PASSWORD }))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+    assert!(
+        enrolment["otpauth_url"].as_str().is_some_and(|u| u
+            .starts_with("otpauth://totp/Warden%3Asue?secret=")
+            && u.contains(&secret)),
+        "{enrolment}"
+    );
+    // Not asked for until confirmed.
+    app.try_login("sue", PASSWORD).await.expect(StatusCode::OK);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    app.post(
+        &sue,
+        "/api/v1/me/totp/confirm",
+        &json!({ "code": "123456" }),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "bad_code");
+    app.post(
+        &sue,
+        "/api/v1/me/totp/confirm",
+        &json!({ "code": totp_code(&secret, now) }),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+
+    let sign_in = async |otp: Option<String>| {
+        app.call(Method::POST, "/api/v1/login")
+            .json(&json!({ "username": "sue", "password": PASSWORD, "otp": otp }))
+            .send()
+            .await
+    };
+    sign_in(None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "otp_required");
+    // The code used to confirm is spent; a wrong one is a failure like a wrong password.
+    sign_in(Some(totp_code(&secret, now)))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    sign_in(Some("000000".into()))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    // The next step's code (within the one step of skew) signs in, once.
+    let next = totp_code(&secret, now + 30);
+    sign_in(Some(next.clone())).await.expect(StatusCode::OK);
+    sign_in(Some(next))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    // A wrong password with a right code is still refused, alike.
+    app.call(Method::POST, "/api/v1/login")
+        .json(&json!({ "username": "sue", "password": "wrong one", "otp": totp_code(&secret, now + 60) }))
+        .send()
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "bad_credentials");
+
+    // An administrator's reset (`wardend user add`) removes it: a lost phone.
+    warden_console::add_or_reset_user(
+        &app.store,
+        "sue",
+        "supervisor",
+        Some("Sue Supervisor"),
+        "plum kettle orbit 77 tram".into(),
+    )
+    .await
+    .expect("reset");
+    app.try_login("sue", "plum kettle orbit 77 tram")
+        .await
+        .expect(StatusCode::OK);
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT after ->> 'reason' FROM audit \
+         WHERE action = 'login.refused' AND user_id = $1 ORDER BY 1",
+    )
+    .bind(app.users.supervisor.id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(reasons, ["bad_credentials", "bad_otp", "otp_required"]);
 }
 
 #[sqlx::test(migrations = "../warden-store/migrations")]

@@ -26,6 +26,8 @@ const PREFIX: &str = "enc:v1:";
 pub enum Field {
     KeySafe,
     MedicalNotes,
+    /// A console account's TOTP secret.
+    TotpSecret,
 }
 
 impl Field {
@@ -33,6 +35,7 @@ impl Field {
         match self {
             Field::KeySafe => b"clients.key_safe",
             Field::MedicalNotes => b"clients.medical_notes",
+            Field::TotpSecret => b"users.totp_secret",
         }
     }
 }

@@ -206,6 +206,8 @@ pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
     "delayed",
     "rate_limited",
     "disabled",
+    "otp_required",
+    "bad_otp",
 ];
 /// Every `outcome` of [`CONSOLE_KEY_SAFE_REVEALS`].
 pub const KEY_SAFE_REVEAL_OUTCOMES: &[&str] = &["held", "override", "refused", "rate_limited"];

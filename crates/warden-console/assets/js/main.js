@@ -81,15 +81,25 @@ async function onLoginSubmit(ev) {
   const btn = $("login-submit", HTMLButtonElement);
   btn.disabled = true;
   try {
+    const otpField = $("login-otp-field");
+    const otp = otpField.hidden ? null : $("login-otp", HTMLInputElement).value.trim();
     /** @type {Session} */
-    const res = await api("POST", "/login", { username, password });
+    const res = await api("POST", "/login", { username, password, otp });
     $("login-password", HTMLInputElement).value = "";
+    $("login-otp", HTMLInputElement).value = "";
+    otpField.hidden = true;
     err.hidden = true;
     startSession(res);
   } catch (caught) {
     const e = failure(caught);
     err.textContent = loginErrorText(e);
     err.hidden = false;
+    if (e.code === "otp_required") {
+      // The password was right; the account also asks for its second factor.
+      $("login-otp-field").hidden = false;
+      $("login-otp", HTMLInputElement).focus();
+      return;
+    }
     $("login-password", HTMLInputElement).select();
   } finally {
     btn.disabled = false;

@@ -42,6 +42,24 @@
  * @typedef {object} LoginRequest
  * @property {string} username Trimmed and lower-cased before lookup.
  * @property {string} password
+ * @property {string | null} [otp] The authenticator app's 6-digit code, for an account with a second factor.
+ */
+
+/**
+ * @typedef {object} TotpBeginRequest
+ * @property {string} password The account's password, again.
+ */
+
+/**
+ * A new TOTP secret to put in an authenticator app.
+ * @typedef {object} TotpEnrolment
+ * @property {string} secret Base32, for typing in.
+ * @property {string} otpauth_url `otpauth://totp/...`, for a QR code or a link.
+ */
+
+/**
+ * @typedef {object} TotpConfirmRequest
+ * @property {string} code The 6-digit code the app shows now.
  */
 
 /**
@@ -702,6 +720,12 @@
  */
 /**
  * @typedef {PasswordChangeRequest} PasswordChange
+ */
+/**
+ * @typedef {TotpBeginRequest} BeginBody
+ */
+/**
+ * @typedef {TotpConfirmRequest} ConfirmBody
  */
 /**
  * @typedef {KeySafeRevealRequest} RevealBody

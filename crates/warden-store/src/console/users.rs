@@ -190,6 +190,83 @@ impl Store {
         Ok(())
     }
 
+    /// The account's second factor: its opened secret (if any) and whether it is in use.
+    pub async fn totp(&self, id: i64) -> Result<Option<(String, bool)>, StoreError> {
+        let row: Option<(Option<String>, bool)> =
+            sqlx::query_as("SELECT totp_secret, totp_enabled FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.and_then(|(secret, enabled)| {
+            secret.map(|s| {
+                (
+                    seal::open_or_placeholder(seal::Field::TotpSecret, &s),
+                    enabled,
+                )
+            })
+        }))
+    }
+
+    /// Starts (or restarts) enrolment: a new secret, not in use until confirmed.
+    pub async fn begin_totp(
+        &self,
+        id: i64,
+        secret: &str,
+        audit: &AuditWrite,
+    ) -> Result<(), WriteRefused> {
+        let sealed = seal::seal(seal::Field::TotpSecret, secret).map_err(|e| {
+            WriteRefused::Refused(Refused::Invalid(format!(
+                "the secret could not be encrypted: {e}"
+            )))
+        })?;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = $2, totp_enabled = false, totp_last_step = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes time step `step` for the account's code: `false` when a code of that step or a
+    /// later one was already accepted (a code is good once). With `enable`, the second
+    /// factor is in use from now on (enrolment confirmed).
+    pub async fn use_totp_step(
+        &self,
+        id: i64,
+        step: i64,
+        enable: bool,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE users SET totp_last_step = $2, totp_enabled = totp_enabled OR $3 \
+             WHERE id = $1 AND totp_secret IS NOT NULL \
+               AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(id)
+        .bind(step)
+        .bind(enable)
+        .execute(self.pool())
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    /// Removes the account's second factor (an administrator's reset, e.g. a lost phone).
+    pub async fn clear_totp(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_enabled = false, totp_last_step = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// A user's change of their own password: the new hash, the failure count cleared,
     /// every other session of the account ended (the one in use, `keep`, goes on), the
     /// audit line in the same transaction.

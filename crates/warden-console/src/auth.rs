@@ -27,7 +27,18 @@ use crate::Console;
 use crate::error::{ApiError, ApiJson};
 
 /// The session cookie's name.
-pub const COOKIE: &str = "warden_session";
+/// With `cookie_secure` (the default) the name carries the `__Host-` prefix: browsers then
+/// accept it only over HTTPS (or from localhost), with `Path=/` and no `Domain`, so no
+/// other host or plain-HTTP page can set or shadow it.
+pub const COOKIE: &str = "__Host-warden_session";
+/// The session cookie's name when `cookie_secure` is off (plain HTTP behind a trusted
+/// TLS-terminating proxy): the prefix would make browsers refuse it.
+pub const COOKIE_PLAIN: &str = "warden_session";
+
+/// The session cookie's name for these settings.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { COOKIE } else { COOKIE_PLAIN }
+}
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -116,7 +127,8 @@ impl FromRequestParts<Console> for Auth {
             return Ok(auth.clone());
         }
         let jar = CookieJar::from_headers(&parts.headers);
-        let Some(token) = jar.get(COOKIE).map(|k| k.value().to_owned()) else {
+        let name = cookie_name(c.cfg().cookie_secure);
+        let Some(token) = jar.get(name).map(|k| k.value().to_owned()) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "not_signed_in",
@@ -369,7 +381,7 @@ async fn account_failed(c: &Console, id: i64, failures: i32) -> Result<(), ApiEr
     summary = "Sign in",
     description = "Roles: none (no session needed).
 
-Opens a session: sets the `warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure unless turned off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. No account is ever locked: after 3 failed sign-ins in a row (per account, and per client address) each attempt waits before it is checked, 1 s doubling up to 30 s by default, and the right password is then admitted. An unknown username, a wrong password and an attempt whose wait could not end are answered alike (401). Each client address may try 20 times a minute by default (behind a configured trusted proxy, the address `X-Forwarded-For` names).",
+Opens a session: sets the `__Host-warden_session` cookie (HttpOnly, SameSite=Strict, Path=/, Secure; named `warden_session` without Secure when `console.cookie_secure` is off) and returns the user and the session's CSRF token. No session or CSRF token is needed. The username is trimmed and lower-cased. No account is ever locked: after 3 failed sign-ins in a row (per account, and per client address) each attempt waits before it is checked, 1 s doubling up to 30 s by default, and the right password is then admitted. An unknown username, a wrong password and an attempt whose wait could not end are answered alike (401). Each client address may try 20 times a minute by default (behind a configured trusted proxy, the address `X-Forwarded-For` names).",
     request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in.", body = SessionResponse),
@@ -514,7 +526,7 @@ pub async fn login(
         .await?;
     metrics::counter!(m::CONSOLE_LOGINS, "outcome" => "ok").increment(1);
     tracing::info!(user = user.id, "console sign-in");
-    let cookie = Cookie::build((COOKIE, token))
+    let cookie = Cookie::build((cookie_name(cfg.cookie_secure), token))
         .http_only(true)
         .secure(cfg.cookie_secure)
         .same_site(SameSite::Strict)
@@ -552,7 +564,10 @@ pub async fn logout(
     c.store()
         .audit(&auth.audit("logout", "session", None))
         .await?;
-    let gone = Cookie::build((COOKIE, "")).path("/").build();
+    let gone = Cookie::build((cookie_name(c.cfg().cookie_secure), ""))
+        .path("/")
+        .secure(c.cfg().cookie_secure)
+        .build();
     Ok((jar.remove(gone), StatusCode::NO_CONTENT).into_response())
 }
 

@@ -79,7 +79,7 @@ impl Modify for Security {
             "sessionCookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 COOKIE,
-                "The session cookie set by POST /api/v1/login.",
+                "The session cookie set by POST /api/v1/login (named `warden_session`, without the `__Host-` prefix, when `console.cookie_secure` is off).",
             ))),
         );
         components.add_security_scheme(

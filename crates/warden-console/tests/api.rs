@@ -352,7 +352,7 @@ async fn every_endpoint_without_a_session_answers_401(pool: PgPool) {
         assert!(v.get("message").is_some(), "{} {}", r.method, r.path);
         // A cookie the server never issued is no session either.
         let reply = request(&app, r)
-            .cookie("warden_session=00112233445566778899aabbccddeeff")
+            .cookie("__Host-warden_session=00112233445566778899aabbccddeeff")
             .csrf(&operator.csrf)
             .send()
             .await;
@@ -620,7 +620,7 @@ async fn the_live_queue_socket_admits_handlers_refuses_other_roles_and_pushes_a_
         let (status, _) = ws_open(addr, &s.cookie, None).await;
         assert_eq!(status, 403, "{}", s.user["role"]);
     }
-    let (status, _) = ws_open(addr, "warden_session=nope", None).await;
+    let (status, _) = ws_open(addr, "__Host-warden_session=nope", None).await;
     assert_eq!(status, 401);
     let (status, _) = ws_open(addr, &operator.cookie, Some("https://evil.example")).await;
     assert_eq!(status, 403, "a cross-origin socket is refused");
@@ -912,7 +912,7 @@ async fn signing_in_sets_an_http_only_same_site_strict_cookie_and_returns_the_cs
         "12 h: {}",
         s.set_cookie
     );
-    let token = s.cookie.trim_start_matches("warden_session=");
+    let token = s.cookie.trim_start_matches("__Host-warden_session=");
     assert_eq!(token.len(), 64, "a 256-bit token");
     assert_eq!(s.csrf.len(), 64, "a 256-bit CSRF token");
     assert_ne!(token, s.csrf);
@@ -1422,7 +1422,7 @@ async fn signing_out_ends_the_session(pool: PgPool) {
         .to_str()
         .expect("ascii")
         .to_lowercase();
-    assert!(gone.starts_with("warden_session=;"), "{gone}");
+    assert!(gone.starts_with("__host-warden_session=;"), "{gone}");
     assert!(gone.contains("max-age=0"), "{gone}");
     app.get(&s, "/api/v1/me")
         .await

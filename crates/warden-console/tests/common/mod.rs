@@ -83,7 +83,7 @@ impl Users {
 /// A signed-in user: the session cookie and the CSRF token from the login answer.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// `warden_session=<token>`, as a browser sends it back.
+    /// `__Host-warden_session=<token>`, as a browser sends it back.
     pub cookie: String,
     pub csrf: String,
     /// The whole `Set-Cookie` header of the login answer.
@@ -529,8 +529,8 @@ pub fn session_of(r: &Reply) -> Session {
         .to_owned();
     let pair = set_cookie.split(';').next().expect("name=value").trim();
     assert!(
-        pair.starts_with("warden_session="),
-        "the session cookie is warden_session: {set_cookie}"
+        pair.starts_with("__Host-warden_session="),
+        "the session cookie is __Host-warden_session: {set_cookie}"
     );
     let body = r.json();
     Session {

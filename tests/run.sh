@@ -31,6 +31,20 @@ if cargo tree -p wardend -e normal --no-default-features --features embedded-bro
 fi
 cargo check -p wardend --no-default-features --features embedded-broker
 
+echo "== supply chain: cargo deny (licences, bans, sources; advisories when the database is reachable)"
+if ! cargo deny --version >/dev/null 2>&1; then
+    cargo install cargo-deny --locked --version 0.20.2 --quiet
+fi
+cargo deny check licenses bans sources
+# The RustSec advisory database is a git repository on github.com; a machine that cannot
+# reach it (this CI's network allows only package registries) says so instead of passing
+# silently.
+if git ls-remote --exit-code https://github.com/RustSec/advisory-db HEAD >/dev/null 2>&1; then
+    cargo deny check advisories
+else
+    echo "WARNING: github.com unreachable: the RustSec advisory database cannot be fetched; advisories NOT checked"
+fi
+
 echo "== console UI modules type-check (TypeScript, no build step in the product)"
 ./tests/typecheck-console.sh
 

@@ -82,6 +82,58 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         log_text()
     );
 
+    // The private cluster admits only password logins: the printed runtime URL works and
+    // can do no more than read and write rows; the same URL without a password is refused.
+    let out = std::fs::read_to_string(data.path().join("demo.out")).unwrap_or_default();
+    let url = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("database:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the database URL is printed")
+        .to_owned();
+    assert!(url.starts_with("postgres://warden_app:"), "{url}");
+    let psql = |url: &str, sql: &str| {
+        std::process::Command::new("psql")
+            .args(["-w", "-XqtAc", sql, url])
+            .output()
+            .expect("psql")
+    };
+    let ok = psql(&url, "SELECT count(*) >= 0 FROM signals");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let port = url
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.split('/').next())
+        .expect("port");
+    for anonymous in [
+        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        format!("postgres://warden_app@127.0.0.1:{port}/postgres"),
+    ] {
+        let r = psql(&anonymous, "SELECT 1");
+        assert!(!r.status.success(), "{anonymous} was let in");
+    }
+    for (sql, why) in [
+        ("ALTER TABLE signals DISABLE TRIGGER ALL", "must be owner"),
+        ("ALTER TABLE audit DISABLE TRIGGER ALL", "must be owner"),
+        ("COPY (SELECT 1) TO PROGRAM 'true'", "must be superuser"),
+        ("CREATE ROLE intruder SUPERUSER", "must be superuser"),
+        ("CREATE ROLE intruder LOGIN", "permission denied"),
+        ("CREATE TABLE intruder (x int)", "permission denied"),
+        ("DELETE FROM signals", "append-only"),
+    ] {
+        let r = psql(&url, sql);
+        let err = String::from_utf8_lossy(&r.stderr).to_lowercase();
+        assert!(!r.status.success() && err.contains(why), "{sql}: {err}");
+    }
+    for entry in std::fs::read_dir(data.path().join("postgres-auth")).expect("auth dir") {
+        let path = entry.expect("entry").path();
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+
     // The demo's DC-09 transmitters (one encrypted) are acknowledged, and the printed
     // account and key are there for a real dialler.
     let ip_units = wait_until(Duration::from_secs(30), || {

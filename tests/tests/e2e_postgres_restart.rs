@@ -36,7 +36,13 @@ async fn acknowledged_signals_survive_a_postgres_restart() {
     let pid =
         std::fs::read_to_string(pgdir.join("postmaster.pid")).expect("embedded postgres running");
     let port = pid.lines().nth(3).expect("port line").trim().to_owned();
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    // The private cluster admits password logins only: the runtime role's, from its file.
+    let password = std::fs::read_to_string(data.path().join("postgres-auth/warden_app.password"))
+        .expect("the runtime role's password file");
+    let url = format!(
+        "postgres://warden_app:{}@127.0.0.1:{port}/postgres",
+        password.trim()
+    );
 
     let fleet = Fleet::new(FleetConfig {
         port: broker.port,

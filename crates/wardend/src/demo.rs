@@ -94,7 +94,7 @@ pub async fn run(args: Args, mut cfg: Config, shutdown: CancellationToken) -> an
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let metrics = warden_telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
-    let db = Database::open(&cfg)?;
+    let db = Database::open(&cfg).await?;
     let result = demo(&args, cfg, &db, metrics, shutdown).await;
     db.stop();
     result
@@ -263,6 +263,10 @@ async fn demo(
     let daemon_stop = CancellationToken::new();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let database_url = db.url.clone();
+    let anonymous_url = db
+        .embedded
+        .as_ref()
+        .map(crate::embedded_pg::EmbeddedPostgres::anonymous_url);
     let daemon = tokio::spawn(run::run(
         cfg,
         database_url.clone(),
@@ -385,6 +389,11 @@ async fn demo(
     println!(
         "  database:   {database_url}   (psql {database_url} -c 'select kind, count(*) from signals group by 1')"
     );
+    if let Some(anonymous) = &anonymous_url {
+        println!(
+            "              (the runtime role: reads and writes rows, owns no table; without a password, {anonymous} is refused)"
+        );
+    }
     println!(
         "  mqtt:       {broker_addr}   (topic warden/v1/devices/<id>/up; every unit logs in as itself)"
     );

@@ -1,6 +1,14 @@
 //! A private PostgreSQL cluster run from the system's PostgreSQL binaries, the default when
 //! no database URL is configured.
 //!
+//! Nobody gets in without a password: `pg_hba.conf` admits scram-sha-256 logins only (a
+//! cluster made by an older Warden with `trust` is converted on start). Three roles, their
+//! generated passwords kept in `<data_dir>/postgres-auth/` (directory 0700, files 0600):
+//! `postgres` (the superuser, used only here to set the others up), `warden_owner` (owns
+//! the schema and its tables, runs the migrations) and `warden_app` (the daemon's runtime
+//! role: reads and writes rows, owns nothing, so it cannot alter a table or switch off the
+//! append-only triggers, and is no superuser, so no `COPY … TO PROGRAM`).
+//!
 //! PostgreSQL refuses to run as root, so when wardend runs as root the cluster is created
 //! and started as the `postgres` user (`runuser`), and its directory must be reachable by
 //! that user.
@@ -21,6 +29,71 @@ pub struct EmbeddedPostgres {
     port: u16,
     as_postgres: bool,
     started_here: bool,
+    secrets: Secrets,
+}
+
+/// The generated passwords of the three roles.
+#[derive(Clone, Default)]
+struct Secrets {
+    superuser: String,
+    owner: String,
+    runtime: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets([redacted])")
+    }
+}
+
+/// The runtime role's name.
+pub const RUNTIME_ROLE: &str = "warden_app";
+/// The migration owner's name.
+pub const OWNER_ROLE: &str = "warden_owner";
+
+impl Secrets {
+    /// Reads the passwords kept in `<data_dir>/postgres-auth`, making any that is missing.
+    fn load(data_dir: &Path) -> anyhow::Result<Secrets> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = data_dir.join("postgres-auth");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let one = |name: &str| -> anyhow::Result<String> {
+            let path = dir.join(format!("{name}.password"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let text = text.trim().to_owned();
+                if !text.is_empty() {
+                    return Ok(text);
+                }
+            }
+            let mut b = [0u8; 24];
+            getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let pw = hex::encode(b);
+            write_private(&path, &pw)?;
+            Ok(pw)
+        };
+        Ok(Secrets {
+            superuser: one("postgres")?,
+            owner: one(OWNER_ROLE)?,
+            runtime: one(RUNTIME_ROLE)?,
+        })
+    }
+}
+
+/// Writes `text` to a new file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
 }
 
 fn is_root() -> bool {
@@ -71,6 +144,7 @@ impl EmbeddedPostgres {
             port: 0,
             as_postgres,
             started_here: false,
+            secrets: Secrets::default(),
         };
         if as_postgres && !Self::postgres_can_reach(&data_dir) {
             bail!(
@@ -79,25 +153,35 @@ impl EmbeddedPostgres {
                 data_dir.display()
             );
         }
+        let secrets = Secrets::load(&data_dir)?;
         if !pg.dir.join("PG_VERSION").is_file() {
             std::fs::create_dir_all(&pg.dir)?;
-            pg.chown()?;
-            pg.run(
+            pg.chown(&pg.dir)?;
+            // The superuser's password reaches initdb in a file only it can read, removed
+            // at once.
+            let pwfile = data_dir.join("postgres.pwfile");
+            write_private(&pwfile, &secrets.superuser)?;
+            pg.chown(&pwfile)?;
+            let made = pg.run(
                 "initdb",
                 &[
                     "-D",
                     &pg.dir_str(),
                     "-A",
-                    "trust",
+                    "scram-sha-256",
+                    "--pwfile",
+                    &pwfile.to_string_lossy(),
                     "-U",
                     "postgres",
                     "-E",
                     "UTF8",
                 ],
-            )
-            .context("initdb failed")?;
+            );
+            let _ = std::fs::remove_file(&pwfile);
+            made.context("initdb failed")?;
             tracing::info!(dir = %pg.dir.display(), "created private postgres cluster");
         }
+        pg.secrets = secrets;
         if let Some(port) = pg.running_port() {
             pg.port = port;
             tracing::info!(port, "adopting private postgres already running");
@@ -131,8 +215,106 @@ impl EmbeddedPostgres {
         Ok(pg)
     }
 
+    /// The runtime role's URL: what the daemon uses.
     pub fn url(&self) -> String {
+        self.url_as(RUNTIME_ROLE, &self.secrets.runtime)
+    }
+
+    /// The migration owner's URL.
+    pub fn owner_url(&self) -> String {
+        self.url_as(OWNER_ROLE, &self.secrets.owner)
+    }
+
+    /// The URL without a password, which the cluster refuses (printed by the demo).
+    pub fn anonymous_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn url_as(&self, role: &str, password: &str) -> String {
+        format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// Sets the cluster up for password logins only, with the owner and runtime roles and
+    /// the runtime role's privileges (idempotent: run on every start). A cluster an older
+    /// Warden made with `trust` is converted here: its superuser gets its password before
+    /// `trust` goes.
+    pub async fn secure(&self) -> anyhow::Result<()> {
+        use sqlx::Connection as _;
+        let url = self.url_as("postgres", &self.secrets.superuser);
+        let mut su = sqlx::PgConnection::connect(&url)
+            .await
+            .context("signing in to the private postgres as its superuser (the password in postgres-auth/postgres.password)")?;
+        let set_password = |role: &str, pw: &str| format!("ALTER ROLE {role} PASSWORD '{pw}'");
+        let mut steps: Vec<String> = vec![
+            set_password("postgres", &self.secrets.superuser),
+            format!(
+                "DO $$ BEGIN \
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN \
+                     CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB; END IF; \
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{RUNTIME_ROLE}') THEN \
+                     CREATE ROLE {RUNTIME_ROLE} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOINHERIT; END IF; \
+                 END $$"
+            ),
+            set_password(OWNER_ROLE, &self.secrets.owner),
+            set_password(RUNTIME_ROLE, &self.secrets.runtime),
+            format!("ALTER SCHEMA public OWNER TO {OWNER_ROLE}"),
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC".into(),
+            // What an older Warden created as the superuser passes to the owner.
+            format!(
+                "DO $$ DECLARE r record; BEGIN \
+                   FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c \
+                       JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+                         AND pg_get_userbyid(c.relowner) <> '{OWNER_ROLE}' \
+                         AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d \
+                             WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))) LOOP \
+                     EXECUTE format('ALTER %s %s OWNER TO {OWNER_ROLE}', \
+                       CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' \
+                         WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' \
+                         ELSE 'TABLE' END, r.name); \
+                   END LOOP; \
+                   FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p \
+                       JOIN pg_namespace n ON n.oid = p.pronamespace \
+                       WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> '{OWNER_ROLE}' LOOP \
+                     EXECUTE format('ALTER ROUTINE %s OWNER TO {OWNER_ROLE}', r.name); \
+                   END LOOP; \
+                 END $$"
+            ),
+            format!("GRANT USAGE ON SCHEMA public TO {RUNTIME_ROLE}"),
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA public \
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {RUNTIME_ROLE}"
+            ),
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA public \
+                 GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {RUNTIME_ROLE}"
+            ),
+        ];
+        steps.extend(grants());
+        for step in steps {
+            sqlx::query(sqlx::AssertSqlSafe(step))
+                .execute(&mut su)
+                .await
+                .context("setting up the private postgres's roles")?;
+        }
+        // Password logins only, from now on (and for a converted `trust` cluster, at once).
+        let hba = "# Written by wardend on every start: password (scram-sha-256) logins only.\n\
+                   local all all scram-sha-256\n\
+                   host all all 127.0.0.1/32 scram-sha-256\n\
+                   host all all ::1/128 scram-sha-256\n";
+        let path = self.dir.join("pg_hba.conf");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(hba) {
+            std::fs::write(&path, hba).with_context(|| format!("writing {}", path.display()))?;
+            sqlx::query("SELECT pg_reload_conf()")
+                .execute(&mut su)
+                .await?;
+            tracing::info!("private postgres: password logins only (pg_hba.conf rewritten)");
+        }
+        su.close().await?;
+        Ok(())
     }
 
     /// Stops the cluster (fast shutdown: open transactions roll back, committed data stays).
@@ -162,15 +344,15 @@ impl EmbeddedPostgres {
             .is_ok_and(|s| s.success())
     }
 
-    fn chown(&self) -> anyhow::Result<()> {
+    fn chown(&self, path: &Path) -> anyhow::Result<()> {
         if self.as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
-                .arg(&self.dir)
+                .arg(path)
                 .status()?
                 .success();
             if !ok {
-                bail!("chown postgres {} failed", self.dir.display());
+                bail!("chown postgres {} failed", path.display());
             }
         }
         Ok(())
@@ -225,4 +407,15 @@ impl EmbeddedPostgres {
 fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The runtime role's privileges on what exists now (new tables get them by default
+/// privileges); run again after migrations as the owner.
+pub fn grants() -> Vec<String> {
+    vec![
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}"
+        ),
+        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {RUNTIME_ROLE}"),
+    ]
 }

@@ -210,7 +210,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
     match command {
         Command::Run => {
             let metrics = warden_telemetry::install_prometheus().map_err(anyhow::Error::msg)?;
-            let db = run::Database::open(&cfg)?;
+            let db = run::Database::open(&cfg).await?;
             #[cfg(feature = "embedded-broker")]
             let cfg = if cfg.broker.embedded {
                 let mut cfg = cfg;
@@ -227,18 +227,15 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             result
         }
         Command::Migrate => {
-            let db = run::Database::open(&cfg)?;
-            let store = warden_store::Store::connect(&db.url, 2)
-                .await
-                .context("connecting to postgres")?;
-            let result = store.migrate().await.context("applying migrations");
+            let db = run::Database::open(&cfg).await?;
+            let result = db.migrate().await;
             db.stop();
             result?;
             println!("migrations applied");
             Ok(())
         }
         Command::Rekey { batch } => {
-            let db = run::Database::open(&cfg)?;
+            let db = run::Database::open(&cfg).await?;
             let store = warden_store::Store::connect(&db.url, 2)
                 .await
                 .context("connecting to postgres")?;
@@ -264,7 +261,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                     dc09_supervision,
                 },
         } => {
-            let db = run::Database::open(&cfg)?;
+            let db = run::Database::open(&cfg).await?;
             let result = async {
                 let store = run::connect(&cfg, &db.url).await?;
                 let interval = test_interval
@@ -379,7 +376,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
-            let db = run::Database::open(&cfg)?;
+            let db = run::Database::open(&cfg).await?;
             let result = async {
                 let store = run::connect(&cfg, &db.url).await?;
                 let user = warden_console::add_or_reset_user(

@@ -40,24 +40,64 @@ pub struct Receivers {
 
 /// The database the configuration names, or a private cluster started for it.
 pub struct Database {
+    /// What the daemon connects with (with the private cluster: its runtime role).
     pub url: String,
     pub embedded: Option<EmbeddedPostgres>,
 }
 
 impl Database {
-    pub fn open(cfg: &Config) -> anyhow::Result<Self> {
+    /// The configured database, or the private cluster, started, secured and (with
+    /// `auto_migrate`) migrated by its owner role.
+    pub async fn open(cfg: &Config) -> anyhow::Result<Self> {
         if let Some(url) = &cfg.database.url {
-            Ok(Self {
+            return Ok(Self {
                 url: url.expose().to_owned(),
                 embedded: None,
-            })
-        } else {
-            let pg = EmbeddedPostgres::start(&cfg.data_dir)?;
-            Ok(Self {
-                url: pg.url(),
-                embedded: Some(pg),
-            })
+            });
         }
+        let pg = EmbeddedPostgres::start(&cfg.data_dir)?;
+        let db = Self {
+            url: pg.url(),
+            embedded: Some(pg),
+        };
+        if let Err(e) = db.prepare(cfg.database.auto_migrate).await {
+            db.stop();
+            return Err(e);
+        }
+        Ok(db)
+    }
+
+    async fn prepare(&self, migrate: bool) -> anyhow::Result<()> {
+        if let Some(pg) = &self.embedded {
+            pg.secure().await?;
+            if migrate {
+                self.migrate().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the migrations: with the private cluster as its owner role (then the runtime
+    /// role is granted what they created), else with the configured URL.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let url = self
+            .embedded
+            .as_ref()
+            .map_or_else(|| self.url.clone(), EmbeddedPostgres::owner_url);
+        let store = Store::connect(&url, 1)
+            .await
+            .context("connecting to postgres to migrate")?;
+        store.migrate().await.context("applying migrations")?;
+        if self.embedded.is_some() {
+            for g in crate::embedded_pg::grants() {
+                sqlx::query(sqlx::AssertSqlSafe(g))
+                    .execute(store.pool())
+                    .await
+                    .context("granting the runtime role")?;
+            }
+        }
+        store.pool().close().await;
+        Ok(())
     }
 
     pub fn stop(&self) {
@@ -73,7 +113,8 @@ pub async fn connect(cfg: &Config, url: &str) -> anyhow::Result<Store> {
     let store = Store::connect(url, cfg.database.max_connections)
         .await
         .context("connecting to postgres")?;
-    if cfg.database.auto_migrate {
+    // The private cluster was migrated by its owner role when it was opened.
+    if cfg.database.auto_migrate && cfg.database.url.is_some() {
         store.migrate().await.context("applying migrations")?;
     }
     Ok(store)

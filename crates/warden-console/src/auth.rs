@@ -404,20 +404,15 @@ pub async fn login(
     let cfg = c.cfg();
     let ip = client_ip(&c, peer.ip(), &headers);
     let username = body.username.trim().to_lowercase();
-    // Every refused sign-in is recorded, with the real client address.
-    let refused = async |user_id: Option<i64>, reason: &'static str, failures: Option<i32>| {
-        login_failed(reason);
-        let a = AuditWrite {
+    // A sign-in's audit line: Warden's request id and the real client address.
+    let session_line =
+        |user_id: Option<i64>, action: &str, after: Option<serde_json::Value>| AuditWrite {
             user_id,
-            action: "login.refused".to_owned(),
+            action: action.to_owned(),
             object_type: "session".into(),
             object_id: None,
             before: None,
-            after: Some(serde_json::json!({
-                "username": username.chars().take(100).collect::<String>(),
-                "reason": reason,
-                "failed_logins": failures,
-            })),
+            after,
             request_id: headers
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
@@ -425,6 +420,18 @@ pub async fn login(
             ip: Some(ip.to_string()),
             at: None,
         };
+    // Every refused sign-in is recorded.
+    let refused = async |user_id: Option<i64>, reason: &'static str, failures: Option<i32>| {
+        login_failed(reason);
+        let a = session_line(
+            user_id,
+            "login.refused",
+            Some(serde_json::json!({
+                "username": username.chars().take(100).collect::<String>(),
+                "reason": reason,
+                "failed_logins": failures,
+            })),
+        );
         if let Err(e) = c.store().audit(&a).await {
             tracing::warn!(error = %e, "a refused sign-in could not be recorded");
         }
@@ -509,20 +516,7 @@ pub async fn login(
         )
         .await?;
     c.store()
-        .audit(&AuditWrite {
-            user_id: Some(user.id),
-            action: "login".to_owned(),
-            object_type: "session".into(),
-            object_id: None,
-            before: None,
-            after: None,
-            request_id: headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            ip: Some(ip.to_string()),
-            at: None,
-        })
+        .audit(&session_line(Some(user.id), "login", None))
         .await?;
     metrics::counter!(m::CONSOLE_LOGINS, "outcome" => "ok").increment(1);
     tracing::info!(user = user.id, "console sign-in");

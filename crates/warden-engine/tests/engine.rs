@@ -403,6 +403,14 @@ async fn a_signal_committed_but_never_handed_to_the_engine_is_caught_up_while_it
         .await,
         "the catch-up triaged it"
     );
+    // A catch-up pass shows as replaying while it runs (every 300 ms here, longer on a
+    // loaded machine); between passes the engine is running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while engine.health().state != warden_engine::EngineState::Running
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(engine.health().state, warden_engine::EngineState::Running);
     stop.cancel();
     task.await.expect("engine task");

@@ -3,6 +3,7 @@
 //! `warden-store` and `warden-ingest` and the benchmarks use it (as a dev-dependency);
 //! nothing here is a stand-in for a shipped part.
 //!
+//! * [`certs`]: a throwaway CA and certificates it signs (the `openssl` command line).
 //! * [`net`]: free loopback ports, polling with a deadline, a minimal HTTP GET.
 //! * [`db`]: a throwaway database per test on the `$DATABASE_URL` server ([`TestDb`]), a
 //!   private cluster that can be stopped and started ([`PrivatePg`]).
@@ -14,6 +15,7 @@
 //! * [`wardend`]: the `wardend` binary and a running daemon ([`Wardend`]).
 //! * `ingest` (feature `ingest`): Warden's ingest running in-process against a test database.
 
+pub mod certs;
 pub mod db;
 #[cfg(feature = "ingest")]
 pub mod ingest;

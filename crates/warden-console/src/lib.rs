@@ -28,6 +28,7 @@ mod rejected;
 pub mod roles;
 mod text;
 mod throttle;
+pub mod tls;
 mod totp;
 mod view;
 
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
@@ -75,8 +76,14 @@ impl std::ops::Deref for OpenApiDocument {
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
     /// Mark the session cookie `Secure` (browsers then send it only over HTTPS, or to
-    /// localhost). Turn off only behind a TLS-terminating proxy on a trusted network.
+    /// localhost). Keep it on: with [`ConsoleConfig::tls`] or behind a TLS-terminating
+    /// proxy the browser is on HTTPS anyway; turning it off lets a session cookie travel in
+    /// clear on any plain-HTTP request a network attacker can provoke.
     pub cookie_secure: bool,
+    /// Serve HTTPS only, with this certificate and key (reloaded when the files change,
+    /// see [`tls`]); answers then carry `Strict-Transport-Security`. `None`: plain HTTP
+    /// (behind a TLS-terminating proxy).
+    pub tls: Option<tls::TlsFiles>,
     /// A session ends this long after sign-in, whatever happens.
     pub session_ttl: Duration,
     /// A session ends after this long without a request.
@@ -134,6 +141,7 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
             cookie_secure: true,
+            tls: None,
             session_ttl: Duration::from_hours(12),
             idle_timeout: Duration::from_hours(2),
             max_body_bytes: 64 * 1024,
@@ -387,6 +395,12 @@ pub fn router(c: Console) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        // The console uses no camera, microphone, location, payment or device APIs: a
+        // script injected despite the CSP cannot ask for them either.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PERMISSIONS_POLICY),
+        ))
         .with_state(c)
 }
 
@@ -416,8 +430,17 @@ async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The `Permissions-Policy` of every answer.
+pub const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=()";
+
+/// The `Strict-Transport-Security` of every answer over HTTPS (a year; never sent over
+/// plain HTTP, where it would mean nothing and could pin a proxy-less install to HTTPS).
+pub const HSTS: &str = "max-age=31536000";
+
 /// Serves the console on `listener` until `shutdown`, with the header-read timeout and
-/// connection caps of its configuration (see [`listen`]).
+/// connection caps of its configuration (see [`listen`]), over HTTPS when
+/// [`ConsoleConfig::tls`] is set (an error here: the certificate or key did not load).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     console: Console,
@@ -431,7 +454,24 @@ pub async fn serve(
         max_connections: cfg.max_connections,
         max_connections_per_address: cfg.max_connections_per_address,
     };
-    listen::serve(listener, router(console), limits, shutdown).await
+    let Some(files) = cfg.tls.clone() else {
+        return listen::serve(listener, router(console), limits, shutdown).await;
+    };
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let resolver = Arc::new(
+        tls::Reloading::new("console", files).map_err(|e| invalid(format!("console tls: {e}")))?,
+    );
+    let config = resolver
+        .server_config()
+        .map_err(|e| invalid(format!("console tls: {e}")))?;
+    let watcher = tokio::spawn(tls::watch(resolver, shutdown.clone()));
+    let app = router(console).layer(SetResponseHeaderLayer::overriding(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    ));
+    let served = listen::serve_tls(listener, app, limits, Some(config), shutdown).await;
+    watcher.abort();
+    served
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@
 //!   closes: the place is tied to the socket itself, not to hyper's connection task.
 //! - Every request carries `ConnectInfo<SocketAddr>`, the peer's address, as with
 //!   `into_make_service_with_connect_info`.
+//! - With TLS ([`serve_tls`]) the handshake comes first, off the accept loop, and must
+//!   finish within the same `header_read_timeout`; a handshake that fails or is too slow
+//!   (plain HTTP sent to the HTTPS port, say) closes the connection and is counted
+//!   (`warden_http_tls_handshake_failures_total`). The connection holds its place under the
+//!   caps from the moment it is accepted, handshake included.
 //! - On `shutdown` the listener stops accepting, every connection finishes the request in
 //!   flight and closes (HTTP/1 graceful shutdown), and `serve` returns once they have.
 
@@ -66,6 +71,19 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    serve_tls(listener, app, limits, None, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is given (HTTPS only: a client that does not start a
+/// TLS handshake is closed).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     m::register_zero(m::LISTENER_ZERO);
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -90,14 +108,26 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let io = TokioIo::new(Held {
+        let held = Held {
             stream,
             _slot: slot,
-        });
-        tracker.spawn(
-            connection(io, app.clone(), peer, limits, shutdown.clone())
-                .instrument(tracing::debug_span!("http_connection", listener = limits.name, %peer)),
-        );
+        };
+        let span = tracing::debug_span!("http_connection", listener = limits.name, %peer);
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        if let Some(acceptor) = acceptor.clone() {
+            tracker.spawn(
+                async move {
+                    if let Some(tls) = handshake(&acceptor, held, limits, &shutdown).await {
+                        connection(TokioIo::new(tls), app, peer, limits, shutdown).await;
+                    }
+                }
+                .instrument(span),
+            );
+        } else {
+            tracker.spawn(
+                connection(TokioIo::new(held), app, peer, limits, shutdown).instrument(span),
+            );
+        }
     }
     drop(listener);
     tracker.close();
@@ -105,15 +135,43 @@ pub async fn serve(
     Ok(())
 }
 
+/// The TLS handshake of a connection, bounded by the header-read timeout; `None` (counted
+/// and logged at debug) when it failed, took too long or `shutdown` came first.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    held: Held,
+    limits: Limits,
+    shutdown: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<Held>> {
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(held)) => r,
+        () = shutdown.cancelled() => return None,
+    };
+    let error = match accepted {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "not finished within the header-read timeout".to_owned(),
+    };
+    metrics::counter!(m::LISTENER_TLS_HANDSHAKE_FAILURES, "listener" => limits.name).increment(1);
+    tracing::debug!(
+        listener = limits.name,
+        error,
+        "tls handshake failed; connection closed"
+    );
+    None
+}
+
 /// Serves one connection until it closes, or until `shutdown` lets its request in flight
 /// finish.
-async fn connection(
-    io: TokioIo<Held>,
+async fn connection<I>(
+    io: TokioIo<I>,
     app: Router,
     peer: SocketAddr,
     limits: Limits,
     shutdown: CancellationToken,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnectInfo(peer));

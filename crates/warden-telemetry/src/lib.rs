@@ -140,6 +140,13 @@ pub const LISTENER_REFUSED: &str = "warden_http_connections_refused_total";
 /// HTTP connections closed because the client did not send a request's head within the
 /// listener's `header_read_timeout` (slow or idle clients). Labels: `listener`.
 pub const LISTENER_HEADER_TIMEOUTS: &str = "warden_http_header_timeouts_total";
+/// TLS handshakes on an HTTPS listener that failed or did not finish within the
+/// listener's `header_read_timeout`. Labels: `listener`.
+pub const LISTENER_TLS_HANDSHAKE_FAILURES: &str = "warden_http_tls_handshake_failures_total";
+/// Reloads of a listener's certificate and key after their files changed. Labels:
+/// `listener`, `result` (ok: the new pair is served; error: the files did not load and the
+/// previous pair is still served).
+pub const LISTENER_TLS_RELOADS: &str = "warden_http_tls_reloads_total";
 /// Out-of-hours jobs logged. Labels: `routed` (true/false).
 pub const OOH_JOBS: &str = "warden_ooh_jobs_total";
 /// Pages delivered, given up or cancelled (the incident was answered before the channel
@@ -216,6 +223,8 @@ pub const KEY_SAFE_REVEAL_OUTCOMES: &[&str] = &["held", "override", "refused", "
 pub const LISTENERS: &[&str] = &["console", "admin"];
 /// Every `reason` of [`LISTENER_REFUSED`].
 pub const LISTENER_REFUSE_REASONS: &[&str] = &["total", "per_address"];
+/// Every `result` of [`LISTENER_TLS_RELOADS`].
+pub const TLS_RELOAD_RESULTS: &[&str] = &["ok", "error"];
 /// Every `routed` value of [`OOH_JOBS`].
 pub const OOH_ROUTED: &[&str] = &["true", "false"];
 
@@ -282,6 +291,14 @@ pub const LISTENER_ZERO: &[ZeroCounter] = &[
     ZeroCounter {
         name: LISTENER_HEADER_TIMEOUTS,
         labels: &[("listener", LISTENERS)],
+    },
+    ZeroCounter {
+        name: LISTENER_TLS_HANDSHAKE_FAILURES,
+        labels: &[("listener", LISTENERS)],
+    },
+    ZeroCounter {
+        name: LISTENER_TLS_RELOADS,
+        labels: &[("listener", LISTENERS), ("result", TLS_RELOAD_RESULTS)],
     },
 ];
 
@@ -603,6 +620,14 @@ pub fn describe() {
         "HTTP connections closed because the request head was not sent in time"
     );
     describe_counter!(
+        LISTENER_TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes on an HTTPS listener that failed or timed out"
+    );
+    describe_counter!(
+        LISTENER_TLS_RELOADS,
+        "Reloads of a listener's certificate and key after their files changed, by result"
+    );
+    describe_counter!(
         OOH_JOBS,
         "Out-of-hours jobs logged, by whether they were routed"
     );
@@ -863,6 +888,8 @@ mod tests {
             super::LISTENER_CONNECTIONS,
             super::LISTENER_REFUSED,
             super::LISTENER_HEADER_TIMEOUTS,
+            super::LISTENER_TLS_HANDSHAKE_FAILURES,
+            super::LISTENER_TLS_RELOADS,
             super::OOH_JOBS,
             super::PAGES,
             super::PAGES_ACKNOWLEDGED,

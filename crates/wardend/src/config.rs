@@ -178,7 +178,16 @@ pub struct ConsoleSection {
     pub enabled: bool,
     pub listen: SocketAddr,
     /// Send the session cookie only over HTTPS (browsers also accept it on localhost).
+    /// Keep it true, with `tls_cert` or behind a TLS-terminating proxy alike.
     pub cookie_secure: bool,
+    /// PEM certificate (then any intermediates) and PEM private key: set both to serve the
+    /// console over HTTPS only (rustls), with `Strict-Transport-Security`. The files are
+    /// looked at every 5 s and a changed pair is served from the next connection on; a pair
+    /// that does not load is logged and the previous one kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// A session ends this long after sign-in.
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
@@ -214,9 +223,19 @@ pub struct ConsoleSection {
 }
 
 impl ConsoleSection {
+    /// The certificate and key files, when both are set.
+    pub fn tls_files(&self) -> Option<warden_console::tls::TlsFiles> {
+        Some(warden_console::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            reload_every: warden_console::tls::RELOAD_EVERY,
+        })
+    }
+
     pub fn to_console(&self) -> warden_console::ConsoleConfig {
         warden_console::ConsoleConfig {
             cookie_secure: self.cookie_secure,
+            tls: self.tls_files(),
             session_ttl: self.session_ttl,
             idle_timeout: self.idle_timeout,
             login_free_failures: self.login_free_failures,
@@ -293,6 +312,8 @@ impl Default for Config {
                     enabled: true,
                     listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                     cookie_secure: d.cookie_secure,
+                    tls_cert: None,
+                    tls_key: None,
                     session_ttl: d.session_ttl,
                     idle_timeout: d.idle_timeout,
                     login_free_failures: d.login_free_failures,
@@ -499,6 +520,20 @@ impl Config {
                 ));
             }
         }
+        match (&self.console.tls_cert, &self.console.tls_key) {
+            (Some(_), None) => {
+                errors.push("console.tls_key: required with console.tls_cert".into());
+            }
+            (None, Some(_)) => {
+                errors.push("console.tls_cert: required with console.tls_key".into());
+            }
+            _ => {}
+        }
+        if let Some(files) = self.console.tls_files()
+            && let Err(e) = warden_console::tls::load(&files)
+        {
+            errors.push(format!("console.tls_cert / tls_key: {e}"));
+        }
         if self.console.request_timeout.is_zero() {
             errors.push("console.request_timeout: must be more than 0".into());
         }
@@ -657,6 +692,33 @@ mod tests {
                 "{want}: {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn console_tls_needs_both_files_and_files_that_load() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, "[console]\ntls_cert = \"/nonexistent/cert.pem\"\n").expect("write");
+        let errors = Config::load(Some(&path)).expect_err("half a pair").0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e == "console.tls_key: required with console.tls_cert"),
+            "{errors:?}"
+        );
+        std::fs::write(
+            &path,
+            "[console]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("missing files").0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("console.tls_cert / tls_key: cannot read /nonexistent/cert.pem")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -271,6 +271,11 @@ pub async fn run(
     .context("rebuilding triage state")?;
     let console_stop = CancellationToken::new();
     let console = if cfg.console.enabled {
+        // Checked with the configuration; again here, as an error once the console's task
+        // runs would not stop the start.
+        if let Some(files) = cfg.console.tls_files() {
+            warden_console::tls::load(&files).context("loading the console's certificate")?;
+        }
         let listener = tokio::net::TcpListener::bind(cfg.console.listen)
             .await
             .with_context(|| format!("binding the console to {}", cfg.console.listen))?;

@@ -46,9 +46,9 @@ pub struct Database {
 
 impl Database {
     pub fn open(cfg: &Config) -> anyhow::Result<Self> {
-        if let Some(url) = &cfg.database.url {
+        if let Some(url) = cfg.database.effective_url() {
             Ok(Self {
-                url: url.expose().to_owned(),
+                url,
                 embedded: None,
             })
         } else {

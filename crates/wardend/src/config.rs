@@ -263,6 +263,66 @@ pub struct BrokerConfig {
     /// external broker such as Mosquitto or a cluster.
     pub embedded: bool,
     pub listen: SocketAddr,
+    /// A TLS listener of the embedded broker for units across a network (the plain
+    /// `listen` then stays on loopback for Warden itself); needs `tls_cert` and `tls_key`,
+    /// reloaded when the files change. See `broker_tls.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (PEM) on the TLS listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl BrokerConfig {
+    /// The TLS listener's settings, when `tls_listen`, `tls_cert` and `tls_key` are set.
+    #[cfg(feature = "embedded-broker")]
+    pub fn tls(&self) -> Option<crate::broker_tls::BrokerTls> {
+        Some(crate::broker_tls::BrokerTls {
+            listen: self.tls_listen?,
+            files: warden_console::tls::TlsFiles {
+                cert: self.tls_cert.clone()?,
+                key: self.tls_key.clone()?,
+                reload_every: warden_console::tls::RELOAD_EVERY,
+            },
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    fn check(&self, errors: &mut Vec<String>) {
+        let any = self.tls_listen.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_client_ca.is_some();
+        if !any {
+            return;
+        }
+        if !self.embedded {
+            errors
+                .push("broker.tls_*: only for the embedded broker (broker.embedded = true)".into());
+        }
+        let (Some(_), Some(cert), Some(key)) = (&self.tls_listen, &self.tls_cert, &self.tls_key)
+        else {
+            errors.push("broker.tls_listen, tls_cert and tls_key: give all three".into());
+            return;
+        };
+        let files = warden_console::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_every: warden_console::tls::RELOAD_EVERY,
+        };
+        if let Err(e) = warden_console::tls::load(&files) {
+            errors.push(format!("broker.tls_cert / tls_key: {e}"));
+        }
+        if let Some(ca) = &self.tls_client_ca
+            && let Err(e) = warden_console::tls::roots(ca)
+        {
+            errors.push(format!("broker.tls_client_ca: {e}"));
+        }
+    }
 }
 
 impl Default for Config {
@@ -325,6 +385,10 @@ impl Default for Config {
             broker: BrokerConfig {
                 embedded: false,
                 listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+                tls_listen: None,
+                tls_cert: None,
+                tls_key: None,
+                tls_client_ca: None,
             },
             dc09: None,
             scaip: None,
@@ -530,6 +594,7 @@ impl Config {
                 errors.push(format!("serial name {:?} is used twice", s.name));
             }
         }
+        self.broker.check(&mut errors);
         if self.broker.embedded && !cfg!(feature = "embedded-broker") {
             errors.push(
                 "broker.embedded: this wardend was built without the embedded-broker feature"

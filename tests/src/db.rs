@@ -135,6 +135,53 @@ pub fn try_count(url: &str, sql: &str) -> Option<i64> {
 impl PrivatePg {
     /// `initdb` and start on a free port (a few seconds).
     pub fn start() -> Self {
+        let pg = Self::init();
+        pg.start_server();
+        pg
+    }
+
+    /// Like [`PrivatePg::start`], with `ssl = on` serving `server` (its certificate and
+    /// key) and a `pg_hba.conf` that admits TCP clients over TLS only (`hostssl`): a
+    /// plaintext connection is refused. [`PrivatePg::url`] names no `sslmode`.
+    pub fn start_tls(server: &crate::certs::Issued) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let pg = Self::init();
+        let crt = pg.data.join("server.crt");
+        let key = pg.data.join("server.key");
+        std::fs::copy(&server.cert, &crt).expect("copy the server certificate");
+        std::fs::copy(&server.key, &key).expect("copy the server key");
+        // Postgres refuses a key others can read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(
+            pg.data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pg.data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .expect("write postgresql.conf");
+        if running_as_root() {
+            for f in [&crt, &key] {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(f)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "chown postgres {}", f.display());
+            }
+        }
+        pg.start_server();
+        pg
+    }
+
+    /// An initialised cluster on a free port, not started.
+    fn init() -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("temp dir");
         // The cluster runs as `postgres` when we are root: let it into the temp dir.
@@ -162,7 +209,6 @@ impl PrivatePg {
             pg_tool("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"]),
             "initdb failed"
         );
-        pg.start_server();
         pg
     }
 

@@ -160,15 +160,63 @@ impl Reloading {
         }
     }
 
-    /// The rustls configuration of a listener served with this resolver.
+    /// The rustls configuration of an HTTP/1.1 listener served with this resolver.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        self.server_config_for(&[b"http/1.1"], None)
+    }
+
+    /// The rustls configuration of a listener served with this resolver, offering `alpn`
+    /// (none: no ALPN) and, with `client_roots`, admitting only clients whose certificate
+    /// one of those roots signed (mutual TLS).
+    pub fn server_config_for(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        client_roots: Option<rustls::RootCertStore>,
+    ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_roots {
+            Some(roots) => builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?,
+            ),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
+
+    /// Looks for new files every `reload_every` until `shutdown` (see [`watch`]).
+    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(watch(self.clone(), shutdown))
+    }
+}
+
+/// The CA certificates of a PEM file, as roots for verifying clients.
+pub fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
+        roots.add(cert).map_err(|source| TlsError::Pair {
+            cert: path.to_owned(),
+            key: path.to_owned(),
+            source,
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(roots)
 }
 
 impl ResolvesServerCert for Reloading {

@@ -60,6 +60,8 @@ mod store;
 mod transmitters;
 pub use transmitters::{Dc09Account, Dc09Settings};
 mod triage;
+mod url_security;
+pub use url_security::plaintext_risk;
 mod writer;
 
 pub use console::{

@@ -220,7 +220,7 @@ pub const CONSOLE_LOGIN_OUTCOMES: &[&str] = &[
 pub const KEY_SAFE_REVEAL_OUTCOMES: &[&str] = &["held", "override", "refused", "rate_limited"];
 /// Every `listener` of [`LISTENER_CONNECTIONS`], [`LISTENER_REFUSED`] and
 /// [`LISTENER_HEADER_TIMEOUTS`].
-pub const LISTENERS: &[&str] = &["console", "admin"];
+pub const LISTENERS: &[&str] = &["console", "admin", "broker"];
 /// Every `reason` of [`LISTENER_REFUSED`].
 pub const LISTENER_REFUSE_REASONS: &[&str] = &["total", "per_address"];
 /// Every `result` of [`LISTENER_TLS_RELOADS`].

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use warden_ingest::mqtt::MqttConfig;
 use warden_ingest::serial::SerialConfig;
 
+mod database;
 mod escalation;
+pub use database::DatabaseConfig;
 pub use escalation::EscalationSection;
 
 /// A value that must never appear in logs or `print-config` output.
@@ -75,18 +77,6 @@ pub struct Config {
     /// Keys for the encryption at rest of key-safe codes and medical notes.
     #[serde(default)]
     pub encryption: crate::encryption::EncryptionSection,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `postgres://user:password@host:port/db`. Absent: Warden runs a private cluster in
-    /// `data_dir/postgres` from the system's PostgreSQL binaries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<Secret>,
-    pub max_connections: u32,
-    /// Apply pending migrations at start-up.
-    pub auto_migrate: bool,
 }
 
 /// Shortest accepted `writer.dedupe_window`: brokers redeliver after reconnects, which take
@@ -276,6 +266,66 @@ pub struct BrokerConfig {
     /// external broker such as Mosquitto or a cluster.
     pub embedded: bool,
     pub listen: SocketAddr,
+    /// A TLS listener of the embedded broker for units across a network (the plain
+    /// `listen` then stays on loopback for Warden itself); needs `tls_cert` and `tls_key`,
+    /// reloaded when the files change. See `broker_tls.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (PEM) on the TLS listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl BrokerConfig {
+    /// The TLS listener's settings, when `tls_listen`, `tls_cert` and `tls_key` are set.
+    #[cfg(feature = "embedded-broker")]
+    pub fn tls(&self) -> Option<crate::broker_tls::BrokerTls> {
+        Some(crate::broker_tls::BrokerTls {
+            listen: self.tls_listen?,
+            files: warden_console::tls::TlsFiles {
+                cert: self.tls_cert.clone()?,
+                key: self.tls_key.clone()?,
+                reload_every: warden_console::tls::RELOAD_EVERY,
+            },
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    fn check(&self, errors: &mut Vec<String>) {
+        let any = self.tls_listen.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_client_ca.is_some();
+        if !any {
+            return;
+        }
+        if !self.embedded {
+            errors
+                .push("broker.tls_*: only for the embedded broker (broker.embedded = true)".into());
+        }
+        let (Some(_), Some(cert), Some(key)) = (&self.tls_listen, &self.tls_cert, &self.tls_key)
+        else {
+            errors.push("broker.tls_listen, tls_cert and tls_key: give all three".into());
+            return;
+        };
+        let files = warden_console::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_every: warden_console::tls::RELOAD_EVERY,
+        };
+        if let Err(e) = warden_console::tls::load(&files) {
+            errors.push(format!("broker.tls_cert / tls_key: {e}"));
+        }
+        if let Some(ca) = &self.tls_client_ca
+            && let Err(e) = warden_console::tls::roots(ca)
+        {
+            errors.push(format!("broker.tls_client_ca: {e}"));
+        }
+    }
 }
 
 impl Default for Config {
@@ -284,6 +334,8 @@ impl Default for Config {
             data_dir: PathBuf::from("warden-data"),
             database: DatabaseConfig {
                 url: None,
+                ca_file: None,
+                allow_plaintext: false,
                 max_connections: 16,
                 auto_migrate: true,
             },
@@ -336,6 +388,10 @@ impl Default for Config {
             broker: BrokerConfig {
                 embedded: false,
                 listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+                tls_listen: None,
+                tls_cert: None,
+                tls_key: None,
+                tls_client_ca: None,
             },
             dc09: None,
             scaip: None,
@@ -405,12 +461,7 @@ impl Config {
         if self.database.max_connections == 0 {
             errors.push("database.max_connections: must be positive".into());
         }
-        if let Some(url) = &self.database.url
-            && !(url.expose().starts_with("postgres://")
-                || url.expose().starts_with("postgresql://"))
-        {
-            errors.push("database.url: must start with postgres:// or postgresql://".into());
-        }
+        self.database.check(&mut errors);
         if self.writer.max_batch == 0 || self.writer.max_batch > 10_000 {
             errors.push(format!(
                 "writer.max_batch: {} is not in 1..=10000",
@@ -550,6 +601,7 @@ impl Config {
                 errors.push(format!("serial name {:?} is used twice", s.name));
             }
         }
+        self.broker.check(&mut errors);
         if self.broker.embedded && !cfg!(feature = "embedded-broker") {
             errors.push(
                 "broker.embedded: this wardend was built without the embedded-broker feature"
@@ -692,6 +744,77 @@ mod tests {
                 "{want}: {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_database_url_that_may_fall_back_to_plaintext_across_a_network_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        let load = |toml: &str| {
+            std::fs::write(&path, toml).expect("write");
+            Config::load(Some(&path))
+        };
+        for url in [
+            "postgres://w:pw@db.example/w",
+            "postgres://w:pw@db.example/w?sslmode=prefer",
+            "postgres://w:pw@10.1.2.3/w?sslmode=disable",
+        ] {
+            let errors = load(&format!("[database]\nurl = \"{url}\"\n"))
+                .expect_err(url)
+                .0;
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with("database.url: sslmode=")
+                        && e.contains("may connect without TLS")
+                        && e.contains("database.allow_plaintext")),
+                "{url}: {errors:?}"
+            );
+            assert!(
+                errors.iter().all(|e| !e.contains("pw@")),
+                "the password is shown: {errors:?}"
+            );
+            load(&format!(
+                "[database]\nurl = \"{url}\"\nallow_plaintext = true\n"
+            ))
+            .expect("allowed explicitly");
+        }
+        // Loopback needs nothing; verify-full across the network is accepted.
+        load("[database]\nurl = \"postgres://w@127.0.0.1:5432/w\"\n").expect("loopback");
+        load("[database]\nurl = \"postgres://w@db.example/w?sslmode=verify-full&sslrootcert=/etc/ca.pem\"\n")
+            .expect("verify-full");
+
+        // ca_file: verify-full unless the URL says otherwise, the file must hold a certificate.
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let cfg = load(&format!(
+            "[database]\nurl = \"postgres://w@db.example/w\"\nca_file = \"{}\"\n",
+            ca.display()
+        ))
+        .expect("ca_file makes it verify-full");
+        let url = cfg.database.effective_url().expect("url");
+        assert_eq!(
+            url,
+            format!(
+                "postgres://w@db.example/w?sslrootcert={}&sslmode=verify-full",
+                ca.display().to_string().replace('/', "%2F")
+            )
+        );
+        let errors = load(
+            "[database]\nurl = \"postgres://w@db.example/w?sslmode=require\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        )
+        .expect_err("unreadable ca_file")
+        .0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("database.ca_file: cannot read /nonexistent/ca.pem")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod admin;
 #[cfg(feature = "embedded-broker")]
 mod broker;
 mod broker_auth;
+#[cfg(feature = "embedded-broker")]
+mod broker_tls;
 mod config;
 mod decode;
 #[cfg(feature = "demo")]
@@ -217,6 +219,9 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
                 let store = run::connect(&cfg, &db.url).await?;
                 let hook = embedded_broker_login(&mut cfg, &store).await?;
                 broker::start(cfg.broker.listen, Some(hook))?;
+                if let Some(tls) = cfg.broker.tls() {
+                    broker_tls::spawn(tls, cfg.broker.listen).await?;
+                }
                 cfg
             } else {
                 cfg
@@ -396,7 +401,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<()> {
             result
         }
         #[cfg(feature = "demo")]
-        Command::Demo(args) => demo::run(args, cfg, shutdown_on_signal()).await,
+        Command::Demo(args) => Box::pin(demo::run(args, cfg, shutdown_on_signal())).await,
         Command::PrintConfig | Command::Decode(_) => Ok(()),
     }
 }

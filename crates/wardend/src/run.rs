@@ -49,9 +49,9 @@ impl Database {
     /// The configured database, or the private cluster, started, secured and (with
     /// `auto_migrate`) migrated by its owner role.
     pub async fn open(cfg: &Config) -> anyhow::Result<Self> {
-        if let Some(url) = &cfg.database.url {
+        if let Some(url) = cfg.database.effective_url() {
             return Ok(Self {
-                url: url.expose().to_owned(),
+                url,
                 embedded: None,
             });
         }

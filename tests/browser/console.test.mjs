@@ -146,7 +146,6 @@ try {
   await b.click(id("client-key-safe-reveal"));
   await b.locator(id("message")).filter({ hasText: /only while you hold an open incident/i }).waitFor({ timeout: T });
   assert.equal(await b.locator(id("client-key-safe-value")).count(), 0, "B must not see the code");
-  assert.ok(!(await b.locator("body").innerText()).includes(env("KEY_SAFE")), "the code is nowhere on B's page");
   await shot(b, "key-safe-refused-without-incident");
 
   // A adds a note and resolves with an outcome; it leaves both queues.

@@ -70,7 +70,7 @@ fn print_config_merges_the_environment_and_hides_the_database_password() {
         &[
             (
                 "WARDEN_DATABASE__URL",
-                "postgres://warden:hunter2@db.example/warden",
+                "postgres://warden:hunter2@db.example/warden?sslmode=verify-full&password=hunter3",
             ),
             ("WARDEN_ADMIN__LISTEN", "127.0.0.1:9999"),
         ],
@@ -83,10 +83,15 @@ fn print_config_merges_the_environment_and_hides_the_database_password() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("127.0.0.1:9999"), "{text}");
     assert!(
-        text.contains("postgres://warden:[redacted]@db.example/warden"),
+        text.contains(
+            "postgres://warden:[redacted]@db.example/warden?sslmode=verify-full&password=[redacted]"
+        ),
         "{text}"
     );
-    assert!(!text.contains("hunter2"), "the password leaked: {text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("hunter3"),
+        "the password leaked: {text}"
+    );
 }
 
 #[test]

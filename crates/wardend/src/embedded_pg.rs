@@ -290,8 +290,15 @@ impl EmbeddedPostgres {
             ),
             format!(
                 "ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA public \
-                 GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {RUNTIME_ROLE}"
+                 GRANT USAGE, SELECT ON SEQUENCES TO {RUNTIME_ROLE}"
             ),
+            // Identity columns need USAGE only; `setval` (UPDATE) could make ids collide.
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA public \
+                 REVOKE UPDATE ON SEQUENCES FROM {RUNTIME_ROLE}"
+            ),
+            // No temporary tables or new schemas for anyone but the owner.
+            "REVOKE CREATE, TEMPORARY ON DATABASE postgres FROM PUBLIC".into(),
         ];
         steps.extend(grants());
         for step in steps {
@@ -410,12 +417,32 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The runtime role's privileges on what exists now (new tables get them by default
-/// privileges); run again after migrations as the owner.
+/// privileges); run again after migrations as the owner. Rows of ordinary tables are read
+/// and written; the evidence tables, those guarded by the append-only trigger functions
+/// (`signals`, `quarantine`, `acks`, `incident_events`, `audit`, `ooh_updates`,
+/// `page_attempts`, `caller_message_attempts`, and any later table that uses them), are
+/// read and insert only: the code never updates or deletes them, so the role is not even
+/// allowed to try (the triggers stay as the second wall, for the owner). The migration
+/// history is read-only.
 pub fn grants() -> Vec<String> {
     vec![
         format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}"
         ),
-        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {RUNTIME_ROLE}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {RUNTIME_ROLE}"),
+        format!("REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA public FROM {RUNTIME_ROLE}"),
+        format!(
+            "DO $$ DECLARE r record; BEGIN \
+               FOR r IN SELECT DISTINCT t.tgrelid::regclass AS tbl FROM pg_trigger t \
+                   JOIN pg_proc p ON p.oid = t.tgfoid \
+                   WHERE p.proname IN ('warden_append_only', 'warden_history_only') \
+                     AND p.pronamespace = 'public'::regnamespace LOOP \
+                 EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %s FROM {RUNTIME_ROLE}', r.tbl); \
+               END LOOP; \
+               IF to_regclass('public._sqlx_migrations') IS NOT NULL THEN \
+                 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public._sqlx_migrations FROM {RUNTIME_ROLE}; \
+               END IF; \
+             END $$"
+        ),
     ]
 }

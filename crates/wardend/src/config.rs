@@ -84,6 +84,12 @@ pub struct DatabaseConfig {
     /// `data_dir/postgres` from the system's PostgreSQL binaries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
+    /// With `url`: the schema owner's `postgres://` URL. Migrations then run as the owner,
+    /// which at every start grants `url`'s role (one that owns nothing) what the daemon
+    /// needs, reading and inserting only on the append-only tables. Absent: `url`'s role
+    /// migrates and owns the tables. (The private cluster has its own two roles.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate_url: Option<Secret>,
     pub max_connections: u32,
     /// Apply pending migrations at start-up.
     pub auto_migrate: bool,
@@ -265,6 +271,7 @@ impl Default for Config {
             data_dir: PathBuf::from("warden-data"),
             database: DatabaseConfig {
                 url: None,
+                migrate_url: None,
                 max_connections: 16,
                 auto_migrate: true,
             },
@@ -389,6 +396,21 @@ impl Config {
                 || url.expose().starts_with("postgresql://"))
         {
             errors.push("database.url: must start with postgres:// or postgresql://".into());
+        }
+        if let Some(url) = &self.database.migrate_url {
+            if !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
+            {
+                errors.push(
+                    "database.migrate_url: must start with postgres:// or postgresql://".into(),
+                );
+            }
+            if self.database.url.is_none() {
+                errors.push(
+                    "database.migrate_url: only with database.url (the private cluster has its own owner role)"
+                        .into(),
+                );
+            }
         }
         if self.writer.max_batch == 0 || self.writer.max_batch > 10_000 {
             errors.push(format!(
@@ -527,8 +549,11 @@ impl Config {
     /// The configuration as TOML with secrets replaced.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        if let Some(url) = &shown.database.url {
-            shown.database.url = Some(Secret(redact_url(url.expose())));
+        for url in [&mut shown.database.url, &mut shown.database.migrate_url]
+            .into_iter()
+            .flatten()
+        {
+            *url = Secret(redact_url(url.expose()));
         }
         for key in shown.encryption.keys.values_mut() {
             *key = Secret("[redacted]".into());
@@ -587,6 +612,40 @@ mod tests {
             "postgres://warden@db/warden"
         );
         assert!(!format!("{:?}", Secret("x".into())).contains('x'));
+    }
+
+    #[test]
+    fn print_config_hides_the_owner_password_and_a_migrate_url_needs_a_url() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"postgres://warden_app:run-pw@db/warden\"\n\
+             migrate_url = \"postgres://warden_owner:owner-pw@db/warden\"\n",
+        )
+        .expect("write");
+        let shown = Config::load(Some(&path)).expect("valid").to_redacted_toml();
+        assert!(
+            !shown.contains("run-pw") && !shown.contains("owner-pw"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://warden_owner:[redacted]@db/warden"),
+            "{shown}"
+        );
+
+        std::fs::write(
+            &path,
+            "[database]\nmigrate_url = \"postgres://o:p@db/warden\"\n",
+        )
+        .expect("write");
+        let errors = Config::load(Some(&path)).expect_err("no url").0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("database.migrate_url: only with database.url")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl EmbeddedPostgres {
             // No temporary tables or new schemas for anyone but the owner.
             "REVOKE CREATE, TEMPORARY ON DATABASE postgres FROM PUBLIC".into(),
         ];
-        steps.extend(grants());
+        steps.extend(grants(RUNTIME_ROLE));
         for step in steps {
             sqlx::query(sqlx::AssertSqlSafe(step))
                 .execute(&mut su)
@@ -423,26 +423,29 @@ fn free_port() -> anyhow::Result<u16> {
 /// `page_attempts`, `caller_message_attempts`, and any later table that uses them), are
 /// read and insert only: the code never updates or deletes them, so the role is not even
 /// allowed to try (the triggers stay as the second wall, for the owner). The migration
-/// history is read-only.
-pub fn grants() -> Vec<String> {
+/// history is read-only. `role` is an SQL identifier (quoted when it needs to be).
+pub fn grants(role: &str) -> Vec<String> {
     vec![
-        format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}"
-        ),
-        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {RUNTIME_ROLE}"),
-        format!("REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA public FROM {RUNTIME_ROLE}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+        format!("REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA public FROM {role}"),
         format!(
             "DO $$ DECLARE r record; BEGIN \
                FOR r IN SELECT DISTINCT t.tgrelid::regclass AS tbl FROM pg_trigger t \
                    JOIN pg_proc p ON p.oid = t.tgfoid \
                    WHERE p.proname IN ('warden_append_only', 'warden_history_only') \
                      AND p.pronamespace = 'public'::regnamespace LOOP \
-                 EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %s FROM {RUNTIME_ROLE}', r.tbl); \
+                 EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %s FROM {role}', r.tbl); \
                END LOOP; \
                IF to_regclass('public._sqlx_migrations') IS NOT NULL THEN \
-                 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public._sqlx_migrations FROM {RUNTIME_ROLE}; \
+                 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public._sqlx_migrations FROM {role}; \
                END IF; \
              END $$"
         ),
     ]
+}
+
+/// `name` as an SQL identifier, double-quoted.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

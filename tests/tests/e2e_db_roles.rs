@@ -4,13 +4,14 @@
 //! evidence: it owns no table (so no trigger can be switched off), is no superuser (so no
 //! `COPY … TO PROGRAM`), and may only read and insert the append-only tables. Checked with
 //! the real `psql`. (A cluster `wardend` creates itself is checked the same way in
-//! `e2e_demo`.)
+//! `e2e_demo`.) With a database of one's own, `database.migrate_url` gives the same split:
+//! the owner migrates and grants, the daemon's role reads and inserts evidence only.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use warden_tests::{Wardend, daemon_command, free_port, pg_tool};
+use warden_tests::{TestDb, Wardend, daemon_command, free_port, pg_tool, server_url};
 
 /// `psql` on `url` with no password from anywhere but the URL (no prompt, no password file,
 /// no `PGPASSWORD`): `Ok(output)` or `Err(error text)`.
@@ -98,37 +99,44 @@ fn assert_locked_down(data: &Path) {
         "postgres://warden_app:{}@127.0.0.1:{port}/postgres",
         password(data, "warden_app")
     );
+    assert_evidence_safe(&runtime, "warden_app", "warden_owner");
+}
+
+/// The runtime role `role` (at `runtime`) is no superuser, owns no table (`owner` owns them
+/// all), reads and inserts evidence, and is refused every way of changing it.
+fn assert_evidence_safe(runtime: &str, role: &str, owner: &str) {
     assert_eq!(
         psql(
-            &runtime,
+            runtime,
             "SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user"
         )
         .as_deref(),
-        Ok("warden_app false"),
+        Ok(format!("{role} false").as_str()),
         "the runtime role's URL works and it is no superuser"
     );
     assert_eq!(
         psql(
-            &runtime,
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> 'warden_owner'"
+            runtime,
+            &format!("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> '{owner}'")
         )
         .as_deref(),
         Ok("0"),
-        "warden_owner owns every table"
+        "{owner} owns every table"
     );
     assert!(
-        psql(&runtime, "SELECT count(*) FROM signals").is_ok(),
+        psql(runtime, "SELECT count(*) FROM signals").is_ok(),
         "the runtime role reads the evidence"
     );
     // Evidence is written by inserting, which the runtime role may do; each tampering
     // below then has rows to work on.
     psql(
-        &runtime,
+        runtime,
         "INSERT INTO signals (id, source, link_id, kind, raw, decoded, received_at) \
          VALUES (gen_random_uuid(), 'internal', 'warden:test', 'event', '\\x00', '{}', now()); \
          INSERT INTO audit (action, object_type) VALUES ('test', 'test')",
     )
     .expect("the runtime role inserts evidence");
+    let alter_role = format!("ALTER ROLE {role} SUPERUSER");
     for tamper in [
         // The append-only trigger lets one change through (setting `acked_at` once, kept
         // for rows from before migration 0009): the privilege is not there at all.
@@ -143,10 +151,10 @@ fn assert_locked_down(data: &Path) {
         "UPDATE acks SET acked_at = now()",
         "CREATE ROLE intruder LOGIN SUPERUSER",
         "CREATE TABLE planted (i int)",
-        "ALTER ROLE warden_app SUPERUSER",
+        alter_role.as_str(),
         "DROP TABLE audit",
     ] {
-        let refused = psql(&runtime, tamper);
+        let refused = psql(runtime, tamper);
         assert!(
             refused
                 .as_ref()
@@ -154,7 +162,7 @@ fn assert_locked_down(data: &Path) {
                     || e.contains("must be owner")
                     || e.contains("must be superuser")
                     || e.contains("privilege")),
-            "as warden_app, {tamper:?} is refused: {refused:?}"
+            "as {role}, {tamper:?} is refused: {refused:?}"
         );
     }
 }
@@ -270,4 +278,77 @@ fn a_trusting_cluster_of_an_older_wardend_is_upgraded_on_start_and_keeps_its_dat
     );
     assert_locked_down(data.path());
     assert_eq!(warden.terminate(), Some(0), "{}", warden.log_text());
+}
+
+/// Drops the test's roles (after its database, which holds their objects).
+struct DropRoles(Vec<String>);
+
+impl Drop for DropRoles {
+    fn drop(&mut self) {
+        for role in &self.0 {
+            let _ = Command::new("psql")
+                .args([
+                    server_url().as_str(),
+                    "-qtAc",
+                    &format!("DROP ROLE IF EXISTS {role}"),
+                ])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn with_a_migrate_url_the_owner_migrates_and_the_daemons_role_cannot_change_evidence() {
+    let tag = format!("{}_{}", std::process::id(), free_port());
+    let (owner, app) = (format!("w_owner_{tag}"), format!("w_app_{tag}"));
+    let _roles = DropRoles(vec![app.clone(), owner.clone()]);
+    let db = TestDb::create("roles");
+    db.query(&format!(
+        "CREATE ROLE {owner} LOGIN PASSWORD 'owner-pw'; CREATE ROLE {app} LOGIN PASSWORD 'app-pw'; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT CREATE ON SCHEMA public TO {owner}"
+    ));
+    let as_role = |role: &str, pw: &str| {
+        db.url.replacen(
+            "postgres://postgres@",
+            &format!("postgres://{role}:{pw}@"),
+            1,
+        )
+    };
+    let (app_url, owner_url) = (as_role(&app, "app-pw"), as_role(&owner, "owner-pw"));
+    assert_ne!(
+        app_url, db.url,
+        "the test server's URL names postgres: {}",
+        db.url
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let wardend = |args: &[&str]| {
+        let out = daemon_command()
+            .args(args)
+            .env("WARDEN_DATABASE__URL", &app_url)
+            .env("WARDEN_DATABASE__MIGRATE_URL", &owner_url)
+            .env("WARDEN_DATA_DIR", data.path())
+            .output()
+            .expect("run wardend");
+        assert!(
+            out.status.success(),
+            "wardend {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    wardend(&["migrate"]);
+    assert_evidence_safe(&app_url, &app, &owner);
+    // A start (here a CLI command) grants again and works as the runtime role.
+    wardend(&[
+        "device",
+        "add",
+        "--account",
+        "5151",
+        "--protocol",
+        "contact_id",
+    ]);
+    assert_eq!(
+        psql(&app_url, "SELECT account FROM devices").as_deref(),
+        Ok("5151")
+    );
+    drop(db);
 }

@@ -122,7 +122,10 @@ fn the_demo_runs_with_zero_configuration_and_stops_cleanly() {
         ("CREATE ROLE intruder SUPERUSER", "must be superuser"),
         ("CREATE ROLE intruder LOGIN", "permission denied"),
         ("CREATE TABLE intruder (x int)", "permission denied"),
-        ("DELETE FROM signals", "append-only"),
+        // The evidence tables are read and insert only for the runtime role.
+        ("DELETE FROM signals", "permission denied"),
+        ("UPDATE audit SET action = 'forged'", "permission denied"),
+        ("TRUNCATE incident_events", "permission denied"),
     ] {
         let r = psql(&url, sql);
         let err = String::from_utf8_lossy(&r.stderr).to_lowercase();

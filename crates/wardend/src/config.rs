@@ -334,6 +334,7 @@ impl Default for Config {
             data_dir: PathBuf::from("warden-data"),
             database: DatabaseConfig {
                 url: None,
+                migrate_url: None,
                 ca_file: None,
                 allow_plaintext: false,
                 max_connections: 16,
@@ -614,8 +615,11 @@ impl Config {
     /// The configuration as TOML with secrets replaced.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        if let Some(url) = &shown.database.url {
-            shown.database.url = Some(Secret(redact_url(url.expose())));
+        for url in [&mut shown.database.url, &mut shown.database.migrate_url]
+            .into_iter()
+            .flatten()
+        {
+            *url = Secret(redact_url(url.expose()));
         }
         for key in shown.encryption.keys.values_mut() {
             *key = Secret("[redacted]".into());
@@ -674,6 +678,48 @@ mod tests {
             "postgres://warden@db/warden"
         );
         assert!(!format!("{:?}", Secret("x".into())).contains('x'));
+    }
+
+    #[test]
+    fn print_config_hides_the_owner_password_and_a_migrate_url_needs_a_url_and_tls() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.toml");
+        let write = |text: &str| std::fs::write(&path, text).expect("write");
+        write(
+            "[database]\nurl = \"postgres://warden_app:run-pw@db/warden?sslmode=verify-full\"\n\
+             migrate_url = \"postgres://warden_owner:owner-pw@db/warden?sslmode=verify-full\"\n",
+        );
+        let shown = Config::load(Some(&path)).expect("valid").to_redacted_toml();
+        assert!(
+            !shown.contains("run-pw") && !shown.contains("owner-pw"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://warden_owner:[redacted]@db/warden"),
+            "{shown}"
+        );
+
+        // The owner's connection carries the same secrets: no plaintext to another host.
+        write(
+            "[database]\nurl = \"postgres://a:p@db/warden?sslmode=verify-full\"\n\
+             migrate_url = \"postgres://o:p@db/warden\"\n",
+        );
+        let errors = Config::load(Some(&path)).expect_err("plaintext owner").0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("database.migrate_url: ") && e.contains("without TLS")),
+            "{errors:?}"
+        );
+
+        write("[database]\nmigrate_url = \"postgres://o:p@localhost/warden\"\n");
+        let errors = Config::load(Some(&path)).expect_err("no url").0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("database.migrate_url: only with database.url")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -290,10 +290,17 @@ impl EmbeddedPostgres {
             ),
             format!(
                 "ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA public \
-                 GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {RUNTIME_ROLE}"
+                 GRANT USAGE, SELECT ON SEQUENCES TO {RUNTIME_ROLE}"
             ),
+            // Identity columns need USAGE only; `setval` (UPDATE) could make ids collide.
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER_ROLE} IN SCHEMA public \
+                 REVOKE UPDATE ON SEQUENCES FROM {RUNTIME_ROLE}"
+            ),
+            // No temporary tables or new schemas for anyone but the owner.
+            "REVOKE CREATE, TEMPORARY ON DATABASE postgres FROM PUBLIC".into(),
         ];
-        steps.extend(grants());
+        steps.extend(grants(RUNTIME_ROLE));
         for step in steps {
             sqlx::query(sqlx::AssertSqlSafe(step))
                 .execute(&mut su)
@@ -410,12 +417,35 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The runtime role's privileges on what exists now (new tables get them by default
-/// privileges); run again after migrations as the owner.
-pub fn grants() -> Vec<String> {
+/// privileges); run again after migrations as the owner. Rows of ordinary tables are read
+/// and written; the evidence tables, those guarded by the append-only trigger functions
+/// (`signals`, `quarantine`, `acks`, `incident_events`, `audit`, `ooh_updates`,
+/// `page_attempts`, `caller_message_attempts`, and any later table that uses them), are
+/// read and insert only: the code never updates or deletes them, so the role is not even
+/// allowed to try (the triggers stay as the second wall, for the owner). The migration
+/// history is read-only. `role` is an SQL identifier (quoted when it needs to be).
+pub fn grants(role: &str) -> Vec<String> {
     vec![
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+        format!("REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA public FROM {role}"),
         format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}"
+            "DO $$ DECLARE r record; BEGIN \
+               FOR r IN SELECT DISTINCT t.tgrelid::regclass AS tbl FROM pg_trigger t \
+                   JOIN pg_proc p ON p.oid = t.tgfoid \
+                   WHERE p.proname IN ('warden_append_only', 'warden_history_only') \
+                     AND p.pronamespace = 'public'::regnamespace LOOP \
+                 EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON %s FROM {role}', r.tbl); \
+               END LOOP; \
+               IF to_regclass('public._sqlx_migrations') IS NOT NULL THEN \
+                 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public._sqlx_migrations FROM {role}; \
+               END IF; \
+             END $$"
         ),
-        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {RUNTIME_ROLE}"),
     ]
+}
+
+/// `name` as an SQL identifier, double-quoted.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -42,6 +42,8 @@ pub struct Receivers {
 pub struct Database {
     /// What the daemon connects with (with the private cluster: its runtime role).
     pub url: String,
+    /// With `url`: the schema owner's URL (`database.migrate_url`).
+    migrate_url: Option<String>,
     pub embedded: Option<EmbeddedPostgres>,
 }
 
@@ -52,12 +54,14 @@ impl Database {
         if let Some(url) = cfg.database.effective_url() {
             return Ok(Self {
                 url,
+                migrate_url: cfg.database.effective_migrate_url(),
                 embedded: None,
             });
         }
         let pg = EmbeddedPostgres::start(&cfg.data_dir)?;
         let db = Self {
             url: pg.url(),
+            migrate_url: None,
             embedded: Some(pg),
         };
         if let Err(e) = db.prepare(cfg.database.auto_migrate).await {
@@ -80,6 +84,16 @@ impl Database {
     /// Applies the migrations: with the private cluster as its owner role (then the runtime
     /// role is granted what they created), else with the configured URL.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        if self.embedded.is_none()
+            && let Some(owner) = &self.migrate_url
+        {
+            let runtime = Store::connect(&self.url, 1)
+                .await
+                .context("connecting to postgres")?;
+            let done = as_owner(owner, &runtime, true).await;
+            runtime.pool().close().await;
+            return done;
+        }
         let url = self
             .embedded
             .as_ref()
@@ -89,12 +103,7 @@ impl Database {
             .context("connecting to postgres to migrate")?;
         store.migrate().await.context("applying migrations")?;
         if self.embedded.is_some() {
-            for g in crate::embedded_pg::grants() {
-                sqlx::query(sqlx::AssertSqlSafe(g))
-                    .execute(store.pool())
-                    .await
-                    .context("granting the runtime role")?;
-            }
+            grant_runtime(&store, crate::embedded_pg::RUNTIME_ROLE).await?;
         }
         store.pool().close().await;
         Ok(())
@@ -114,10 +123,63 @@ pub async fn connect(cfg: &Config, url: &str) -> anyhow::Result<Store> {
         .await
         .context("connecting to postgres")?;
     // The private cluster was migrated by its owner role when it was opened.
-    if cfg.database.auto_migrate && cfg.database.url.is_some() {
-        store.migrate().await.context("applying migrations")?;
+    if cfg.database.url.is_some() {
+        if let Some(owner) = cfg.database.effective_migrate_url() {
+            as_owner(&owner, &store, cfg.database.auto_migrate).await?;
+        } else if cfg.database.auto_migrate {
+            store.migrate().await.context("applying migrations")?;
+        }
     }
     Ok(store)
+}
+
+/// With `database.migrate_url`: connects as the schema's owner, applies the migrations when
+/// `migrate`, and grants `runtime`'s role what the daemon needs ([`embedded_pg::grants`]),
+/// at every start, so a schema migrated by hand gets its grants too.
+///
+/// [`embedded_pg::grants`]: crate::embedded_pg::grants
+async fn as_owner(owner_url: &str, runtime: &Store, migrate: bool) -> anyhow::Result<()> {
+    let owner = Store::connect(owner_url, 1)
+        .await
+        .context("connecting to postgres as the schema's owner (database.migrate_url)")?;
+    let result = async {
+        if migrate {
+            owner.migrate().await.context("applying migrations")?;
+        }
+        let who = |store: &Store| {
+            let pool = store.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT current_user::text")
+                    .fetch_one(&pool)
+                    .await
+            }
+        };
+        let role = who(runtime).await.context("reading the runtime role")?;
+        anyhow::ensure!(
+            role.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "database.url's role {role:?}: use letters, digits, _ and - only (its name is written into GRANT statements)"
+        );
+        if role == who(&owner).await.context("reading the owner role")? {
+            tracing::warn!(%role, "database.migrate_url names the same role as database.url: it owns the tables and could switch off the append-only triggers");
+            return Ok(());
+        }
+        grant_runtime(&owner, &crate::embedded_pg::quote_ident(&role)).await
+    }
+    .await;
+    owner.pool().close().await;
+    result
+}
+
+/// Runs [`embedded_pg::grants`](crate::embedded_pg::grants) for `role` (an SQL identifier).
+async fn grant_runtime(owner: &Store, role: &str) -> anyhow::Result<()> {
+    for g in crate::embedded_pg::grants(role) {
+        sqlx::query(sqlx::AssertSqlSafe(g))
+            .execute(owner.pool())
+            .await
+            .context("granting the runtime role")?;
+    }
+    Ok(())
 }
 
 /// Warden's self-checks (on-call configuration, overdue escalation work) become internal

@@ -14,6 +14,13 @@ pub struct DatabaseConfig {
     /// `sslmode=verify-full` (with `ca_file`, or `sslrootcert=` in the URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
+    /// With `url`: the schema owner's `postgres://` URL. Migrations then run as the owner,
+    /// which at every start grants `url`'s role (one that owns nothing) what the daemon
+    /// needs, reading and inserting only on the append-only tables. Absent: `url`'s role
+    /// migrates and owns the tables. (The private cluster has its own two roles.) The same
+    /// TLS rules and `ca_file` apply to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate_url: Option<Secret>,
     /// PEM file of the CA that signed the server's certificate: added to the URL as
     /// `sslrootcert`, with `sslmode=verify-full` unless the URL names a mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,9 +37,17 @@ pub struct DatabaseConfig {
 impl DatabaseConfig {
     /// The URL Warden connects with: `url` with `ca_file` applied. `None` without `url`.
     pub fn effective_url(&self) -> Option<String> {
-        let url = self.url.as_ref()?.expose();
+        Some(self.with_ca(self.url.as_ref()?.expose()))
+    }
+
+    /// The schema owner's URL (`migrate_url`) with `ca_file` applied.
+    pub fn effective_migrate_url(&self) -> Option<String> {
+        Some(self.with_ca(self.migrate_url.as_ref()?.expose()))
+    }
+
+    fn with_ca(&self, url: &str) -> String {
         let Some(ca) = &self.ca_file else {
-            return Some(url.to_owned());
+            return url.to_owned();
         };
         let query = url.split_once('?').map_or("", |(_, q)| q);
         let mut out = url.to_owned();
@@ -44,7 +59,7 @@ impl DatabaseConfig {
         if !query_has(query, "sslmode") {
             out.push_str("&sslmode=verify-full");
         }
-        Some(out)
+        out
     }
 
     pub(super) fn check(&self, errors: &mut Vec<String>) {
@@ -54,20 +69,16 @@ impl DatabaseConfig {
                     "database.ca_file: needs database.url (the private cluster is local)".into(),
                 );
             }
-            return;
-        };
-        let url = url.expose();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            errors.push("database.url: must start with postgres:// or postgresql://".into());
-            return;
-        }
-        let query = url.split_once('?').map_or("", |(_, q)| q);
-        if let Some(ca) = &self.ca_file {
-            if query_has(query, "sslrootcert") {
+            if self.migrate_url.is_some() {
                 errors.push(
-                    "database.ca_file: the URL names an sslrootcert too; give one of them".into(),
+                    "database.migrate_url: only with database.url (the private cluster has its \
+                     own owner role)"
+                        .into(),
                 );
             }
+            return;
+        };
+        if let Some(ca) = &self.ca_file {
             match std::fs::read_to_string(ca) {
                 Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
                 Ok(_) => errors.push(format!(
@@ -80,17 +91,35 @@ impl DatabaseConfig {
                 )),
             }
         }
-        let Some(effective) = self.effective_url() else {
+        self.check_url("database.url", url.expose(), errors);
+        if let Some(owner) = &self.migrate_url {
+            self.check_url("database.migrate_url", owner.expose(), errors);
+        }
+    }
+
+    /// One of the two URLs (`key` names it in errors): its scheme, `ca_file` beside an
+    /// `sslrootcert`, and whether it may travel in plaintext.
+    fn check_url(&self, key: &str, url: &str, errors: &mut Vec<String>) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            errors.push(format!(
+                "{key}: must start with postgres:// or postgresql://"
+            ));
             return;
-        };
-        match warden_store::plaintext_risk(&effective) {
+        }
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        if self.ca_file.is_some() && query_has(query, "sslrootcert") {
+            errors.push(format!(
+                "database.ca_file: {key} names an sslrootcert too; give one of them"
+            ));
+        }
+        match warden_store::plaintext_risk(&self.with_ca(url)) {
             Ok(Some(risk)) if !self.allow_plaintext => errors.push(format!(
-                "database.url: {risk} may connect without TLS (sqlx falls back to plaintext silently \
+                "{key}: {risk} may connect without TLS (sqlx falls back to plaintext silently \
                  and checks no certificate): use sslmode=verify-full with database.ca_file (or \
                  sslrootcert= in the URL), or set database.allow_plaintext = true on a trusted network"
             )),
             Ok(_) => {}
-            Err(e) => errors.push(format!("database.url: {e}")),
+            Err(e) => errors.push(format!("{key}: {e}")),
         }
     }
 }

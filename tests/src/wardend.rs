@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::net::{free_port, http_get, wait_until};
+use crate::net::{Answer, free_port, get, wait_until};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -68,6 +68,8 @@ pub struct Wardend {
     pub admin: std::net::SocketAddr,
     /// The operator console (web UI + API), on a free port of its own.
     pub console: std::net::SocketAddr,
+    /// With [`Wardend::start_tls`]: the CA both listeners' certificate is signed by.
+    pub tls_ca: Option<PathBuf>,
     config: PathBuf,
     log: PathBuf,
     dir: tempfile::TempDir,
@@ -83,6 +85,20 @@ impl Wardend {
 
     /// Like [`Wardend::start`], with another daemon binary (a benchmark's release build).
     pub fn start_binary(binary: &Path, config: &str) -> Self {
+        Self::start_inner(binary, config, None)
+    }
+
+    /// Like [`Wardend::start`], with the admin and console listeners over HTTPS only, with
+    /// `pair` (valid for `IP:127.0.0.1`) signed by the CA whose certificate is `ca`.
+    pub fn start_tls(config: &str, pair: &crate::certs::Issued, ca: &Path) -> Self {
+        Self::start_inner(&wardend_binary(), config, Some((pair, ca)))
+    }
+
+    fn start_inner(
+        binary: &Path,
+        config: &str,
+        tls: Option<(&crate::certs::Issued, &Path)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let console = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -94,9 +110,19 @@ impl Wardend {
         } else {
             format!("data_dir = \"{}\"\n", dir.path().join("data").display())
         };
+        let tls_keys = tls.map_or_else(String::new, |(pair, _)| {
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                pair.cert.display(),
+                pair.key.display()
+            )
+        });
         std::fs::write(
             &path,
-            format!("{data_dir}{config}\n[admin]\nlisten = \"{admin}\"\n[console]\nlisten = \"{console}\"\n"),
+            format!(
+                "{data_dir}{config}\n[admin]\nlisten = \"{admin}\"\n{tls_keys}\
+                 [console]\nlisten = \"{console}\"\n{tls_keys}"
+            ),
         )
         .expect("write config");
         let log = dir.path().join("wardend.log");
@@ -105,6 +131,7 @@ impl Wardend {
             binary: binary.to_owned(),
             admin,
             console,
+            tls_ca: tls.map(|(_, ca)| ca.to_owned()),
             config: path,
             log,
             dir,
@@ -124,12 +151,13 @@ impl Wardend {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.binary.display()));
-        let admin = self.admin;
+        let (admin, ca) = (self.admin, self.tls_ca.clone());
         // A daemon that exits (bad configuration, a port taken) is reported at once.
         let mut exited = None;
         let up = wait_until(Duration::from_secs(30), || {
             exited = child.try_wait().ok().flatten();
-            exited.is_some() || http_get(admin, "/healthz").is_some_and(|(s, _)| s == 200)
+            exited.is_some()
+                || get(admin, "/healthz", ca.as_deref()).is_some_and(|a| a.status == 200)
         });
         self.child = Some(child);
         assert!(
@@ -228,10 +256,18 @@ impl Wardend {
         );
     }
 
+    /// A GET on the admin listener (over HTTPS with [`Wardend::start_tls`]).
+    pub fn admin_get(&self, path: &str) -> Option<Answer> {
+        get(self.admin, path, self.tls_ca.as_deref())
+    }
+
     /// The value of one `/metrics` sample (sum over label sets matching `selector`, which
     /// is the metric name optionally followed by `{label="value",…}` text to match).
     pub fn metric(&self, selector: &str) -> f64 {
-        let (_, body) = http_get(self.admin, "/metrics").unwrap_or_default();
+        let body = self
+            .admin_get("/metrics")
+            .map(|a| a.body)
+            .unwrap_or_default();
         body.lines()
             .filter(|l| !l.starts_with('#') && l.starts_with(selector))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))

@@ -454,24 +454,12 @@ pub async fn serve(
         max_connections: cfg.max_connections,
         max_connections_per_address: cfg.max_connections_per_address,
     };
-    let Some(files) = cfg.tls.clone() else {
-        return listen::serve(listener, router(console), limits, shutdown).await;
-    };
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let resolver = Arc::new(
-        tls::Reloading::new("console", files).map_err(|e| invalid(format!("console tls: {e}")))?,
-    );
-    let config = resolver
-        .server_config()
-        .map_err(|e| invalid(format!("console tls: {e}")))?;
-    let watcher = tokio::spawn(tls::watch(resolver, shutdown.clone()));
-    let app = router(console).layer(SetResponseHeaderLayer::overriding(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static(HSTS),
-    ));
-    let served = listen::serve_tls(listener, app, limits, Some(config), shutdown).await;
-    watcher.abort();
-    served
+    match cfg.tls.clone() {
+        Some(files) => {
+            listen::serve_https(listener, router(console), limits, files, shutdown).await
+        }
+        None => listen::serve(listener, router(console), limits, shutdown).await,
+    }
 }
 
 #[cfg(test)]

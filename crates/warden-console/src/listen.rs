@@ -135,6 +135,34 @@ pub async fn serve_tls(
     Ok(())
 }
 
+/// Serves `app` over HTTPS only with the certificate and key of `files` (reloaded when they
+/// change, see [`crate::tls`]), every answer carrying `Strict-Transport-Security`. An error
+/// at once when the pair does not load.
+pub async fn serve_https(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    files: crate::tls::TlsFiles,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let resolver = Arc::new(
+        crate::tls::Reloading::new(limits.name, files)
+            .map_err(|e| invalid(format!("{} tls: {e}", limits.section)))?,
+    );
+    let config = resolver
+        .server_config()
+        .map_err(|e| invalid(format!("{} tls: {e}", limits.section)))?;
+    let watcher = resolver.watch(shutdown.clone());
+    let app = app.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static(crate::HSTS),
+    ));
+    let served = serve_tls(listener, app, limits, Some(config), shutdown).await;
+    watcher.abort();
+    served
+}
+
 /// The TLS handshake of a connection, bounded by the header-read timeout; `None` (counted
 /// and logged at debug) when it failed, took too long or `shutdown` came first.
 async fn handshake(

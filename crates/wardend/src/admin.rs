@@ -24,7 +24,8 @@ struct AppState {
 }
 
 /// Binds the admin listener; returns the bound address and the serving future (with the
-/// header-read timeout and connection caps of `limits`, as the console's listener).
+/// header-read timeout and connection caps of `limits`, as the console's listener; over
+/// HTTPS only when `tls_cert` and `tls_key` are set).
 pub async fn bind(
     cfg: &crate::config::AdminConfig,
     store: Store,
@@ -51,10 +52,15 @@ pub async fn bind(
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    Ok((
-        addr,
-        warden_console::listen::serve(listener, app, cfg.limits(), shutdown),
-    ))
+    let (limits, tls) = (cfg.limits(), cfg.tls_files());
+    Ok((addr, async move {
+        match tls {
+            Some(files) => {
+                warden_console::listen::serve_https(listener, app, limits, files, shutdown).await
+            }
+            None => warden_console::listen::serve(listener, app, limits, shutdown).await,
+        }
+    }))
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {

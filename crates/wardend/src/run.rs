@@ -360,8 +360,11 @@ pub async fn run(
             console_stop.clone(),
         );
         let task = tokio::spawn(
-            warden_console::serve(listener, c, console_stop.clone())
-                .instrument(tracing::info_span!("console")),
+            logged(
+                "console",
+                warden_console::serve(listener, c, console_stop.clone()),
+            )
+            .instrument(tracing::info_span!("console")),
         );
         Some((addr, task))
     } else {
@@ -400,7 +403,7 @@ pub async fn run(
         admin_stop.clone(),
     )
     .await?;
-    let admin_task = tokio::spawn(admin.instrument(tracing::info_span!("admin")));
+    let admin_task = tokio::spawn(logged("admin", admin).instrument(tracing::info_span!("admin")));
     let console_addr = console.as_ref().map(|(a, _)| *a);
     let endpoints = Endpoints {
         admin: admin_addr,
@@ -458,6 +461,13 @@ pub async fn run(
     let _ = admin_task.await;
     tracing::info!(clean = drained, "wardend stopped");
     Ok(())
+}
+
+/// Runs a listener, logging why it stopped if it failed (its certificate no longer loads).
+async fn logged(listener: &'static str, serve: impl Future<Output = std::io::Result<()>>) {
+    if let Err(e) = serve.await {
+        tracing::error!(listener, error = %e, "listener stopped");
+    }
 }
 
 /// Starts every configured source (serial ports, MQTT, the DC-09 and SCAIP receivers) and

@@ -65,6 +65,15 @@ pub fn classify(sent: Result<reqwest::Response, reqwest::Error>, whom: &str) -> 
             let status = r.status();
             if status.is_success() {
                 Attempt::Delivered(format!("{whom} answered {status}"))
+            } else if status.is_redirection() {
+                let to = r
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere");
+                Attempt::Permanent(format!(
+                    "{whom} answered {status} to {to}: redirects are not followed, record the final address"
+                ))
             } else if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
                 Attempt::Temporary(format!("{whom} answered {status}"))
             } else {
@@ -139,8 +148,13 @@ impl Channels {
     pub fn new(cfg: ChannelsConfig) -> Result<Self, NotifyError> {
         // The workspace's one TLS provider; a second install is refused, harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Redirects are not followed: a page goes to the address on record or fails with the
+        // answer named, never to wherever a compromised or misconfigured receiver points
+        // (a 307 would re-send the signed page, a link to acknowledge included, elsewhere,
+        // internal addresses included).
         let http = reqwest::Client::builder()
             .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| NotifyError::Client(e.to_string()))?;
         let email = cfg.email.as_ref().map(Email::new).transpose()?;

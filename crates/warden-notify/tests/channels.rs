@@ -246,6 +246,37 @@ async fn a_permanent_refusal_fails_the_page_at_once(pool: PgPool) {
     assert_eq!(seen.lock().expect("seen").len(), 1);
 }
 
+/// A receiver that answers every page with a redirect is not followed: the page fails
+/// naming where it pointed, and the place it pointed to never sees the signed page.
+#[sqlx::test(migrations = "../warden-store/migrations")]
+async fn a_redirect_is_not_followed_and_fails_the_page_naming_it(pool: PgPool) {
+    let (elsewhere, seen_elsewhere) = receiver(vec![200]).await;
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let to = elsewhere.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    setup(&pool, &format!("http://{addr}/hook")).await;
+    let esc = escalator(&pool);
+    esc.pass(t0()).await.expect("pass");
+    esc.deliver(t0()).await.expect("deliver");
+    let (status, attempts, outcome) = page(&pool).await;
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
+    let outcome = outcome.expect("outcome");
+    assert!(
+        outcome.contains("307") && outcome.contains("redirects are not followed"),
+        "{outcome}"
+    );
+    assert!(seen_elsewhere.lock().expect("seen").is_empty());
+}
+
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_page_acknowledged_before_delivery_is_never_sent(pool: PgPool) {
     let (url, seen) = receiver(vec![200]).await;

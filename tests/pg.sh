@@ -2,10 +2,11 @@
 # A throwaway PostgreSQL cluster for tests: `tests/pg.sh start` prints a DATABASE_URL,
 # `tests/pg.sh stop` stops it. Runs initdb/pg_ctl as the `postgres` user when we are root,
 # since PostgreSQL refuses to run as root.
-# Environment: WARDEN_PG_DIR (default /tmp/warden-test-pg), WARDEN_PG_PORT (default 54329).
+# Environment: TESTPG_DIR (default /tmp/warden-test-pg), TESTPG_PORT (default 54329); not
+# WARDEN_*, which wardend (and its configuration tests) read as configuration.
 set -euo pipefail
-dir=${WARDEN_PG_DIR:-/tmp/warden-test-pg}
-port=${WARDEN_PG_PORT:-54329}
+dir=${TESTPG_DIR:-/tmp/warden-test-pg}
+port=${TESTPG_PORT:-54329}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -n "$bin" ] || { echo "PostgreSQL server binaries not found: run tests/deps.sh" >&2; exit 1; }
 as_pg() {

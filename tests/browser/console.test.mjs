@@ -6,80 +6,16 @@
 //   MQTT_PORT, MQTT_TOPIC, MQTT_PAYLOAD, ARTIFACTS (screenshot folder), CHROMIUM (path).
 // Exits 0 when every step passed; prints one JSON line per measured figure.
 
-import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
 import assert from "node:assert/strict";
+import { T, checkAccessible, env, id, launch, screenshots, signInWith } from "./lib.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing environment variable ${k}`);
-  return v;
-};
 const URL = env("CONSOLE_URL");
 const ART = env("ARTIFACTS");
-mkdirSync(ART, { recursive: true });
-const T = 15_000;
-const id = (t) => `[data-testid="${t}"]`;
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
-
-let step = 0;
-async function shot(page, name) {
-  step += 1;
-  await page.screenshot({ path: `${ART}/${String(step).padStart(2, "0")}-${name}.png`, fullPage: true });
-}
-
-async function signIn(user, name) {
-  const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
-  const page = await ctx.newPage();
-  page.on("pageerror", (e) => { console.error(`[${name}] page error: ${e.message}`); process.exitCode = 1; });
-  await page.goto(URL);
-  // Keyboard only: the sign-in form must be usable without a mouse.
-  await page.locator(id("login-username")).focus();
-  await page.keyboard.type(user);
-  await page.keyboard.press("Tab");
-  await page.keyboard.type(env("PASSWORD"));
-  await page.keyboard.press("Enter");
-  await page.locator(id("queue")).waitFor({ state: "visible", timeout: T });
-  await page.locator(`${id("conn-status")}`).filter({ hasText: /live/i }).waitFor({ timeout: T });
-  return page;
-}
-
-// Every visible control has an accessible name, and keyboard focus is visible.
-async function checkAccessible(page, where) {
-  const unlabelled = await page.evaluate(() => {
-    const bad = [];
-    for (const el of document.querySelectorAll("input, select, textarea, button, a[href]")) {
-      const r = el.getBoundingClientRect();
-      if (r.width === 0 || r.height === 0 || el.type === "hidden") continue;
-      const named = (el.labels && el.labels.length > 0) || el.getAttribute("aria-label") ||
-        el.getAttribute("aria-labelledby") || el.getAttribute("title") ||
-        (el.tagName !== "INPUT" && el.textContent.trim().length > 0);
-      if (!named) bad.push(el.outerHTML.slice(0, 120));
-    }
-    return bad;
-  });
-  assert.deepEqual(unlabelled, [], `${where}: controls without an accessible name`);
-  await page.keyboard.press("Tab");
-  const focus = await page.evaluate(() => {
-    const el = document.activeElement;
-    if (!el || el === document.body) return null;
-    const s = getComputedStyle(el);
-    return { outline: s.outlineStyle, width: s.outlineWidth, shadow: s.boxShadow };
-  });
-  assert.ok(focus, `${where}: Tab moved focus nowhere`);
-  assert.ok((focus.outline !== "none" && focus.width !== "0px") || focus.shadow !== "none",
-    `${where}: focused control shows no focus indicator (${JSON.stringify(focus)})`);
-}
+const browser = await launch();
+const shot = screenshots(ART);
+/** @param {string} user @param {string} name */
+const signIn = (user, name) => signInWith(browser, URL, user, env("PASSWORD"), name);
 
 try {
   // A wrong password is refused with a message, not a blank screen.

@@ -156,3 +156,55 @@ fn operators_handle_a_pendant_press_and_an_out_of_hours_call_in_a_real_browser()
         artifacts.display()
     );
 }
+
+/// "My account" in a real browser (`tests/browser/account.test.mjs`): a supervisor changes
+/// their password and turns on a second factor; the next sign-in needs a code. The database
+/// then holds the new password's effect and both audit lines.
+#[test]
+fn a_supervisor_changes_their_password_and_turns_on_a_second_factor_in_a_real_browser() {
+    let browser_dir = workspace_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in tests/browser (tests/run.sh does)"
+    );
+    let db = TestDb::create("e2e_account");
+    let warden = Wardend::start(&format!("[database]\nurl = \"{}\"\n", db.url));
+    add_user(&warden, "sue", "supervisor", "Sue Supervisor");
+    let artifacts = browser_dir.join("artifacts-account");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let out = Command::new("node")
+        .arg(browser_dir.join("account.test.mjs"))
+        .current_dir(&browser_dir)
+        .env(
+            "CONSOLE_URL",
+            format!("http://localhost:{}", warden.console.port()),
+        )
+        .env("USER", "sue")
+        .env("PASSWORD", PASSWORD)
+        .env("NEW_PASSWORD", "plum kettle orbit 77 tram")
+        .env("ARTIFACTS", &artifacts)
+        .output()
+        .expect("run node (is nodejs installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(r#"{"result":"pass"}"#),
+        "browser test failed (screenshots in {}):\n{stdout}\n{}\nwardend log:\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&out.stderr),
+        warden.log_text()
+    );
+    assert_eq!(
+        db.query("SELECT totp_enabled FROM users WHERE username = 'sue'")
+            .trim(),
+        "t"
+    );
+    let actions = db.query(
+        "SELECT string_agg(a.action, ',' ORDER BY a.id) FROM audit a JOIN users u ON u.id = a.user_id \
+         WHERE u.username = 'sue' AND a.action LIKE 'user.%'",
+    );
+    assert_eq!(
+        actions.trim(),
+        "user.password_change.refused,user.password_change,user.totp.begin,user.totp.enable",
+        "every step recorded"
+    );
+}

@@ -48,6 +48,7 @@ const FILES: &[(&str, &str, &str)] = &[
     js!("audit.js"),
     js!("rejected.js"),
     js!("pages.js"),
+    js!("account.js"),
     js!("oncall.js"),
 ];
 

@@ -294,6 +294,8 @@ pub struct UserOut {
     pub display_name: String,
     pub role: Role,
     pub disabled: bool,
+    /// Sign-in asks for a code from an authenticator app after the password.
+    pub second_factor: bool,
 }
 
 impl From<&UserRow> for UserOut {
@@ -304,6 +306,7 @@ impl From<&UserRow> for UserOut {
             display_name: u.display_name.clone(),
             role: u.role,
             disabled: u.disabled,
+            second_factor: u.totp_enabled,
         }
     }
 }

@@ -136,8 +136,32 @@ pub struct BeginBody {
 pub struct TotpEnrolment {
     /// Base32, for typing in.
     pub secret: String,
-    /// `otpauth://totp/...`, for a QR code or a link.
+    /// `otpauth://totp/...`, for a link.
     pub otpauth_url: String,
+    /// `otpauth_url` as a QR code, for the app's camera.
+    pub qr: QrMatrix,
+}
+
+/// A QR code as its modules: `size` rows of `size` modules, row by row from the top left,
+/// `1` dark and `0` light; draw it with a light margin of four modules around.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QrMatrix {
+    pub size: u32,
+    pub modules: String,
+}
+
+impl QrMatrix {
+    fn of(text: &str) -> Result<Self, qrcode::types::QrError> {
+        let code = qrcode::QrCode::new(text.as_bytes())?;
+        Ok(QrMatrix {
+            size: u32::try_from(code.width()).unwrap_or(u32::MAX),
+            modules: code
+                .to_colors()
+                .into_iter()
+                .map(|c| if c == qrcode::Color::Dark { '1' } else { '0' })
+                .collect(),
+        })
+    }
 }
 
 /// Start using a second factor.
@@ -177,11 +201,22 @@ pub async fn begin(
     let label: String =
         form_urlencoded::byte_serialize(format!("Warden:{}", auth.user.username).as_bytes())
             .collect();
+    let otpauth_url = format!(
+        "otpauth://totp/{label}?secret={secret}&issuer=Warden&algorithm=SHA1&digits=6&period=30"
+    );
+    // A username is at most 64 characters: the link always fits a QR code.
+    let qr = QrMatrix::of(&otpauth_url).map_err(|e| {
+        tracing::error!(error = %e, "the enrolment link does not fit a QR code");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "could not make the QR code",
+        )
+    })?;
     Ok(Json(TotpEnrolment {
-        otpauth_url: format!(
-            "otpauth://totp/{label}?secret={secret}&issuer=Warden&algorithm=SHA1&digits=6&period=30"
-        ),
         secret,
+        otpauth_url,
+        qr,
     }))
 }
 

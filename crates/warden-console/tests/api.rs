@@ -919,7 +919,8 @@ async fn signing_in_sets_an_http_only_same_site_strict_cookie_and_returns_the_cs
     assert_eq!(
         s.user,
         json!({ "id": app.users.operator.id, "username": "alice",
-                "display_name": "Alice Operator", "role": "operator", "disabled": false })
+                "display_name": "Alice Operator", "role": "operator", "disabled": false,
+                "second_factor": false })
     );
     let me = app
         .get(&s, "/api/v1/me")
@@ -1278,6 +1279,28 @@ fn totp_code(secret: &str, unix: i64) -> String {
         .generate(u64::try_from(unix).expect("after 1970"))
 }
 
+/// The text of an enrolment's `qr` matrix, drawn as a picture (4 px per module, a quiet zone
+/// of 4 modules) and read by `rqrr`.
+fn read_qr(qr: &serde_json::Value) -> String {
+    let size = usize::try_from(qr["size"].as_u64().expect("size")).expect("small");
+    let modules = qr["modules"].as_str().expect("modules").as_bytes();
+    assert_eq!(modules.len(), size * size);
+    let (px, quiet) = (4, 4);
+    let picture_side = (size + 2 * quiet) * px;
+    let mut picture =
+        rqrr::PreparedImage::prepare_from_greyscale(picture_side, picture_side, |x, y| {
+            let (mx, my) = ((x / px).wrapping_sub(quiet), (y / px).wrapping_sub(quiet));
+            if mx < size && my < size && modules[my * size + mx] == b'1' {
+                0
+            } else {
+                255
+            }
+        });
+    let grids = picture.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the picture");
+    grids[0].decode().expect("decodes").1
+}
+
 #[sqlx::test(migrations = "../warden-store/migrations")]
 async fn a_supervisor_turns_on_a_second_factor_and_sign_in_then_needs_a_fresh_code(pool: PgPool) {
     let app = App::start(pool).await;
@@ -1305,8 +1328,21 @@ async fn a_supervisor_turns_on_a_second_factor_and_sign_in_then_needs_a_fresh_co
             && u.contains(&secret)),
         "{enrolment}"
     );
+    // The QR code reads back (with another implementation's decoder) as the link.
+    assert_eq!(
+        Some(read_qr(&enrolment["qr"])),
+        enrolment["otpauth_url"].as_str().map(str::to_owned)
+    );
     // Not asked for until confirmed.
     app.try_login("sue", PASSWORD).await.expect(StatusCode::OK);
+    let second_factor = async || {
+        app.get(&sue, "/api/v1/me")
+            .await
+            .expect(StatusCode::OK)
+            .json()["user"]["second_factor"]
+            .clone()
+    };
+    assert_eq!(second_factor().await, json!(false));
     let now = OffsetDateTime::now_utc().unix_timestamp();
     app.post(
         &sue,
@@ -1322,6 +1358,7 @@ async fn a_supervisor_turns_on_a_second_factor_and_sign_in_then_needs_a_fresh_co
     )
     .await
     .expect(StatusCode::NO_CONTENT);
+    assert_eq!(second_factor().await, json!(true));
 
     let sign_in = async |otp: Option<String>| {
         app.call(Method::POST, "/api/v1/login")

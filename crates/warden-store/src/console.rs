@@ -43,6 +43,8 @@ pub struct UserRow {
     pub disabled: bool,
     pub failed_logins: i32,
     pub locked_until: Option<OffsetDateTime>,
+    /// A confirmed second factor (TOTP) is asked for at sign-in.
+    pub totp_enabled: bool,
 }
 
 /// A new account, or the new state of one (`password_hash: None` keeps the old password).
@@ -427,8 +429,8 @@ pub struct OohUpdate {
     pub by: Option<String>,
 }
 
-const USER_COLUMNS: &str =
-    "id, username, display_name, role, password_hash, disabled, failed_logins, locked_until";
+const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, disabled, failed_logins, locked_until, \
+     totp_enabled";
 
 const CLIENT_COLUMNS: &str = "id, external_ref, name, to_char(date_of_birth, 'YYYY-MM-DD') AS date_of_birth, \
      address, postcode, phone, area, language, interpreter_needed, communication_needs, \

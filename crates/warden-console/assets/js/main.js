@@ -11,11 +11,12 @@
  * screen) · ooh (out-of-hours desk) · admin (administration tabs, categories, CSV import) ·
  * users · devices · audit · rejected (rejected signals) · pages (my pages: escalations sent
  * to me, acknowledging them) · oncall (the on-call directory: people, teams, rotas, chains,
- * routes).
+ * routes) · account (my password, my second factor).
  *
  * Security: every piece of server or user data is put into the page with textContent or
  * createElement, never innerHTML. The CSP forbids inline script and inline style attributes,
  * so all listeners are attached in code and styling lives in app.css. */
+import { enterAccount, onPasswordSubmit, onSecondFactorBegin, onSecondFactorConfirm, resetAccount } from "./account.js";
 import { enterAdmin, onImport, showAdminTab } from "./admin.js";
 import { api, clearMessage, failure, say } from "./api.js";
 import { enterAudit, loadAudit, showClientAudit } from "./audit.js";
@@ -187,6 +188,7 @@ function resetScreens() {
   Object.assign(state, { currentJob: null, currentClient: null, editingClientId: null, responders: [], users: [], devices: [], editingUserId: null, editingDeviceId: null });
   resetUserForm();
   resetDeviceForm();
+  resetAccount();
 }
 
 // ---------------------------------------------------------------- screens and roles
@@ -210,7 +212,7 @@ export function showScreen(name) {
   }
   updateAlarmIndicators();
   /** @type {Record<string, () => unknown>} */
-  const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected, pages: enterPages, oncall: enterOncall };
+  const loaders = { queue: enterQueue, ooh: enterOoh, clients: enterClients, admin: enterAdmin, audit: enterAudit, rejected: enterRejected, pages: enterPages, oncall: enterOncall, account: enterAccount };
   loaders[name]();
 }
 
@@ -285,6 +287,9 @@ function openHelp() {
 
 function bind() {
   $("login-form", HTMLFormElement).addEventListener("submit", onLoginSubmit);
+  $("account-password-form").addEventListener("submit", onPasswordSubmit);
+  $("account-2fa-begin").addEventListener("submit", onSecondFactorBegin);
+  $("account-2fa-confirm").addEventListener("submit", onSecondFactorConfirm);
   $("logout", HTMLButtonElement).addEventListener("click", logout);
   for (const b of $$(".nav-btn")) b.addEventListener("click", () => showScreen(b.dataset.screen || ""));
   $("pages-refresh").addEventListener("click", () => loadPages());

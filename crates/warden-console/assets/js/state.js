@@ -18,10 +18,10 @@ export const ROLE_LABEL = { operator: "Operator", supervisor: "Supervisor", admi
 // Screens each role may use (mirrors the roles in /api/openapi.json).
 /** @type {Record<string, string[]>} */
 export const ROLE_SCREENS = {
-  operator: ["queue", "ooh"],
-  supervisor: ["queue", "ooh", "clients", "audit", "rejected", "pages", "oncall"],
-  admin: ["admin", "clients", "audit", "rejected", "oncall"], // the first one is where the user lands
-  on_call: ["pages", "ooh", "oncall"],
+  operator: ["queue", "ooh", "account"],
+  supervisor: ["queue", "ooh", "clients", "audit", "rejected", "pages", "oncall", "account"],
+  admin: ["admin", "clients", "audit", "rejected", "oncall", "account"], // the first one is where the user lands
+  on_call: ["pages", "ooh", "oncall", "account"],
 };
 /** @type {Record<string, string>} */
 export const STATE_LABEL = { raised: "Raised", offered: "Offered", claimed: "Claimed", resolved: "Resolved" };

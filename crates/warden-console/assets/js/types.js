@@ -26,6 +26,7 @@
  * @property {string} display_name
  * @property {Role} role
  * @property {boolean} disabled A disabled account cannot sign in and its sessions have ended.
+ * @property {boolean} second_factor Sign-in asks for a code from an authenticator app after the password.
  */
 
 /**
@@ -54,7 +55,15 @@
  * A new TOTP secret to put in an authenticator app.
  * @typedef {object} TotpEnrolment
  * @property {string} secret Base32, for typing in.
- * @property {string} otpauth_url `otpauth://totp/...`, for a QR code or a link.
+ * @property {string} otpauth_url `otpauth://totp/...`, for a link.
+ * @property {QrMatrix} qr `otpauth_url` as a QR code, for the app's camera.
+ */
+
+/**
+ * A QR code as its modules: `size` rows of `size` modules, row by row from the top left, `1` dark and `0` light; draw it with a light margin of four modules around.
+ * @typedef {object} QrMatrix
+ * @property {number} size
+ * @property {string} modules
  */
 
 /**

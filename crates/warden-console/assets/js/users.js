@@ -27,6 +27,7 @@ function renderUsers() {
     { label: "Name", cell: (u) => u.display_name },
     { label: "Role", cell: (u) => ROLE_LABEL[u.role] || human(u.role) },
     { label: "Status", cell: (u) => (u.disabled ? h("span", { class: "tag tag-off", text: "Disabled" }) : "Active") },
+    { label: "Second factor", cell: (u) => (u.second_factor ? "On" : "Off") },
     { label: "Actions", cell: (u) => h("span", { class: "row-actions" },
       h("button", { type: "button", testid: "user-edit", text: "Edit", "aria-label": `Edit ${u.username}`, onclick: () => editUser(u) }),
       h("button", { type: "button", testid: "user-disable", text: u.disabled ? "Enable" : "Disable", "aria-label": `${u.disabled ? "Enable" : "Disable"} ${u.username}`, onclick: (/** @type {MouseEvent} */ ev) => setUserDisabled(u, !u.disabled, /** @type {HTMLButtonElement} */ (ev.currentTarget)) })) },

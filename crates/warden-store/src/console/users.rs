@@ -343,7 +343,7 @@ impl Store {
                AND s.expires_at > now() \
                AND s.last_seen_at > now() - make_interval(secs => $2) \
              RETURNING s.csrf_token, s.expires_at, u.id, u.username, u.display_name, u.role, \
-                       u.password_hash, u.disabled, u.failed_logins, u.locked_until",
+                       u.password_hash, u.disabled, u.failed_logins, u.locked_until, u.totp_enabled",
         )
         .bind(token_hash)
         .bind(idle_secs)

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::Input;
-use warden_store::{ClientRecord, Device, NewDevice, Responder, Store, UserWrite};
+use warden_store::{ClientRecord, Device, KeySafeReveal, NewDevice, Responder, Store, UserWrite};
 use warden_telemetry as m;
 
 use crate::Console;
@@ -178,7 +178,7 @@ pub struct RevealBody {
     summary = "Reveal a client's key-safe code",
     description = "Roles: operator, supervisor, admin.
 
-Only for a client with an open incident that you hold (claimed by you). A supervisor or admin without one may override by giving a `reason`, recorded with the reveal. Each user may be shown at most `key_safe_reveals_per_hour` codes an hour (10 by default). Every reveal, and every refused one, is written to the audit trail (`client.key_safe.reveal`, `client.key_safe.reveal.refused`) and counted (`warden_console_key_safe_reveals_total{outcome}`; an alert fires on bursts of refusals and overrides). The body is optional.",
+Only for a client with an open incident that you hold (claimed by you). A supervisor or admin without one may override by giving a `reason`, recorded with the reveal. Each user may be shown at most `key_safe_reveals_per_hour` codes in any hour (10 by default; counted from the audit trail, so a restart does not reset it). Every reveal, and every refused one, is written to the audit trail (`client.key_safe.reveal`, `client.key_safe.reveal.refused`) and counted (`warden_console_key_safe_reveals_total{outcome}`; an alert fires on bursts of refusals and overrides). The body is optional.",
     params(("id" = i64, Path, description = "The numeric id.")),
     request_body(content = RevealBody, description = "Optional; `reason` for an override."),
     responses(
@@ -253,21 +253,14 @@ pub async fn reveal_key_safe(
             .await;
         }
     };
-    if !c.reveals().allow(
-        auth.user.id,
-        c.cfg().key_safe_reveals_per_hour,
-        std::time::Instant::now(),
-    ) {
-        return refuse(
+    let limited = || {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "you have been shown the most key-safe codes allowed in an hour; ask a supervisor",
-            ),
+            "you have been shown the most key-safe codes allowed in an hour; ask a supervisor",
         )
-        .await;
-    }
+    };
+    let per_hour = c.cfg().key_safe_reveals_per_hour;
     let mut audit = auth.audit("client.key_safe.reveal", "client", Some(id.to_string()));
     audit.after = Some(serde_json::json!({
         "incident": held,
@@ -275,14 +268,23 @@ pub async fn reveal_key_safe(
         "reason": reason,
     }));
     let code = if degraded {
+        // The audit trail cannot be counted while the database is away: this process's own
+        // count stands in until it is back.
+        if !c
+            .reveals()
+            .allow(auth.user.id, per_hour, std::time::Instant::now())
+        {
+            return refuse("rate_limited", limited()).await;
+        }
         let (_, key_safe) = c.mirror().client(id).ok_or_else(not_cached)?;
         c.mirror().defer_audit(audit);
         key_safe
     } else {
-        c.store()
-            .reveal_key_safe(id, audit)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("client {id}")))?
+        match c.store().reveal_key_safe(id, audit, per_hour).await? {
+            KeySafeReveal::Shown(code) => code,
+            KeySafeReveal::NoClient => return Err(ApiError::not_found(format!("client {id}"))),
+            KeySafeReveal::OverLimit => return refuse("rate_limited", limited()).await,
+        }
     };
     count(outcome);
     Ok(Json(KeySafe { key_safe: code }))

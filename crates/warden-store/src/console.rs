@@ -112,6 +112,17 @@ pub struct SessionRow {
     pub user: UserRow,
 }
 
+/// What a key-safe reveal came to ([`Store::reveal_key_safe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySafeReveal {
+    /// The code (`None`: none on file); the reveal is recorded.
+    Shown(Option<String>),
+    /// No such client.
+    NoClient,
+    /// The user has been shown the most codes allowed in an hour; nothing was recorded.
+    OverLimit,
+}
+
 /// One line of the audit trail to write (serialisable: kept in a journal on disk while the
 /// database is unavailable).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

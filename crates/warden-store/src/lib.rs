@@ -68,9 +68,9 @@ pub use console::{
     AuditRow, AuditWrite, CallerMessage, CallerText, CallerUpdate, ClientAccess, ClientRecord,
     ContactMethod, Dc09Row, DeviceCard, DirectoryChain, DirectoryEntry, DirectoryOverride,
     DirectoryPerson, DirectoryRota, DirectoryRoute, DirectoryTeam, IncidentEvent, IncidentViewRow,
-    JobRouting, NewOohJob, OncallDirectory, OohCategory, OohJob, OohUpdate, PersonWrite,
-    QueueCards, Refused, Rekeyed, Removal, Responder, SessionRow, SignalSummary, TriageDevice,
-    UserRow, UserWrite, WriteRefused,
+    JobRouting, KeySafeReveal, NewOohJob, OncallDirectory, OohCategory, OohJob, OohUpdate,
+    PersonWrite, QueueCards, Refused, Rekeyed, Removal, Responder, SessionRow, SignalSummary,
+    TriageDevice, UserRow, UserWrite, WriteRefused,
 };
 pub use copy::raw_copy;
 pub use error::{StoreError, WriteError};

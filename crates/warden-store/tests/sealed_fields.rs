@@ -4,7 +4,7 @@
 
 use sqlx::PgPool;
 use warden_store::seal::{self, Sealer};
-use warden_store::{AuditWrite, ClientRecord, Store};
+use warden_store::{AuditWrite, ClientRecord, KeySafeReveal, Store};
 
 const K1: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
 const K2: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -78,10 +78,10 @@ async fn key_safe_codes_and_medical_notes_are_sealed_in_the_table_and_the_audit_
         "Type 2 diabetes; allergic to penicillin"
     );
     let shown = store
-        .reveal_key_safe(saved.id, audit("client.key_safe.reveal"))
+        .reveal_key_safe(saved.id, audit("client.key_safe.reveal"), 10)
         .await
         .expect("reveal");
-    assert_eq!(shown, Some(Some("K7#4471".into())));
+    assert_eq!(shown, KeySafeReveal::Shown(Some("K7#4471".into())));
     // The audit trail keeps the notes sealed; its readers see them opened.
     let trail: Vec<serde_json::Value> =
         sqlx::query_scalar("SELECT after FROM audit WHERE action = 'client.create'")
@@ -173,10 +173,10 @@ async fn rekey_moves_old_and_plaintext_values_to_the_current_key(pool: PgPool) {
     );
     assert_eq!(
         store
-            .reveal_key_safe(sealed.id, audit("client.key_safe.reveal"))
+            .reveal_key_safe(sealed.id, audit("client.key_safe.reveal"), 10)
             .await
             .expect("reveal"),
-        Some(Some("1234".into()))
+        KeySafeReveal::Shown(Some("1234".into()))
     );
     // Nothing left to do the second time.
     let again = store.rekey_clients(&rotated, 100).await.expect("rekey");

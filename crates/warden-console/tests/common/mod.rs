@@ -279,6 +279,19 @@ impl App {
         }
     }
 
+    /// A new console over the same database, engine and configuration, as after a restart
+    /// of the process: whatever the old one kept in memory is gone; sessions stay (they are
+    /// in the database).
+    pub fn restart_console(&mut self, cfg: ConsoleConfig) {
+        self.console = Console::new(
+            self.store.clone(),
+            self.engine.clone(),
+            cfg,
+            self.stop.clone(),
+        );
+        self.router = warden_console::router(self.console.clone()).layer(MockConnectInfo(peer()));
+    }
+
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
         Call {
             app: self,

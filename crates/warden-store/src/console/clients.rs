@@ -140,37 +140,47 @@ impl Store {
         .await?)
     }
 
-    /// How many key-safe codes user `user_id` has been shown since `since`.
-    pub async fn key_safe_reveals_since(
-        &self,
-        user_id: i64,
-        since: OffsetDateTime,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM audit WHERE user_id = $1 \
-               AND action = 'client.key_safe.reveal' AND at >= $2",
-        )
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(self.pool())
-        .await?)
-    }
-
+    /// Shows client `client_id`'s key-safe code and records `audit` with it, unless the
+    /// audit line's user has been shown `per_hour` codes in the last hour already: counted
+    /// from the audit trail (so a restart or a second console process does not start the
+    /// count again), a user's reveals one at a time (their `users` row is locked for the
+    /// transaction, so parallel requests cannot all pass the same count).
     pub async fn reveal_key_safe(
         &self,
         client_id: i64,
         audit: AuditWrite,
-    ) -> Result<Option<Option<String>>, StoreError> {
+        per_hour: u32,
+    ) -> Result<KeySafeReveal, StoreError> {
         let mut tx = self.pool().begin().await?;
+        if let Some(user) = audit.user_id {
+            // NO KEY UPDATE: other transactions' audit lines (their foreign key takes KEY
+            // SHARE) are not held up, only this user's other reveals.
+            sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            let shown: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM audit WHERE user_id = $1 \
+                   AND action = 'client.key_safe.reveal' AND at > now() - interval '1 hour'",
+            )
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await?;
+            if shown >= i64::from(per_hour) {
+                return Ok(KeySafeReveal::OverLimit);
+            }
+        }
         let row = sqlx::query("SELECT key_safe FROM clients WHERE id = $1")
             .bind(client_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            return Ok(KeySafeReveal::NoClient);
+        };
         let code: Option<String> = row.try_get(0)?;
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
-        Ok(Some(code.map(|k| {
+        Ok(KeySafeReveal::Shown(code.map(|k| {
             seal::open_or_placeholder(seal::Field::KeySafe, &k)
         })))
     }

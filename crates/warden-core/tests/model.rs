@@ -415,9 +415,14 @@ impl Model {
         if priority == Priority::Information && event != Event::Cancel {
             return;
         }
+        // A repeat is dropped while what the first joined is still open; one that joined
+        // nothing (a restore with nothing open) only while nothing has been opened since.
         if let Some(&(last, inc)) = self.dedupe.get(&(dev, kind, event))
             && self.now - last <= 10
-            && inc.is_none_or(|i| self.open.contains_key(&i))
+            && inc.map_or_else(
+                || self.find(dev, kind).is_none(),
+                |i| self.open.contains_key(&i),
+            )
         {
             o.duplicate = true;
             return;

@@ -55,11 +55,18 @@ cargo test --workspace --all-targets
 echo "== fuzz targets build"
 cargo check --manifest-path crates/warden-protocol/fuzz/Cargo.toml --bins
 
-echo "== short bounded fuzz run (when cargo-fuzz is installed)"
-if cargo fuzz --version >/dev/null 2>&1; then
-    for target in surgard contact_id dc09 sia scaip signal_path; do
-        (cd crates/warden-protocol && cargo fuzz run -s none "$target" -- -max_total_time=10 -rss_limit_mb=1024)
-    done
-else
-    echo "cargo-fuzz not installed; skipped (install: cargo install cargo-fuzz --locked)"
+echo "== short bounded fuzz run: every parser target, 10 s each (libFuzzer, no sanitizer: stable Rust)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --version 0.13.2 --quiet
 fi
+fuzz_log=$(mktemp)
+for target in surgard contact_id dc09 sia scaip signal_path; do
+    # The whole output only when a target fails (the crash, its input and artifact path).
+    if ! (cd crates/warden-protocol && cargo fuzz run -s none "$target" -- -max_total_time=10 -rss_limit_mb=1024) >"$fuzz_log" 2>&1; then
+        cat "$fuzz_log"
+        echo "fuzz target $target failed" >&2
+        exit 1
+    fi
+    echo "$target: $(grep -E '^Done [0-9]+ runs' "$fuzz_log")"
+done
+rm -f "$fuzz_log"

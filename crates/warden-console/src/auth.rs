@@ -658,8 +658,8 @@ pub async fn change_password(
     let new = body.new_password;
     let hash = tokio::task::spawn_blocking(move || hash_password(&new))
         .await
-        .map_err(|e| crate::records::hash_failed(&e.to_string()))?
-        .map_err(|e| crate::records::hash_failed(&e))?;
+        .map_err(|e| crate::accounts::hash_failed(&e.to_string()))?
+        .map_err(|e| crate::accounts::hash_failed(&e))?;
     let audit = auth.audit(
         "user.password_change",
         "user",

@@ -9,6 +9,7 @@
 //! Every request that is not a login carries a session (401 otherwise); every handler
 //! checks the role (403); state-changing requests need the session's CSRF token (403).
 
+mod accounts;
 mod acklinks;
 mod assets;
 pub mod auth;
@@ -50,10 +51,10 @@ use warden_engine::EngineHandle;
 use warden_store::Store;
 use warden_telemetry as m;
 
+pub use accounts::add_or_reset_user;
 pub use auth::{Role, check_password, hash_password};
 pub use csvio::{RowError, parse_clients, parse_devices};
 pub use ooh::{CategoryContact, Contact, DirectoryRouter, OnCallRouter};
-pub use records::add_or_reset_user;
 pub use view::IncidentView;
 
 /// The OpenAPI document served at `/api/openapi.json`, generated from the handlers' types and
@@ -314,9 +315,9 @@ pub fn router(c: Console) -> Router {
         .route("/api/v1/devices/{id}/dc09-key", put(records::set_dc09_key))
         .route(
             "/api/v1/users",
-            get(records::users).post(records::create_user),
+            get(accounts::users).post(accounts::create_user),
         )
-        .route("/api/v1/users/{id}", put(records::update_user))
+        .route("/api/v1/users/{id}", put(accounts::update_user))
         .route("/api/v1/audit", get(records::audit))
         .route("/api/v1/reports/client-access", get(records::client_access))
         .route("/api/v1/rejected", get(rejected::rejected))

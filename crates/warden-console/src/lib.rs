@@ -455,12 +455,8 @@ pub async fn serve(
         max_connections: cfg.max_connections,
         max_connections_per_address: cfg.max_connections_per_address,
     };
-    match cfg.tls.clone() {
-        Some(files) => {
-            listen::serve_https(listener, router(console), limits, files, shutdown).await
-        }
-        None => listen::serve(listener, router(console), limits, shutdown).await,
-    }
+    let tls = cfg.tls.clone();
+    listen::serve_with(listener, router(console), limits, tls, shutdown).await
 }
 
 #[cfg(test)]

@@ -135,16 +135,20 @@ pub async fn serve_tls(
     Ok(())
 }
 
-/// Serves `app` over HTTPS only with the certificate and key of `files` (reloaded when they
-/// change, see [`crate::tls`]), every answer carrying `Strict-Transport-Security`. An error
-/// at once when the pair does not load.
-pub async fn serve_https(
+/// As [`serve`] without `tls`; with it, over HTTPS only with that certificate and key
+/// (reloaded when the files change, see [`crate::tls`]), every answer carrying
+/// `Strict-Transport-Security`, and an error at once when the pair does not load. What the
+/// console and the admin listener run.
+pub async fn serve_with(
     listener: TcpListener,
     app: Router,
     limits: Limits,
-    files: crate::tls::TlsFiles,
+    tls: Option<crate::tls::TlsFiles>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let Some(files) = tls else {
+        return serve(listener, app, limits, shutdown).await;
+    };
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     let resolver = Arc::new(
         crate::tls::Reloading::new(limits.name, files)

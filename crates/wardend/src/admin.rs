@@ -52,15 +52,10 @@ pub async fn bind(
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let (limits, tls) = (cfg.limits(), cfg.tls_files());
-    Ok((addr, async move {
-        match tls {
-            Some(files) => {
-                warden_console::listen::serve_https(listener, app, limits, files, shutdown).await
-            }
-            None => warden_console::listen::serve(listener, app, limits, shutdown).await,
-        }
-    }))
+    Ok((
+        addr,
+        warden_console::listen::serve_with(listener, app, cfg.limits(), cfg.tls_files(), shutdown),
+    ))
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {

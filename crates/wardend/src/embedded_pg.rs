@@ -80,20 +80,10 @@ impl Secrets {
     }
 }
 
-/// Writes `text` to a new file readable by its owner only.
+/// Writes `text` to a new file readable by its owner only, replacing any earlier one.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    crate::private_file::create(path, text)
 }
 
 fn is_root() -> bool {

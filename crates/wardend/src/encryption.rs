@@ -87,8 +87,6 @@ pub fn sealer(cfg: &Config) -> anyhow::Result<Sealer> {
 }
 
 fn create_key_file(path: &Path) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -98,15 +96,7 @@ fn create_key_file(path: &Path) -> anyhow::Result<()> {
         keys: BTreeMap::from([("local-1".to_owned(), key)]),
     };
     let text = toml::to_string(&file).context("writing the encryption key file")?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating the encryption key file {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    crate::private_file::create(path, &text).context("creating the encryption key file")
 }
 
 /// Installs this process's keys (once per process).

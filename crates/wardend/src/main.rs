@@ -22,6 +22,7 @@ mod demo;
 mod demo_inbox;
 mod embedded_pg;
 mod encryption;
+mod private_file;
 mod run;
 mod standby;
 
